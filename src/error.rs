@@ -1,0 +1,69 @@
+//! Typed errors of the library. Each says what went wrong and, where there is one,
+//! what to do next; front ends (CLI, HTTP) map them to exit codes or status codes.
+
+use std::path::PathBuf;
+
+/// Why one input image could not be used. The rest of a batch is still scored.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot read file: {0}")]
+    Io(String),
+    #[error("cannot decode image: {0}")]
+    Decode(String),
+    #[error("image has zero width or height")]
+    Empty,
+    #[error("image is {width}x{height} pixels, more than the limit of {max_pixels} (raise --max-pixels to accept it)")]
+    TooLarge { width: u32, height: u32, max_pixels: u64 },
+    #[error("bad image shape: {0}")]
+    Shape(String),
+}
+
+/// Errors of the library as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {reason}")]
+    Bundle { path: PathBuf, reason: String },
+    #[error(
+        "ONNX Runtime {version} was not found at {path}: run `scripts/setup.sh`{hint} \
+         (or point ORT_DYLIB_PATH at libonnxruntime.so)"
+    )]
+    RuntimeMissing { path: PathBuf, version: &'static str, hint: &'static str },
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
+    #[error("model {model}: {reason}")]
+    Model { model: String, reason: String },
+    #[error("invalid parameter: {0}")]
+    Param(String),
+    #[error("dataset {name}: {reason}")]
+    Dataset { name: String, reason: String },
+    #[error("{input}: {source}")]
+    Input {
+        input: String,
+        #[source]
+        source: InputError,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn bundle(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::Bundle { path: path.into(), reason: reason.into() }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+}
+
+impl From<ort::Error> for Error {
+    fn from(e: ort::Error) -> Self {
+        Self::Runtime(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

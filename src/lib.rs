@@ -1,0 +1,26 @@
+//! sslmem: measures how much a self-supervised image encoder has memorized individual
+//! training images (SSLMem, see `SPEC.md`): the alignment of an image's augmented views
+//! under an encoder `g` trained without it, minus under an encoder `f` trained with it.
+//!
+//! Where things live:
+//! - [`augment`]: the training augmentations, one small module each;
+//! - [`pixels`]: decoding and resampling; [`data`]: datasets and command-line inputs;
+//! - [`arch`] + [`onnx`]: the encoder description and the ONNX writer;
+//! - [`bundle`]: model bundles (manifest + ONNX files); [`runtime`]: ONNX Runtime sessions;
+//! - [`score`]: the estimator and the batched scoring pipeline;
+//! - [`cli`]: the `sslmem` command line.
+
+pub mod arch;
+pub mod augment;
+pub mod bundle;
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod fsutil;
+pub mod onnx;
+pub mod pixels;
+pub mod rng;
+pub mod runtime;
+pub mod score;
+
+pub use error::{Error, InputError, Result};

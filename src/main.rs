@@ -1,0 +1,7 @@
+//! The `sslmem` binary: parse arguments, hand over to the library.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    sslmem::cli::main(sslmem::cli::Cli::parse())
+}

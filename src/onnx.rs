@@ -1,0 +1,299 @@
+//! Writes an [`ArchSpec`] with its weights as an ONNX model (IR 8, opset 17) through the
+//! `onnx-protobuf` types: batch norm folded into the convolutions, a dynamic batch axis,
+//! a named `representation` output, a `projection` output, and optionally one output per
+//! layer (`layer1`...) for per-layer memorization.
+
+use std::path::Path;
+
+use onnx_protobuf::{
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto,
+    GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
+};
+
+use crate::arch::{ArchSpec, Weights};
+use crate::error::{Error, Result};
+
+pub const INPUT: &str = "input";
+pub const REPRESENTATION: &str = "representation";
+pub const PROJECTION: &str = "projection";
+pub const OPSET: i64 = 17;
+pub const IR_VERSION: i64 = 8;
+
+/// What to write besides the representation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExportOptions {
+    /// Add `layer1`...`layerN` feature-map outputs.
+    pub layer_outputs: bool,
+}
+
+struct Graph<'a> {
+    arch: &'a ArchSpec,
+    weights: &'a Weights,
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+}
+
+fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::INTS.into();
+    a.ints = v.to_vec();
+    a
+}
+
+fn attr_int(name: &str, v: i64) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::INT.into();
+    a.i = v;
+    a
+}
+
+fn tensor(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.dims = dims.iter().map(|&d| d as i64).collect();
+    t.data_type = DataType::FLOAT as i32;
+    t.raw_data = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    t
+}
+
+/// A float tensor's type with dims given as fixed sizes or symbolic names.
+fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
+    let mut shape = TensorShapeProto::new();
+    shape.dim = dims
+        .iter()
+        .map(|d| {
+            let mut dim = tensor_shape_proto::Dimension::new();
+            dim.value = Some(match d {
+                Dim::Fixed(n) => tensor_shape_proto::dimension::Value::DimValue(*n as i64),
+                Dim::Named(s) => tensor_shape_proto::dimension::Value::DimParam((*s).into()),
+            });
+            dim
+        })
+        .collect();
+    let mut tt = type_proto::Tensor::new();
+    tt.elem_type = DataType::FLOAT as i32;
+    tt.shape = Some(shape).into();
+    let mut ty = TypeProto::new();
+    ty.value = Some(type_proto::Value::TensorType(tt));
+    let mut vi = ValueInfoProto::new();
+    vi.name = name.into();
+    vi.type_ = Some(ty).into();
+    vi
+}
+
+enum Dim {
+    Fixed(usize),
+    Named(&'static str),
+}
+
+impl Graph<'_> {
+    fn node(&mut self, op: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>) {
+        let mut n = NodeProto::new();
+        n.op_type = op.into();
+        n.name = format!("{op}_{}", self.nodes.len());
+        n.input = inputs.iter().map(|s| s.to_string()).collect();
+        n.output = vec![output.into()];
+        n.attribute = attrs;
+        self.nodes.push(n);
+    }
+
+    fn get(&self, name: &str) -> Result<&crate::arch::Tensor> {
+        self.weights.get(name).ok_or_else(|| Error::Param(format!("weights lack '{name}'")))
+    }
+
+    /// Conv followed by batch norm, folded: W' = W * g / sqrt(v + eps), b' = beta - m * g / sqrt(v + eps).
+    fn conv_bn(&mut self, input: &str, conv: &str, bn: &str, stride: usize, output: &str) -> Result<()> {
+        let w = self.get(&format!("{conv}.weight"))?.clone();
+        let gamma = &self.get(&format!("{bn}.weight"))?.data;
+        let beta = &self.get(&format!("{bn}.bias"))?.data;
+        let mean = &self.get(&format!("{bn}.running_mean"))?.data;
+        let var = &self.get(&format!("{bn}.running_var"))?.data;
+        let (o, k) = (w.shape[0], w.shape[2]);
+        let per_out = w.data.len() / o;
+        let mut wf = w.data.clone();
+        let mut bf = vec![0f32; o];
+        for c in 0..o {
+            let scale = f64::from(gamma[c]) / (f64::from(var[c]) + f64::from(self.arch.bn_eps)).sqrt();
+            for v in &mut wf[c * per_out..(c + 1) * per_out] {
+                *v = (f64::from(*v) * scale) as f32;
+            }
+            bf[c] = (f64::from(beta[c]) - f64::from(mean[c]) * scale) as f32;
+        }
+        let (wn, bn_name) = (format!("{conv}.weight_folded"), format!("{conv}.bias_folded"));
+        self.inits.push(tensor(&wn, &w.shape, &wf));
+        self.inits.push(tensor(&bn_name, &[o], &bf));
+        let pad = (k / 2) as i64;
+        self.node(
+            "Conv",
+            &[input, &wn, &bn_name],
+            output,
+            vec![
+                attr_ints("kernel_shape", &[k as i64, k as i64]),
+                attr_ints("strides", &[stride as i64, stride as i64]),
+                attr_ints("pads", &[pad, pad, pad, pad]),
+            ],
+        );
+        Ok(())
+    }
+
+    fn relu(&mut self, input: &str, output: &str) {
+        self.node("Relu", &[input], output, vec![]);
+    }
+
+    fn build(&mut self, opts: ExportOptions) -> Result<Vec<(String, Vec<Dim>)>> {
+        let a = self.arch;
+        let layer_names = a.layer_names();
+        let mut outputs = Vec::new();
+        // Spatial size after each step, for the declared output shapes.
+        let conv_out = |n: usize, k: usize, s: usize| (n + 2 * (k / 2) - k) / s + 1;
+        let (mut h, mut w) = (conv_out(a.height, a.stem.kernel, a.stem.stride), conv_out(a.width, a.stem.kernel, a.stem.stride));
+
+        self.conv_bn(INPUT, "stem.conv", "stem.bn", a.stem.stride, "stem.bn_out")?;
+        let stem_out = if a.stem.max_pool { "stem.relu_out" } else { layer_names[0].as_str() };
+        self.relu("stem.bn_out", stem_out);
+        if a.stem.max_pool {
+            self.node(
+                "MaxPool",
+                &[stem_out],
+                &layer_names[0],
+                vec![attr_ints("kernel_shape", &[2, 2]), attr_ints("strides", &[2, 2])],
+            );
+            h /= 2;
+            w /= 2;
+        }
+        outputs.push((layer_names[0].clone(), vec![Dim::Named("batch"), Dim::Fixed(a.stem.channels), Dim::Fixed(h), Dim::Fixed(w)]));
+
+        let mut x = layer_names[0].clone();
+        for (i, b) in a.blocks.iter().enumerate() {
+            let p = format!("blocks.{i}");
+            self.conv_bn(&x, &format!("{p}.conv1"), &format!("{p}.bn1"), b.stride, &format!("{p}.bn1_out"))?;
+            self.relu(&format!("{p}.bn1_out"), &format!("{p}.relu1_out"));
+            self.conv_bn(&format!("{p}.relu1_out"), &format!("{p}.conv2"), &format!("{p}.bn2"), 1, &format!("{p}.bn2_out"))?;
+            let shortcut = if a.block_has_projection_shortcut(i) {
+                let s = format!("{p}.shortcut_out");
+                self.conv_bn(&x, &format!("{p}.shortcut.conv"), &format!("{p}.shortcut.bn"), b.stride, &s)?;
+                s
+            } else {
+                x.clone()
+            };
+            self.node("Add", &[&format!("{p}.bn2_out"), &shortcut], &format!("{p}.sum"), vec![]);
+            let out = layer_names[i + 1].clone();
+            self.relu(&format!("{p}.sum"), &out);
+            h = conv_out(h, 3, b.stride);
+            w = conv_out(w, 3, b.stride);
+            outputs.push((out.clone(), vec![Dim::Named("batch"), Dim::Fixed(b.channels), Dim::Fixed(h), Dim::Fixed(w)]));
+            x = out;
+        }
+        self.node("GlobalAveragePool", &[&x], "pooled", vec![]);
+        self.node("Flatten", &["pooled"], REPRESENTATION, vec![attr_int("axis", 1)]);
+
+        let mut y = REPRESENTATION.to_string();
+        for (j, &d) in a.projector.iter().enumerate() {
+            let p = format!("projector.{}", 2 * j);
+            let wt = self.get(&format!("{p}.weight"))?.clone();
+            let bt = self.get(&format!("{p}.bias"))?.clone();
+            self.inits.push(tensor(&format!("{p}.weight"), &wt.shape, &wt.data));
+            self.inits.push(tensor(&format!("{p}.bias"), &bt.shape, &bt.data));
+            let last = j + 1 == a.projector.len();
+            let out = if last { PROJECTION.to_string() } else { format!("{p}.out") };
+            self.node(
+                "Gemm",
+                &[&y, &format!("{p}.weight"), &format!("{p}.bias")],
+                &out,
+                vec![attr_int("transB", 1)],
+            );
+            y = if last {
+                out
+            } else {
+                let r = format!("{p}.relu_out");
+                self.relu(&out, &r);
+                r
+            };
+            let _ = d;
+        }
+
+        let mut graph_outputs = vec![(REPRESENTATION.to_string(), vec![Dim::Named("batch"), Dim::Fixed(a.representation_dim())])];
+        if let Some(&d) = a.projector.last() {
+            graph_outputs.push((PROJECTION.to_string(), vec![Dim::Named("batch"), Dim::Fixed(d)]));
+        }
+        if opts.layer_outputs {
+            graph_outputs.extend(outputs);
+        }
+        Ok(graph_outputs)
+    }
+}
+
+/// Builds the ONNX model for `arch` with `weights`.
+pub fn model(arch: &ArchSpec, weights: &Weights, opts: ExportOptions) -> Result<ModelProto> {
+    arch.validate()?;
+    arch.check_weights(weights)?;
+    let mut g = Graph { arch, weights, nodes: Vec::new(), inits: Vec::new() };
+    let outputs = g.build(opts)?;
+
+    let mut graph = GraphProto::new();
+    graph.name = arch.name.clone();
+    graph.node = g.nodes;
+    graph.initializer = g.inits;
+    graph.input = vec![value_info(
+        INPUT,
+        &[Dim::Named("batch"), Dim::Fixed(arch.in_channels), Dim::Fixed(arch.height), Dim::Fixed(arch.width)],
+    )];
+    graph.output = outputs.iter().map(|(n, d)| value_info(n, d)).collect();
+
+    let mut opset = OperatorSetIdProto::new();
+    opset.domain = String::new();
+    opset.version = OPSET;
+    let mut m = ModelProto::new();
+    m.ir_version = IR_VERSION;
+    m.opset_import = vec![opset];
+    m.producer_name = "sslmem".into();
+    m.producer_version = env!("CARGO_PKG_VERSION").into();
+    m.graph = Some(graph).into();
+    Ok(m)
+}
+
+/// Serialises the model to bytes.
+pub fn to_bytes(arch: &ArchSpec, weights: &Weights, opts: ExportOptions) -> Result<Vec<u8>> {
+    model(arch, weights, opts)?
+        .write_to_bytes()
+        .map_err(|e| Error::Param(format!("cannot serialise ONNX model: {e}")))
+}
+
+/// Writes the model to `path` atomically (temporary file, then rename).
+pub fn write(path: &Path, arch: &ArchSpec, weights: &Weights, opts: ExportOptions) -> Result<()> {
+    let bytes = to_bytes(arch, weights, opts)?;
+    crate::fsutil::write_atomic(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graph_has_the_declared_interface_and_folded_weights() {
+        let arch = ArchSpec::resnet_mini_28();
+        let w = arch.random_weights(3);
+        let m = model(&arch, &w, ExportOptions { layer_outputs: true }).expect("model");
+        let g = m.graph.as_ref().expect("graph");
+        assert_eq!(m.opset_import[0].version, 17);
+        assert_eq!(g.input[0].name, INPUT);
+        let outs: Vec<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(outs, ["representation", "projection", "layer1", "layer2", "layer3", "layer4"]);
+        assert!(g.node.iter().all(|n| n.op_type != "BatchNormalization"));
+        let convs = g.node.iter().filter(|n| n.op_type == "Conv").count();
+        assert_eq!(convs, 1 + 2 * 3 + 2);
+        let plain = model(&arch, &w, ExportOptions::default()).expect("model");
+        assert_eq!(plain.graph.as_ref().expect("graph").output.len(), 2);
+    }
+
+    #[test]
+    fn incomplete_weights_are_refused() {
+        let arch = ArchSpec::resnet_mini_28();
+        let mut w = arch.random_weights(3);
+        w.remove("stem.bn.running_var");
+        assert!(model(&arch, &w, ExportOptions::default()).is_err());
+    }
+}

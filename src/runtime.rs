@@ -1,0 +1,223 @@
+//! ONNX Runtime: finding the shared library, the process's one environment, and encoder
+//! sessions that each live on their own OS thread and are fed batches over a channel
+//! (`Session::run` needs `&mut self`).
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::thread;
+
+use ndarray::{Array2, ArrayD, ArrayView4};
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::TensorRef;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+pub const ORT_VERSION: &str = "1.31.1";
+
+/// Where inference runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Cpu,
+    Cuda,
+}
+
+/// How to build sessions.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// Explicit path of `libonnxruntime.so` (`--ort-lib` / `ORT_DYLIB_PATH`).
+    pub library: Option<PathBuf>,
+    pub provider: Provider,
+    /// Intra-op threads per session; 0 lets ONNX Runtime choose.
+    pub threads: usize,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self { library: None, provider: Provider::Cpu, threads: 0 }
+    }
+}
+
+/// The cache folder where `scripts/setup.sh` installs things.
+pub fn sslmem_home() -> PathBuf {
+    if let Some(h) = std::env::var_os("SSLMEM_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache").join("sslmem")
+}
+
+/// The library to load: the explicit path if given, else the one `scripts/setup.sh` installed.
+pub fn library_path(opts: &RuntimeOptions) -> PathBuf {
+    if let Some(p) = &opts.library {
+        return p.clone();
+    }
+    let flavour = match opts.provider {
+        Provider::Cpu => sslmem_home().join("onnxruntime").join(ORT_VERSION).join("cpu"),
+        Provider::Cuda => sslmem_home()
+            .join("onnxruntime")
+            .join(ORT_VERSION)
+            .join("gpu")
+            .join("site")
+            .join("onnxruntime")
+            .join("capi"),
+    };
+    flavour.join(format!("libonnxruntime.so.{ORT_VERSION}"))
+}
+
+static ENV: OnceLock<(Environment, PathBuf)> = OnceLock::new();
+
+/// The process's single ONNX Runtime environment, created on first use.
+pub fn environment(opts: &RuntimeOptions) -> Result<&'static Environment> {
+    if let Some((env, _)) = ENV.get() {
+        return Ok(env);
+    }
+    let path = library_path(opts);
+    if !path.is_file() {
+        let hint = if opts.provider == Provider::Cuda { " --cuda" } else { "" };
+        return Err(Error::RuntimeMissing { path, version: ORT_VERSION, hint });
+    }
+    let builder = ort::init_from(&path).map_err(|e| Error::Runtime(format!("cannot load {}: {e}", path.display())))?;
+    let env = builder.with_name("sslmem").build()?;
+    // Another thread may have won the race; either environment works, keep the first.
+    let _ = ENV.set((env, path));
+    Ok(&ENV.get().ok_or_else(|| Error::Runtime("environment vanished".into()))?.0)
+}
+
+/// The library the environment was loaded from, once it exists.
+pub fn loaded_library() -> Option<&'static Path> {
+    ENV.get().map(|(_, p)| p.as_path())
+}
+
+/// Shape of one model input or output; `None` for a dynamic dimension.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TensorInfo {
+    pub name: String,
+    pub shape: Vec<Option<usize>>,
+}
+
+fn outlet_info(o: &ort::value::Outlet) -> TensorInfo {
+    let shape = o
+        .dtype()
+        .tensor_shape()
+        .map(|s| s.iter().map(|&d| usize::try_from(d).ok()).collect())
+        .unwrap_or_default();
+    TensorInfo { name: o.name().to_string(), shape }
+}
+
+fn build_session(env: &Environment, path: &Path, opts: &RuntimeOptions) -> ort::Result<Session> {
+    let mut b = Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::Level3)?;
+    if opts.threads > 0 {
+        b = b.with_intra_threads(opts.threads)?;
+    }
+    if opts.provider == Provider::Cuda {
+        b = with_cuda(b)?;
+    }
+    b.commit_from_file(path)
+}
+
+#[cfg(feature = "cuda")]
+fn with_cuda(b: ort::session::builder::SessionBuilder) -> ort::Result<ort::session::builder::SessionBuilder> {
+    // Without error_on_failure a failed registration silently falls back to the CPU.
+    Ok(b.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])?)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn with_cuda(_: ort::session::builder::SessionBuilder) -> ort::Result<ort::session::builder::SessionBuilder> {
+    Err(ort::Error::new("this binary was built without the `cuda` feature; rebuild with `--features cuda`"))
+}
+
+type Reply = mpsc::SyncSender<Result<Vec<ArrayD<f32>>>>;
+
+struct Job {
+    input: Vec<f32>,
+    shape: [usize; 4],
+    outputs: Vec<String>,
+    reply: Reply,
+}
+
+/// One encoder: an ONNX Runtime session owned by its own thread.
+pub struct Encoder {
+    pub path: PathBuf,
+    pub input: TensorInfo,
+    pub outputs: Vec<TensorInfo>,
+    pub provider: Provider,
+    tx: mpsc::Sender<Job>,
+}
+
+impl Encoder {
+    /// Loads the model and starts its thread.
+    pub fn load(path: &Path, opts: &RuntimeOptions) -> Result<Self> {
+        let env = environment(opts)?;
+        let model = path.display().to_string();
+        let session = build_session(env, path, opts).map_err(|e| Error::Model { model: model.clone(), reason: e.to_string() })?;
+        let inputs: Vec<TensorInfo> = session.inputs().iter().map(outlet_info).collect();
+        let outputs: Vec<TensorInfo> = session.outputs().iter().map(outlet_info).collect();
+        let input = match inputs.as_slice() {
+            [one] => one.clone(),
+            _ => {
+                return Err(Error::Model {
+                    model,
+                    reason: format!("has {} inputs; an encoder takes exactly one image tensor", inputs.len()),
+                })
+            }
+        };
+        let (tx, rx) = mpsc::channel::<Job>();
+        let input_name = input.name.clone();
+        thread::Builder::new()
+            .name(format!("encoder:{}", path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()))
+            .spawn(move || serve(session, &input_name, rx))
+            .map_err(|e| Error::Runtime(format!("cannot start encoder thread: {e}")))?;
+        Ok(Self { path: path.to_path_buf(), input, outputs, provider: opts.provider, tx })
+    }
+
+    /// Runs a batch `[n, c, h, w]` and returns the named outputs, in order.
+    pub fn run(&self, batch: ArrayView4<'_, f32>, outputs: &[String]) -> Result<Vec<ArrayD<f32>>> {
+        let shape = [batch.shape()[0], batch.shape()[1], batch.shape()[2], batch.shape()[3]];
+        let input = batch.as_standard_layout().iter().copied().collect();
+        self.run_owned(input, shape, outputs)
+    }
+
+    /// Like [`Encoder::run`], taking a flat row-major buffer.
+    pub fn run_owned(&self, input: Vec<f32>, shape: [usize; 4], outputs: &[String]) -> Result<Vec<ArrayD<f32>>> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Job { input, shape, outputs: outputs.to_vec(), reply })
+            .map_err(|_| Error::Runtime(format!("encoder {} has stopped", self.path.display())))?;
+        rx.recv().map_err(|_| Error::Runtime(format!("encoder {} stopped mid-batch", self.path.display())))?
+    }
+
+    /// Convenience: one rank-2 output (e.g. the representation).
+    pub fn embed(&self, input: Vec<f32>, shape: [usize; 4], output: &str) -> Result<Array2<f32>> {
+        let out = self.run_owned(input, shape, &[output.to_string()])?;
+        let first = out.into_iter().next().ok_or_else(|| Error::Runtime("no output returned".into()))?;
+        first.into_dimensionality().map_err(|_| Error::Model {
+            model: self.path.display().to_string(),
+            reason: format!("output '{output}' is not a matrix [batch, dim]"),
+        })
+    }
+}
+
+fn serve(mut session: Session, input_name: &str, rx: mpsc::Receiver<Job>) {
+    while let Ok(job) = rx.recv() {
+        let result = run_one(&mut session, input_name, &job);
+        // The caller may have gone away; nothing to do then.
+        let _ = job.reply.send(result);
+    }
+}
+
+fn run_one(session: &mut Session, input_name: &str, job: &Job) -> Result<Vec<ArrayD<f32>>> {
+    let tensor = TensorRef::from_array_view((job.shape.map(|d| d as i64).to_vec(), job.input.as_slice()))?;
+    let out = session.run(ort::inputs![input_name => tensor])?;
+    job.outputs
+        .iter()
+        .map(|name| {
+            let v = out.get(name).ok_or_else(|| Error::Runtime(format!("model has no output '{name}'")))?;
+            Ok(v.try_extract_array::<f32>()?.to_owned())
+        })
+        .collect()
+}
