@@ -56,7 +56,10 @@ pub struct Tensor {
 impl Tensor {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
         if shape.iter().product::<usize>() != data.len() {
-            return Err(Error::Param(format!("tensor of shape {shape:?} given {} values", data.len())));
+            return Err(Error::Param(format!(
+                "tensor of shape {shape:?} given {} values",
+                data.len()
+            )));
         }
         Ok(Self { shape, data })
     }
@@ -92,11 +95,25 @@ impl ArchSpec {
             in_channels: 1,
             height: 28,
             width: 28,
-            stem: StemSpec { channels: 32, kernel: 3, stride: 1, max_pool: false },
+            stem: StemSpec {
+                channels: 32,
+                kernel: 3,
+                stride: 1,
+                max_pool: false,
+            },
             blocks: vec![
-                BlockSpec { channels: 32, stride: 1 },
-                BlockSpec { channels: 64, stride: 2 },
-                BlockSpec { channels: 128, stride: 2 },
+                BlockSpec {
+                    channels: 32,
+                    stride: 1,
+                },
+                BlockSpec {
+                    channels: 64,
+                    stride: 2,
+                },
+                BlockSpec {
+                    channels: 128,
+                    stride: 2,
+                },
             ],
             projector: vec![128, 64],
             bn_eps: 1e-5,
@@ -126,36 +143,77 @@ impl ArchSpec {
 
     /// Width of the representation (the last block's channels).
     pub fn representation_dim(&self) -> usize {
-        self.blocks.last().map_or(self.stem.channels, |b| b.channels)
+        self.blocks
+            .last()
+            .map_or(self.stem.channels, |b| b.channels)
     }
 
     /// Names of the per-layer outputs: `layer1` after the stem, then one per block.
     pub fn layer_names(&self) -> Vec<String> {
-        (1..=self.blocks.len() + 1).map(|i| format!("layer{i}")).collect()
+        (1..=self.blocks.len() + 1)
+            .map(|i| format!("layer{i}"))
+            .collect()
     }
 
     /// Every parameter in a fixed order, with its shape and kind.
     pub fn params(&self) -> Vec<ParamInfo> {
         let mut out = Vec::new();
-        let conv_bn = |out: &mut Vec<ParamInfo>, prefix: &str, bn: &str, o: usize, i: usize, k: usize| {
-            out.push(ParamInfo { name: format!("{prefix}.weight"), shape: vec![o, i, k, k], kind: ParamKind::ConvWeight });
-            for (suffix, kind) in [
-                ("weight", ParamKind::BnWeight),
-                ("bias", ParamKind::BnBias),
-                ("running_mean", ParamKind::BnMean),
-                ("running_var", ParamKind::BnVar),
-            ] {
-                out.push(ParamInfo { name: format!("{bn}.{suffix}"), shape: vec![o], kind });
-            }
-        };
-        conv_bn(&mut out, "stem.conv", "stem.bn", self.stem.channels, self.in_channels, self.stem.kernel);
+        let conv_bn =
+            |out: &mut Vec<ParamInfo>, prefix: &str, bn: &str, o: usize, i: usize, k: usize| {
+                out.push(ParamInfo {
+                    name: format!("{prefix}.weight"),
+                    shape: vec![o, i, k, k],
+                    kind: ParamKind::ConvWeight,
+                });
+                for (suffix, kind) in [
+                    ("weight", ParamKind::BnWeight),
+                    ("bias", ParamKind::BnBias),
+                    ("running_mean", ParamKind::BnMean),
+                    ("running_var", ParamKind::BnVar),
+                ] {
+                    out.push(ParamInfo {
+                        name: format!("{bn}.{suffix}"),
+                        shape: vec![o],
+                        kind,
+                    });
+                }
+            };
+        conv_bn(
+            &mut out,
+            "stem.conv",
+            "stem.bn",
+            self.stem.channels,
+            self.in_channels,
+            self.stem.kernel,
+        );
         let mut c_in = self.stem.channels;
         for (i, b) in self.blocks.iter().enumerate() {
             let p = format!("blocks.{i}");
-            conv_bn(&mut out, &format!("{p}.conv1"), &format!("{p}.bn1"), b.channels, c_in, 3);
-            conv_bn(&mut out, &format!("{p}.conv2"), &format!("{p}.bn2"), b.channels, b.channels, 3);
+            conv_bn(
+                &mut out,
+                &format!("{p}.conv1"),
+                &format!("{p}.bn1"),
+                b.channels,
+                c_in,
+                3,
+            );
+            conv_bn(
+                &mut out,
+                &format!("{p}.conv2"),
+                &format!("{p}.bn2"),
+                b.channels,
+                b.channels,
+                3,
+            );
             if self.block_has_projection_shortcut(i) {
-                conv_bn(&mut out, &format!("{p}.shortcut.conv"), &format!("{p}.shortcut.bn"), b.channels, c_in, 1);
+                conv_bn(
+                    &mut out,
+                    &format!("{p}.shortcut.conv"),
+                    &format!("{p}.shortcut.bn"),
+                    b.channels,
+                    c_in,
+                    1,
+                );
             }
             c_in = b.channels;
         }
@@ -163,8 +221,16 @@ impl ArchSpec {
         for (j, &d) in self.projector.iter().enumerate() {
             // Index as in `nn.Sequential(Linear, ReLU, Linear, ...)`.
             let p = format!("projector.{}", 2 * j);
-            out.push(ParamInfo { name: format!("{p}.weight"), shape: vec![d, d_in], kind: ParamKind::LinearWeight });
-            out.push(ParamInfo { name: format!("{p}.bias"), shape: vec![d], kind: ParamKind::LinearBias });
+            out.push(ParamInfo {
+                name: format!("{p}.weight"),
+                shape: vec![d, d_in],
+                kind: ParamKind::LinearWeight,
+            });
+            out.push(ParamInfo {
+                name: format!("{p}.bias"),
+                shape: vec![d],
+                kind: ParamKind::LinearBias,
+            });
             d_in = d;
         }
         out
@@ -172,7 +238,11 @@ impl ArchSpec {
 
     /// Whether block `i` needs a 1x1 conv shortcut (stride or width change).
     pub fn block_has_projection_shortcut(&self, i: usize) -> bool {
-        let c_in = if i == 0 { self.stem.channels } else { self.blocks[i - 1].channels };
+        let c_in = if i == 0 {
+            self.stem.channels
+        } else {
+            self.blocks[i - 1].channels
+        };
         self.blocks[i].stride != 1 || self.blocks[i].channels != c_in
     }
 
@@ -210,8 +280,13 @@ impl ArchSpec {
             }
         }
         if w.len() != params.len() {
-            let extra: Vec<&String> = w.keys().filter(|k| !params.iter().any(|p| &p.name == *k)).collect();
-            return Err(Error::Param(format!("weights have unknown entries {extra:?}")));
+            let extra: Vec<&String> = w
+                .keys()
+                .filter(|k| !params.iter().any(|p| &p.name == *k))
+                .collect();
+            return Err(Error::Param(format!(
+                "weights have unknown entries {extra:?}"
+            )));
         }
         Ok(())
     }
@@ -244,7 +319,13 @@ impl ArchSpec {
                     ParamKind::BnBias | ParamKind::BnMean => (0..n).map(|_| normal(0.1)).collect(),
                     ParamKind::BnVar => (0..n).map(|_| 1.0 + normal(0.2).abs()).collect(),
                 };
-                (p.name, Tensor { shape: p.shape, data })
+                (
+                    p.name,
+                    Tensor {
+                        shape: p.shape,
+                        data,
+                    },
+                )
             })
             .collect()
     }
@@ -258,7 +339,12 @@ mod tests {
     fn preset_28_has_the_documented_size() {
         let a = ArchSpec::resnet_mini_28();
         a.validate().expect("valid");
-        let n: usize = a.params().iter().filter(|p| p.kind != ParamKind::BnMean && p.kind != ParamKind::BnVar).map(|p| p.shape.iter().product::<usize>()).sum();
+        let n: usize = a
+            .params()
+            .iter()
+            .filter(|p| p.kind != ParamKind::BnMean && p.kind != ParamKind::BnVar)
+            .map(|p| p.shape.iter().product::<usize>())
+            .sum();
         // Convs 305,440 + batch norm 1,344 (affine) + projector 24,768, counted by hand.
         assert_eq!(n, 305_440 + 1_344 + 24_768);
         assert_eq!(a.representation_dim(), 128);
@@ -276,7 +362,13 @@ mod tests {
         missing.remove("blocks.1.shortcut.conv.weight");
         assert!(a.check_weights(&missing).is_err());
         let mut wrong = w;
-        wrong.insert("stem.conv.weight".into(), Tensor { shape: vec![1], data: vec![0.0] });
+        wrong.insert(
+            "stem.conv.weight".into(),
+            Tensor {
+                shape: vec![1],
+                data: vec![0.0],
+            },
+        );
         assert!(a.check_weights(&wrong).is_err());
     }
 }

@@ -74,10 +74,16 @@ impl Manifest {
         }
         let i = &self.input;
         if !matches!(i.channels, 1 | 3) || i.height == 0 || i.width == 0 {
-            return bad(format!("input is {}x{}x{}; need 1 or 3 channels and a positive size", i.channels, i.height, i.width));
+            return bad(format!(
+                "input is {}x{}x{}; need 1 or 3 channels and a positive size",
+                i.channels, i.height, i.width
+            ));
         }
         if i.mean.len() != i.channels || i.std.len() != i.channels {
-            return bad(format!("input.mean and input.std need {} values each", i.channels));
+            return bad(format!(
+                "input.mean and input.std need {} values each",
+                i.channels
+            ));
         }
         if i.std.iter().any(|s| !(*s > 0.0 && s.is_finite())) {
             return bad("input.std values must be positive".into());
@@ -86,7 +92,8 @@ impl Manifest {
             return bad("needs at least one encoder in each of `f` and `g`".into());
         }
         if let Some(a) = &self.augment {
-            a.validate().map_err(|e| Error::bundle(&at, e.to_string()))?;
+            a.validate()
+                .map_err(|e| Error::bundle(&at, e.to_string()))?;
         }
         Ok(())
     }
@@ -96,9 +103,16 @@ impl Manifest {
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST);
     let text = fs::read_to_string(&path).map_err(|e| {
-        Error::bundle(&path, format!("cannot read the manifest ({e}); is {} a model bundle?", dir.display()))
+        Error::bundle(
+            &path,
+            format!(
+                "cannot read the manifest ({e}); is {} a model bundle?",
+                dir.display()
+            ),
+        )
     })?;
-    let m: Manifest = serde_json::from_str(&text).map_err(|e| Error::bundle(&path, format!("invalid manifest: {e}")))?;
+    let m: Manifest = serde_json::from_str(&text)
+        .map_err(|e| Error::bundle(&path, format!("invalid manifest: {e}")))?;
     m.validate(dir)?;
     Ok(m)
 }
@@ -145,7 +159,12 @@ impl Bundle {
                 ));
             }
         }
-        Ok(Self { dir: dir.to_path_buf(), manifest, f, g })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            manifest,
+            f,
+            g,
+        })
     }
 
     pub fn encoders(&self) -> impl Iterator<Item = &Encoder> {
@@ -156,8 +175,18 @@ impl Bundle {
 /// Resolves a manifest entry and checks its hash.
 pub fn verify_file(dir: &Path, mf: &ModelFile) -> Result<PathBuf> {
     let rel = Path::new(&mf.path);
-    if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(Error::bundle(dir.join(MANIFEST), format!("model path '{}' must be relative and inside the bundle", mf.path)));
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(Error::bundle(
+            dir.join(MANIFEST),
+            format!(
+                "model path '{}' must be relative and inside the bundle",
+                mf.path
+            ),
+        ));
     }
     let path = dir.join(rel);
     if !path.is_file() {
@@ -167,7 +196,10 @@ pub fn verify_file(dir: &Path, mf: &ModelFile) -> Result<PathBuf> {
     if !actual.eq_ignore_ascii_case(&mf.sha256) {
         return Err(Error::bundle(
             &path,
-            format!("sha256 is {actual}, the manifest says {}; the file was changed or replaced", mf.sha256),
+            format!(
+                "sha256 is {actual}, the manifest says {}; the file was changed or replaced",
+                mf.sha256
+            ),
         ));
     }
     Ok(path)
@@ -178,13 +210,23 @@ fn check_interface(enc: &Encoder, m: &Manifest) -> Result<()> {
     let bad = |reason: String| Err(Error::bundle(&enc.path, reason));
     let i = &m.input;
     if enc.input.name != i.name {
-        return bad(format!("model input is '{}', the manifest says '{}'", enc.input.name, i.name));
+        return bad(format!(
+            "model input is '{}', the manifest says '{}'",
+            enc.input.name, i.name
+        ));
     }
     let want = [i.channels, i.height, i.width];
     let shape = &enc.input.shape;
-    let fits = shape.len() == 4 && shape[1..].iter().zip(want).all(|(d, w)| d.is_none_or(|d| d == w));
+    let fits = shape.len() == 4
+        && shape[1..]
+            .iter()
+            .zip(want)
+            .all(|(d, w)| d.is_none_or(|d| d == w));
     if !fits {
-        return bad(format!("model input shape {:?} does not take [batch, {}, {}, {}] images", shape, want[0], want[1], want[2]));
+        return bad(format!(
+            "model input shape {:?} does not take [batch, {}, {}, {}] images",
+            shape, want[0], want[1], want[2]
+        ));
     }
     let names: Vec<&str> = enc.outputs.iter().map(|o| o.name.as_str()).collect();
     for out in std::iter::once(&m.representation.output).chain(&m.representation.layers) {
@@ -192,9 +234,16 @@ fn check_interface(enc: &Encoder, m: &Manifest) -> Result<()> {
             return bad(format!("model has no output '{out}' (it has {names:?})"));
         }
     }
-    let rep = enc.outputs.iter().find(|o| o.name == m.representation.output).map(|o| o.shape.len());
+    let rep = enc
+        .outputs
+        .iter()
+        .find(|o| o.name == m.representation.output)
+        .map(|o| o.shape.len());
     if rep != Some(2) {
-        return bad(format!("representation output '{}' must be a matrix [batch, dim]", m.representation.output));
+        return bad(format!(
+            "representation output '{}' must be a matrix [batch, dim]",
+            m.representation.output
+        ));
     }
     Ok(())
 }
@@ -216,12 +265,23 @@ pub struct CreateOptions {
 /// Makes a bundle in `out` from ONNX files exported elsewhere: copies them in as
 /// `f0.onnx`, ..., `g0.onnx`, ..., reads names and shapes from the first model, computes
 /// hashes, writes the manifest, then loads the result to check it.
-pub fn create(out: &Path, f: &[PathBuf], g: &[PathBuf], opts: &CreateOptions, rt: &RuntimeOptions) -> Result<Manifest> {
+pub fn create(
+    out: &Path,
+    f: &[PathBuf],
+    g: &[PathBuf],
+    opts: &CreateOptions,
+    rt: &RuntimeOptions,
+) -> Result<Manifest> {
     if f.is_empty() || g.is_empty() {
-        return Err(Error::Param("give at least one --f and one --g model".into()));
+        return Err(Error::Param(
+            "give at least one --f and one --g model".into(),
+        ));
     }
     if out.join(MANIFEST).exists() {
-        return Err(Error::bundle(out.join(MANIFEST), "already exists; choose an empty folder"));
+        return Err(Error::bundle(
+            out.join(MANIFEST),
+            "already exists; choose an empty folder",
+        ));
     }
     let probe = Encoder::load(&f[0], rt)?;
     let shape = &probe.input.shape;
@@ -238,7 +298,11 @@ pub fn create(out: &Path, f: &[PathBuf], g: &[PathBuf], opts: &CreateOptions, rt
     let (height, width) = match (shape[2], shape[3], opts.size) {
         (_, _, Some(s)) => s,
         (Some(h), Some(w), None) => (h, w),
-        _ => return Err(Error::Param("the model's height/width are dynamic: give --height and --width".into())),
+        _ => {
+            return Err(Error::Param(
+                "the model's height/width are dynamic: give --height and --width".into(),
+            ))
+        }
     };
     let output = match &opts.output {
         Some(o) => o.clone(),
@@ -254,8 +318,12 @@ pub fn create(out: &Path, f: &[PathBuf], g: &[PathBuf], opts: &CreateOptions, rt
                 })?,
         },
     };
-    let layers: Vec<String> =
-        probe.outputs.iter().filter(|o| o.name.starts_with("layer")).map(|o| o.name.clone()).collect();
+    let layers: Vec<String> = probe
+        .outputs
+        .iter()
+        .filter(|o| o.name.starts_with("layer"))
+        .map(|o| o.name.clone())
+        .collect();
     let input_name = probe.input.name.clone();
     drop(probe);
     fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
@@ -267,7 +335,10 @@ pub fn create(out: &Path, f: &[PathBuf], g: &[PathBuf], opts: &CreateOptions, rt
                 let name = format!("{side}{i}.onnx");
                 let bytes = fs::read(src).map_err(|e| Error::io(src, e))?;
                 write_atomic(&out.join(&name), &bytes)?;
-                Ok(ModelFile { sha256: sha256_file(&out.join(&name))?, path: name })
+                Ok(ModelFile {
+                    sha256: sha256_file(&out.join(&name))?,
+                    path: name,
+                })
             })
             .collect()
     };
@@ -298,7 +369,8 @@ pub fn create(out: &Path, f: &[PathBuf], g: &[PathBuf], opts: &CreateOptions, rt
 /// Writes `DIR/sslmem.json` atomically, after validating it.
 pub fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
     m.validate(dir)?;
-    let mut text = serde_json::to_string_pretty(m).map_err(|e| Error::bundle(dir.join(MANIFEST), e.to_string()))?;
+    let mut text = serde_json::to_string_pretty(m)
+        .map_err(|e| Error::bundle(dir.join(MANIFEST), e.to_string()))?;
     text.push('\n');
     write_atomic(&dir.join(MANIFEST), text.as_bytes())
 }

@@ -12,17 +12,26 @@ use serde_json::{json, Map, Value};
 
 use crate::arch::ArchSpec;
 use crate::augment::AugmentSpec;
-use crate::bundle::{self, Bundle, CreateOptions, InputSpec, Manifest, ModelFile, RepresentationSpec};
+use crate::bundle::{
+    self, Bundle, CreateOptions, InputSpec, Manifest, ModelFile, RepresentationSpec,
+};
 use crate::data::inputs::{resolve, Input};
 use crate::error::{Error, Result};
 use crate::fsutil::{sha256_file, write_atomic};
 use crate::onnx::{self, ExportOptions};
 use crate::pixels::DecodeLimits;
 use crate::runtime::{self, Provider, RuntimeOptions};
-use crate::score::{align_pairs, set_normalize, Distance, ImageScore, RepNorm, ScoreOptions, Scorer, SetNorm, ViewMode};
+use crate::score::{
+    align_pairs, set_normalize, Distance, ImageScore, RepNorm, ScoreOptions, Scorer, SetNorm,
+    ViewMode,
+};
 
 #[derive(Parser, Debug)]
-#[command(name = "sslmem", version, about = "Measure how much a self-supervised encoder memorized each image (SSLMem)")]
+#[command(
+    name = "sslmem",
+    version,
+    about = "Measure how much a self-supervised encoder memorized each image (SSLMem)"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub runtime: RuntimeArgs,
@@ -36,7 +45,13 @@ pub struct RuntimeArgs {
     #[arg(long, global = true, env = "ORT_DYLIB_PATH")]
     pub ort_lib: Option<PathBuf>,
     /// Execution provider.
-    #[arg(long, global = true, env = "SSLMEM_PROVIDER", value_enum, default_value = "cpu")]
+    #[arg(
+        long,
+        global = true,
+        env = "SSLMEM_PROVIDER",
+        value_enum,
+        default_value = "cpu"
+    )]
     pub provider: Provider,
     /// Intra-op threads per encoder session (0: ONNX Runtime's choice).
     #[arg(long, global = true, env = "SSLMEM_THREADS", default_value_t = 0)]
@@ -45,7 +60,11 @@ pub struct RuntimeArgs {
 
 impl RuntimeArgs {
     fn options(&self) -> RuntimeOptions {
-        RuntimeOptions { library: self.ort_lib.clone(), provider: self.provider, threads: self.threads }
+        RuntimeOptions {
+            library: self.ort_lib.clone(),
+            provider: self.provider,
+            threads: self.threads,
+        }
     }
 }
 
@@ -198,6 +217,7 @@ pub fn main(cli: Cli) -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let rt = cli.runtime.options();
     let result = match cli.command {
@@ -244,7 +264,9 @@ fn score(a: &ScoreArgs, rt: &RuntimeOptions) -> Result<bool> {
         batch_size: a.batch_size,
     };
     let scorer = Scorer::new(&bundle, opts)?;
-    let limits = DecodeLimits { max_pixels: a.max_pixels };
+    let limits = DecodeLimits {
+        max_pixels: a.max_pixels,
+    };
     let channels = bundle.manifest.input.channels;
     tracing::info!(
         inputs = inputs.len(),
@@ -281,18 +303,28 @@ fn score(a: &ScoreArgs, rt: &RuntimeOptions) -> Result<bool> {
     pb.finish_and_clear();
 
     let all: Vec<ImageScore> = scored.iter().map(|(_, s)| s.clone()).collect();
-    let extra: Vec<(SetNorm, Vec<Option<f64>>)> = a.set_normalize.iter().map(|&k| (k, set_normalize(&all, k))).collect();
+    let extra: Vec<(SetNorm, Vec<Option<f64>>)> = a
+        .set_normalize
+        .iter()
+        .map(|&k| (k, set_normalize(&all, k)))
+        .collect();
     let text = match a.format {
         Format::Jsonl => to_jsonl(&scored, &extra),
         Format::Csv => to_csv(&scored, &extra),
     };
     match &a.out {
         Some(p) => write_atomic(p, text.as_bytes())?,
-        None => std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| Error::io("<stdout>", e))?,
+        None => std::io::stdout()
+            .lock()
+            .write_all(text.as_bytes())
+            .map_err(|e| Error::io("<stdout>", e))?,
     }
     tracing::info!(scored = scored.len(), failed, "done");
     if failed > 0 {
-        tracing::error!("{failed} of {} inputs could not be scored (see above)", inputs.len());
+        tracing::error!(
+            "{failed} of {} inputs could not be scored (see above)",
+            inputs.len()
+        );
     }
     Ok(failed == 0)
 }
@@ -366,16 +398,26 @@ fn to_csv(scored: &[(&Input, ImageScore)], extra: &[(SetNorm, Vec<Option<f64>>)]
 
 fn align(a: &AlignArgs, rt: &RuntimeOptions) -> Result<()> {
     if a.images.len() % 2 != 0 {
-        return Err(Error::Param(format!("align takes pairs of images; got {} paths", a.images.len())));
+        return Err(Error::Param(format!(
+            "align takes pairs of images; got {} paths",
+            a.images.len()
+        )));
     }
     let bundle = Bundle::load(&a.bundle, rt)?;
     let c = bundle.manifest.input.channels;
     let load = |p: &PathBuf| {
         Input::file(p.clone())
             .load(c, DecodeLimits::default())
-            .map_err(|e| Error::Input { input: p.display().to_string(), source: e })
+            .map_err(|e| Error::Input {
+                input: p.display().to_string(),
+                source: e,
+            })
     };
-    let pairs = a.images.chunks_exact(2).map(|p| Ok((load(&p[0])?, load(&p[1])?))).collect::<Result<Vec<_>>>()?;
+    let pairs = a
+        .images
+        .chunks_exact(2)
+        .map(|p| Ok((load(&p[0])?, load(&p[1])?)))
+        .collect::<Result<Vec<_>>>()?;
     let res = align_pairs(&bundle, &pairs, a.normalize, a.distance)?;
     let mut stdout = std::io::stdout().lock();
     for (p, r) in a.images.chunks_exact(2).zip(res) {
@@ -417,7 +459,8 @@ fn create(a: &CreateArgs, rt: &RuntimeOptions) -> Result<()> {
     let augment = match &a.augment_json {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-            serde_json::from_str(&text).map_err(|e| Error::Param(format!("{}: {e}", p.display())))?
+            serde_json::from_str(&text)
+                .map_err(|e| Error::Param(format!("{}: {e}", p.display())))?
         }
         None => AugmentSpec::preset(&a.augment)?,
     };
@@ -430,7 +473,12 @@ fn create(a: &CreateArgs, rt: &RuntimeOptions) -> Result<()> {
         size: a.height.zip(a.width),
     };
     let m = bundle::create(&a.out, &a.f, &a.g, &opts, rt)?;
-    tracing::info!(f = m.f.len(), g = m.g.len(), "wrote bundle {}", a.out.display());
+    tracing::info!(
+        f = m.f.len(),
+        g = m.g.len(),
+        "wrote bundle {}",
+        a.out.display()
+    );
     Ok(())
 }
 
@@ -444,31 +492,67 @@ fn default_normalization(channels: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// Writes a bundle of random encoders built from an architecture description.
-pub fn write_random_bundle(out: &Path, arch: &ArchSpec, seed: u64, models: usize, layers: bool, same: bool, augment: AugmentSpec) -> Result<Manifest> {
+pub fn write_random_bundle(
+    out: &Path,
+    arch: &ArchSpec,
+    seed: u64,
+    models: usize,
+    layers: bool,
+    same: bool,
+    augment: AugmentSpec,
+) -> Result<Manifest> {
     if models == 0 {
         return Err(Error::Param("--models must be at least 1".into()));
     }
-    let opts = ExportOptions { layer_outputs: layers };
+    let opts = ExportOptions {
+        layer_outputs: layers,
+    };
     let side = |name: &str, base: u64| -> Result<Vec<ModelFile>> {
         (0..models)
             .map(|i| {
                 let file = format!("{name}{i}.onnx");
                 let path = out.join(&file);
-                onnx::write(&path, arch, &arch.random_weights(base.wrapping_add(i as u64)), opts)?;
-                Ok(ModelFile { sha256: sha256_file(&path)?, path: file })
+                onnx::write(
+                    &path,
+                    arch,
+                    &arch.random_weights(base.wrapping_add(i as u64)),
+                    opts,
+                )?;
+                Ok(ModelFile {
+                    sha256: sha256_file(&path)?,
+                    path: file,
+                })
             })
             .collect()
     };
     let f = side("f", seed)?;
-    let g = if same { f.clone() } else { side("g", seed.wrapping_add(1_000_003))? };
+    let g = if same {
+        f.clone()
+    } else {
+        side("g", seed.wrapping_add(1_000_003))?
+    };
     let (mean, std) = default_normalization(arch.in_channels);
     let manifest = Manifest {
         format: bundle::FORMAT.into(),
-        name: Some(format!("random {} (seed {seed}); not trained, scores are noise", arch.name)),
-        input: InputSpec { name: onnx::INPUT.into(), channels: arch.in_channels, height: arch.height, width: arch.width, mean, std },
+        name: Some(format!(
+            "random {} (seed {seed}); not trained, scores are noise",
+            arch.name
+        )),
+        input: InputSpec {
+            name: onnx::INPUT.into(),
+            channels: arch.in_channels,
+            height: arch.height,
+            width: arch.width,
+            mean,
+            std,
+        },
         representation: RepresentationSpec {
             output: onnx::REPRESENTATION.into(),
-            layers: if layers { arch.layer_names() } else { Vec::new() },
+            layers: if layers {
+                arch.layer_names()
+            } else {
+                Vec::new()
+            },
         },
         augment: Some(augment),
         f,
@@ -485,6 +569,10 @@ fn random(a: &RandomArgs) -> Result<()> {
     let arch = ArchSpec::preset(&a.arch)?;
     let augment = AugmentSpec::preset(&a.augment)?;
     write_random_bundle(&a.out, &arch, a.seed, a.models, a.layers, a.same, augment)?;
-    tracing::info!("wrote random bundle {} ({} encoders per side)", a.out.display(), a.models);
+    tracing::info!(
+        "wrote random bundle {} ({} encoders per side)",
+        a.out.display(),
+        a.models
+    );
     Ok(())
 }

@@ -13,7 +13,11 @@ pub enum InputError {
     #[error("image has zero width or height")]
     Empty,
     #[error("image is {width}x{height} pixels, more than the limit of {max_pixels} (raise --max-pixels to accept it)")]
-    TooLarge { width: u32, height: u32, max_pixels: u64 },
+    TooLarge {
+        width: u32,
+        height: u32,
+        max_pixels: u64,
+    },
     #[error("bad image shape: {0}")]
     Shape(String),
 }
@@ -27,7 +31,11 @@ pub enum Error {
         "ONNX Runtime {version} was not found at {path}: run `scripts/setup.sh`{hint} \
          (or point ORT_DYLIB_PATH at libonnxruntime.so)"
     )]
-    RuntimeMissing { path: PathBuf, version: &'static str, hint: &'static str },
+    RuntimeMissing {
+        path: PathBuf,
+        version: &'static str,
+        hint: &'static str,
+    },
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
     #[error("model {model}: {reason}")]
@@ -52,11 +60,17 @@ pub enum Error {
 
 impl Error {
     pub fn bundle(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Self::Bundle { path: path.into(), reason: reason.into() }
+        Self::Bundle {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

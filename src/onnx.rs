@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use onnx_protobuf::{
-    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto,
-    GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
-    ValueInfoProto,
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
 use crate::arch::{ArchSpec, Weights};
@@ -101,11 +101,20 @@ impl Graph<'_> {
     }
 
     fn get(&self, name: &str) -> Result<&crate::arch::Tensor> {
-        self.weights.get(name).ok_or_else(|| Error::Param(format!("weights lack '{name}'")))
+        self.weights
+            .get(name)
+            .ok_or_else(|| Error::Param(format!("weights lack '{name}'")))
     }
 
     /// Conv followed by batch norm, folded: W' = W * g / sqrt(v + eps), b' = beta - m * g / sqrt(v + eps).
-    fn conv_bn(&mut self, input: &str, conv: &str, bn: &str, stride: usize, output: &str) -> Result<()> {
+    fn conv_bn(
+        &mut self,
+        input: &str,
+        conv: &str,
+        bn: &str,
+        stride: usize,
+        output: &str,
+    ) -> Result<()> {
         let w = self.get(&format!("{conv}.weight"))?.clone();
         let gamma = &self.get(&format!("{bn}.weight"))?.data;
         let beta = &self.get(&format!("{bn}.bias"))?.data;
@@ -116,13 +125,17 @@ impl Graph<'_> {
         let mut wf = w.data.clone();
         let mut bf = vec![0f32; o];
         for c in 0..o {
-            let scale = f64::from(gamma[c]) / (f64::from(var[c]) + f64::from(self.arch.bn_eps)).sqrt();
+            let scale =
+                f64::from(gamma[c]) / (f64::from(var[c]) + f64::from(self.arch.bn_eps)).sqrt();
             for v in &mut wf[c * per_out..(c + 1) * per_out] {
                 *v = (f64::from(*v) * scale) as f32;
             }
             bf[c] = (f64::from(beta[c]) - f64::from(mean[c]) * scale) as f32;
         }
-        let (wn, bn_name) = (format!("{conv}.weight_folded"), format!("{conv}.bias_folded"));
+        let (wn, bn_name) = (
+            format!("{conv}.weight_folded"),
+            format!("{conv}.bias_folded"),
+        );
         self.inits.push(tensor(&wn, &w.shape, &wf));
         self.inits.push(tensor(&bn_name, &[o], &bf));
         let pad = (k / 2) as i64;
@@ -149,56 +162,116 @@ impl Graph<'_> {
         let mut outputs = Vec::new();
         // Spatial size after each step, for the declared output shapes.
         let conv_out = |n: usize, k: usize, s: usize| (n + 2 * (k / 2) - k) / s + 1;
-        let (mut h, mut w) = (conv_out(a.height, a.stem.kernel, a.stem.stride), conv_out(a.width, a.stem.kernel, a.stem.stride));
+        let (mut h, mut w) = (
+            conv_out(a.height, a.stem.kernel, a.stem.stride),
+            conv_out(a.width, a.stem.kernel, a.stem.stride),
+        );
 
         self.conv_bn(INPUT, "stem.conv", "stem.bn", a.stem.stride, "stem.bn_out")?;
-        let stem_out = if a.stem.max_pool { "stem.relu_out" } else { layer_names[0].as_str() };
+        let stem_out = if a.stem.max_pool {
+            "stem.relu_out"
+        } else {
+            layer_names[0].as_str()
+        };
         self.relu("stem.bn_out", stem_out);
         if a.stem.max_pool {
             self.node(
                 "MaxPool",
                 &[stem_out],
                 &layer_names[0],
-                vec![attr_ints("kernel_shape", &[2, 2]), attr_ints("strides", &[2, 2])],
+                vec![
+                    attr_ints("kernel_shape", &[2, 2]),
+                    attr_ints("strides", &[2, 2]),
+                ],
             );
             h /= 2;
             w /= 2;
         }
-        outputs.push((layer_names[0].clone(), vec![Dim::Named("batch"), Dim::Fixed(a.stem.channels), Dim::Fixed(h), Dim::Fixed(w)]));
+        outputs.push((
+            layer_names[0].clone(),
+            vec![
+                Dim::Named("batch"),
+                Dim::Fixed(a.stem.channels),
+                Dim::Fixed(h),
+                Dim::Fixed(w),
+            ],
+        ));
 
         let mut x = layer_names[0].clone();
         for (i, b) in a.blocks.iter().enumerate() {
             let p = format!("blocks.{i}");
-            self.conv_bn(&x, &format!("{p}.conv1"), &format!("{p}.bn1"), b.stride, &format!("{p}.bn1_out"))?;
+            self.conv_bn(
+                &x,
+                &format!("{p}.conv1"),
+                &format!("{p}.bn1"),
+                b.stride,
+                &format!("{p}.bn1_out"),
+            )?;
             self.relu(&format!("{p}.bn1_out"), &format!("{p}.relu1_out"));
-            self.conv_bn(&format!("{p}.relu1_out"), &format!("{p}.conv2"), &format!("{p}.bn2"), 1, &format!("{p}.bn2_out"))?;
+            self.conv_bn(
+                &format!("{p}.relu1_out"),
+                &format!("{p}.conv2"),
+                &format!("{p}.bn2"),
+                1,
+                &format!("{p}.bn2_out"),
+            )?;
             let shortcut = if a.block_has_projection_shortcut(i) {
                 let s = format!("{p}.shortcut_out");
-                self.conv_bn(&x, &format!("{p}.shortcut.conv"), &format!("{p}.shortcut.bn"), b.stride, &s)?;
+                self.conv_bn(
+                    &x,
+                    &format!("{p}.shortcut.conv"),
+                    &format!("{p}.shortcut.bn"),
+                    b.stride,
+                    &s,
+                )?;
                 s
             } else {
                 x.clone()
             };
-            self.node("Add", &[&format!("{p}.bn2_out"), &shortcut], &format!("{p}.sum"), vec![]);
+            self.node(
+                "Add",
+                &[&format!("{p}.bn2_out"), &shortcut],
+                &format!("{p}.sum"),
+                vec![],
+            );
             let out = layer_names[i + 1].clone();
             self.relu(&format!("{p}.sum"), &out);
             h = conv_out(h, 3, b.stride);
             w = conv_out(w, 3, b.stride);
-            outputs.push((out.clone(), vec![Dim::Named("batch"), Dim::Fixed(b.channels), Dim::Fixed(h), Dim::Fixed(w)]));
+            outputs.push((
+                out.clone(),
+                vec![
+                    Dim::Named("batch"),
+                    Dim::Fixed(b.channels),
+                    Dim::Fixed(h),
+                    Dim::Fixed(w),
+                ],
+            ));
             x = out;
         }
         self.node("GlobalAveragePool", &[&x], "pooled", vec![]);
-        self.node("Flatten", &["pooled"], REPRESENTATION, vec![attr_int("axis", 1)]);
+        self.node(
+            "Flatten",
+            &["pooled"],
+            REPRESENTATION,
+            vec![attr_int("axis", 1)],
+        );
 
         let mut y = REPRESENTATION.to_string();
         for (j, &d) in a.projector.iter().enumerate() {
             let p = format!("projector.{}", 2 * j);
             let wt = self.get(&format!("{p}.weight"))?.clone();
             let bt = self.get(&format!("{p}.bias"))?.clone();
-            self.inits.push(tensor(&format!("{p}.weight"), &wt.shape, &wt.data));
-            self.inits.push(tensor(&format!("{p}.bias"), &bt.shape, &bt.data));
+            self.inits
+                .push(tensor(&format!("{p}.weight"), &wt.shape, &wt.data));
+            self.inits
+                .push(tensor(&format!("{p}.bias"), &bt.shape, &bt.data));
             let last = j + 1 == a.projector.len();
-            let out = if last { PROJECTION.to_string() } else { format!("{p}.out") };
+            let out = if last {
+                PROJECTION.to_string()
+            } else {
+                format!("{p}.out")
+            };
             self.node(
                 "Gemm",
                 &[&y, &format!("{p}.weight"), &format!("{p}.bias")],
@@ -215,9 +288,15 @@ impl Graph<'_> {
             let _ = d;
         }
 
-        let mut graph_outputs = vec![(REPRESENTATION.to_string(), vec![Dim::Named("batch"), Dim::Fixed(a.representation_dim())])];
+        let mut graph_outputs = vec![(
+            REPRESENTATION.to_string(),
+            vec![Dim::Named("batch"), Dim::Fixed(a.representation_dim())],
+        )];
         if let Some(&d) = a.projector.last() {
-            graph_outputs.push((PROJECTION.to_string(), vec![Dim::Named("batch"), Dim::Fixed(d)]));
+            graph_outputs.push((
+                PROJECTION.to_string(),
+                vec![Dim::Named("batch"), Dim::Fixed(d)],
+            ));
         }
         if opts.layer_outputs {
             graph_outputs.extend(outputs);
@@ -230,7 +309,12 @@ impl Graph<'_> {
 pub fn model(arch: &ArchSpec, weights: &Weights, opts: ExportOptions) -> Result<ModelProto> {
     arch.validate()?;
     arch.check_weights(weights)?;
-    let mut g = Graph { arch, weights, nodes: Vec::new(), inits: Vec::new() };
+    let mut g = Graph {
+        arch,
+        weights,
+        nodes: Vec::new(),
+        inits: Vec::new(),
+    };
     let outputs = g.build(opts)?;
 
     let mut graph = GraphProto::new();
@@ -239,7 +323,12 @@ pub fn model(arch: &ArchSpec, weights: &Weights, opts: ExportOptions) -> Result<
     graph.initializer = g.inits;
     graph.input = vec![value_info(
         INPUT,
-        &[Dim::Named("batch"), Dim::Fixed(arch.in_channels), Dim::Fixed(arch.height), Dim::Fixed(arch.width)],
+        &[
+            Dim::Named("batch"),
+            Dim::Fixed(arch.in_channels),
+            Dim::Fixed(arch.height),
+            Dim::Fixed(arch.width),
+        ],
     )];
     graph.output = outputs.iter().map(|(n, d)| value_info(n, d)).collect();
 
@@ -276,12 +365,29 @@ mod tests {
     fn graph_has_the_declared_interface_and_folded_weights() {
         let arch = ArchSpec::resnet_mini_28();
         let w = arch.random_weights(3);
-        let m = model(&arch, &w, ExportOptions { layer_outputs: true }).expect("model");
+        let m = model(
+            &arch,
+            &w,
+            ExportOptions {
+                layer_outputs: true,
+            },
+        )
+        .expect("model");
         let g = m.graph.as_ref().expect("graph");
         assert_eq!(m.opset_import[0].version, 17);
         assert_eq!(g.input[0].name, INPUT);
         let outs: Vec<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
-        assert_eq!(outs, ["representation", "projection", "layer1", "layer2", "layer3", "layer4"]);
+        assert_eq!(
+            outs,
+            [
+                "representation",
+                "projection",
+                "layer1",
+                "layer2",
+                "layer3",
+                "layer4"
+            ]
+        );
         assert!(g.node.iter().all(|n| n.op_type != "BatchNormalization"));
         let convs = g.node.iter().filter(|n| n.op_type == "Conv").count();
         assert_eq!(convs, 1 + 2 * 3 + 2);

@@ -17,7 +17,9 @@ pub struct DecodeLimits {
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        Self { max_pixels: 40_000_000 }
+        Self {
+            max_pixels: 40_000_000,
+        }
     }
 }
 
@@ -32,7 +34,12 @@ pub struct SourceImage {
 
 impl SourceImage {
     /// Wraps planar 8-bit data; the length must match the shape.
-    pub fn new(channels: usize, height: usize, width: usize, data: Vec<u8>) -> Result<Self, InputError> {
+    pub fn new(
+        channels: usize,
+        height: usize,
+        width: usize,
+        data: Vec<u8>,
+    ) -> Result<Self, InputError> {
         if channels == 0 || height == 0 || width == 0 {
             return Err(InputError::Empty);
         }
@@ -42,7 +49,12 @@ impl SourceImage {
                 data.len()
             )));
         }
-        Ok(Self { channels, height, width, data })
+        Ok(Self {
+            channels,
+            height,
+            width,
+            data,
+        })
     }
 
     /// The image's identity for seeding its views: a hash of shape and pixels.
@@ -72,7 +84,12 @@ pub struct Planes {
 
 impl Planes {
     pub fn zeros(channels: usize, height: usize, width: usize) -> Self {
-        Self { channels, height, width, data: vec![0.0; channels * height * width] }
+        Self {
+            channels,
+            height,
+            width,
+            data: vec![0.0; channels * height * width],
+        }
     }
 
     pub fn plane(&self, c: usize) -> &[f32] {
@@ -90,7 +107,11 @@ impl Planes {
 ///
 /// One channel uses ITU-R 601 luma exactly as PIL's `convert("L")`; three channels
 /// replicate a grey image. Alpha is dropped.
-pub fn decode(bytes: &[u8], channels: usize, limits: DecodeLimits) -> Result<SourceImage, InputError> {
+pub fn decode(
+    bytes: &[u8],
+    channels: usize,
+    limits: DecodeLimits,
+) -> Result<SourceImage, InputError> {
     let open = || {
         ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
@@ -108,7 +129,11 @@ pub fn decode(bytes: &[u8], channels: usize, limits: DecodeLimits) -> Result<Sou
     }
     let pixels = u64::from(w) * u64::from(h);
     if pixels > limits.max_pixels {
-        return Err(InputError::TooLarge { width: w, height: h, max_pixels: limits.max_pixels });
+        return Err(InputError::TooLarge {
+            width: w,
+            height: h,
+            max_pixels: limits.max_pixels,
+        });
     }
     let mut reader = reader;
     let mut img_limits = image::Limits::default();
@@ -117,7 +142,9 @@ pub fn decode(bytes: &[u8], channels: usize, limits: DecodeLimits) -> Result<Sou
     // Room for the widest pixel format (16-bit RGBA) plus the decoder's own buffers.
     img_limits.max_alloc = Some(pixels.saturating_mul(8).saturating_add(64 << 20));
     reader.limits(img_limits);
-    let img = reader.decode().map_err(|e| InputError::Decode(e.to_string()))?;
+    let img = reader
+        .decode()
+        .map_err(|e| InputError::Decode(e.to_string()))?;
     from_dynamic(&img, channels)
 }
 
@@ -129,8 +156,15 @@ pub fn from_dynamic(img: &DynamicImage, channels: usize) -> Result<SourceImage, 
             let data = match img {
                 DynamicImage::ImageLuma8(g) => g.as_raw().clone(),
                 DynamicImage::ImageLumaA8(g) => g.as_raw().chunks_exact(2).map(|p| p[0]).collect(),
-                DynamicImage::ImageLuma16(_) | DynamicImage::ImageLumaA16(_) => img.to_luma8().into_raw(),
-                _ => img.to_rgb8().as_raw().chunks_exact(3).map(|p| pil_luma(p[0], p[1], p[2])).collect(),
+                DynamicImage::ImageLuma16(_) | DynamicImage::ImageLumaA16(_) => {
+                    img.to_luma8().into_raw()
+                }
+                _ => img
+                    .to_rgb8()
+                    .as_raw()
+                    .chunks_exact(3)
+                    .map(|p| pil_luma(p[0], p[1], p[2]))
+                    .collect(),
             };
             SourceImage::new(1, h, w, data)
         }
@@ -145,7 +179,9 @@ pub fn from_dynamic(img: &DynamicImage, channels: usize) -> Result<SourceImage, 
             }
             SourceImage::new(3, h, w, data)
         }
-        c => Err(InputError::Shape(format!("models with {c} input channels are not supported (1 or 3)"))),
+        c => Err(InputError::Shape(format!(
+            "models with {c} input channels are not supported (1 or 3)"
+        ))),
     }
 }
 
@@ -188,7 +224,15 @@ fn taps(len: usize, out: usize) -> Vec<Taps> {
 
 /// Crops the window `(top, left, height, width)` and resizes it to `out_h x out_w` with
 /// antialiased bilinear filtering. The window must lie inside the image.
-pub fn crop_resize(src: &Planes, top: usize, left: usize, height: usize, width: usize, out_h: usize, out_w: usize) -> Planes {
+pub fn crop_resize(
+    src: &Planes,
+    top: usize,
+    left: usize,
+    height: usize,
+    width: usize,
+    out_h: usize,
+    out_w: usize,
+) -> Planes {
     debug_assert!(top + height <= src.height && left + width <= src.width);
     let mut out = Planes::zeros(src.channels, out_h, out_w);
     if height == out_h && width == out_w {
@@ -241,7 +285,12 @@ mod tests {
     use super::*;
 
     fn planes(h: usize, w: usize, data: Vec<f32>) -> Planes {
-        Planes { channels: 1, height: h, width: w, data }
+        Planes {
+            channels: 1,
+            height: h,
+            width: w,
+            data,
+        }
     }
 
     #[test]
@@ -280,27 +329,43 @@ mod tests {
         // Output 0, centre 1.0: taps x=0 (w .75), x=1 (w .75), x=2 (w .25) -> (0*.75+4*.75+8*.25)/1.75
         let o0 = (4.0 * 0.75 + 8.0 * 0.25) / 1.75;
         let o1 = (4.0 * 0.25 + 8.0 * 0.75 + 12.0 * 0.75) / 1.75;
-        assert!((out.data[0] - o0).abs() < 1e-5 && (out.data[1] - o1).abs() < 1e-5, "{:?}", out.data);
+        assert!(
+            (out.data[0] - o0).abs() < 1e-5 && (out.data[1] - o1).abs() < 1e-5,
+            "{:?}",
+            out.data
+        );
     }
 
     #[test]
     fn constant_images_stay_constant_under_any_resize() {
         let src = planes(5, 7, vec![0.3; 35]);
         for (h, w) in [(2, 3), (9, 11), (5, 7), (1, 1)] {
-            assert!(resize(&src, h, w).data.iter().all(|v| (v - 0.3).abs() < 1e-6));
+            assert!(resize(&src, h, w)
+                .data
+                .iter()
+                .all(|v| (v - 0.3).abs() < 1e-6));
         }
     }
 
     #[test]
     fn decode_rejects_garbage_empty_and_huge() {
-        assert!(matches!(decode(b"not an image", 1, DecodeLimits::default()), Err(InputError::Decode(_))));
+        assert!(matches!(
+            decode(b"not an image", 1, DecodeLimits::default()),
+            Err(InputError::Decode(_))
+        ));
         let mut png = Vec::new();
         image::GrayImage::new(100, 100)
             .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
             .expect("encode");
         let small = DecodeLimits { max_pixels: 9_999 };
-        assert!(matches!(decode(&png, 1, small), Err(InputError::TooLarge { .. })));
-        assert!(matches!(decode(&png[..png.len() / 2], 1, DecodeLimits::default()), Err(InputError::Decode(_))));
+        assert!(matches!(
+            decode(&png, 1, small),
+            Err(InputError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode(&png[..png.len() / 2], 1, DecodeLimits::default()),
+            Err(InputError::Decode(_))
+        ));
         let ok = decode(&png, 3, DecodeLimits::default()).expect("decodes");
         assert_eq!((ok.channels, ok.height, ok.width), (3, 100, 100));
     }

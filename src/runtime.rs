@@ -38,7 +38,11 @@ pub struct RuntimeOptions {
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        Self { library: None, provider: Provider::Cpu, threads: 0 }
+        Self {
+            library: None,
+            provider: Provider::Cpu,
+            threads: 0,
+        }
     }
 }
 
@@ -57,7 +61,10 @@ pub fn library_path(opts: &RuntimeOptions) -> PathBuf {
         return p.clone();
     }
     let flavour = match opts.provider {
-        Provider::Cpu => sslmem_home().join("onnxruntime").join(ORT_VERSION).join("cpu"),
+        Provider::Cpu => sslmem_home()
+            .join("onnxruntime")
+            .join(ORT_VERSION)
+            .join("cpu"),
         Provider::Cuda => sslmem_home()
             .join("onnxruntime")
             .join(ORT_VERSION)
@@ -78,14 +85,26 @@ pub fn environment(opts: &RuntimeOptions) -> Result<&'static Environment> {
     }
     let path = library_path(opts);
     if !path.is_file() {
-        let hint = if opts.provider == Provider::Cuda { " --cuda" } else { "" };
-        return Err(Error::RuntimeMissing { path, version: ORT_VERSION, hint });
+        let hint = if opts.provider == Provider::Cuda {
+            " --cuda"
+        } else {
+            ""
+        };
+        return Err(Error::RuntimeMissing {
+            path,
+            version: ORT_VERSION,
+            hint,
+        });
     }
-    let builder = ort::init_from(&path).map_err(|e| Error::Runtime(format!("cannot load {}: {e}", path.display())))?;
+    let builder = ort::init_from(&path)
+        .map_err(|e| Error::Runtime(format!("cannot load {}: {e}", path.display())))?;
     let env = builder.with_name("sslmem").build()?;
     // Another thread may have won the race; either environment works, keep the first.
     let _ = ENV.set((env, path));
-    Ok(&ENV.get().ok_or_else(|| Error::Runtime("environment vanished".into()))?.0)
+    Ok(&ENV
+        .get()
+        .ok_or_else(|| Error::Runtime("environment vanished".into()))?
+        .0)
 }
 
 /// The library the environment was loaded from, once it exists.
@@ -106,7 +125,10 @@ fn outlet_info(o: &ort::value::Outlet) -> TensorInfo {
         .tensor_shape()
         .map(|s| s.iter().map(|&d| usize::try_from(d).ok()).collect())
         .unwrap_or_default();
-    TensorInfo { name: o.name().to_string(), shape }
+    TensorInfo {
+        name: o.name().to_string(),
+        shape,
+    }
 }
 
 fn build_session(env: &Environment, path: &Path, opts: &RuntimeOptions) -> ort::Result<Session> {
@@ -121,14 +143,20 @@ fn build_session(env: &Environment, path: &Path, opts: &RuntimeOptions) -> ort::
 }
 
 #[cfg(feature = "cuda")]
-fn with_cuda(b: ort::session::builder::SessionBuilder) -> ort::Result<ort::session::builder::SessionBuilder> {
+fn with_cuda(
+    b: ort::session::builder::SessionBuilder,
+) -> ort::Result<ort::session::builder::SessionBuilder> {
     // Without error_on_failure a failed registration silently falls back to the CPU.
     Ok(b.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])?)
 }
 
 #[cfg(not(feature = "cuda"))]
-fn with_cuda(_: ort::session::builder::SessionBuilder) -> ort::Result<ort::session::builder::SessionBuilder> {
-    Err(ort::Error::new("this binary was built without the `cuda` feature; rebuild with `--features cuda`"))
+fn with_cuda(
+    _: ort::session::builder::SessionBuilder,
+) -> ort::Result<ort::session::builder::SessionBuilder> {
+    Err(ort::Error::new(
+        "this binary was built without the `cuda` feature; rebuild with `--features cuda`",
+    ))
 }
 
 type Reply = mpsc::SyncSender<Result<Vec<ArrayD<f32>>>>;
@@ -154,7 +182,10 @@ impl Encoder {
     pub fn load(path: &Path, opts: &RuntimeOptions) -> Result<Self> {
         let env = environment(opts)?;
         let model = path.display().to_string();
-        let session = build_session(env, path, opts).map_err(|e| Error::Model { model: model.clone(), reason: e.to_string() })?;
+        let session = build_session(env, path, opts).map_err(|e| Error::Model {
+            model: model.clone(),
+            reason: e.to_string(),
+        })?;
         let inputs: Vec<TensorInfo> = session.inputs().iter().map(outlet_info).collect();
         let outputs: Vec<TensorInfo> = session.outputs().iter().map(outlet_info).collect();
         let input = match inputs.as_slice() {
@@ -162,39 +193,73 @@ impl Encoder {
             _ => {
                 return Err(Error::Model {
                     model,
-                    reason: format!("has {} inputs; an encoder takes exactly one image tensor", inputs.len()),
+                    reason: format!(
+                        "has {} inputs; an encoder takes exactly one image tensor",
+                        inputs.len()
+                    ),
                 })
             }
         };
         let (tx, rx) = mpsc::channel::<Job>();
         let input_name = input.name.clone();
         thread::Builder::new()
-            .name(format!("encoder:{}", path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()))
+            .name(format!(
+                "encoder:{}",
+                path.file_name()
+                    .map(|f| f.to_string_lossy())
+                    .unwrap_or_default()
+            ))
             .spawn(move || serve(session, &input_name, rx))
             .map_err(|e| Error::Runtime(format!("cannot start encoder thread: {e}")))?;
-        Ok(Self { path: path.to_path_buf(), input, outputs, provider: opts.provider, tx })
+        Ok(Self {
+            path: path.to_path_buf(),
+            input,
+            outputs,
+            provider: opts.provider,
+            tx,
+        })
     }
 
     /// Runs a batch `[n, c, h, w]` and returns the named outputs, in order.
     pub fn run(&self, batch: ArrayView4<'_, f32>, outputs: &[String]) -> Result<Vec<ArrayD<f32>>> {
-        let shape = [batch.shape()[0], batch.shape()[1], batch.shape()[2], batch.shape()[3]];
+        let shape = [
+            batch.shape()[0],
+            batch.shape()[1],
+            batch.shape()[2],
+            batch.shape()[3],
+        ];
         let input = batch.as_standard_layout().iter().copied().collect();
         self.run_owned(input, shape, outputs)
     }
 
     /// Like [`Encoder::run`], taking a flat row-major buffer.
-    pub fn run_owned(&self, input: Vec<f32>, shape: [usize; 4], outputs: &[String]) -> Result<Vec<ArrayD<f32>>> {
+    pub fn run_owned(
+        &self,
+        input: Vec<f32>,
+        shape: [usize; 4],
+        outputs: &[String],
+    ) -> Result<Vec<ArrayD<f32>>> {
         let (reply, rx) = mpsc::sync_channel(1);
         self.tx
-            .send(Job { input, shape, outputs: outputs.to_vec(), reply })
+            .send(Job {
+                input,
+                shape,
+                outputs: outputs.to_vec(),
+                reply,
+            })
             .map_err(|_| Error::Runtime(format!("encoder {} has stopped", self.path.display())))?;
-        rx.recv().map_err(|_| Error::Runtime(format!("encoder {} stopped mid-batch", self.path.display())))?
+        rx.recv().map_err(|_| {
+            Error::Runtime(format!("encoder {} stopped mid-batch", self.path.display()))
+        })?
     }
 
     /// Convenience: one rank-2 output (e.g. the representation).
     pub fn embed(&self, input: Vec<f32>, shape: [usize; 4], output: &str) -> Result<Array2<f32>> {
         let out = self.run_owned(input, shape, &[output.to_string()])?;
-        let first = out.into_iter().next().ok_or_else(|| Error::Runtime("no output returned".into()))?;
+        let first = out
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Runtime("no output returned".into()))?;
         first.into_dimensionality().map_err(|_| Error::Model {
             model: self.path.display().to_string(),
             reason: format!("output '{output}' is not a matrix [batch, dim]"),
@@ -211,12 +276,15 @@ fn serve(mut session: Session, input_name: &str, rx: mpsc::Receiver<Job>) {
 }
 
 fn run_one(session: &mut Session, input_name: &str, job: &Job) -> Result<Vec<ArrayD<f32>>> {
-    let tensor = TensorRef::from_array_view((job.shape.map(|d| d as i64).to_vec(), job.input.as_slice()))?;
+    let tensor =
+        TensorRef::from_array_view((job.shape.map(|d| d as i64).to_vec(), job.input.as_slice()))?;
     let out = session.run(ort::inputs![input_name => tensor])?;
     job.outputs
         .iter()
         .map(|name| {
-            let v = out.get(name).ok_or_else(|| Error::Runtime(format!("model has no output '{name}'")))?;
+            let v = out
+                .get(name)
+                .ok_or_else(|| Error::Runtime(format!("model has no output '{name}'")))?;
             Ok(v.try_extract_array::<f32>()?.to_owned())
         })
         .collect()

@@ -65,7 +65,11 @@ mod tests {
     fn kernel_matches_the_gaussian_by_hand() {
         // k=3, sigma=1: [e^-0.5, 1, e^-0.5] / (1 + 2 e^-0.5)
         let e = (-0.5f64).exp();
-        let want = [e / (1.0 + 2.0 * e), 1.0 / (1.0 + 2.0 * e), e / (1.0 + 2.0 * e)];
+        let want = [
+            e / (1.0 + 2.0 * e),
+            1.0 / (1.0 + 2.0 * e),
+            e / (1.0 + 2.0 * e),
+        ];
         for (a, b) in kernel(3, 1.0).iter().zip(want) {
             assert!((f64::from(*a) - b).abs() < 1e-7);
         }
@@ -82,12 +86,22 @@ mod tests {
 
     #[test]
     fn blur_of_an_impulse_is_the_kernel_and_constants_survive() {
-        let mut img = Planes { channels: 1, height: 1, width: 5, data: vec![0.0, 0.0, 1.0, 0.0, 0.0] };
+        let mut img = Planes {
+            channels: 1,
+            height: 1,
+            width: 5,
+            data: vec![0.0, 0.0, 1.0, 0.0, 0.0],
+        };
         // Height 1: the vertical pass reflects onto the same row, so it is the identity.
         apply(&mut img, 3, 1.0);
         let k = kernel(3, 1.0);
         assert!((img.data[1] - k[0]).abs() < 1e-6 && (img.data[2] - k[1]).abs() < 1e-6);
-        let mut flat = Planes { channels: 1, height: 4, width: 4, data: vec![0.7; 16] };
+        let mut flat = Planes {
+            channels: 1,
+            height: 4,
+            width: 4,
+            data: vec![0.7; 16],
+        };
         apply(&mut flat, 5, 1.5);
         assert!(flat.data.iter().all(|v| (v - 0.7).abs() < 1e-6));
     }

@@ -32,8 +32,18 @@ pub fn draw(spec: &JitterSpec, rng: &mut Rng) -> JitterDraw {
     let brightness = factor(spec.brightness, rng);
     let contrast = factor(spec.contrast, rng);
     let saturation = factor(spec.saturation, rng);
-    let hue = if spec.hue == 0.0 { 0.0 } else { rng.uniform(-spec.hue, spec.hue) as f32 };
-    JitterDraw { order, brightness, contrast, saturation, hue }
+    let hue = if spec.hue == 0.0 {
+        0.0
+    } else {
+        rng.uniform(-spec.hue, spec.hue) as f32
+    };
+    JitterDraw {
+        order,
+        brightness,
+        contrast,
+        saturation,
+        hue,
+    }
 }
 
 pub fn apply(img: &mut Planes, d: &JitterDraw) {
@@ -53,7 +63,11 @@ fn grey_plane(img: &Planes) -> Vec<f32> {
         return img.data.clone();
     }
     let (r, g, b) = (img.plane(0), img.plane(1), img.plane(2));
-    r.iter().zip(g).zip(b).map(|((r, g), b)| GREY[0] * r + GREY[1] * g + GREY[2] * b).collect()
+    r.iter()
+        .zip(g)
+        .zip(b)
+        .map(|((r, g), b)| GREY[0] * r + GREY[1] * g + GREY[2] * b)
+        .collect()
 }
 
 pub fn brightness(img: &mut Planes, f: f32) {
@@ -163,7 +177,12 @@ mod tests {
                 data[c * n + i] = p[c];
             }
         }
-        Planes { channels: 3, height: 1, width: n, data }
+        Planes {
+            channels: 3,
+            height: 1,
+            width: n,
+            data,
+        }
     }
 
     fn close(a: &[f32], b: &[f32]) -> bool {
@@ -172,7 +191,13 @@ mod tests {
 
     #[test]
     fn zero_strength_jitter_is_the_identity() {
-        let spec = JitterSpec { brightness: 0.0, contrast: 0.0, saturation: 0.0, hue: 0.0, p: 1.0 };
+        let spec = JitterSpec {
+            brightness: 0.0,
+            contrast: 0.0,
+            saturation: 0.0,
+            hue: 0.0,
+            p: 1.0,
+        };
         let base = rgb(&[[0.1, 0.5, 0.9], [0.3, 0.2, 0.7], [1.0, 0.0, 0.4]]);
         for seed in 0..20 {
             let mut img = base.clone();
@@ -192,7 +217,12 @@ mod tests {
     #[test]
     fn contrast_blends_with_the_mean_luma() {
         // Two grey pixels 0.2 and 0.6: mean 0.4; factor 0.5 -> 0.3 and 0.5.
-        let mut img = Planes { channels: 1, height: 1, width: 2, data: vec![0.2, 0.6] };
+        let mut img = Planes {
+            channels: 1,
+            height: 1,
+            width: 2,
+            data: vec![0.2, 0.6],
+        };
         contrast(&mut img, 0.5);
         assert!(close(&img.data, &[0.3, 0.5]));
     }
@@ -203,7 +233,12 @@ mod tests {
         grayscale(&mut img);
         let g1 = 0.2989 * 0.2 + 0.587 * 0.4 + 0.114 * 0.6;
         assert!(close(&img.data, &[0.2989, g1, 0.2989, g1, 0.2989, g1]));
-        let mut one = Planes { channels: 1, height: 1, width: 2, data: vec![0.2, 0.6] };
+        let mut one = Planes {
+            channels: 1,
+            height: 1,
+            width: 2,
+            data: vec![0.2, 0.6],
+        };
         grayscale(&mut one);
         saturation(&mut one, 0.0);
         hue(&mut one, 0.3);

@@ -28,18 +28,34 @@ pub fn draw_window(spec: &CropSpec, height: usize, width: usize, rng: &mut Rng) 
         if w > 0 && w <= width && h > 0 && h <= height {
             let top = rng.below((height - h + 1) as u64) as usize;
             let left = rng.below((width - w + 1) as u64) as usize;
-            return Window { top, left, height: h, width: w };
+            return Window {
+                top,
+                left,
+                height: h,
+                width: w,
+            };
         }
     }
     let in_ratio = width as f64 / height as f64;
     let (w, h) = if in_ratio < spec.ratio[0] {
-        (width, ((width as f64 / spec.ratio[0]).round_ties_even() as usize).clamp(1, height))
+        (
+            width,
+            ((width as f64 / spec.ratio[0]).round_ties_even() as usize).clamp(1, height),
+        )
     } else if in_ratio > spec.ratio[1] {
-        (((height as f64 * spec.ratio[1]).round_ties_even() as usize).clamp(1, width), height)
+        (
+            ((height as f64 * spec.ratio[1]).round_ties_even() as usize).clamp(1, width),
+            height,
+        )
     } else {
         (width, height)
     };
-    Window { top: (height - h) / 2, left: (width - w) / 2, height: h, width: w }
+    Window {
+        top: (height - h) / 2,
+        left: (width - w) / 2,
+        height: h,
+        width: w,
+    }
 }
 
 /// Cuts the window and resizes it to `out_h x out_w`.
@@ -53,7 +69,10 @@ mod tests {
 
     #[test]
     fn windows_stay_inside_and_respect_scale_and_ratio() {
-        let spec = CropSpec { scale: [0.08, 1.0], ratio: [0.75, 4.0 / 3.0] };
+        let spec = CropSpec {
+            scale: [0.08, 1.0],
+            ratio: [0.75, 4.0 / 3.0],
+        };
         for seed in 0..2_000 {
             let mut rng = Rng::from_seed(seed);
             let w = draw_window(&spec, 28, 28, &mut rng);
@@ -67,26 +86,73 @@ mod tests {
 
     #[test]
     fn full_scale_with_unit_ratio_is_the_whole_image() {
-        let spec = CropSpec { scale: [1.0, 1.0], ratio: [1.0, 1.0] };
+        let spec = CropSpec {
+            scale: [1.0, 1.0],
+            ratio: [1.0, 1.0],
+        };
         let mut rng = Rng::from_seed(1);
-        assert_eq!(draw_window(&spec, 28, 28, &mut rng), Window { top: 0, left: 0, height: 28, width: 28 });
+        assert_eq!(
+            draw_window(&spec, 28, 28, &mut rng),
+            Window {
+                top: 0,
+                left: 0,
+                height: 28,
+                width: 28
+            }
+        );
     }
 
     #[test]
     fn impossible_ratio_falls_back_to_a_clamped_centre_crop() {
         // A 10x40 image can never hold a crop of ratio <= 1 at 100% of its area.
-        let spec = CropSpec { scale: [1.0, 1.0], ratio: [0.5, 1.0] };
+        let spec = CropSpec {
+            scale: [1.0, 1.0],
+            ratio: [0.5, 1.0],
+        };
         let mut rng = Rng::from_seed(5);
-        assert_eq!(draw_window(&spec, 10, 40, &mut rng), Window { top: 0, left: 15, height: 10, width: 10 });
+        assert_eq!(
+            draw_window(&spec, 10, 40, &mut rng),
+            Window {
+                top: 0,
+                left: 15,
+                height: 10,
+                width: 10
+            }
+        );
     }
 
     #[test]
     fn a_fixed_window_crops_and_resizes_by_hand() {
         // 4x4 ramp; window rows 1..3, cols 2..4 is [[6,7],[10,11]]; upscale to 4x4.
-        let img = Planes { channels: 1, height: 4, width: 4, data: (0..16).map(|v| v as f32).collect() };
-        let out = apply(&img, Window { top: 1, left: 2, height: 2, width: 2 }, 2, 2);
+        let img = Planes {
+            channels: 1,
+            height: 4,
+            width: 4,
+            data: (0..16).map(|v| v as f32).collect(),
+        };
+        let out = apply(
+            &img,
+            Window {
+                top: 1,
+                left: 2,
+                height: 2,
+                width: 2,
+            },
+            2,
+            2,
+        );
         assert_eq!(out.data, vec![6.0, 7.0, 10.0, 11.0]);
-        let up = apply(&img, Window { top: 1, left: 2, height: 2, width: 2 }, 4, 4);
+        let up = apply(
+            &img,
+            Window {
+                top: 1,
+                left: 2,
+                height: 2,
+                width: 2,
+            },
+            4,
+            4,
+        );
         // Row 0 of the upscaled window: centres at 0.25, 0.75, 1.25, 1.75 between 6 and 7,
         // and vertically the same weights between the rows 6.. and 10...
         assert!((up.data[0] - 6.0).abs() < 1e-6);

@@ -65,7 +65,11 @@ impl Augmenter {
         if height == 0 || width == 0 {
             return Err(Error::Param("output size must be positive".into()));
         }
-        Ok(Self { spec, height, width })
+        Ok(Self {
+            spec,
+            height,
+            width,
+        })
     }
 
     /// The un-augmented image at the model's size (the "orig" of `orig-vs-aug`).
@@ -121,8 +125,15 @@ mod tests {
 
     fn test_image(channels: usize) -> Planes {
         let (h, w) = (20, 24);
-        let data = (0..channels * h * w).map(|i| ((i * 37) % 256) as f32 / 255.0).collect();
-        Planes { channels, height: h, width: w, data }
+        let data = (0..channels * h * w)
+            .map(|i| ((i * 37) % 256) as f32 / 255.0)
+            .collect();
+        Planes {
+            channels,
+            height: h,
+            width: w,
+            data,
+        }
     }
 
     #[test]
@@ -135,8 +146,15 @@ mod tests {
     #[test]
     fn views_are_pure_functions_of_seed_identity_and_index() {
         let mut spec = AugmentSpec::simclr();
-        spec.blur = Some(BlurSpec { kernel_size: 3, sigma: [0.1, 2.0], p: 0.5 });
-        spec.solarize = Some(SolarizeSpec { threshold: 0.5, p: 0.2 });
+        spec.blur = Some(BlurSpec {
+            kernel_size: 3,
+            sigma: [0.1, 2.0],
+            p: 0.5,
+        });
+        spec.solarize = Some(SolarizeSpec {
+            threshold: 0.5,
+            p: 0.2,
+        });
         let aug = Augmenter::new(spec, 16, 16).expect("valid");
         let img = test_image(3);
         let a = aug.view(&img, 7, 11, 0);
@@ -151,7 +169,12 @@ mod tests {
     #[test]
     fn normalize_writes_standardised_values_and_checks_lengths() {
         let n = Normalize::new(vec![0.5], vec![0.25], 1).expect("valid");
-        let img = Planes { channels: 1, height: 1, width: 2, data: vec![0.5, 1.0] };
+        let img = Planes {
+            channels: 1,
+            height: 1,
+            width: 2,
+            data: vec![0.5, 1.0],
+        };
         let mut out = [0.0; 2];
         n.write(&img, &mut out);
         assert_eq!(out, [0.0, 2.0]);

@@ -16,7 +16,12 @@ mod tests {
 
     #[test]
     fn inverts_at_or_above_threshold_only() {
-        let mut img = Planes { channels: 1, height: 1, width: 4, data: vec![0.1, 0.5, 0.49, 0.9] };
+        let mut img = Planes {
+            channels: 1,
+            height: 1,
+            width: 4,
+            data: vec![0.1, 0.5, 0.49, 0.9],
+        };
         apply(&mut img, 0.5);
         let want = [0.1, 0.5, 0.49, 0.1];
         for (a, b) in img.data.iter().zip(want) {

@@ -92,9 +92,18 @@ impl AugmentSpec {
     /// grayscale 0.2; no blur or solarize.
     pub fn simclr() -> Self {
         Self {
-            crop: Some(CropSpec { scale: default_scale(), ratio: default_ratio() }),
+            crop: Some(CropSpec {
+                scale: default_scale(),
+                ratio: default_ratio(),
+            }),
             flip_p: 0.5,
-            jitter: Some(JitterSpec { brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, p: 0.8 }),
+            jitter: Some(JitterSpec {
+                brightness: 0.4,
+                contrast: 0.4,
+                saturation: 0.4,
+                hue: 0.1,
+                p: 0.8,
+            }),
             grayscale_p: 0.2,
             blur: None,
             solarize: None,
@@ -104,14 +113,27 @@ impl AugmentSpec {
     /// The SSLMem authors' scoring script: SimCLR with jitter (0.8, 0.8, 0.8, 0.2).
     pub fn authors() -> Self {
         Self {
-            jitter: Some(JitterSpec { brightness: 0.8, contrast: 0.8, saturation: 0.8, hue: 0.2, p: 0.8 }),
+            jitter: Some(JitterSpec {
+                brightness: 0.8,
+                contrast: 0.8,
+                saturation: 0.8,
+                hue: 0.2,
+                p: 0.8,
+            }),
             ..Self::simclr()
         }
     }
 
     /// No augmentation at all: every view is the (resized) image.
     pub fn identity() -> Self {
-        Self { crop: None, flip_p: 0.0, jitter: None, grayscale_p: 0.0, blur: None, solarize: None }
+        Self {
+            crop: None,
+            flip_p: 0.0,
+            jitter: None,
+            grayscale_p: 0.0,
+            blur: None,
+            solarize: None,
+        }
     }
 
     /// A named preset: `simclr`, `authors` or `none`.
@@ -120,7 +142,9 @@ impl AugmentSpec {
             "simclr" => Ok(Self::simclr()),
             "authors" => Ok(Self::authors()),
             "none" => Ok(Self::identity()),
-            other => Err(Error::Param(format!("unknown augmentation preset '{other}' (simclr, authors, none)"))),
+            other => Err(Error::Param(format!(
+                "unknown augmentation preset '{other}' (simclr, authors, none)"
+            ))),
         }
     }
 
@@ -130,37 +154,60 @@ impl AugmentSpec {
             if (0.0..=1.0).contains(&p) {
                 Ok(())
             } else {
-                Err(Error::Param(format!("augment.{name} = {p}: a probability must lie in [0, 1]")))
+                Err(Error::Param(format!(
+                    "augment.{name} = {p}: a probability must lie in [0, 1]"
+                )))
             }
         };
         if let Some(c) = &self.crop {
             if !(c.scale[0] > 0.0 && c.scale[0] <= c.scale[1] && c.scale[1] <= 1.0) {
-                return Err(Error::Param(format!("augment.crop.scale {:?}: need 0 < min <= max <= 1", c.scale)));
+                return Err(Error::Param(format!(
+                    "augment.crop.scale {:?}: need 0 < min <= max <= 1",
+                    c.scale
+                )));
             }
             if !(c.ratio[0] > 0.0 && c.ratio[0] <= c.ratio[1] && c.ratio[1].is_finite()) {
-                return Err(Error::Param(format!("augment.crop.ratio {:?}: need 0 < min <= max", c.ratio)));
+                return Err(Error::Param(format!(
+                    "augment.crop.ratio {:?}: need 0 < min <= max",
+                    c.ratio
+                )));
             }
         }
         prob("flip_p", self.flip_p)?;
         prob("grayscale_p", self.grayscale_p)?;
         if let Some(j) = &self.jitter {
             prob("jitter.p", j.p)?;
-            for (name, v) in [("brightness", j.brightness), ("contrast", j.contrast), ("saturation", j.saturation)] {
+            for (name, v) in [
+                ("brightness", j.brightness),
+                ("contrast", j.contrast),
+                ("saturation", j.saturation),
+            ] {
                 if !(v >= 0.0 && v.is_finite()) {
-                    return Err(Error::Param(format!("augment.jitter.{name} = {v}: must be >= 0")));
+                    return Err(Error::Param(format!(
+                        "augment.jitter.{name} = {v}: must be >= 0"
+                    )));
                 }
             }
             if !(0.0..=0.5).contains(&j.hue) {
-                return Err(Error::Param(format!("augment.jitter.hue = {}: must lie in [0, 0.5]", j.hue)));
+                return Err(Error::Param(format!(
+                    "augment.jitter.hue = {}: must lie in [0, 0.5]",
+                    j.hue
+                )));
             }
         }
         if let Some(b) = &self.blur {
             prob("blur.p", b.p)?;
             if b.kernel_size == 0 || b.kernel_size % 2 == 0 {
-                return Err(Error::Param(format!("augment.blur.kernel_size = {}: must be odd and positive", b.kernel_size)));
+                return Err(Error::Param(format!(
+                    "augment.blur.kernel_size = {}: must be odd and positive",
+                    b.kernel_size
+                )));
             }
             if !(b.sigma[0] > 0.0 && b.sigma[0] <= b.sigma[1] && b.sigma[1].is_finite()) {
-                return Err(Error::Param(format!("augment.blur.sigma {:?}: need 0 < min <= max", b.sigma)));
+                return Err(Error::Param(format!(
+                    "augment.blur.sigma {:?}: need 0 < min <= max",
+                    b.sigma
+                )));
             }
         }
         if let Some(s) = &self.solarize {
@@ -178,23 +225,52 @@ mod tests {
     fn round_trips_through_json_and_fills_defaults() {
         let spec = AugmentSpec::authors();
         let json = serde_json::to_string(&spec).expect("serialise");
-        assert_eq!(serde_json::from_str::<AugmentSpec>(&json).expect("parse"), spec);
+        assert_eq!(
+            serde_json::from_str::<AugmentSpec>(&json).expect("parse"),
+            spec
+        );
         let partial: AugmentSpec =
-            serde_json::from_str(r#"{"crop": {}, "blur": {"kernel_size": 3, "p": 0.5}}"#).expect("parse");
+            serde_json::from_str(r#"{"crop": {}, "blur": {"kernel_size": 3, "p": 0.5}}"#)
+                .expect("parse");
         assert_eq!(partial.crop.expect("crop").scale, [0.08, 1.0]);
         assert_eq!(partial.blur.expect("blur").sigma, [0.1, 2.0]);
-        assert!(serde_json::from_str::<AugmentSpec>(r#"{"flip": 0.5}"#).is_err(), "unknown fields are errors");
+        assert!(
+            serde_json::from_str::<AugmentSpec>(r#"{"flip": 0.5}"#).is_err(),
+            "unknown fields are errors"
+        );
     }
 
     #[test]
     fn validate_rejects_out_of_range_parameters() {
         assert!(AugmentSpec::simclr().validate().is_ok());
         let bad = [
-            AugmentSpec { flip_p: 1.5, ..AugmentSpec::simclr() },
-            AugmentSpec { crop: Some(CropSpec { scale: [0.5, 0.2], ratio: default_ratio() }), ..AugmentSpec::simclr() },
-            AugmentSpec { blur: Some(BlurSpec { kernel_size: 4, sigma: default_sigma(), p: 0.5 }), ..AugmentSpec::simclr() },
             AugmentSpec {
-                jitter: Some(JitterSpec { brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.7, p: 0.8 }),
+                flip_p: 1.5,
+                ..AugmentSpec::simclr()
+            },
+            AugmentSpec {
+                crop: Some(CropSpec {
+                    scale: [0.5, 0.2],
+                    ratio: default_ratio(),
+                }),
+                ..AugmentSpec::simclr()
+            },
+            AugmentSpec {
+                blur: Some(BlurSpec {
+                    kernel_size: 4,
+                    sigma: default_sigma(),
+                    p: 0.5,
+                }),
+                ..AugmentSpec::simclr()
+            },
+            AugmentSpec {
+                jitter: Some(JitterSpec {
+                    brightness: 0.4,
+                    contrast: 0.4,
+                    saturation: 0.4,
+                    hue: 0.7,
+                    p: 0.8,
+                }),
                 ..AugmentSpec::simclr()
             },
         ];

@@ -13,7 +13,9 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = fs::read(path).map_err(|e| Error::io(path, e))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        GzDecoder::new(raw.as_slice()).read_to_end(&mut out).map_err(|e| Error::io(path, e))?;
+        GzDecoder::new(raw.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|e| Error::io(path, e))?;
         Ok(out)
     } else {
         Ok(raw)
@@ -21,7 +23,8 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn be_u32(b: &[u8], at: usize) -> Option<usize> {
-    b.get(at..at + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize)
+    b.get(at..at + 4)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize)
 }
 
 /// Parses an IDX file of unsigned bytes: returns its dimensions and data.
@@ -30,36 +33,64 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<(Vec<usize>, &[u8]), String> {
         return Err("not an IDX file (bad magic)".into());
     }
     if bytes[2] != 0x08 {
-        return Err(format!("IDX element type 0x{:02x} is not unsigned bytes", bytes[2]));
+        return Err(format!(
+            "IDX element type 0x{:02x} is not unsigned bytes",
+            bytes[2]
+        ));
     }
     let rank = bytes[3] as usize;
-    let dims: Vec<usize> = (0..rank).map(|i| be_u32(bytes, 4 + 4 * i)).collect::<Option<_>>().ok_or("truncated IDX header")?;
+    let dims: Vec<usize> = (0..rank)
+        .map(|i| be_u32(bytes, 4 + 4 * i))
+        .collect::<Option<_>>()
+        .ok_or("truncated IDX header")?;
     let start = 4 + 4 * rank;
-    let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("IDX dimensions overflow")?;
-    let data = bytes.get(start..start + n).ok_or_else(|| format!("IDX data truncated: need {n} bytes after the header"))?;
+    let n = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or("IDX dimensions overflow")?;
+    let data = bytes
+        .get(start..start + n)
+        .ok_or_else(|| format!("IDX data truncated: need {n} bytes after the header"))?;
     Ok((dims, data))
 }
 
 /// Loads an images file (`[n, h, w]`) and, if given, its labels file (`[n]`).
 pub fn load(name: &str, images: &Path, labels: Option<&Path>) -> Result<ImageArray> {
-    let bad = |reason: String| Error::Dataset { name: name.into(), reason };
+    let bad = |reason: String| Error::Dataset {
+        name: name.into(),
+        reason,
+    };
     let raw = read_maybe_gz(images)?;
     let (dims, data) = parse(&raw).map_err(|e| bad(format!("{}: {e}", images.display())))?;
     let [_, h, w] = dims[..] else {
-        return Err(bad(format!("{}: images file has dimensions {dims:?}, expected [n, h, w]", images.display())));
+        return Err(bad(format!(
+            "{}: images file has dimensions {dims:?}, expected [n, h, w]",
+            images.display()
+        )));
     };
     let labels = match labels {
         Some(p) => {
             let raw = read_maybe_gz(p)?;
             let (ldims, l) = parse(&raw).map_err(|e| bad(format!("{}: {e}", p.display())))?;
             if ldims != [dims[0]] {
-                return Err(bad(format!("{} labels for {} images", ldims.first().copied().unwrap_or(0), dims[0])));
+                return Err(bad(format!(
+                    "{} labels for {} images",
+                    ldims.first().copied().unwrap_or(0),
+                    dims[0]
+                )));
             }
             Some(l.to_vec())
         }
         None => None,
     };
-    Ok(ImageArray { name: name.into(), channels: 1, height: h, width: w, pixels: data.to_vec(), labels })
+    Ok(ImageArray {
+        name: name.into(),
+        channels: 1,
+        height: h,
+        width: w,
+        pixels: data.to_vec(),
+        labels,
+    })
 }
 
 #[cfg(test)]

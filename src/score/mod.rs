@@ -41,7 +41,14 @@ pub struct ScoreOptions {
 
 impl Default for ScoreOptions {
     fn default() -> Self {
-        Self { pairs: 10, seed: 0, mode: ViewMode::AugVsAug, distance: Distance::L2, normalize: RepNorm::L2, batch_size: 256 }
+        Self {
+            pairs: 10,
+            seed: 0,
+            mode: ViewMode::AugVsAug,
+            distance: Distance::L2,
+            normalize: RepNorm::L2,
+            batch_size: 256,
+        }
     }
 }
 
@@ -71,7 +78,12 @@ impl<'b> Scorer<'b> {
         let i = &bundle.manifest.input;
         let augmenter = Augmenter::new(bundle.manifest.augment(), i.height, i.width)?;
         let norm = Normalize::new(i.mean.clone(), i.std.clone(), i.channels)?;
-        Ok(Self { bundle, augmenter, norm, opts })
+        Ok(Self {
+            bundle,
+            augmenter,
+            norm,
+            opts,
+        })
     }
 
     pub fn options(&self) -> &ScoreOptions {
@@ -101,7 +113,8 @@ impl<'b> Scorer<'b> {
         match self.opts.mode {
             ViewMode::AugVsAug => {
                 for (v, dst) in out.chunks_exact_mut(len).enumerate() {
-                    self.norm.write(&self.augmenter.view(&planes, seed, id, v as u64), dst);
+                    self.norm
+                        .write(&self.augmenter.view(&planes, seed, id, v as u64), dst);
                 }
             }
             ViewMode::OrigVsAug => {
@@ -110,7 +123,8 @@ impl<'b> Scorer<'b> {
                     self.norm.write(&self.augmenter.original(&planes), dst);
                 }
                 for (v, dst) in chunks.enumerate() {
-                    self.norm.write(&self.augmenter.view(&planes, seed, id, v as u64), dst);
+                    self.norm
+                        .write(&self.augmenter.view(&planes, seed, id, v as u64), dst);
                 }
             }
         }
@@ -127,13 +141,20 @@ impl<'b> Scorer<'b> {
     fn check_images(&self, images: &[SourceImage]) -> Result<()> {
         let c = self.bundle.manifest.input.channels;
         match images.iter().position(|im| im.channels != c) {
-            Some(i) => Err(Error::Param(format!("image {i} has {} channels, the model takes {c}", images[i].channels))),
+            Some(i) => Err(Error::Param(format!(
+                "image {i} has {} channels, the model takes {c}",
+                images[i].channels
+            ))),
             None => Ok(()),
         }
     }
 
     /// Scores `images`, calling `progress(n)` after each batch of `n` images.
-    pub fn score(&self, images: &[SourceImage], progress: &(dyn Fn(usize) + Sync)) -> Result<Vec<ImageScore>> {
+    pub fn score(
+        &self,
+        images: &[SourceImage],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<ImageScore>> {
         self.check_images(images)?;
         let vpi = self.views_per_image();
         let per_batch = (self.opts.batch_size / vpi).max(1);
@@ -144,8 +165,17 @@ impl<'b> Scorer<'b> {
             scope.spawn(move || {
                 for (b, chunk) in images.chunks(per_batch).enumerate() {
                     let mut data = vec![0f32; chunk.len() * vpi * len];
-                    data.par_chunks_mut(vpi * len).zip(chunk.par_iter()).for_each(|(dst, img)| self.write_views(img, dst));
-                    if tx.send(ViewBatch { first: b * per_batch, images: chunk.len(), data }).is_err() {
+                    data.par_chunks_mut(vpi * len)
+                        .zip(chunk.par_iter())
+                        .for_each(|(dst, img)| self.write_views(img, dst));
+                    if tx
+                        .send(ViewBatch {
+                            first: b * per_batch,
+                            images: chunk.len(),
+                            data,
+                        })
+                        .is_err()
+                    {
                         return; // The consumer stopped on an error.
                     }
                 }
@@ -173,7 +203,10 @@ impl<'b> Scorer<'b> {
                     for (p, dst) in row.iter_mut().enumerate() {
                         let (a, b) = self.pair(p);
                         let (a, b) = (reps.row(i * vpi + a), reps.row(i * vpi + b));
-                        let (a, b) = (a.as_slice().unwrap_or_default(), b.as_slice().unwrap_or_default());
+                        let (a, b) = (
+                            a.as_slice().unwrap_or_default(),
+                            b.as_slice().unwrap_or_default(),
+                        );
                         *dst += inv * distance(a, b, self.opts.normalize, self.opts.distance);
                     }
                 }
@@ -182,12 +215,20 @@ impl<'b> Scorer<'b> {
         };
         let d_f = side(&self.bundle.f)?;
         let d_g = side(&self.bundle.g)?;
-        Ok(d_f.chunks_exact(k).zip(d_g.chunks_exact(k)).map(|(f, g)| estimate(f, g)).collect())
+        Ok(d_f
+            .chunks_exact(k)
+            .zip(d_g.chunks_exact(k))
+            .map(|(f, g)| estimate(f, g))
+            .collect())
     }
 
     fn embed(&self, enc: &Encoder, data: &[f32], n: usize) -> Result<ndarray::Array2<f32>> {
         let i = &self.bundle.manifest.input;
-        let reps = enc.embed(data.to_vec(), [n, i.channels, i.height, i.width], &self.bundle.manifest.representation.output)?;
+        let reps = enc.embed(
+            data.to_vec(),
+            [n, i.channels, i.height, i.width],
+            &self.bundle.manifest.representation.output,
+        )?;
         if reps.nrows() != n || !reps.is_standard_layout() {
             return Err(Error::Model {
                 model: enc.path.display().to_string(),
@@ -206,7 +247,12 @@ pub struct PairAlignment {
 }
 
 /// `sslmem align`: each pair must already be the model's input size and channels.
-pub fn align_pairs(bundle: &Bundle, pairs: &[(SourceImage, SourceImage)], norm: RepNorm, dist: Distance) -> Result<Vec<PairAlignment>> {
+pub fn align_pairs(
+    bundle: &Bundle,
+    pairs: &[(SourceImage, SourceImage)],
+    norm: RepNorm,
+    dist: Distance,
+) -> Result<Vec<PairAlignment>> {
     let i = &bundle.manifest.input;
     let normalize = Normalize::new(i.mean.clone(), i.std.clone(), i.channels)?;
     let len = i.channels * i.height * i.width;
@@ -239,11 +285,20 @@ pub fn align_pairs(bundle: &Bundle, pairs: &[(SourceImage, SourceImage)], norm: 
             let reps = enc.embed(data.clone(), shape, &bundle.manifest.representation.output)?;
             for (p, dst) in d.iter_mut().enumerate() {
                 let (a, b) = (reps.row(2 * p), reps.row(2 * p + 1));
-                *dst += distance(a.as_slice().unwrap_or_default(), b.as_slice().unwrap_or_default(), norm, dist) / encoders.len() as f64;
+                *dst += distance(
+                    a.as_slice().unwrap_or_default(),
+                    b.as_slice().unwrap_or_default(),
+                    norm,
+                    dist,
+                ) / encoders.len() as f64;
             }
         }
         Ok(d)
     };
     let (d_f, d_g) = (side(&bundle.f)?, side(&bundle.g)?);
-    Ok(d_f.into_iter().zip(d_g).map(|(d_f, d_g)| PairAlignment { d_f, d_g }).collect())
+    Ok(d_f
+        .into_iter()
+        .zip(d_g)
+        .map(|(d_f, d_g)| PairAlignment { d_f, d_g })
+        .collect())
 }

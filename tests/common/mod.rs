@@ -1,0 +1,207 @@
+//! Shared helpers of the integration tests, including an independent forward pass of the
+//! encoder architecture (direct convolution, explicit batch norm, no folding) to check
+//! the ONNX writer against.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sslmem::arch::{ArchSpec, Weights};
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sslmem"))
+}
+
+pub fn run(args: &[&str]) -> Output {
+    let out = bin().args(args).output().expect("run sslmem");
+    out
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Writes a random bundle with the CLI and returns its folder.
+pub fn random_bundle(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let o = run(&[
+        &["bundle", "random", "--out", out.to_str().expect("utf8")],
+        extra,
+    ]
+    .concat());
+    assert!(o.status.success(), "bundle random failed: {}", stderr(&o));
+    out
+}
+
+/// A feature map [c, h, w].
+#[derive(Clone, Debug)]
+pub struct Map {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub v: Vec<f64>,
+}
+
+fn conv(x: &Map, w: &sslmem::arch::Tensor, stride: usize) -> Map {
+    let (o, i, k) = (w.shape[0], w.shape[1], w.shape[2]);
+    assert_eq!(i, x.c);
+    let pad = (k / 2) as isize;
+    let oh = (x.h + 2 * (k / 2) - k) / stride + 1;
+    let ow = (x.w + 2 * (k / 2) - k) / stride + 1;
+    let mut v = vec![0f64; o * oh * ow];
+    for oc in 0..o {
+        for y in 0..oh {
+            for xx in 0..ow {
+                let mut acc = 0f64;
+                for ic in 0..i {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let sy = (y * stride + ky) as isize - pad;
+                            let sx = (xx * stride + kx) as isize - pad;
+                            if sy < 0 || sx < 0 || sy >= x.h as isize || sx >= x.w as isize {
+                                continue;
+                            }
+                            let xv = x.v[(ic * x.h + sy as usize) * x.w + sx as usize];
+                            let wv = f64::from(w.data[((oc * i + ic) * k + ky) * k + kx]);
+                            acc += xv * wv;
+                        }
+                    }
+                }
+                v[(oc * oh + y) * ow + xx] = acc;
+            }
+        }
+    }
+    Map {
+        c: o,
+        h: oh,
+        w: ow,
+        v,
+    }
+}
+
+fn bn(x: &mut Map, w: &Weights, name: &str, eps: f32) {
+    let g = &w[&format!("{name}.weight")].data;
+    let b = &w[&format!("{name}.bias")].data;
+    let m = &w[&format!("{name}.running_mean")].data;
+    let var = &w[&format!("{name}.running_var")].data;
+    let n = x.h * x.w;
+    for c in 0..x.c {
+        for v in &mut x.v[c * n..(c + 1) * n] {
+            *v = (*v - f64::from(m[c])) / (f64::from(var[c]) + f64::from(eps)).sqrt()
+                * f64::from(g[c])
+                + f64::from(b[c]);
+        }
+    }
+}
+
+fn relu(x: &mut Map) {
+    x.v.iter_mut().for_each(|v| *v = v.max(0.0));
+}
+
+fn max_pool2(x: &Map) -> Map {
+    let (oh, ow) = (x.h / 2, x.w / 2);
+    let mut v = vec![f64::NEG_INFINITY; x.c * oh * ow];
+    for c in 0..x.c {
+        for y in 0..oh {
+            for xx in 0..ow {
+                for dy in 0..2 {
+                    for dx in 0..2 {
+                        let s = x.v[(c * x.h + 2 * y + dy) * x.w + 2 * xx + dx];
+                        let d = &mut v[(c * oh + y) * ow + xx];
+                        *d = d.max(s);
+                    }
+                }
+            }
+        }
+    }
+    Map {
+        c: x.c,
+        h: oh,
+        w: ow,
+        v,
+    }
+}
+
+/// Output of the reference forward pass for one image.
+pub struct Forward {
+    pub layers: Vec<Map>,
+    pub representation: Vec<f64>,
+    pub projection: Vec<f64>,
+}
+
+pub fn reference_forward(arch: &ArchSpec, w: &Weights, image: &[f32]) -> Forward {
+    let x = Map {
+        c: arch.in_channels,
+        h: arch.height,
+        w: arch.width,
+        v: image.iter().map(|&v| f64::from(v)).collect(),
+    };
+    let mut y = conv(&x, &w["stem.conv.weight"], arch.stem.stride);
+    bn(&mut y, w, "stem.bn", arch.bn_eps);
+    relu(&mut y);
+    if arch.stem.max_pool {
+        y = max_pool2(&y);
+    }
+    let mut layers = vec![y.clone()];
+    for (i, b) in arch.blocks.iter().enumerate() {
+        let p = format!("blocks.{i}");
+        let mut h = conv(&y, &w[&format!("{p}.conv1.weight")], b.stride);
+        bn(&mut h, w, &format!("{p}.bn1"), arch.bn_eps);
+        relu(&mut h);
+        let mut h2 = conv(&h, &w[&format!("{p}.conv2.weight")], 1);
+        bn(&mut h2, w, &format!("{p}.bn2"), arch.bn_eps);
+        let short = if w.contains_key(&format!("{p}.shortcut.conv.weight")) {
+            let mut s = conv(&y, &w[&format!("{p}.shortcut.conv.weight")], b.stride);
+            bn(&mut s, w, &format!("{p}.shortcut.bn"), arch.bn_eps);
+            s
+        } else {
+            y.clone()
+        };
+        for (a, s) in h2.v.iter_mut().zip(&short.v) {
+            *a += s;
+        }
+        relu(&mut h2);
+        y = h2;
+        layers.push(y.clone());
+    }
+    let n = y.h * y.w;
+    let representation: Vec<f64> = (0..y.c)
+        .map(|c| y.v[c * n..(c + 1) * n].iter().sum::<f64>() / n as f64)
+        .collect();
+    let mut z = representation.clone();
+    for (j, _) in arch.projector.iter().enumerate() {
+        let wt = &w[&format!("projector.{}.weight", 2 * j)];
+        let bt = &w[&format!("projector.{}.bias", 2 * j)];
+        let (o, i) = (wt.shape[0], wt.shape[1]);
+        let mut out: Vec<f64> = (0..o)
+            .map(|r| {
+                f64::from(bt.data[r])
+                    + (0..i)
+                        .map(|c| f64::from(wt.data[r * i + c]) * z[c])
+                        .sum::<f64>()
+            })
+            .collect();
+        if j + 1 < arch.projector.len() {
+            out.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        z = out;
+    }
+    Forward {
+        layers,
+        representation,
+        projection: z,
+    }
+}
+
+/// The Python with `onnx` that `scripts/setup.sh --python` makes, if present.
+pub fn onnx_python() -> Option<PathBuf> {
+    let p = sslmem::runtime::sslmem_home()
+        .join("py")
+        .join("bin")
+        .join("python");
+    p.is_file().then_some(p)
+}

@@ -1,0 +1,147 @@
+//! The ONNX writer against an independent forward pass: seeded random weights, written as
+//! ONNX, run in ONNX Runtime, compared with a direct convolution with explicit batch norm.
+
+mod common;
+
+use std::process::Command;
+
+use common::{onnx_python, reference_forward};
+use sslmem::arch::{ArchSpec, StemSpec};
+use sslmem::onnx::{self, ExportOptions};
+use sslmem::rng::Rng;
+use sslmem::runtime::{Encoder, RuntimeOptions};
+
+fn max_rel_err(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-6);
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (f64::from(*g) - w).abs())
+        .fold(0.0, f64::max)
+        / scale
+}
+
+fn check(arch: &ArchSpec, seed: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("enc.onnx");
+    let w = arch.random_weights(seed);
+    onnx::write(
+        &path,
+        arch,
+        &w,
+        ExportOptions {
+            layer_outputs: true,
+        },
+    )
+    .expect("write onnx");
+
+    let enc =
+        Encoder::load(&path, &RuntimeOptions::default()).expect("ONNX Runtime loads the model");
+    let n = 3;
+    let len = arch.in_channels * arch.height * arch.width;
+    let mut rng = Rng::from_seed(seed + 99);
+    let input: Vec<f32> = (0..n * len)
+        .map(|_| rng.uniform(-2.0, 2.0) as f32)
+        .collect();
+    let mut names = vec![
+        onnx::REPRESENTATION.to_string(),
+        onnx::PROJECTION.to_string(),
+    ];
+    names.extend(arch.layer_names());
+    let outs = enc
+        .run_owned(
+            input.clone(),
+            [n, arch.in_channels, arch.height, arch.width],
+            &names,
+        )
+        .expect("run");
+
+    for b in 0..n {
+        let r = reference_forward(arch, &w, &input[b * len..(b + 1) * len]);
+        for (l, want) in r.layers.iter().enumerate() {
+            let got = outs[2 + l].index_axis(ndarray::Axis(0), b);
+            assert_eq!(
+                got.shape(),
+                [want.c, want.h, want.w],
+                "layer{} shape",
+                l + 1
+            );
+            let e = max_rel_err(
+                got.as_standard_layout().as_slice().expect("contiguous"),
+                &want.v,
+            );
+            assert!(e < 1e-4, "{}: layer{} differs by {e}", arch.name, l + 1);
+        }
+        let rep = outs[0].index_axis(ndarray::Axis(0), b);
+        let e = max_rel_err(rep.as_slice().expect("contiguous"), &r.representation);
+        assert!(e < 1e-4, "{}: representation differs by {e}", arch.name);
+        let proj = outs[1].index_axis(ndarray::Axis(0), b);
+        let e = max_rel_err(proj.as_slice().expect("contiguous"), &r.projection);
+        assert!(e < 1e-4, "{}: projection differs by {e}", arch.name);
+    }
+
+    if let Some(py) = onnx_python() {
+        let o = Command::new(py)
+            .args(["-c", "import onnx, sys; m = onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print(m.opset_import[0].version)"])
+            .arg(&path)
+            .output()
+            .expect("run python");
+        assert!(
+            o.status.success(),
+            "onnx.checker rejected the model: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "17");
+    } else if std::env::var_os("SSLMEM_REQUIRE_ONNX_CHECKER").is_some() {
+        panic!(
+            "onnx checker required but $SSLMEM_HOME/py is missing: run scripts/setup.sh --python"
+        );
+    }
+}
+
+#[test]
+fn writer_matches_reference_28x28x1() {
+    check(&ArchSpec::resnet_mini_28(), 1);
+}
+
+#[test]
+fn writer_matches_reference_32x32x3() {
+    check(&ArchSpec::resnet_mini_32(), 2);
+}
+
+#[test]
+fn writer_matches_reference_with_strided_stem_and_max_pool() {
+    let mut arch = ArchSpec::resnet_mini_32();
+    arch.name = "strided".into();
+    arch.stem = StemSpec {
+        channels: 16,
+        kernel: 5,
+        stride: 2,
+        max_pool: true,
+    };
+    arch.blocks.truncate(2);
+    arch.projector = vec![32];
+    check(&arch, 3);
+}
+
+#[test]
+fn dynamic_batch_axis_takes_any_batch_size() {
+    let arch = ArchSpec::resnet_mini_28();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("enc.onnx");
+    onnx::write(
+        &path,
+        &arch,
+        &arch.random_weights(5),
+        ExportOptions::default(),
+    )
+    .expect("write");
+    let enc = Encoder::load(&path, &RuntimeOptions::default()).expect("load");
+    assert_eq!(enc.input.shape, vec![None, Some(1), Some(28), Some(28)]);
+    for n in [1, 5, 33] {
+        let reps = enc
+            .embed(vec![0.1; n * 784], [n, 1, 28, 28], onnx::REPRESENTATION)
+            .expect("run");
+        assert_eq!(reps.shape(), [n, 128]);
+    }
+}
