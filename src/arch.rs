@@ -255,7 +255,7 @@ impl ArchSpec {
         if self.height == 0 || self.width == 0 {
             return bad("zero input size".into());
         }
-        if self.stem.kernel % 2 == 0 || self.stem.stride == 0 || self.stem.channels == 0 {
+        if self.stem.kernel.is_multiple_of(2) || self.stem.stride == 0 || self.stem.channels == 0 {
             return bad("stem needs an odd kernel, positive stride and channels".into());
         }
         if self.blocks.iter().any(|b| b.stride == 0 || b.channels == 0) {

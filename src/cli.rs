@@ -397,7 +397,7 @@ fn to_csv(scored: &[(&Input, ImageScore)], extra: &[(SetNorm, Vec<Option<f64>>)]
 }
 
 fn align(a: &AlignArgs, rt: &RuntimeOptions) -> Result<()> {
-    if a.images.len() % 2 != 0 {
+    if !a.images.len().is_multiple_of(2) {
         return Err(Error::Param(format!(
             "align takes pairs of images; got {} paths",
             a.images.len()

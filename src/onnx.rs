@@ -258,7 +258,7 @@ impl Graph<'_> {
         );
 
         let mut y = REPRESENTATION.to_string();
-        for (j, &d) in a.projector.iter().enumerate() {
+        for j in 0..a.projector.len() {
             let p = format!("projector.{}", 2 * j);
             let wt = self.get(&format!("{p}.weight"))?.clone();
             let bt = self.get(&format!("{p}.bias"))?.clone();
@@ -285,7 +285,6 @@ impl Graph<'_> {
                 self.relu(&out, &r);
                 r
             };
-            let _ = d;
         }
 
         let mut graph_outputs = vec![(

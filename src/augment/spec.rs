@@ -197,7 +197,7 @@ impl AugmentSpec {
         }
         if let Some(b) = &self.blur {
             prob("blur.p", b.p)?;
-            if b.kernel_size == 0 || b.kernel_size % 2 == 0 {
+            if b.kernel_size == 0 || b.kernel_size.is_multiple_of(2) {
                 return Err(Error::Param(format!(
                     "augment.blur.kernel_size = {}: must be odd and positive",
                     b.kernel_size

@@ -67,7 +67,10 @@ impl Input {
 }
 
 /// Splits `name[start:end]` into the name and the range (either end may be omitted).
-fn split_range(spec: &str) -> Result<(&str, Option<(Option<usize>, Option<usize>)>)> {
+/// A `[start:end]` suffix; either end may be missing.
+type Range = (Option<usize>, Option<usize>);
+
+fn split_range(spec: &str) -> Result<(&str, Option<Range>)> {
     let Some(open) = spec.rfind('[').filter(|_| spec.ends_with(']')) else {
         return Ok((spec, None));
     };

@@ -31,7 +31,7 @@ pub fn load(dir: &Path) -> Result<ImageArray> {
         })?;
         let file: DigitFile =
             serde_json::from_str(&text).map_err(|e| bad(format!("{}: {e}", path.display())))?;
-        if file.data.len() % 784 != 0 {
+        if !file.data.len().is_multiple_of(784) {
             return Err(bad(format!(
                 "{}: {} values is not a multiple of 784",
                 path.display(),

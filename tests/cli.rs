@@ -1,0 +1,370 @@
+//! The command line on bad input, bad bundles and a missing runtime: clear errors, the
+//! other inputs still scored, the right exit status, never a panic.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{bin, random_bundle, run, stderr, stdout};
+use serde_json::Value;
+
+fn png(path: &Path, w: u32, h: u32, rgb: bool) {
+    if rgb {
+        image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x * 7) as u8, (y * 5) as u8, ((x + y) * 3) as u8])
+        })
+        .save(path)
+        .expect("png");
+    } else {
+        image::GrayImage::from_fn(w, h, |x, y| image::Luma([((x * 31 + y * 17) % 256) as u8]))
+            .save(path)
+            .expect("png");
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8 path")
+}
+
+fn no_panic(o: &std::process::Output) {
+    let e = stderr(o);
+    assert!(!e.contains("panicked"), "the program panicked: {e}");
+}
+
+#[test]
+fn bad_images_fail_alone_and_the_exit_status_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = random_bundle(dir.path(), "b", &[]);
+    let imgs = dir.path().join("imgs");
+    fs::create_dir(&imgs).expect("mkdir");
+    png(&imgs.join("a_good.png"), 28, 28, false);
+    png(&imgs.join("b_good_rgb_large.png"), 64, 48, true);
+    fs::write(imgs.join("c_garbage.png"), b"definitely not a png").expect("write");
+    let full = fs::read(imgs.join("a_good.png")).expect("read");
+    fs::write(imgs.join("d_truncated.png"), &full[..full.len() / 2]).expect("write");
+    fs::write(imgs.join("e_zero.pgm"), b"P5\n0 0\n255\n").expect("write");
+    png(&imgs.join("f_huge.png"), 300, 300, false);
+
+    let o = run(&[
+        "score",
+        "--bundle",
+        s(&b),
+        "--pairs",
+        "2",
+        "--max-pixels",
+        "10000",
+        s(&imgs),
+    ]);
+    no_panic(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "some inputs failed: {}",
+        stderr(&o)
+    );
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let scored: Vec<&str> = lines
+        .iter()
+        .map(|l| l["input"].as_str().expect("input"))
+        .collect();
+    assert_eq!(scored.len(), 2, "{scored:?}");
+    assert!(scored[0].ends_with("a_good.png") && scored[1].ends_with("b_good_rgb_large.png"));
+    let err = stderr(&o);
+    for name in [
+        "c_garbage.png",
+        "d_truncated.png",
+        "e_zero.pgm",
+        "f_huge.png",
+    ] {
+        assert!(err.contains(name), "no error names {name}: {err}");
+    }
+    assert!(err.contains("more than the limit"), "{err}");
+    assert!(err.contains("4 of 6 inputs could not be scored"), "{err}");
+
+    // All good: exit 0.
+    let o = run(&[
+        "score",
+        "--bundle",
+        s(&b),
+        "--pairs",
+        "2",
+        s(&imgs.join("a_good.png")),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_parameters_are_refused_with_a_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = random_bundle(dir.path(), "b", &[]);
+    let img = dir.path().join("a.png");
+    png(&img, 28, 28, false);
+    for (args, needle) in [
+        (vec!["--pairs", "0"], "pairs"),
+        (vec!["--batch-size", "0"], "batch-size"),
+        (vec!["--mode", "sideways"], "invalid value"),
+        (vec!["--distance", "l3"], "invalid value"),
+    ] {
+        let mut all = vec!["score", "--bundle", s(&b)];
+        all.extend(args);
+        all.push(s(&img));
+        let o = run(&all);
+        no_panic(&o);
+        assert_eq!(o.status.code(), Some(2), "{all:?}");
+        assert!(stderr(&o).contains(needle), "{all:?}: {}", stderr(&o));
+    }
+    let o = run(&["score", "--bundle", s(&b), "fashion-mnist:test[20:10]"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("outside"), "{}", stderr(&o));
+    let o = run(&["score", "--bundle", s(&b), "no-such-input"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("not a file, a folder, or a dataset"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn flags_can_come_from_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = random_bundle(dir.path(), "b", &[]);
+    let img = dir.path().join("a.png");
+    png(&img, 28, 28, false);
+    let o = bin()
+        .args(["score", s(&img)])
+        .env("SSLMEM_BUNDLE", &b)
+        .env("SSLMEM_PAIRS", "3")
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("json");
+    assert_eq!(v["pairs"], 3);
+}
+
+#[test]
+fn broken_bundles_get_one_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let img = dir.path().join("a.png");
+    png(&img, 28, 28, false);
+    let check = |bundle: &Path, needle: &str| {
+        let o = run(&["score", "--bundle", s(bundle), s(&img)]);
+        no_panic(&o);
+        assert_eq!(o.status.code(), Some(2));
+        let e = stderr(&o);
+        assert!(e.contains(needle), "expected '{needle}' in: {e}");
+    };
+
+    check(&dir.path().join("nowhere"), "nowhere a model bundle?");
+
+    let b = random_bundle(dir.path(), "hash", &[]);
+    let mut bytes = fs::read(b.join("g0.onnx")).expect("read");
+    let n = bytes.len();
+    bytes[n - 1] ^= 1;
+    fs::write(b.join("g0.onnx"), bytes).expect("write");
+    check(&b, "g0.onnx: sha256 is");
+
+    let b = random_bundle(dir.path(), "missing", &[]);
+    fs::remove_file(b.join("f0.onnx")).expect("rm");
+    check(&b, "f0.onnx: listed in the manifest but missing");
+
+    let b = random_bundle(dir.path(), "json", &[]);
+    fs::write(b.join("sslmem.json"), "{ not json").expect("write");
+    check(&b, "invalid manifest");
+
+    let b = random_bundle(dir.path(), "format", &[]);
+    let m = fs::read_to_string(b.join("sslmem.json"))
+        .expect("read")
+        .replace("sslmem-bundle/1", "sslmem-bundle/9");
+    fs::write(b.join("sslmem.json"), m).expect("write");
+    check(&b, "expected 'sslmem-bundle/1'");
+
+    // g from another architecture (3 channels): the interface check names the file.
+    let b = random_bundle(dir.path(), "mixed", &[]);
+    let other = random_bundle(dir.path(), "rgb", &["--arch", "resnet-mini-32x32x3"]);
+    fs::copy(other.join("g0.onnx"), b.join("g0.onnx")).expect("copy");
+    let hash = sslmem::fsutil::sha256_file(&b.join("g0.onnx")).expect("hash");
+    let mut m: Value =
+        serde_json::from_str(&fs::read_to_string(b.join("sslmem.json")).expect("read"))
+            .expect("json");
+    m["g"][0]["sha256"] = Value::String(hash);
+    fs::write(b.join("sslmem.json"), m.to_string()).expect("write");
+    check(&b, "g0.onnx: model input shape");
+
+    // A file that is not ONNX at all, with a correct hash.
+    let b = random_bundle(dir.path(), "notonnx", &[]);
+    fs::write(b.join("f0.onnx"), b"garbage").expect("write");
+    let hash = sslmem::fsutil::sha256_file(&b.join("f0.onnx")).expect("hash");
+    let mut m: Value =
+        serde_json::from_str(&fs::read_to_string(b.join("sslmem.json")).expect("read"))
+            .expect("json");
+    m["f"][0]["sha256"] = Value::String(hash);
+    fs::write(b.join("sslmem.json"), m.to_string()).expect("write");
+    check(&b, "f0.onnx");
+}
+
+#[test]
+fn a_missing_runtime_library_says_how_to_install_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = random_bundle(dir.path(), "b", &[]);
+    let o = bin()
+        .args(["inspect", "--bundle", s(&b)])
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .output()
+        .expect("run");
+    no_panic(&o);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("scripts/setup.sh") && e.contains("/nonexistent/libonnxruntime.so"),
+        "{e}"
+    );
+    let o = bin()
+        .args(["inspect", "--bundle", s(&b)])
+        .env("SSLMEM_HOME", dir.path())
+        .env_remove("ORT_DYLIB_PATH")
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("run `scripts/setup.sh`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn inspect_reports_manifest_encoders_and_runtime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = random_bundle(dir.path(), "b", &["--models", "2", "--layers"]);
+    let o = run(&["inspect", "--bundle", s(&b)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["encoders"].as_array().expect("encoders").len(), 4);
+    assert_eq!(
+        v["encoders"][0]["input"]["shape"],
+        serde_json::json!([null, 1, 28, 28])
+    );
+    assert_eq!(v["runtime"]["provider"], "cpu");
+    assert!(v["runtime"]["library"]
+        .as_str()
+        .expect("library")
+        .contains("libonnxruntime.so.1.31.1"));
+    assert_eq!(
+        v["manifest"]["representation"]["layers"]
+            .as_array()
+            .expect("layers")
+            .len(),
+        4
+    );
+}
+
+#[test]
+fn bundle_create_wraps_foreign_onnx_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Stand-ins for models exported elsewhere: ONNX files outside any bundle.
+    let src = random_bundle(
+        dir.path(),
+        "src",
+        &["--arch", "resnet-mini-32x32x3", "--models", "2"],
+    );
+    let out = dir.path().join("created");
+    let o = run(&[
+        "bundle",
+        "create",
+        "--out",
+        s(&out),
+        "--f",
+        s(&src.join("f0.onnx")),
+        "--f",
+        s(&src.join("f1.onnx")),
+        "--g",
+        s(&src.join("g0.onnx")),
+        "--mean",
+        "0.5,0.5,0.5",
+        "--std",
+        "0.25,0.25,0.25",
+        "--augment",
+        "authors",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("sslmem.json")).expect("manifest"))
+            .expect("json");
+    assert_eq!(m["input"]["channels"], 3);
+    assert_eq!(m["input"]["height"], 32);
+    assert_eq!(m["representation"]["output"], "representation");
+    assert_eq!(m["augment"]["jitter"]["brightness"], 0.8);
+    assert_eq!(m["f"].as_array().expect("f").len(), 2);
+    let img = dir.path().join("c.png");
+    png(&img, 40, 40, true);
+    let o = run(&["score", "--bundle", s(&out), "--pairs", "2", s(&img)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Wrong number of mean values, and an existing bundle, are refused.
+    let o = run(&[
+        "bundle",
+        "create",
+        "--out",
+        s(&dir.path().join("x")),
+        "--f",
+        s(&src.join("f0.onnx")),
+        "--g",
+        s(&src.join("g0.onnx")),
+        "--mean",
+        "0.5",
+        "--std",
+        "0.25",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("need 3 values"), "{}", stderr(&o));
+    let o = run(&[
+        "bundle",
+        "create",
+        "--out",
+        s(&out),
+        "--f",
+        s(&src.join("f0.onnx")),
+        "--g",
+        s(&src.join("g0.onnx")),
+        "--mean",
+        "0.5,0.5,0.5",
+        "--std",
+        "0.25,0.25,0.25",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+}
+
+#[test]
+fn align_takes_pairs_at_model_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = random_bundle(dir.path(), "b", &[]);
+    let (a, c, big) = (
+        dir.path().join("a.png"),
+        dir.path().join("c.png"),
+        dir.path().join("big.png"),
+    );
+    png(&a, 28, 28, false);
+    png(&c, 28, 28, true);
+    png(&big, 30, 28, false);
+    let o = run(&["align", "--bundle", s(&b), s(&a), s(&c), s(&a), s(&a)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0]["d_f"].as_f64().expect("d_f") > 0.0);
+    assert_eq!(lines[1]["d_f"].as_f64(), Some(0.0));
+    let o = run(&["align", "--bundle", s(&b), s(&a), s(&big)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("does not resize"), "{}", stderr(&o));
+    let o = run(&["align", "--bundle", s(&b), s(&a), s(&a), s(&c)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("pairs"), "{}", stderr(&o));
+}
