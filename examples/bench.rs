@@ -16,14 +16,20 @@ use sslmem::runtime::RuntimeOptions;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["pngs", out, n] => {
             let n: usize = n.parse()?;
             let arr = load_dataset("fashion-mnist:test")?;
             std::fs::create_dir_all(out)?;
             for i in 0..n.min(arr.len()) {
                 let img = arr.get(i)?;
-                let g = image::GrayImage::from_raw(img.width as u32, img.height as u32, img.data).ok_or("bad image")?;
+                let g = image::GrayImage::from_raw(img.width as u32, img.height as u32, img.data)
+                    .ok_or("bad image")?;
                 g.save(Path::new(out).join(format!("{i:05}.png")))?;
             }
             Ok(())
@@ -38,13 +44,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for e in b.encoders() {
                 e.embed(vec![0.0; len], [1, i.channels, i.height, i.width], out)?;
             }
-            let data: Vec<f32> = (0..batch * len).map(|k| ((k * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+            let data: Vec<f32> = (0..batch * len)
+                .map(|k| ((k * 7919) % 1000) as f32 / 500.0 - 1.0)
+                .collect();
             let start = Instant::now();
             let mut done = 0;
             while done < views {
                 let n = batch.min(views - done);
                 for e in b.encoders() {
-                    e.embed(data[..n * len].to_vec(), [n, i.channels, i.height, i.width], out)?;
+                    e.embed(
+                        data[..n * len].to_vec(),
+                        [n, i.channels, i.height, i.width],
+                        out,
+                    )?;
                 }
                 done += n;
             }

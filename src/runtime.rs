@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::thread;
 
-use ndarray::{Array2, ArrayD, ArrayView4};
+use ndarray::{Array2, ArrayD};
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
@@ -220,19 +220,7 @@ impl Encoder {
         })
     }
 
-    /// Runs a batch `[n, c, h, w]` and returns the named outputs, in order.
-    pub fn run(&self, batch: ArrayView4<'_, f32>, outputs: &[String]) -> Result<Vec<ArrayD<f32>>> {
-        let shape = [
-            batch.shape()[0],
-            batch.shape()[1],
-            batch.shape()[2],
-            batch.shape()[3],
-        ];
-        let input = batch.as_standard_layout().iter().copied().collect();
-        self.run_owned(input, shape, outputs)
-    }
-
-    /// Like [`Encoder::run`], taking a flat row-major buffer.
+    /// Runs a batch `[n, c, h, w]` (a flat row-major buffer) and returns the named outputs, in order.
     pub fn run_owned(
         &self,
         input: Vec<f32>,
