@@ -7,4 +7,4 @@ scripts/setup.sh --datasets --python
 export SSLMEM_REQUIRE_ONNX_CHECKER=1
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
+cargo test --lib --tests --locked
