@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::{sha256_file, write_atomic};
 use crate::onnx::{self, ExportOptions};
 use crate::pixels::DecodeLimits;
-use crate::runtime::{self, Provider, RuntimeOptions};
+use crate::runtime::{self, Device, RuntimeOptions};
 use crate::score::{
     align_pairs, set_normalize, Distance, ImageScore, RepNorm, ScoreOptions, Scorer, SetNorm,
     ViewMode,
@@ -44,15 +44,18 @@ pub struct RuntimeArgs {
     /// Path of libonnxruntime.so (default: the one `scripts/setup.sh` installed).
     #[arg(long, global = true, env = "ORT_DYLIB_PATH")]
     pub ort_lib: Option<PathBuf>,
-    /// Execution provider.
+    /// Where inference runs: auto (CUDA if it works, else CPU), cpu, cuda or cuda:N.
+    #[arg(long, global = true, env = "SSLMEM_DEVICE", default_value = "auto")]
+    pub device: Device,
+    /// Log format on stderr (filter with RUST_LOG, e.g. RUST_LOG=debug).
     #[arg(
         long,
         global = true,
-        env = "SSLMEM_PROVIDER",
+        env = "SSLMEM_LOG_FORMAT",
         value_enum,
-        default_value = "cpu"
+        default_value = "text"
     )]
-    pub provider: Provider,
+    pub log_format: LogFormat,
     /// Intra-op threads per encoder session (0: ONNX Runtime's choice).
     #[arg(long, global = true, env = "SSLMEM_THREADS", default_value_t = 0)]
     pub threads: usize,
@@ -62,7 +65,7 @@ impl RuntimeArgs {
     fn options(&self) -> RuntimeOptions {
         RuntimeOptions {
             library: self.ort_lib.clone(),
-            provider: self.provider,
+            device: self.device,
             threads: self.threads,
         }
     }
@@ -79,6 +82,14 @@ pub enum Command {
     /// Make model bundles.
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Serve scores over HTTP (REST API, Prometheus metrics, OpenAPI).
+    Serve(crate::service::ServeArgs),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -211,14 +222,17 @@ pub struct RandomArgs {
 /// Runs the command and maps errors to exit codes: 0 success, 1 some inputs failed,
 /// 2 the command could not run.
 pub fn main(cli: Cli) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cli.runtime.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
     let rt = cli.runtime.options();
     let result = match cli.command {
         Command::Score(a) => score(&a, &rt),
@@ -226,6 +240,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Inspect(a) => inspect(&a, &rt).map(|()| true),
         Command::Bundle(BundleCommand::Create(a)) => create(&a, &rt).map(|()| true),
         Command::Bundle(BundleCommand::Random(a)) => random(&a).map(|()| true),
+        Command::Serve(a) => crate::service::run(&a, &rt).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -446,7 +461,8 @@ fn inspect(a: &InspectArgs, rt: &RuntimeOptions) -> Result<()> {
         "runtime": {
             "onnxruntime": runtime::ORT_VERSION,
             "library": runtime::loaded_library().map(|p| p.display().to_string()),
-            "provider": rt.provider,
+            "device": rt.device.to_string(),
+            "provider": bundle.f[0].provider,
             "threads": rt.threads,
         },
     });

@@ -8,6 +8,7 @@
 //! - [`arch`] + [`onnx`]: the encoder description and the ONNX writer;
 //! - [`bundle`]: model bundles (manifest + ONNX files); [`runtime`]: ONNX Runtime sessions;
 //! - [`score`]: the estimator and the batched scoring pipeline;
+//! - [`service`]: the HTTP scoring service (`sslmem serve`);
 //! - [`cli`]: the `sslmem` command line.
 
 pub mod arch;
@@ -22,5 +23,6 @@ pub mod pixels;
 pub mod rng;
 pub mod runtime;
 pub mod score;
+pub mod service;
 
 pub use error::{Error, InputError, Result};

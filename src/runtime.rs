@@ -18,12 +18,57 @@ use crate::error::{Error, Result};
 
 pub const ORT_VERSION: &str = "1.31.1";
 
-/// Where inference runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+/// The execution provider a session really runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Cpu,
     Cuda,
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Provider::Cpu => "cpu",
+            Provider::Cuda => "cuda",
+        })
+    }
+}
+
+/// Where the user asked inference to run: `auto` (CUDA when it works, else CPU),
+/// `cpu`, or `cuda[:N]` (CUDA device N, or fail).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Auto,
+    Cpu,
+    Cuda(i32),
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Device::Auto),
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse::<i32>().ok())
+                .filter(|n| *n >= 0)
+                .map(Device::Cuda)
+                .ok_or_else(|| format!("'{s}' is not a device (auto, cpu, cuda, cuda:N)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Auto => f.write_str("auto"),
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
 }
 
 /// How to build sessions.
@@ -31,7 +76,7 @@ pub enum Provider {
 pub struct RuntimeOptions {
     /// Explicit path of `libonnxruntime.so` (`--ort-lib` / `ORT_DYLIB_PATH`).
     pub library: Option<PathBuf>,
-    pub provider: Provider,
+    pub device: Device,
     /// Intra-op threads per session; 0 lets ONNX Runtime choose.
     pub threads: usize,
 }
@@ -40,11 +85,14 @@ impl Default for RuntimeOptions {
     fn default() -> Self {
         Self {
             library: None,
-            provider: Provider::Cpu,
+            device: Device::Cpu,
             threads: 0,
         }
     }
 }
+
+/// Whether this binary was built with the `cuda` feature.
+pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 
 /// The cache folder where `scripts/setup.sh` installs things.
 pub fn sslmem_home() -> PathBuf {
@@ -60,20 +108,28 @@ pub fn library_path(opts: &RuntimeOptions) -> PathBuf {
     if let Some(p) = &opts.library {
         return p.clone();
     }
-    let flavour = match opts.provider {
-        Provider::Cpu => sslmem_home()
-            .join("onnxruntime")
-            .join(ORT_VERSION)
-            .join("cpu"),
-        Provider::Cuda => sslmem_home()
-            .join("onnxruntime")
-            .join(ORT_VERSION)
-            .join("gpu")
-            .join("site")
-            .join("onnxruntime")
-            .join("capi"),
-    };
-    flavour.join(format!("libonnxruntime.so.{ORT_VERSION}"))
+    let name = format!("libonnxruntime.so.{ORT_VERSION}");
+    let cpu = sslmem_home()
+        .join("onnxruntime")
+        .join(ORT_VERSION)
+        .join("cpu")
+        .join(&name);
+    let gpu = gpu_site().join("onnxruntime").join("capi").join(&name);
+    match opts.device {
+        Device::Cpu => cpu,
+        Device::Cuda(_) => gpu,
+        Device::Auto if CUDA_BUILT && gpu.is_file() => gpu,
+        Device::Auto => cpu,
+    }
+}
+
+/// Where `scripts/setup.sh --cuda` installs `onnxruntime-gpu` and its CUDA libraries.
+pub fn gpu_site() -> PathBuf {
+    sslmem_home()
+        .join("onnxruntime")
+        .join(ORT_VERSION)
+        .join("gpu")
+        .join("site")
 }
 
 static ENV: OnceLock<(Environment, PathBuf)> = OnceLock::new();
@@ -85,7 +141,7 @@ pub fn environment(opts: &RuntimeOptions) -> Result<&'static Environment> {
     }
     let path = library_path(opts);
     if !path.is_file() {
-        let hint = if opts.provider == Provider::Cuda {
+        let hint = if matches!(opts.device, Device::Cuda(_)) {
             " --cuda"
         } else {
             ""
@@ -95,6 +151,10 @@ pub fn environment(opts: &RuntimeOptions) -> Result<&'static Environment> {
             version: ORT_VERSION,
             hint,
         });
+    }
+    #[cfg(feature = "cuda")]
+    if !matches!(opts.device, Device::Cpu) {
+        preload_cuda_libraries();
     }
     let builder = ort::init_from(&path)
         .map_err(|e| Error::Runtime(format!("cannot load {}: {e}", path.display())))?;
@@ -131,32 +191,121 @@ fn outlet_info(o: &ort::value::Outlet) -> TensorInfo {
     }
 }
 
-fn build_session(env: &Environment, path: &Path, opts: &RuntimeOptions) -> ort::Result<Session> {
+fn base_builder(
+    env: &Environment,
+    opts: &RuntimeOptions,
+) -> ort::Result<ort::session::builder::SessionBuilder> {
     let mut b = Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::Level3)?;
     if opts.threads > 0 {
         b = b.with_intra_threads(opts.threads)?;
     }
-    if opts.provider == Provider::Cuda {
-        b = with_cuda(b)?;
+    Ok(b)
+}
+
+/// Builds a session on the requested device; returns the provider really in use.
+fn build_session(
+    env: &Environment,
+    path: &Path,
+    opts: &RuntimeOptions,
+) -> ort::Result<(Session, Provider)> {
+    match opts.device {
+        Device::Cpu => Ok((
+            base_builder(env, opts)?.commit_from_file(path)?,
+            Provider::Cpu,
+        )),
+        Device::Cuda(n) => Ok((
+            with_cuda(base_builder(env, opts)?, n)?.commit_from_file(path)?,
+            Provider::Cuda,
+        )),
+        Device::Auto => {
+            if CUDA_BUILT {
+                match with_cuda(base_builder(env, opts)?, 0)
+                    .and_then(|mut b| b.commit_from_file(path))
+                {
+                    Ok(s) => return Ok((s, Provider::Cuda)),
+                    Err(e) => {
+                        tracing::warn!("device auto: CUDA unavailable ({e}); falling back to CPU")
+                    }
+                }
+            } else {
+                tracing::debug!("device auto: built without the `cuda` feature; using CPU");
+            }
+            Ok((
+                base_builder(env, opts)?.commit_from_file(path)?,
+                Provider::Cpu,
+            ))
+        }
     }
-    b.commit_from_file(path)
 }
 
 #[cfg(feature = "cuda")]
 fn with_cuda(
     b: ort::session::builder::SessionBuilder,
+    device: i32,
 ) -> ort::Result<ort::session::builder::SessionBuilder> {
     // Without error_on_failure a failed registration silently falls back to the CPU.
-    Ok(b.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])?)
+    Ok(b.with_execution_providers([ort::ep::CUDA::default()
+        .with_device_id(device)
+        .build()
+        .error_on_failure()])?)
 }
 
 #[cfg(not(feature = "cuda"))]
 fn with_cuda(
     _: ort::session::builder::SessionBuilder,
+    _device: i32,
 ) -> ort::Result<ort::session::builder::SessionBuilder> {
     Err(ort::Error::new(
         "this binary was built without the `cuda` feature; rebuild with `--features cuda`",
     ))
+}
+
+/// Loads the CUDA and cuDNN libraries that `onnxruntime-gpu`'s `nvidia-*` wheels ship, so that
+/// the CUDA provider finds them by soname without LD_LIBRARY_PATH (as the Python package's
+/// `preload_dlls` does).
+#[cfg(feature = "cuda")]
+fn preload_cuda_libraries() {
+    let nvidia = gpu_site().join("nvidia");
+    let Ok(pkgs) = std::fs::read_dir(&nvidia) else {
+        return;
+    };
+    let mut libs: Vec<PathBuf> = pkgs
+        .flatten()
+        .filter_map(|p| std::fs::read_dir(p.path().join("lib")).ok())
+        .flat_map(|d| d.flatten().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().contains(".so"))
+        .collect();
+    libs.sort();
+    // Dependencies first: retry until no more libraries load.
+    let mut pending = libs;
+    loop {
+        let before = pending.len();
+        pending.retain(|lib| {
+            // SAFETY: loading a shared library runs its initialisers; these are NVIDIA's
+            // runtime libraries installed by setup.sh, loaded once and never unloaded.
+            match unsafe {
+                libloading::os::unix::Library::open(
+                    Some(lib),
+                    libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+                )
+            } {
+                Ok(l) => {
+                    std::mem::forget(l);
+                    false
+                }
+                Err(_) => true,
+            }
+        });
+        if pending.is_empty() || pending.len() == before {
+            break;
+        }
+    }
+    if !pending.is_empty() {
+        tracing::debug!(
+            count = pending.len(),
+            "some CUDA libraries could not be preloaded"
+        );
+    }
 }
 
 type Reply = mpsc::SyncSender<Result<Vec<ArrayD<f32>>>>;
@@ -182,7 +331,7 @@ impl Encoder {
     pub fn load(path: &Path, opts: &RuntimeOptions) -> Result<Self> {
         let env = environment(opts)?;
         let model = path.display().to_string();
-        let session = build_session(env, path, opts).map_err(|e| Error::Model {
+        let (session, provider) = build_session(env, path, opts).map_err(|e| Error::Model {
             model: model.clone(),
             reason: e.to_string(),
         })?;
@@ -215,7 +364,7 @@ impl Encoder {
             path: path.to_path_buf(),
             input,
             outputs,
-            provider: opts.provider,
+            provider,
             tx,
         })
     }

@@ -6,13 +6,14 @@ pub mod math;
 
 use std::sync::mpsc;
 
+use ndarray::Array2;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use math::{distance, estimate, set_normalize, Distance, ImageScore, RepNorm, SetNorm};
 
 use crate::augment::{Augmenter, Normalize};
-use crate::bundle::Bundle;
+use crate::bundle::{Bundle, InputSpec};
 use crate::error::{Error, Result};
 use crate::pixels::{Planes, SourceImage};
 use crate::runtime::Encoder;
@@ -192,17 +193,35 @@ impl<'b> Scorer<'b> {
 
     /// Runs one batch through every encoder and returns each image's per-pair distances.
     fn score_batch(&self, batch: &ViewBatch) -> Result<Vec<ImageScore>> {
+        let n = batch.images * self.views_per_image();
+        let f = (self.bundle.f.iter())
+            .map(|e| self.embed(e, &batch.data, n))
+            .collect::<Result<Vec<_>>>()?;
+        let g = (self.bundle.g.iter())
+            .map(|e| self.embed(e, &batch.data, n))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self.scores_from_representations(&f, &g))
+    }
+
+    /// The estimator from representations of consecutive images' views (as laid out by
+    /// [`Scorer::write_views`]), one matrix per encoder of each side. The command line and
+    /// the HTTP service both score through here.
+    pub fn scores_from_representations(
+        &self,
+        f: &[Array2<f32>],
+        g: &[Array2<f32>],
+    ) -> Vec<ImageScore> {
         let vpi = self.views_per_image();
         let k = self.opts.pairs;
-        let side = |encoders: &[Encoder]| -> Result<Vec<f64>> {
-            let mut d = vec![0f64; batch.images * k];
-            for enc in encoders {
-                let reps = self.embed(enc, &batch.data, batch.images * vpi)?;
-                let inv = 1.0 / encoders.len() as f64;
+        let images = f.first().map_or(0, |r| r.nrows() / vpi);
+        let side = |reps: &[Array2<f32>]| -> Vec<f64> {
+            let mut d = vec![0f64; images * k];
+            let inv = 1.0 / reps.len() as f64;
+            for r in reps {
                 for (i, row) in d.chunks_exact_mut(k).enumerate() {
                     for (p, dst) in row.iter_mut().enumerate() {
                         let (a, b) = self.pair(p);
-                        let (a, b) = (reps.row(i * vpi + a), reps.row(i * vpi + b));
+                        let (a, b) = (r.row(i * vpi + a), r.row(i * vpi + b));
                         let (a, b) = (
                             a.as_slice().unwrap_or_default(),
                             b.as_slice().unwrap_or_default(),
@@ -211,18 +230,16 @@ impl<'b> Scorer<'b> {
                     }
                 }
             }
-            Ok(d)
+            d
         };
-        let d_f = side(&self.bundle.f)?;
-        let d_g = side(&self.bundle.g)?;
-        Ok(d_f
-            .chunks_exact(k)
+        let (d_f, d_g) = (side(f), side(g));
+        d_f.chunks_exact(k)
             .zip(d_g.chunks_exact(k))
             .map(|(f, g)| estimate(f, g))
-            .collect())
+            .collect()
     }
 
-    fn embed(&self, enc: &Encoder, data: &[f32], n: usize) -> Result<ndarray::Array2<f32>> {
+    fn embed(&self, enc: &Encoder, data: &[f32], n: usize) -> Result<Array2<f32>> {
         let i = &self.bundle.manifest.input;
         let reps = enc.embed(
             data.to_vec(),
@@ -246,6 +263,65 @@ pub struct PairAlignment {
     pub d_g: f64,
 }
 
+/// The normalised input tensor of image pairs for `align` (a1, b1, a2, b2, ...): every image
+/// must already be the model's input size and channels.
+pub fn align_input(input: &InputSpec, pairs: &[(SourceImage, SourceImage)]) -> Result<Vec<f32>> {
+    let normalize = Normalize::new(input.mean.clone(), input.std.clone(), input.channels)?;
+    let want = (input.channels, input.height, input.width);
+    let len = input.channels * input.height * input.width;
+    let mut data = vec![0f32; 2 * pairs.len() * len];
+    for (n, (dst, (a, b))) in data.chunks_exact_mut(2 * len).zip(pairs).enumerate() {
+        for im in [a, b] {
+            if (im.channels, im.height, im.width) != want {
+                return Err(Error::Param(format!(
+                    "pair {}: image is {}x{}x{}, the model takes {}x{}x{} (align does not resize)",
+                    n + 1,
+                    im.channels,
+                    im.height,
+                    im.width,
+                    want.0,
+                    want.1,
+                    want.2
+                )));
+            }
+        }
+        let (da, db) = dst.split_at_mut(len);
+        normalize.write(&a.to_planes(), da);
+        normalize.write(&b.to_planes(), db);
+    }
+    Ok(data)
+}
+
+/// Per-pair distances from representations of `align_input`'s rows, one matrix per encoder.
+pub fn alignments_from_representations(
+    f: &[Array2<f32>],
+    g: &[Array2<f32>],
+    norm: RepNorm,
+    dist: Distance,
+) -> Vec<PairAlignment> {
+    let side = |reps: &[Array2<f32>]| -> Vec<f64> {
+        let pairs = reps.first().map_or(0, |r| r.nrows() / 2);
+        let mut d = vec![0f64; pairs];
+        for r in reps {
+            for (p, dst) in d.iter_mut().enumerate() {
+                let (a, b) = (r.row(2 * p), r.row(2 * p + 1));
+                *dst += distance(
+                    a.as_slice().unwrap_or_default(),
+                    b.as_slice().unwrap_or_default(),
+                    norm,
+                    dist,
+                ) / reps.len() as f64;
+            }
+        }
+        d
+    };
+    side(f)
+        .into_iter()
+        .zip(side(g))
+        .map(|(d_f, d_g)| PairAlignment { d_f, d_g })
+        .collect()
+}
+
 /// `sslmem align`: each pair must already be the model's input size and channels.
 pub fn align_pairs(
     bundle: &Bundle,
@@ -253,52 +329,23 @@ pub fn align_pairs(
     norm: RepNorm,
     dist: Distance,
 ) -> Result<Vec<PairAlignment>> {
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
     let i = &bundle.manifest.input;
-    let normalize = Normalize::new(i.mean.clone(), i.std.clone(), i.channels)?;
-    let len = i.channels * i.height * i.width;
-    for (n, (a, b)) in pairs.iter().enumerate() {
-        for im in [a, b] {
-            if (im.channels, im.height, im.width) != (i.channels, i.height, i.width) {
-                return Err(Error::Param(format!(
-                    "pair {}: image is {}x{}x{}, the model takes {}x{}x{} (align does not resize)",
-                    n + 1,
-                    im.channels,
-                    im.height,
-                    im.width,
-                    i.channels,
-                    i.height,
-                    i.width
-                )));
-            }
-        }
-    }
-    let mut data = vec![0f32; 2 * pairs.len() * len];
-    for (dst, (a, b)) in data.chunks_exact_mut(2 * len).zip(pairs) {
-        let (da, db) = dst.split_at_mut(len);
-        normalize.write(&a.to_planes(), da);
-        normalize.write(&b.to_planes(), db);
-    }
+    let data = align_input(i, pairs)?;
     let shape = [2 * pairs.len(), i.channels, i.height, i.width];
-    let side = |encoders: &[Encoder]| -> Result<Vec<f64>> {
-        let mut d = vec![0f64; pairs.len()];
-        for enc in encoders {
-            let reps = enc.embed(data.clone(), shape, &bundle.manifest.representation.output)?;
-            for (p, dst) in d.iter_mut().enumerate() {
-                let (a, b) = (reps.row(2 * p), reps.row(2 * p + 1));
-                *dst += distance(
-                    a.as_slice().unwrap_or_default(),
-                    b.as_slice().unwrap_or_default(),
-                    norm,
-                    dist,
-                ) / encoders.len() as f64;
-            }
-        }
-        Ok(d)
+    let out = &bundle.manifest.representation.output;
+    let embed = |encoders: &[Encoder]| -> Result<Vec<Array2<f32>>> {
+        encoders
+            .iter()
+            .map(|e| e.embed(data.clone(), shape, out))
+            .collect()
     };
-    let (d_f, d_g) = (side(&bundle.f)?, side(&bundle.g)?);
-    Ok(d_f
-        .into_iter()
-        .zip(d_g)
-        .map(|(d_f, d_g)| PairAlignment { d_f, d_g })
-        .collect())
+    Ok(alignments_from_representations(
+        &embed(&bundle.f)?,
+        &embed(&bundle.g)?,
+        norm,
+        dist,
+    ))
 }

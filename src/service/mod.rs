@@ -1,0 +1,433 @@
+//! `sslmem serve`: the scoring service. A request goes: middlewares (request id and metrics,
+//! then for `/v1/*`: draining check, API key, concurrency limit, timeout) -> a handler in
+//! [`routes`] -> the CPU worker pool (decode, augment) -> the [`batcher`] (batches across
+//! requests, encoder threads) -> back to the handler for the estimator.
+
+pub mod batcher;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod request;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use clap::Args;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use self::batcher::{BatchOptions, Batcher};
+use self::error::ApiError;
+use self::metrics::Metrics;
+use crate::bundle::Bundle;
+use crate::error::{Error, Result};
+use crate::pixels::DecodeLimits;
+use crate::runtime::{Device, Provider, RuntimeOptions};
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Model bundle folder (holds sslmem.json).
+    #[arg(
+        long,
+        env = "SSLMEM_BUNDLE",
+        default_value = "models/fashion-mnist-simclr"
+    )]
+    pub bundle: PathBuf,
+    #[arg(long, env = "SSLMEM_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port; 0 picks a free one (the log says which).
+    #[arg(long, env = "SSLMEM_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Most views in one forward pass, across requests.
+    #[arg(long, env = "SSLMEM_MAX_BATCH_VIEWS", default_value_t = 256)]
+    pub max_batch_views: usize,
+    /// Longest a job waits for others to fill its batch, in milliseconds.
+    #[arg(long, env = "SSLMEM_MAX_DELAY_MS", default_value_t = 2)]
+    pub max_delay_ms: u64,
+    /// Jobs waiting for inference at most; beyond it requests get 503.
+    #[arg(long, env = "SSLMEM_QUEUE_SIZE", default_value_t = 1024)]
+    pub queue_size: usize,
+    /// Concurrent /v1 requests at most; beyond it requests get 429.
+    #[arg(long, env = "SSLMEM_MAX_CONCURRENT", default_value_t = 64)]
+    pub max_concurrent: usize,
+    /// Seconds a /v1 request may take.
+    #[arg(long, env = "SSLMEM_REQUEST_TIMEOUT", default_value_t = 60.0)]
+    pub request_timeout: f64,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "SSLMEM_MAX_BODY_BYTES", default_value_t = 32 << 20)]
+    pub max_body_bytes: usize,
+    /// Largest image, in pixels (width * height).
+    #[arg(long, env = "SSLMEM_MAX_PIXELS", default_value_t = 40_000_000)]
+    pub max_pixels: u64,
+    /// Most images (or align images) per request.
+    #[arg(long, env = "SSLMEM_MAX_IMAGES", default_value_t = 64)]
+    pub max_images: usize,
+    /// Most view pairs per image.
+    #[arg(long, env = "SSLMEM_MAX_PAIRS", default_value_t = 100)]
+    pub max_pairs: usize,
+    /// Default view pairs per image.
+    #[arg(long, env = "SSLMEM_PAIRS", default_value_t = 10)]
+    pub pairs: usize,
+    /// Default augmentation seed.
+    #[arg(long, env = "SSLMEM_SEED", default_value_t = 0)]
+    pub seed: u64,
+    /// Require `Authorization: Bearer <key>` on /v1/* (health, metrics and docs stay open).
+    #[arg(long, env = "SSLMEM_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "SSLMEM_DRAIN_TIMEOUT", default_value_t = 30.0)]
+    pub drain_timeout: f64,
+    /// Threads decoding and augmenting (0: one per core).
+    #[arg(long, env = "SSLMEM_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+}
+
+pub struct Limits {
+    pub max_images: usize,
+    pub max_pairs: usize,
+    pub max_body_bytes: usize,
+    pub max_concurrent: usize,
+    pub request_timeout: Duration,
+    pub decode: DecodeLimits,
+}
+
+pub struct Defaults {
+    pub pairs: usize,
+    pub seed: u64,
+}
+
+pub struct AppState {
+    pub bundle: Arc<Bundle>,
+    pub batcher: Batcher,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    pub defaults: Defaults,
+    pub device: Device,
+    pub provider: Provider,
+    api_key: Option<[u8; 32]>,
+    permits: Arc<Semaphore>,
+    ready: AtomicBool,
+    draining: AtomicBool,
+    next_id: AtomicU64,
+}
+
+impl AppState {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// Compares a presented key with the configured one in constant time (over SHA-256
+/// digests, so neither content nor length leaks through timing).
+fn key_matches(expected: &[u8; 32], presented: &str) -> bool {
+    let got: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    expected
+        .iter()
+        .zip(got.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+async fn guard_v1(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if state.draining.load(Ordering::SeqCst) {
+        return ApiError::unavailable("draining", "the service is shutting down").into_response();
+    }
+    if let Some(expected) = &state.api_key {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !presented.is_some_and(|k| key_matches(expected, k)) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
+        return ApiError::overloaded(format!(
+            "more than {} concurrent requests; retry shortly",
+            state.limits.max_concurrent
+        ))
+        .into_response();
+    };
+    match tokio::time::timeout(state.limits.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        // Dropping the handler drops its reply channel: the batcher skips its work.
+        Err(_) => ApiError::unavailable(
+            "timeout",
+            format!(
+                "the request took longer than {:.1} s",
+                state.limits.request_timeout.as_secs_f64()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// Request id, tracing span, and the HTTP metrics.
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{:016x}", state.next_id.fetch_add(1, Ordering::Relaxed)));
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), route = %route);
+    let m = &state.metrics;
+    m.in_flight.inc();
+    let start = Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let secs = start.elapsed().as_secs_f64();
+    m.in_flight.dec();
+    m.request_duration
+        .with_label_values(&[&route])
+        .observe(secs);
+    let status = resp.status();
+    m.requests
+        .with_label_values(&[&route, status.as_str()])
+        .inc();
+    span.in_scope(|| {
+        tracing::info!(
+            status = status.as_u16(),
+            ms = secs * 1e3,
+            "request finished"
+        )
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/score", post(routes::score))
+        .route("/v1/align", post(routes::align))
+        .route("/v1/embed", post(routes::embed))
+        .route("/v1/bundle", get(routes::bundle))
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard_v1));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(routes::openapi_json))
+        .route("/docs", get(routes::docs))
+        .route("/docs/swagger-ui-bundle.js", get(routes::docs_js))
+        .route("/docs/swagger-ui.css", get(routes::docs_css))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .with_state(state)
+}
+
+fn bad_arg(m: String) -> Error {
+    Error::Param(m)
+}
+
+/// Loads and warms up the bundle, then serves until SIGTERM or Ctrl-C, then drains.
+pub fn run(args: &ServeArgs, rt: &RuntimeOptions) -> Result<()> {
+    if args.max_batch_views == 0
+        || args.max_images == 0
+        || args.max_pairs == 0
+        || args.max_concurrent == 0
+    {
+        return Err(bad_arg(
+            "--max-batch-views, --max-images, --max-pairs and --max-concurrent must be positive"
+                .into(),
+        ));
+    }
+    if args.pairs == 0 || args.pairs > args.max_pairs {
+        return Err(bad_arg(format!(
+            "--pairs must lie in 1..={}",
+            args.max_pairs
+        )));
+    }
+    if !(args.request_timeout > 0.0 && args.drain_timeout >= 0.0) {
+        return Err(bad_arg(
+            "--request-timeout must be positive and --drain-timeout not negative".into(),
+        ));
+    }
+    if args.api_key.as_deref() == Some("") {
+        return Err(bad_arg("--api-key is empty".into()));
+    }
+    if args.workers > 0 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(args.workers)
+            .thread_name(|i| format!("worker-{i}"))
+            .build_global()
+            .map_err(|e| bad_arg(format!("cannot set up {} workers: {e}", args.workers)))?;
+    }
+    let started = Instant::now();
+    let bundle = Arc::new(Bundle::load(&args.bundle, rt)?);
+    let provider = bundle.f[0].provider;
+    let metrics = Arc::new(Metrics::new().map_err(|e| Error::Runtime(format!("metrics: {e}")))?);
+    let name = bundle
+        .manifest
+        .name
+        .clone()
+        .unwrap_or_else(|| args.bundle.display().to_string());
+    metrics
+        .info
+        .with_label_values(&[&name, &provider.to_string(), env!("CARGO_PKG_VERSION")])
+        .set(1.0);
+    // Warm-up: one forward pass per encoder before the listener opens.
+    let i = &bundle.manifest.input;
+    for e in bundle.encoders() {
+        e.embed(
+            vec![0.0; i.channels * i.height * i.width],
+            [1, i.channels, i.height, i.width],
+            &bundle.manifest.representation.output,
+        )?;
+    }
+    let batcher = Batcher::start(
+        bundle.clone(),
+        BatchOptions {
+            max_batch: args.max_batch_views,
+            max_delay: Duration::from_millis(args.max_delay_ms),
+            queue: args.queue_size,
+        },
+        metrics.clone(),
+    )?;
+    let state = Arc::new(AppState {
+        bundle,
+        batcher,
+        metrics,
+        limits: Limits {
+            max_images: args.max_images,
+            max_pairs: args.max_pairs,
+            max_body_bytes: args.max_body_bytes,
+            max_concurrent: args.max_concurrent,
+            request_timeout: Duration::from_secs_f64(args.request_timeout),
+            decode: DecodeLimits {
+                max_pixels: args.max_pixels,
+            },
+        },
+        defaults: Defaults {
+            pairs: args.pairs,
+            seed: args.seed,
+        },
+        device: rt.device,
+        provider,
+        api_key: args
+            .api_key
+            .as_ref()
+            .map(|k| Sha256::digest(k.as_bytes()).into()),
+        permits: Arc::new(Semaphore::new(args.max_concurrent)),
+        ready: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
+        next_id: AtomicU64::new(1),
+    });
+    tracing::info!(
+        bundle = %args.bundle.display(),
+        provider = %provider,
+        device = %rt.device,
+        f = state.bundle.f.len(),
+        g = state.bundle.g.len(),
+        "encoders loaded and warmed up in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("http")
+        .build()
+        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(serve(args, state))
+}
+
+async fn serve(args: &ServeArgs, state: Arc<AppState>) -> Result<()> {
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| Error::Runtime(format!("cannot listen on {addr}: {e}")))?;
+    let local: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| Error::Runtime(e.to_string()))?;
+    state.ready.store(true, Ordering::SeqCst);
+    state.metrics.ready.set(1.0);
+    tracing::info!("listening on http://{local}");
+    let drain = Duration::from_secs_f64(args.drain_timeout);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let st = state.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        st.draining.store(true, Ordering::SeqCst);
+        st.metrics.ready.set(0.0);
+        tracing::info!(
+            "shutting down: draining in-flight requests (up to {:.0} s)",
+            drain.as_secs_f64()
+        );
+        // Keep the listener open while requests finish, so probes see 503 on /readyz.
+        let deadline = Instant::now() + drain;
+        while st.permits.available_permits() < st.limits.max_concurrent && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop_tx.send(());
+    });
+    let app = router(state.clone());
+    let server = axum::serve(listener, app).with_graceful_shutdown(async {
+        let _ = stop_rx.await;
+    });
+    server
+        .await
+        .map_err(|e| Error::Runtime(format!("server error: {e}")))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_keys_compare_by_digest() {
+        let k: [u8; 32] = Sha256::digest(b"secret").into();
+        assert!(key_matches(&k, "secret"));
+        assert!(!key_matches(&k, "secreT"));
+        assert!(!key_matches(&k, ""));
+    }
+}
