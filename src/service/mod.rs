@@ -139,9 +139,41 @@ fn key_matches(expected: &[u8; 32], presented: &str) -> bool {
         == 0
 }
 
+/// Reads and discards up to `cap` bytes of the request body (for at most a few seconds)
+/// before an early error response: a client still sending its body then receives the
+/// answer instead of a reset connection.
+async fn reject(req: Request, err: ApiError, cap: usize) -> Response {
+    drain_body(req.into_body(), cap).await;
+    let mut resp = err.into_response();
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// Reads and discards up to `cap` bytes of a body, for at most a few seconds.
+pub(crate) async fn drain_body(mut body: axum::body::Body, cap: usize) {
+    use http_body_util::BodyExt;
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > cap {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+}
+
 async fn guard_v1(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let cap = state.limits.max_body_bytes.saturating_mul(2);
     if state.draining.load(Ordering::SeqCst) {
-        return ApiError::unavailable("draining", "the service is shutting down").into_response();
+        return reject(
+            req,
+            ApiError::unavailable("draining", "the service is shutting down"),
+            cap,
+        )
+        .await;
     }
     if let Some(expected) = &state.api_key {
         let presented = req
@@ -150,15 +182,27 @@ async fn guard_v1(State(state): State<Arc<AppState>>, req: Request, next: Next) 
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if !presented.is_some_and(|k| key_matches(expected, k)) {
-            return ApiError::unauthorized().into_response();
+            return reject(req, ApiError::unauthorized(), cap).await;
         }
     }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(n) = declared.filter(|&n| n > state.limits.max_body_bytes) {
+        let msg = format!(
+            "request body is {n} bytes, over the limit of {} bytes",
+            state.limits.max_body_bytes
+        );
+        return reject(req, ApiError::too_large(msg), cap).await;
+    }
     let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
-        return ApiError::overloaded(format!(
+        let msg = format!(
             "more than {} concurrent requests; retry shortly",
             state.limits.max_concurrent
-        ))
-        .into_response();
+        );
+        return reject(req, ApiError::overloaded(msg), cap).await;
     };
     match tokio::time::timeout(state.limits.request_timeout, next.run(req)).await {
         Ok(resp) => resp,

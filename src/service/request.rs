@@ -145,7 +145,11 @@ pub async fn read(
     max_body: usize,
     align: bool,
 ) -> Result<(Vec<Upload>, Params), ApiError> {
-    let mut params = Params::from_query(req.uri().query())?;
+    // Errors in parameters are reported only after the body is read, so that the client
+    // gets the answer instead of a connection closed under its upload.
+    let query = Params::from_query(req.uri().query());
+    let mut params;
+    let mut texts: Vec<(String, String)> = Vec::new();
     let ctype = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -175,7 +179,7 @@ pub async fn read(
                 .await
                 .map_err(|e| multipart_error(e.status(), e.body_text()))?;
             if is_param {
-                params.set(&name, String::from_utf8_lossy(&bytes).trim())?;
+                texts.push((name, String::from_utf8_lossy(&bytes).trim().to_string()));
             } else {
                 let n = uploads.len();
                 uploads.push(Upload {
@@ -183,6 +187,10 @@ pub async fn read(
                     bytes: bytes.to_vec(),
                 });
             }
+        }
+        params = query?;
+        for (k, v) in texts {
+            params.set(&k, &v)?;
         }
     } else if ctype.starts_with("application/json") {
         let body = to_bytes(req.into_body(), max_body).await.map_err(|_| {
@@ -192,6 +200,7 @@ pub async fn read(
         })?;
         let j: JsonBody = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+        params = query?;
         for (i, img) in j.images.into_iter().enumerate() {
             uploads.push(json_upload(img, format!("image#{i}"))?);
         }
@@ -229,6 +238,7 @@ pub async fn read(
             }
         }
     } else {
+        super::drain_body(req.into_body(), max_body).await;
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",

@@ -1,0 +1,765 @@
+//! The HTTP service, started for real on a free loopback port: every endpoint and error
+//! path, parity with the command line under concurrency, back-pressure and draining.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::{random_bundle, run, stderr, stdout};
+use reqwest::blocking::{multipart, Client};
+use serde_json::{json, Value};
+
+struct Server {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(bundle: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sslmem"))
+            .args([
+                "serve",
+                "--bundle",
+                bundle.to_str().expect("utf8"),
+                "--port",
+                "0",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start sslmem serve");
+        let err = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+                log2.lock().expect("log").push_str(&(line + "\n"));
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("server did not start: {}", log.lock().expect("log"))
+            });
+        Server { child, base, log }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
+fn pngs(dir: &Path, n: usize, size: u32) -> Vec<PathBuf> {
+    (0..n)
+        .map(|i| {
+            let p = dir.join(format!("img{i:02}.png"));
+            image::GrayImage::from_fn(size, size, |x, y| {
+                image::Luma([((x * (3 + i as u32) + y * 7 + i as u32 * 11) % 256) as u8])
+            })
+            .save(&p)
+            .expect("png");
+            p
+        })
+        .collect()
+}
+
+fn form(files: &[PathBuf]) -> multipart::Form {
+    files.iter().fold(multipart::Form::new(), |f, p| {
+        let bytes = std::fs::read(p).expect("read");
+        let name = p.file_name().expect("name").to_string_lossy().into_owned();
+        f.part("image", multipart::Part::bytes(bytes).file_name(name))
+    })
+}
+
+fn cli_scores(bundle: &Path, files: &[PathBuf], pairs: &str, seed: &str) -> Vec<Value> {
+    let mut args = vec![
+        "score",
+        "--bundle",
+        bundle.to_str().expect("utf8"),
+        "--pairs",
+        pairs,
+        "--seed",
+        seed,
+    ];
+    args.extend(files.iter().map(|p| p.to_str().expect("utf8")));
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect()
+}
+
+/// The service's result fields equal the command line's, to the last bit.
+fn assert_same(service: &Value, cli: &Value) {
+    for k in [
+        "align_f",
+        "align_g",
+        "score",
+        "score_ratio",
+        "stderr",
+        "ci95",
+        "pairs",
+    ] {
+        assert_eq!(
+            service[k], cli[k],
+            "field {k}: service {service} vs cli {cli}"
+        );
+    }
+}
+
+fn error_of(resp: reqwest::blocking::Response, status: u16) -> Value {
+    assert_eq!(resp.status().as_u16(), status, "unexpected status");
+    let v: Value = resp.json().expect("JSON error body");
+    assert!(v["error"].is_string() && v["error_type"].is_string(), "{v}");
+    v
+}
+
+#[test]
+fn endpoints_answer_and_scores_equal_the_command_line_under_concurrency() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = random_bundle(dir.path(), "b", &["--models", "2"]);
+    let files = pngs(dir.path(), 8, 32);
+    let server = Server::start(&bundle, &[]);
+    let c = client();
+
+    assert_eq!(
+        c.get(server.url("/healthz"))
+            .send()
+            .expect("healthz")
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(server.url("/readyz"))
+            .send()
+            .expect("readyz")
+            .status(),
+        200
+    );
+    let b: Value = c
+        .get(server.url("/v1/bundle"))
+        .send()
+        .expect("bundle")
+        .json()
+        .expect("json");
+    assert_eq!(b["provider"], "cpu");
+    assert_eq!(b["encoders"], json!({"f": 2, "g": 2}));
+    assert_eq!(b["manifest"]["format"], "sslmem-bundle/1");
+    assert!(b["limits"]["max_images"].as_u64().is_some());
+    let doc: Value = c
+        .get(server.url("/openapi.json"))
+        .send()
+        .expect("openapi")
+        .json()
+        .expect("json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let html = c
+        .get(server.url("/docs"))
+        .send()
+        .expect("docs")
+        .text()
+        .expect("html");
+    assert!(html.contains("SwaggerUIBundle") && html.contains("/openapi.json"));
+    let js = c
+        .get(server.url("/docs/swagger-ui-bundle.js"))
+        .send()
+        .expect("js");
+    assert_eq!(js.status(), 200);
+    assert!(
+        js.bytes().expect("bytes").len() > 1_000_000,
+        "the vendored Swagger UI is served"
+    );
+
+    // Multipart, parameters in the query string.
+    let want = cli_scores(&bundle, &files, "4", "5");
+    let r: Value = c
+        .post(server.url("/v1/score?pairs=4&seed=5"))
+        .multipart(form(&files))
+        .send()
+        .expect("score")
+        .json()
+        .expect("json");
+    assert_eq!(r["provider"], "cpu");
+    assert_eq!(r["params"]["pairs"], 4);
+    let results = r["results"].as_array().expect("results");
+    assert_eq!(results.len(), files.len());
+    for (s, w) in results.iter().zip(&want) {
+        assert_same(s, w);
+    }
+    assert_eq!(results[0]["input"], "img00.png");
+
+    // JSON with base64 images, parameters in the body.
+    let images: Vec<Value> = files
+        .iter()
+        .map(|p| json!({"name": p.file_name().expect("n").to_string_lossy(), "data": base64::engine::general_purpose::STANDARD.encode(std::fs::read(p).expect("read"))}))
+        .collect();
+    let r: Value = c
+        .post(server.url("/v1/score"))
+        .json(&json!({"images": images, "pairs": 4, "seed": 5}))
+        .send()
+        .expect("score")
+        .json()
+        .expect("json");
+    for (s, w) in r["results"].as_array().expect("results").iter().zip(&want) {
+        assert_same(s, w);
+    }
+
+    // Many concurrent clients, each with its own subset, batched together by the server.
+    let handles: Vec<_> = (0..16)
+        .map(|t| {
+            let (c, url, files, want) = (
+                c.clone(),
+                server.url("/v1/score?pairs=4&seed=5"),
+                files.clone(),
+                want.clone(),
+            );
+            std::thread::spawn(move || {
+                let pick: Vec<usize> = (0..files.len()).filter(|i| (i + t) % 3 != 0).collect();
+                let sub: Vec<PathBuf> = pick.iter().map(|&i| files[i].clone()).collect();
+                let r: Value = c
+                    .post(url)
+                    .multipart(form(&sub))
+                    .send()
+                    .expect("score")
+                    .json()
+                    .expect("json");
+                for (s, &i) in r["results"].as_array().expect("results").iter().zip(&pick) {
+                    assert_same(s, &want[i]);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("client thread");
+    }
+
+    // align: multipart parts a1 b1 a2 b2, and JSON pairs; same as the command line.
+    let sized: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            let p = dir.path().join(format!("m{i}.png"));
+            image::GrayImage::from_fn(28, 28, |x, y| {
+                image::Luma([((x * 5 + y * (i + 2)) % 256) as u8])
+            })
+            .save(&p)
+            .expect("png");
+            p
+        })
+        .collect();
+    let o = run(&[
+        "align",
+        "--bundle",
+        bundle.to_str().expect("utf8"),
+        sized[0].to_str().expect("u"),
+        sized[1].to_str().expect("u"),
+        sized[2].to_str().expect("u"),
+        sized[2].to_str().expect("u"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cli: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let parts = [
+        sized[0].clone(),
+        sized[1].clone(),
+        sized[2].clone(),
+        sized[2].clone(),
+    ];
+    let r: Value = c
+        .post(server.url("/v1/align"))
+        .multipart(form(&parts))
+        .send()
+        .expect("align")
+        .json()
+        .expect("json");
+    let res = r["results"].as_array().expect("results");
+    assert_eq!(res.len(), 2);
+    for (s, w) in res.iter().zip(&cli) {
+        assert_eq!(
+            (s["d_f"].clone(), s["d_g"].clone()),
+            (w["d_f"].clone(), w["d_g"].clone())
+        );
+    }
+    let b64 = |p: &PathBuf| {
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(p).expect("read"))
+    };
+    let r: Value = c
+        .post(server.url("/v1/align"))
+        .json(&json!({"pairs": [{"a": b64(&sized[0]), "b": b64(&sized[1])}]}))
+        .send()
+        .expect("align")
+        .json()
+        .expect("json");
+    assert_eq!(r["results"][0]["d_f"], cli[0]["d_f"]);
+
+    // embed: one vector per encoder of the chosen side.
+    let r: Value = c
+        .post(server.url("/v1/embed?side=g"))
+        .multipart(form(&files[..2]))
+        .send()
+        .expect("embed")
+        .json()
+        .expect("json");
+    let first = &r["results"][0];
+    assert!(first.get("f").is_none());
+    assert_eq!(first["g"].as_array().expect("g").len(), 2);
+    assert_eq!(first["g"][0].as_array().expect("vector").len(), 128);
+
+    let m = c
+        .get(server.url("/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    for name in [
+        "sslmem_http_requests_total{route=\"/v1/score\",status=\"200\"}",
+        "sslmem_http_request_duration_seconds_bucket",
+        "sslmem_http_requests_in_flight",
+        "sslmem_queue_wait_seconds_count",
+        "sslmem_inference_duration_seconds_count{encoder=\"g1\"}",
+        "sslmem_batch_size_views_bucket",
+        "sslmem_images_processed_total",
+        "sslmem_views_processed_total",
+        "sslmem_info{bundle=",
+        "provider=\"cpu\"",
+    ] {
+        assert!(m.contains(name), "metrics lack {name}");
+    }
+    assert!(
+        !m.contains("align_f") && !m.contains("score_ratio"),
+        "no per-image scores in metrics"
+    );
+}
+
+#[test]
+fn error_paths_get_json_errors_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = random_bundle(dir.path(), "b", &[]);
+    let server = Server::start(
+        &bundle,
+        &[
+            "--max-pixels",
+            "2000",
+            "--max-body-bytes",
+            "40000",
+            "--max-images",
+            "3",
+            "--max-pairs",
+            "20",
+        ],
+    );
+    let c = client();
+    let good = pngs(dir.path(), 1, 28).remove(0);
+    let bytes = std::fs::read(&good).expect("read");
+    let part = |b: Vec<u8>, n: &str| {
+        multipart::Form::new().part("image", multipart::Part::bytes(b).file_name(n.to_string()))
+    };
+    let score = server.url("/v1/score");
+
+    let e = error_of(
+        c.post(&score)
+            .multipart(part(b"not an image".to_vec(), "bad.png"))
+            .send()
+            .expect("req"),
+        422,
+    );
+    assert!(e["error"].as_str().expect("msg").contains("bad.png"), "{e}");
+    error_of(
+        c.post(&score)
+            .multipart(part(bytes[..bytes.len() / 2].to_vec(), "half.png"))
+            .send()
+            .expect("req"),
+        422,
+    );
+    let sub = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        d
+    };
+    let big = pngs(&sub("big"), 1, 50).remove(0);
+    let e = error_of(
+        c.post(&score)
+            .multipart(part(std::fs::read(&big).expect("read"), "big.png"))
+            .send()
+            .expect("req"),
+        422,
+    );
+    assert!(
+        e["error"]
+            .as_str()
+            .expect("msg")
+            .contains("more than the limit"),
+        "{e}"
+    );
+    let noise: Vec<u8> = (0..60_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    error_of(
+        c.post(&score)
+            .multipart(part(noise.clone(), "huge.bin"))
+            .send()
+            .expect("req"),
+        413,
+    );
+    error_of(
+        c.post(&score)
+            .header("content-type", "application/json")
+            .body(vec![b' '; 50_000])
+            .send()
+            .expect("req"),
+        413,
+    );
+    for q in [
+        "?pairs=0",
+        "?pairs=21",
+        "?mode=sideways",
+        "?distance=l3",
+        "?colour=red",
+        "?seed=-1",
+    ] {
+        error_of(
+            c.post(format!("{score}{q}"))
+                .multipart(part(bytes.clone(), "a.png"))
+                .send()
+                .expect("req"),
+            422,
+        );
+    }
+    let e = error_of(
+        c.post(&score)
+            .header("content-type", "application/json")
+            .body("{ nope")
+            .send()
+            .expect("req"),
+        400,
+    );
+    assert_eq!(e["error_type"], "bad_request");
+    error_of(
+        c.post(&score)
+            .json(&json!({"images": ["%%%"]}))
+            .send()
+            .expect("req"),
+        422,
+    );
+    error_of(
+        c.post(&score)
+            .json(&json!({"images": []}))
+            .send()
+            .expect("req"),
+        422,
+    );
+    let four = (0..4).fold(multipart::Form::new(), |f, i| {
+        f.part(
+            "image",
+            multipart::Part::bytes(bytes.clone()).file_name(format!("{i}.png")),
+        )
+    });
+    let e = error_of(c.post(&score).multipart(four).send().expect("req"), 422);
+    assert!(
+        e["error"].as_str().expect("msg").contains("limit is 3"),
+        "{e}"
+    );
+    let e = error_of(
+        c.post(&score)
+            .header("content-type", "text/plain")
+            .body("hello")
+            .send()
+            .expect("req"),
+        415,
+    );
+    assert_eq!(e["error_type"], "unsupported_media_type");
+    error_of(
+        c.post(&score)
+            .header("content-type", "multipart/form-data")
+            .body("x")
+            .send()
+            .expect("req"),
+        400,
+    );
+    error_of(c.get(server.url("/v1/nothing")).send().expect("req"), 404);
+    error_of(c.get(&score).send().expect("req"), 405);
+    let e = error_of(
+        c.post(server.url("/v1/align"))
+            .multipart(part(bytes.clone(), "a.png"))
+            .send()
+            .expect("req"),
+        422,
+    );
+    assert!(e["error"].as_str().expect("msg").contains("pairs"), "{e}");
+    let wrong_size = [good.clone(), pngs(&sub("odd"), 1, 30).remove(0)];
+    let e = error_of(
+        c.post(server.url("/v1/align"))
+            .multipart(form(&wrong_size))
+            .send()
+            .expect("req"),
+        422,
+    );
+    assert!(
+        e["error"]
+            .as_str()
+            .expect("msg")
+            .contains("does not resize"),
+        "{e}"
+    );
+    error_of(
+        c.post(server.url("/v1/embed?side=h"))
+            .multipart(part(bytes.clone(), "a.png"))
+            .send()
+            .expect("req"),
+        422,
+    );
+
+    // Still alive and still correct.
+    assert_eq!(
+        c.get(server.url("/healthz"))
+            .send()
+            .expect("healthz")
+            .status(),
+        200
+    );
+    let ok = c
+        .post(&score)
+        .multipart(part(bytes, "a.png"))
+        .send()
+        .expect("req");
+    assert_eq!(ok.status(), 200);
+    assert!(!server.log.lock().expect("log").contains("panicked"));
+}
+
+#[test]
+fn api_key_guards_v1_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = random_bundle(dir.path(), "b", &[]);
+    let server = Server::start(&bundle, &["--api-key", "s3cret"]);
+    let c = client();
+    let e = error_of(c.get(server.url("/v1/bundle")).send().expect("req"), 401);
+    assert_eq!(e["error_type"], "unauthorized");
+    error_of(
+        c.get(server.url("/v1/bundle"))
+            .bearer_auth("wrong")
+            .send()
+            .expect("req"),
+        401,
+    );
+    error_of(
+        c.get(server.url("/v1/bundle"))
+            .header("authorization", "s3cret")
+            .send()
+            .expect("req"),
+        401,
+    );
+    assert_eq!(
+        c.get(server.url("/v1/bundle"))
+            .bearer_auth("s3cret")
+            .send()
+            .expect("req")
+            .status(),
+        200
+    );
+    for open in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"] {
+        assert_eq!(
+            c.get(server.url(open)).send().expect("req").status(),
+            200,
+            "{open}"
+        );
+    }
+}
+
+/// A request slow enough to overlap others: many images, many pairs.
+fn slow_form(dir: &Path) -> (Vec<PathBuf>, &'static str) {
+    (pngs(dir, 48, 28), "?pairs=100")
+}
+
+/// Waits until the server has `n` requests in flight (counting the metrics request itself).
+fn wait_in_flight(c: &Client, server: &Server, n: u32) {
+    let start = Instant::now();
+    let want = format!(" {n}");
+    loop {
+        let m = c
+            .get(server.url("/metrics"))
+            .send()
+            .expect("metrics")
+            .text()
+            .expect("text");
+        if m.lines()
+            .any(|l| l.starts_with("sslmem_http_requests_in_flight") && l.ends_with(&want))
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the slow request never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn over_concurrency_gets_429_and_slow_requests_time_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = random_bundle(dir.path(), "b", &[]);
+    let server = Server::start(
+        &bundle,
+        &[
+            "--max-concurrent",
+            "1",
+            "--max-images",
+            "64",
+            "--max-pairs",
+            "100",
+        ],
+    );
+    let c = client();
+    let (files, q) = slow_form(dir.path());
+    let url = server.url(&format!("/v1/score{q}"));
+    let slow = {
+        let (c, files) = (c.clone(), files.clone());
+        std::thread::spawn(move || {
+            c.post(url)
+                .multipart(form(&files))
+                .send()
+                .expect("slow")
+                .status()
+                .as_u16()
+        })
+    };
+    wait_in_flight(&c, &server, 2);
+    let small = files[..1].to_vec();
+    let mut saw_429 = false;
+    let start = Instant::now();
+    while !slow.is_finished() && start.elapsed() < Duration::from_secs(60) {
+        let r = c
+            .post(server.url("/v1/score?pairs=1"))
+            .multipart(form(&small))
+            .send()
+            .expect("req");
+        if r.status() == 429 {
+            assert_eq!(
+                r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+                Some("1")
+            );
+            let e: Value = r.json().expect("json");
+            assert_eq!(e["error_type"], "overloaded");
+            saw_429 = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        saw_429,
+        "a second request while the first runs must be refused"
+    );
+    assert_eq!(slow.join().expect("slow thread"), 200);
+    drop(server);
+
+    let server = Server::start(
+        &bundle,
+        &[
+            "--request-timeout",
+            "0.3",
+            "--max-images",
+            "64",
+            "--max-pairs",
+            "100",
+        ],
+    );
+    let r = c
+        .post(server.url(&format!("/v1/score{q}")))
+        .multipart(form(&files))
+        .send()
+        .expect("req");
+    let e = error_of(r, 503);
+    assert_eq!(e["error_type"], "timeout");
+    assert_eq!(
+        c.get(server.url("/healthz"))
+            .send()
+            .expect("healthz")
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = random_bundle(dir.path(), "b", &[]);
+    let mut server = Server::start(
+        &bundle,
+        &[
+            "--max-images",
+            "64",
+            "--max-pairs",
+            "100",
+            "--drain-timeout",
+            "60",
+        ],
+    );
+    let c = client();
+    let (files, q) = slow_form(dir.path());
+    let url = server.url(&format!("/v1/score{q}"));
+    let slow = {
+        let (c, files) = (c.clone(), files.clone());
+        std::thread::spawn(move || {
+            let r = c.post(url).multipart(form(&files)).send().expect("slow");
+            (r.status().as_u16(), r.json::<Value>().expect("json"))
+        })
+    };
+    wait_in_flight(&c, &server, 2);
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !slow.is_finished(),
+        "the slow request should still be running"
+    );
+    error_of(c.get(server.url("/readyz")).send().expect("readyz"), 503);
+    let e = error_of(
+        c.post(server.url("/v1/score"))
+            .multipart(form(&files[..1]))
+            .send()
+            .expect("req"),
+        503,
+    );
+    assert_eq!(e["error_type"], "draining");
+    let (status, body) = slow.join().expect("slow thread");
+    assert_eq!(status, 200, "the in-flight request finishes: {body}");
+    assert_eq!(
+        body["results"].as_array().expect("results").len(),
+        files.len()
+    );
+    let exit = server.child.wait().expect("wait");
+    assert_eq!(exit.code(), Some(0), "{}", server.log.lock().expect("log"));
+    assert!(server.log.lock().expect("log").contains("draining"));
+}
