@@ -59,6 +59,10 @@ pub struct RuntimeArgs {
     /// Intra-op threads per encoder session (0: ONNX Runtime's choice).
     #[arg(long, global = true, env = "SSLMEM_THREADS", default_value_t = 0)]
     pub threads: usize,
+    /// Whether ONNX Runtime's idle threads spin-wait (`true` may help when inference has the
+    /// cores to itself; decoding and augmentation share them, hence `false`).
+    #[arg(long, global = true, env = "SSLMEM_SPIN", action = clap::ArgAction::Set, default_value_t = false)]
+    pub spin: bool,
 }
 
 impl RuntimeArgs {
@@ -67,6 +71,7 @@ impl RuntimeArgs {
             library: self.ort_lib.clone(),
             device: self.device,
             threads: self.threads,
+            spin: self.spin,
         }
     }
 }

@@ -79,6 +79,10 @@ pub struct RuntimeOptions {
     pub device: Device,
     /// Intra-op threads per session; 0 lets ONNX Runtime choose.
     pub threads: usize,
+    /// Whether ONNX Runtime's idle threads spin-wait. Off by default: augmentation, decoding
+    /// and HTTP share the cores with inference, and spinning threads starve them (measured in
+    /// docs/benchmarks.md).
+    pub spin: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -87,6 +91,7 @@ impl Default for RuntimeOptions {
             library: None,
             device: Device::Cpu,
             threads: 0,
+            spin: false,
         }
     }
 }
@@ -198,6 +203,9 @@ fn base_builder(
     let mut b = Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::Level3)?;
     if opts.threads > 0 {
         b = b.with_intra_threads(opts.threads)?;
+    }
+    if !opts.spin {
+        b = b.with_intra_op_spinning(false)?;
     }
     Ok(b)
 }
