@@ -28,7 +28,7 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Bundle { path: PathBuf, reason: String },
     #[error(
-        "ONNX Runtime {version} was not found at {path}: run `scripts/setup.sh`{hint} \
+        "ONNX Runtime {version} was not found at {path}: run `scripts/setup.sh{hint}` \
          (or point ORT_DYLIB_PATH at libonnxruntime.so)"
     )]
     RuntimeMissing {

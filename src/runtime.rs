@@ -144,6 +144,13 @@ pub fn environment(opts: &RuntimeOptions) -> Result<&'static Environment> {
     if let Some((env, _)) = ENV.get() {
         return Ok(env);
     }
+    if matches!(opts.device, Device::Cuda(_)) && !CUDA_BUILT {
+        return Err(Error::Runtime(format!(
+            "device {} asked for, but this binary was built without the `cuda` feature; \
+             rebuild with `cargo build --release --features cuda` (and run `scripts/setup.sh --cuda`)",
+            opts.device
+        )));
+    }
     let path = library_path(opts);
     if !path.is_file() {
         let hint = if matches!(opts.device, Device::Cuda(_)) {

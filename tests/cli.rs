@@ -368,3 +368,33 @@ fn align_takes_pairs_at_model_size() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("pairs"), "{}", stderr(&o));
 }
+
+#[test]
+fn asking_for_cuda_without_it_fails_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = random_bundle(dir.path(), "b", &[]);
+    let o = run(&["--device", "cuda", "inspect", "--bundle", s(&b)]);
+    no_panic(&o);
+    if sslmem::runtime::CUDA_BUILT {
+        // On a machine without a GPU the CUDA provider must fail to register, not fall back.
+        if o.status.success() {
+            assert!(
+                stdout(&o).contains("\"provider\": \"cuda\""),
+                "{}",
+                stdout(&o)
+            );
+        }
+    } else {
+        assert_eq!(o.status.code(), Some(2));
+        assert!(
+            stderr(&o).contains("without the `cuda` feature"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = run(&["--device", "tpu", "inspect", "--bundle", s(&b)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not a device"), "{}", stderr(&o));
+    let o = run(&["--device", "auto", "inspect", "--bundle", s(&b)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -321,6 +321,14 @@ pub fn run(args: &ServeArgs, rt: &RuntimeOptions) -> Result<()> {
     let started = Instant::now();
     let bundle = Arc::new(Bundle::load(&args.bundle, rt)?);
     let provider = bundle.f[0].provider;
+    if rt.device == Device::Auto && provider == Provider::Cpu {
+        let why = if crate::runtime::CUDA_BUILT {
+            "CUDA unavailable, see above"
+        } else {
+            "built without the `cuda` feature"
+        };
+        tracing::info!("device auto: running on the CPU ({why})");
+    }
     let metrics = Arc::new(Metrics::new().map_err(|e| Error::Runtime(format!("metrics: {e}")))?);
     let name = bundle
         .manifest
