@@ -418,3 +418,32 @@ proptest! {
         prop_assert!(s.stderr.is_none_or(|se| se < 1e-9), "a constant difference has no spread");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Arbitrary bytes, and valid PNGs with bytes flipped or cut, never panic the decoder.
+    #[test]
+    fn decoding_garbage_returns_an_error_not_a_panic(
+        junk in prop::collection::vec(any::<u8>(), 0..2048),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let limits = sslmem::pixels::DecodeLimits::default();
+        let _ = sslmem::pixels::decode(&junk, 1, limits);
+        let mut png = Vec::new();
+        image::GrayImage::from_fn(20, 17, |x, y| image::Luma([(x * 13 + y * 7) as u8]))
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("encode");
+        for (i, v) in flips {
+            let at = i.index(png.len());
+            png[at] = v;
+        }
+        let end = cut.index(png.len() + 1);
+        for channels in [1, 3] {
+            if let Ok(img) = sslmem::pixels::decode(&png[..end], channels, limits) {
+                prop_assert_eq!(img.data.len(), channels * img.height * img.width);
+            }
+        }
+    }
+}
