@@ -126,7 +126,7 @@ impl Split {
             )));
         }
         let mut order: Vec<usize> = (0..size).collect();
-        let mut rng = Rng::from_seed(spec.seed ^ 0x5350_4C49_54);
+        let mut rng = Rng::from_seed(spec.seed ^ 0x0053_504C_4954);
         for i in (1..size).rev() {
             let j = rng.below(i as u64 + 1) as usize;
             order.swap(i, j);
