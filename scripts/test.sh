@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite, with its own set-up: formatting, lints, unit, property and
-# integration tests (real ONNX Runtime, real Fashion-MNIST, the `onnx` checker).
+# The whole test suite, with its own set-up: formatting, lints (with and without the
+# trainer), unit, property and integration tests (real ONNX Runtime, real Fashion-MNIST,
+# the `onnx` checker, libtorch for the trainer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --datasets --python
-export SSLMEM_REQUIRE_ONNX_CHECKER=1
+scripts/setup.sh --datasets --python --train
+LIBTORCH=$(cat "${SSLMEM_HOME:-$HOME/.cache/sslmem}/torch/LIBTORCH")
+export LIBTORCH SSLMEM_REQUIRE_ONNX_CHECKER=1
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --lib --tests --locked
+cargo clippy --all-targets --locked --features train -- -D warnings
+cargo test --lib --tests --locked --features train

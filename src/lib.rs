@@ -24,5 +24,7 @@ pub mod rng;
 pub mod runtime;
 pub mod score;
 pub mod service;
+#[cfg(feature = "train")]
+pub mod train;
 
 pub use error::{Error, InputError, Result};

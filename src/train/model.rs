@@ -1,0 +1,183 @@
+//! The encoder of an [`ArchSpec`] as libtorch tensors: parameters created from
+//! [`ArchSpec::params`] under the same names, a forward pass that mirrors the ONNX graph
+//! (with batch norm unfolded), and export of the weights for [`crate::onnx`].
+
+use std::collections::BTreeMap;
+
+use tch::{nn, Kind, Tensor};
+
+use crate::arch::{ArchSpec, ParamKind, Tensor as ArchTensor, Weights};
+use crate::error::{Error, Result};
+
+/// Outputs of one forward pass.
+pub struct Forward {
+    /// Feature maps after the stem and after each block (`layer1`...).
+    pub layers: Vec<Tensor>,
+    /// Global-average-pooled backbone output `[batch, dim]`: what is scored.
+    pub representation: Tensor,
+    /// Projector output `[batch, d]`: what the SSL loss sees.
+    pub projection: Tensor,
+}
+
+/// An encoder's parameters in a `VarStore`, by the architecture's names.
+pub struct Encoder {
+    pub arch: ArchSpec,
+    params: BTreeMap<String, Tensor>,
+    /// Batch-norm momentum for the running statistics (PyTorch's default 0.1).
+    pub bn_momentum: f64,
+}
+
+impl Encoder {
+    /// Creates the parameters under `path` with PyTorch's default initialisations
+    /// (Kaiming-uniform convolutions and linears, batch-norm weight 1 and bias 0).
+    pub fn new(path: &nn::Path, arch: &ArchSpec) -> Result<Self> {
+        arch.validate()?;
+        let mut params = BTreeMap::new();
+        for p in arch.params() {
+            let mut parts: Vec<&str> = p.name.split('.').collect();
+            let leaf = parts
+                .pop()
+                .ok_or_else(|| Error::Param(format!("bad parameter name '{}'", p.name)))?;
+            let sub = parts.iter().fold(path.clone(), |acc, c| acc / *c);
+            let shape: Vec<i64> = p.shape.iter().map(|&d| d as i64).collect();
+            let t = match p.kind {
+                ParamKind::ConvWeight | ParamKind::LinearWeight => {
+                    let fan_in: i64 = shape[1..].iter().product();
+                    let bound = (1.0 / fan_in as f64).sqrt();
+                    sub.var(
+                        leaf,
+                        &shape,
+                        nn::Init::Uniform {
+                            lo: -bound,
+                            up: bound,
+                        },
+                    )
+                }
+                ParamKind::LinearBias => {
+                    let fan_in = arch
+                        .params()
+                        .iter()
+                        .find(|q| q.name == p.name.replace(".bias", ".weight"))
+                        .map_or(1, |q| q.shape[1]);
+                    let bound = (1.0 / fan_in as f64).sqrt();
+                    sub.var(
+                        leaf,
+                        &shape,
+                        nn::Init::Uniform {
+                            lo: -bound,
+                            up: bound,
+                        },
+                    )
+                }
+                // tch initialises batch-norm weights uniformly; PyTorch (and we) use 1.
+                ParamKind::BnWeight => sub.var(leaf, &shape, nn::Init::Const(1.0)),
+                ParamKind::BnBias => sub.var(leaf, &shape, nn::Init::Const(0.0)),
+                ParamKind::BnMean => sub.zeros_no_train(leaf, &shape),
+                ParamKind::BnVar => sub.ones_no_train(leaf, &shape),
+            };
+            params.insert(p.name, t);
+        }
+        Ok(Self {
+            arch: arch.clone(),
+            params,
+            bn_momentum: 0.1,
+        })
+    }
+
+    fn p(&self, name: &str) -> &Tensor {
+        // Every name asked for comes from the architecture that created the map.
+        &self.params[name]
+    }
+
+    fn conv_bn(&self, x: &Tensor, conv: &str, bn: &str, stride: i64, train: bool) -> Tensor {
+        let w = self.p(&format!("{conv}.weight"));
+        let k = w.size()[2];
+        let y = x.conv2d(
+            w,
+            None::<Tensor>,
+            [stride, stride],
+            [k / 2, k / 2],
+            [1, 1],
+            1,
+        );
+        Tensor::batch_norm(
+            &y,
+            Some(self.p(&format!("{bn}.weight"))),
+            Some(self.p(&format!("{bn}.bias"))),
+            Some(self.p(&format!("{bn}.running_mean"))),
+            Some(self.p(&format!("{bn}.running_var"))),
+            train,
+            self.bn_momentum,
+            f64::from(self.arch.bn_eps),
+            false,
+        )
+    }
+
+    /// The forward pass; `train` uses batch statistics and updates the running ones.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Forward {
+        let a = &self.arch;
+        let mut y = self
+            .conv_bn(x, "stem.conv", "stem.bn", a.stem.stride as i64, train)
+            .relu();
+        if a.stem.max_pool {
+            y = y.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+        }
+        let mut layers = vec![y.shallow_clone()];
+        for (i, b) in a.blocks.iter().enumerate() {
+            let p = format!("blocks.{i}");
+            let s = b.stride as i64;
+            let h = self
+                .conv_bn(&y, &format!("{p}.conv1"), &format!("{p}.bn1"), s, train)
+                .relu();
+            let h = self.conv_bn(&h, &format!("{p}.conv2"), &format!("{p}.bn2"), 1, train);
+            let short = if a.block_has_projection_shortcut(i) {
+                self.conv_bn(
+                    &y,
+                    &format!("{p}.shortcut.conv"),
+                    &format!("{p}.shortcut.bn"),
+                    s,
+                    train,
+                )
+            } else {
+                y.shallow_clone()
+            };
+            y = (h + short).relu();
+            layers.push(y.shallow_clone());
+        }
+        let representation = y.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
+        let mut z = representation.shallow_clone();
+        for j in 0..a.projector.len() {
+            let name = format!("projector.{}", 2 * j);
+            z = z.linear(
+                self.p(&format!("{name}.weight")),
+                Some(self.p(&format!("{name}.bias"))),
+            );
+            if j + 1 < a.projector.len() {
+                z = z.relu();
+            }
+        }
+        Forward {
+            layers,
+            representation,
+            projection: z,
+        }
+    }
+
+    /// The parameters (and batch-norm statistics) as plain arrays for the ONNX writer.
+    pub fn weights(&self) -> Result<Weights> {
+        self.params
+            .iter()
+            .map(|(name, t)| {
+                let t = t
+                    .detach()
+                    .to_device(tch::Device::Cpu)
+                    .to_kind(Kind::Float)
+                    .contiguous();
+                let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+                let data = Vec::<f32>::try_from(t.flatten(0, -1))
+                    .map_err(|e| Error::Runtime(format!("cannot read parameter {name}: {e}")))?;
+                Ok((name.clone(), ArchTensor::new(shape, data)?))
+            })
+            .collect()
+    }
+}
