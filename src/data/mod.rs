@@ -47,6 +47,45 @@ impl ImageArray {
     pub fn label(&self, i: usize) -> Option<u8> {
         self.labels.as_ref().and_then(|l| l.get(i).copied())
     }
+
+    /// A new array of the given examples, in that order.
+    pub fn subset(&self, name: &str, indices: &[usize]) -> Result<ImageArray, InputError> {
+        let n = self.channels * self.height * self.width;
+        let mut pixels = Vec::with_capacity(indices.len() * n);
+        let mut labels = self
+            .labels
+            .as_ref()
+            .map(|_| Vec::with_capacity(indices.len()));
+        for &i in indices {
+            let px = self.pixels.get(i * n..(i + 1) * n).ok_or_else(|| {
+                InputError::Shape(format!(
+                    "index {i} out of range (dataset has {})",
+                    self.len()
+                ))
+            })?;
+            pixels.extend_from_slice(px);
+            if let (Some(out), Some(l)) = (labels.as_mut(), self.label(i)) {
+                out.push(l);
+            }
+        }
+        Ok(ImageArray {
+            name: name.into(),
+            pixels,
+            labels,
+            ..self.clone_header()
+        })
+    }
+
+    fn clone_header(&self) -> ImageArray {
+        ImageArray {
+            name: self.name.clone(),
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            pixels: Vec::new(),
+            labels: None,
+        }
+    }
 }
 
 /// Where Debian's `dataset-fashion-mnist` puts its files (override: `SSLMEM_FASHION_MNIST`).

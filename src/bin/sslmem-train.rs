@@ -1,0 +1,7 @@
+//! The `sslmem-train` binary (feature `train`): parse arguments, hand over to the library.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    sslmem::train::cli::main(sslmem::train::cli::TrainCli::parse())
+}

