@@ -118,6 +118,10 @@ if [[ $want_train == 1 ]]; then
     python3 -m venv "$tv"
     "$tv/bin/python" -m pip install --quiet "torch==$TORCH_VERSION"
   fi
+  # torchvision only for the PyTorch baseline of scripts/bench-train.sh.
+  if ! "$tv/bin/python" -c 'import torchvision' 2>/dev/null; then
+    "$tv/bin/python" -m pip install --quiet --no-deps "torchvision==0.28.0" && "$tv/bin/python" -m pip install --quiet pillow
+  fi
   libtorch=$("$tv/bin/python" -c 'import torch, pathlib; print(pathlib.Path(torch.__file__).parent)')
   echo "$libtorch" > "$SSLMEM_HOME/torch/LIBTORCH"
   log "libtorch: export LIBTORCH=$libtorch"

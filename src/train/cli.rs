@@ -45,6 +45,14 @@ pub enum TrainCommand {
     Split(SplitArgs),
     /// Train f and g (N of each), evaluate, export to ONNX and write a model bundle.
     Pair(Box<PairArgs>),
+    /// Benchmark: one SimCLR epoch over the first N Fashion-MNIST training images; prints
+    /// images per second (used by scripts/bench-train.sh).
+    BenchEpoch {
+        #[arg(long, default_value_t = 10_240)]
+        images: usize,
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -223,6 +231,50 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
     Ok(())
 }
 
+fn bench_epoch(images: usize, batch_size: usize, dev: Device) -> Result<()> {
+    let (train, _) = load_pair("fashion-mnist", Some((images, 1)))?;
+    let (mean, std) = dataset_normalisation("fashion-mnist");
+    let config = TrainConfig {
+        arch: ArchSpec::resnet_mini_28(),
+        method: MethodConfig {
+            temperature: 0.5,
+            ..MethodConfig::default()
+        },
+        optim: OptimConfig {
+            kind: OptimKind::Sgd,
+            lr: 0.06,
+            weight_decay: 5e-4,
+            momentum: 0.9,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            trust: 0.001,
+        },
+        augment: AugmentSpec::simclr(),
+        mean,
+        std,
+        epochs: 1,
+        batch_size,
+        warmup_epochs: 0.0,
+        seed: 0,
+    };
+    let dir = std::env::temp_dir().join(format!("sslmem-bench-{}", std::process::id()));
+    let trainer = super::trainer::Trainer {
+        config,
+        data: &train,
+        indices: (0..train.len()).collect(),
+        workdir: dir.clone(),
+        device: dev,
+        label: "bench".into(),
+    };
+    trainer.run(false)?;
+    let log = std::fs::read_to_string(dir.join("log.jsonl")).map_err(|e| Error::io(&dir, e))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let v: serde_json::Value = serde_json::from_str(log.lines().next().unwrap_or_default())
+        .map_err(|e| Error::Runtime(e.to_string()))?;
+    println!("{:.1}", v["images_per_second"].as_f64().unwrap_or(f64::NAN));
+    Ok(())
+}
+
 fn split(a: &SplitArgs) -> Result<()> {
     let (train, test) = load_pair(&a.dataset, None)?;
     let s = Split::make(
@@ -263,6 +315,9 @@ pub fn main(cli: TrainCli) -> ExitCode {
         match &cli.command {
             TrainCommand::Split(a) => split(a),
             TrainCommand::Pair(a) => pair(a, dev),
+            TrainCommand::BenchEpoch { images, batch_size } => {
+                bench_epoch(*images, *batch_size, dev)
+            }
         }
     });
     match result {
