@@ -45,6 +45,14 @@ pub enum TrainCommand {
     Split(SplitArgs),
     /// Train f and g (N of each), evaluate, export to ONNX and write a model bundle.
     Pair(Box<PairArgs>),
+    /// Re-evaluate a bundle's encoders (kNN, linear probe, raw-pixel baseline) and update
+    /// its `training` record.
+    Eval {
+        #[arg(long, env = "SSLMEM_BUNDLE")]
+        bundle: PathBuf,
+        #[arg(long, env = "SSLMEM_DATASET", default_value = "fashion-mnist")]
+        dataset: String,
+    },
     /// Benchmark: one SimCLR epoch over the first N Fashion-MNIST training images; prints
     /// images per second (used by scripts/bench-train.sh).
     BenchEpoch {
@@ -315,6 +323,10 @@ pub fn main(cli: TrainCli) -> ExitCode {
         match &cli.command {
             TrainCommand::Split(a) => split(a),
             TrainCommand::Pair(a) => pair(a, dev),
+            TrainCommand::Eval { bundle, dataset } => {
+                let cmd = std::env::args().collect::<Vec<_>>().join(" ");
+                super::pair::reevaluate(bundle, dataset, None, &cmd).map(|_| ())
+            }
             TrainCommand::BenchEpoch { images, batch_size } => {
                 bench_epoch(*images, *batch_size, dev)
             }

@@ -154,29 +154,58 @@ pub fn linear_probe(
         .double_value(&[])
 }
 
-/// kNN and linear-probe accuracy of an encoder: train features from `train_idx`, tested on
-/// all of `test`.
+/// Representations `[n, d]` of the given examples from an exported encoder (ONNX Runtime):
+/// evaluation measures exactly the model the bundle ships.
+pub fn onnx_representations(
+    enc: &crate::runtime::Encoder,
+    output: &str,
+    data: &ImageArray,
+    indices: &[usize],
+    norm: &Normalize,
+) -> Result<Tensor> {
+    let mut parts = Vec::new();
+    for chunk in indices.chunks(1024) {
+        let x = images(data, chunk, norm, Device::Cpu)?;
+        let flat =
+            Vec::<f32>::try_from(x.flatten(0, -1)).map_err(|e| Error::Runtime(e.to_string()))?;
+        let r = enc.embed(
+            flat,
+            [chunk.len(), data.channels, data.height, data.width],
+            output,
+        )?;
+        let d = r.ncols() as i64;
+        let v: Vec<f32> = r.iter().copied().collect();
+        parts.push(Tensor::from_slice(&v).reshape([chunk.len() as i64, d]));
+    }
+    Ok(Tensor::cat(&parts, 0))
+}
+
+/// Linear-probe steps (full-batch Adam): enough to converge on these feature sizes.
+pub const PROBE_STEPS: usize = 1000;
+
+/// kNN and linear-probe accuracy of an exported encoder: features of `train_idx` (the
+/// encoder's own training examples) to fit, all of `test` to score.
 pub fn evaluate(
-    enc: &Encoder,
+    enc: &crate::runtime::Encoder,
+    output: &str,
     train: &ImageArray,
     train_idx: &[usize],
     test: &ImageArray,
     norm: &Normalize,
-    device: Device,
 ) -> Result<EvalReport> {
     let test_idx: Vec<usize> = (0..test.len()).collect();
     let (xr, yr) = (
-        representations(enc, train, train_idx, norm, device)?,
-        labels(train, train_idx, device)?,
+        onnx_representations(enc, output, train, train_idx, norm)?,
+        labels(train, train_idx, Device::Cpu)?,
     );
     let (xt, yt) = (
-        representations(enc, test, &test_idx, norm, device)?,
-        labels(test, &test_idx, device)?,
+        onnx_representations(enc, output, test, &test_idx, norm)?,
+        labels(test, &test_idx, Device::Cpu)?,
     );
     let classes = yr.max().int64_value(&[]).max(yt.max().int64_value(&[])) + 1;
     Ok(EvalReport {
         knn_accuracy: knn_accuracy(&xr, &yr, &xt, &yt, 200, 0.1, classes),
-        linear_probe_accuracy: linear_probe(&xr, &yr, &xt, &yt, classes, 300),
+        linear_probe_accuracy: linear_probe(&xr, &yr, &xt, &yt, classes, PROBE_STEPS),
         train_examples: train_idx.len(),
         test_examples: test_idx.len(),
     })
@@ -198,7 +227,7 @@ pub fn raw_pixel_probe(
         labels(test, &test_idx, device)?,
     );
     let classes = y.max().int64_value(&[]).max(yt.max().int64_value(&[])) + 1;
-    Ok(linear_probe(&x, &y, &xt, &yt, classes, 300))
+    Ok(linear_probe(&x, &y, &xt, &yt, classes, PROBE_STEPS))
 }
 
 #[cfg(test)]

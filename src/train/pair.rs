@@ -212,8 +212,6 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
                 label: label.clone(),
             };
             let model = trainer.run(o.resume)?;
-            let eval_idx: Vec<usize> = idx.iter().copied().take(20_000).collect();
-            let eval = evaluate(&model.encoder, &train, &eval_idx, &test, &norm, o.device)?;
             let file = format!("{label}.onnx");
             let path = o.out.join(&file);
             onnx::write(
@@ -225,6 +223,8 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
                 },
             )?;
             let parity = check_parity(&model.encoder, &path, &test, &norm, 1e-4)?;
+            let exported = OrtEncoder::load(&path, &RuntimeOptions::default())?;
+            let eval = evaluate(&exported, onnx::REPRESENTATION, &train, &idx, &test, &norm)?;
             tracing::info!(run = %label, knn = eval.knn_accuracy, linear_probe = eval.linear_probe_accuracy, parity, "trained and exported");
             let record = RunRecord {
                 side: side.into(),
@@ -246,8 +246,7 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
             records.push(record);
         }
     }
-    let eval_idx: Vec<usize> = split.f_train().into_iter().take(20_000).collect();
-    let raw = raw_pixel_probe(&train, &eval_idx, &test, &norm, o.device)?;
+    let raw = raw_pixel_probe(&train, &split.f_train(), &test, &norm, o.device)?;
     let files = |side: &str| -> Result<Vec<ModelFile>> {
         records
             .iter()
@@ -303,4 +302,62 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
     bundle::Bundle::load(&o.out, &RuntimeOptions::default())?;
     let _ = fs::remove_dir_all(&work);
     Ok(manifest)
+}
+
+/// Re-evaluates every encoder of a bundle written by [`run_pair`] (kNN and linear probe of
+/// the exported models, and the raw-pixel baseline) and updates its `training` record.
+pub fn reevaluate(
+    dir: &Path,
+    dataset: &str,
+    subset: Option<(usize, usize)>,
+    command: &str,
+) -> Result<Manifest> {
+    let mut m = bundle::read_manifest(dir)?;
+    let split: Split = m
+        .split
+        .clone()
+        .and_then(|s| serde_json::from_value(s).ok())
+        .ok_or_else(|| {
+            Error::bundle(
+                dir.join(bundle::MANIFEST),
+                "has no split record from sslmem-train",
+            )
+        })?;
+    split.validate()?;
+    let (train, test) = load_pair(dataset, subset)?;
+    if train.len() != split.size {
+        return Err(Error::Param(format!(
+            "{dataset} has {} training examples, the split {}",
+            train.len(),
+            split.size
+        )));
+    }
+    let i = &m.input;
+    let norm = crate::augment::Normalize::new(i.mean.clone(), i.std.clone(), i.channels)?;
+    let mut training = m.training.clone().unwrap_or_else(|| serde_json::json!({}));
+    let mut runs: Vec<RunRecord> =
+        serde_json::from_value(training["runs"].clone()).unwrap_or_default();
+    for (side, files, idx) in [("f", &m.f, split.f_train()), ("g", &m.g, split.g_train())] {
+        for (k, mf) in files.iter().enumerate() {
+            let path = bundle::verify_file(dir, mf)?;
+            let enc = OrtEncoder::load(&path, &RuntimeOptions::default())?;
+            let eval = evaluate(&enc, &m.representation.output, &train, &idx, &test, &norm)?;
+            tracing::info!(run = %format!("{side}{k}"), knn = eval.knn_accuracy, linear_probe = eval.linear_probe_accuracy, "evaluated");
+            if let Some(r) = runs.iter_mut().find(|r| r.side == side && r.index == k) {
+                r.eval = eval;
+            }
+        }
+    }
+    training["runs"] = serde_json::to_value(&runs).map_err(|e| Error::Runtime(e.to_string()))?;
+    training["raw_pixel_linear_probe_accuracy"] = serde_json::json!(raw_pixel_probe(
+        &train,
+        &split.f_train(),
+        &test,
+        &norm,
+        Device::Cpu
+    )?);
+    training["eval_command"] = serde_json::json!(command);
+    m.training = Some(training);
+    bundle::write_manifest(dir, &m)?;
+    Ok(m)
 }
