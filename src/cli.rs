@@ -224,20 +224,25 @@ pub struct RandomArgs {
     pub augment: String,
 }
 
-/// Runs the command and maps errors to exit codes: 0 success, 1 some inputs failed,
-/// 2 the command could not run.
-pub fn main(cli: Cli) -> ExitCode {
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); colours only on a terminal.
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = match cli.runtime.log_format {
+    let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .try_init(),
     };
+}
+
+/// Runs the command and maps errors to exit codes: 0 success, 1 some inputs failed,
+/// 2 the command could not run.
+pub fn main(cli: Cli) -> ExitCode {
+    init_logging(cli.runtime.log_format);
     let rt = cli.runtime.options();
     let result = match cli.command {
         Command::Score(a) => score(&a, &rt),

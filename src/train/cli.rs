@@ -307,14 +307,7 @@ fn split(a: &SplitArgs) -> Result<()> {
 }
 
 pub fn main(cli: TrainCli) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    crate::cli::init_logging(crate::cli::LogFormat::Text);
     if cli.threads > 0 {
         tch::set_num_threads(cli.threads);
     }
