@@ -598,6 +598,15 @@ fn slow_form(dir: &Path) -> (Vec<PathBuf>, &'static str) {
     (pngs(dir, 48, 28), "?pairs=100")
 }
 
+/// Posts the slow request on its own thread; joins to (status, JSON body).
+fn spawn_slow(c: &Client, url: String, files: &[PathBuf]) -> std::thread::JoinHandle<(u16, Value)> {
+    let (c, files) = (c.clone(), files.to_vec());
+    std::thread::spawn(move || {
+        let r = c.post(url).multipart(form(&files)).send().expect("slow");
+        (r.status().as_u16(), r.json::<Value>().expect("json"))
+    })
+}
+
 /// Waits until the server has `n` requests in flight (counting the metrics request itself).
 fn wait_in_flight(c: &Client, server: &Server, n: u32) {
     let start = Instant::now();
@@ -640,17 +649,7 @@ fn over_concurrency_gets_429_and_slow_requests_time_out() {
     let c = client();
     let (files, q) = slow_form(dir.path());
     let url = server.url(&format!("/v1/score{q}"));
-    let slow = {
-        let (c, files) = (c.clone(), files.clone());
-        std::thread::spawn(move || {
-            c.post(url)
-                .multipart(form(&files))
-                .send()
-                .expect("slow")
-                .status()
-                .as_u16()
-        })
-    };
+    let slow = spawn_slow(&c, url, &files);
     wait_in_flight(&c, &server, 2);
     let small = files[..1].to_vec();
     let mut saw_429 = false;
@@ -677,7 +676,7 @@ fn over_concurrency_gets_429_and_slow_requests_time_out() {
         saw_429,
         "a second request while the first runs must be refused"
     );
-    assert_eq!(slow.join().expect("slow thread"), 200);
+    assert_eq!(slow.join().expect("slow thread").0, 200);
     drop(server);
 
     let server = Server::start(
@@ -725,13 +724,7 @@ fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let c = client();
     let (files, q) = slow_form(dir.path());
     let url = server.url(&format!("/v1/score{q}"));
-    let slow = {
-        let (c, files) = (c.clone(), files.clone());
-        std::thread::spawn(move || {
-            let r = c.post(url).multipart(form(&files)).send().expect("slow");
-            (r.status().as_u16(), r.json::<Value>().expect("json"))
-        })
-    };
+    let slow = spawn_slow(&c, url, &files);
     wait_in_flight(&c, &server, 2);
     let pid = server.child.id().to_string();
     assert!(Command::new("kill")

@@ -70,21 +70,12 @@ impl ImageArray {
         }
         Ok(ImageArray {
             name: name.into(),
-            pixels,
-            labels,
-            ..self.clone_header()
-        })
-    }
-
-    fn clone_header(&self) -> ImageArray {
-        ImageArray {
-            name: self.name.clone(),
             channels: self.channels,
             height: self.height,
             width: self.width,
-            pixels: Vec::new(),
-            labels: None,
-        }
+            pixels,
+            labels,
+        })
     }
 }
 

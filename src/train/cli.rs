@@ -142,20 +142,13 @@ pub struct PairArgs {
 }
 
 fn device(spec: &str) -> Result<Device> {
-    match spec {
-        "auto" => Ok(Device::cuda_if_available()),
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => spec
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| {
-                Error::Param(format!(
-                    "'{spec}' is not a device (auto, cpu, cuda, cuda:N)"
-                ))
-            }),
-    }
+    // Same grammar as `sslmem --device`.
+    let parsed: crate::runtime::Device = spec.parse().map_err(Error::Param)?;
+    Ok(match parsed {
+        crate::runtime::Device::Auto => Device::cuda_if_available(),
+        crate::runtime::Device::Cpu => Device::Cpu,
+        crate::runtime::Device::Cuda(n) => Device::Cuda(n as usize),
+    })
     .and_then(|d| {
         if let Device::Cuda(n) = d {
             if !tch::Cuda::is_available() || n >= tch::Cuda::device_count() as usize {

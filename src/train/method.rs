@@ -55,10 +55,7 @@ struct Predictor {
 
 impl Predictor {
     fn new(p: &nn::Path, d: i64, hidden: i64) -> Self {
-        let u = |fan: i64| nn::Init::Uniform {
-            lo: -(1.0 / fan as f64).sqrt(),
-            up: (1.0 / fan as f64).sqrt(),
-        };
+        let u = super::model::fan_in_uniform;
         Self {
             w1: p.var("w1", &[hidden, d], u(d)),
             b1: p.var("b1", &[hidden], u(d)),

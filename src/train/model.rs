@@ -9,6 +9,15 @@ use tch::{nn, Kind, Tensor};
 use crate::arch::{ArchSpec, ParamKind, Tensor as ArchTensor, Weights};
 use crate::error::{Error, Result};
 
+/// PyTorch's default initialisation of linear and convolution parameters.
+pub(crate) fn fan_in_uniform(fan_in: i64) -> nn::Init {
+    let bound = (1.0 / fan_in.max(1) as f64).sqrt();
+    nn::Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
+}
+
 /// Outputs of one forward pass.
 pub struct Forward {
     /// Feature maps after the stem and after each block (`layer1`...).
@@ -41,17 +50,10 @@ impl Encoder {
             let sub = parts.iter().fold(path.clone(), |acc, c| acc / *c);
             let shape: Vec<i64> = p.shape.iter().map(|&d| d as i64).collect();
             let t = match p.kind {
+                // PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), a bias using its
+                // weight's fan-in.
                 ParamKind::ConvWeight | ParamKind::LinearWeight => {
-                    let fan_in: i64 = shape[1..].iter().product();
-                    let bound = (1.0 / fan_in as f64).sqrt();
-                    sub.var(
-                        leaf,
-                        &shape,
-                        nn::Init::Uniform {
-                            lo: -bound,
-                            up: bound,
-                        },
-                    )
+                    sub.var(leaf, &shape, fan_in_uniform(shape[1..].iter().product()))
                 }
                 ParamKind::LinearBias => {
                     let fan_in = arch
@@ -59,15 +61,7 @@ impl Encoder {
                         .iter()
                         .find(|q| q.name == p.name.replace(".bias", ".weight"))
                         .map_or(1, |q| q.shape[1]);
-                    let bound = (1.0 / fan_in as f64).sqrt();
-                    sub.var(
-                        leaf,
-                        &shape,
-                        nn::Init::Uniform {
-                            lo: -bound,
-                            up: bound,
-                        },
-                    )
+                    sub.var(leaf, &shape, fan_in_uniform(fan_in as i64))
                 }
                 // tch initialises batch-norm weights uniformly; PyTorch (and we) use 1.
                 ParamKind::BnWeight => sub.var(leaf, &shape, nn::Init::Const(1.0)),
