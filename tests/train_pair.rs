@@ -181,3 +181,121 @@ fn a_killed_run_resumes_and_matches_an_uninterrupted_one() {
     let o = train_bin().args(&args).output().expect("again");
     assert!(o.status.success());
 }
+
+/// Writes `n` Fashion-MNIST test images as PNG files under `dir`, in class folders when
+/// `classes` is set.
+fn write_pngs(dir: &Path, start: usize, n: usize, classes: bool) {
+    let data = sslmem::data::inputs::load_dataset("fashion-mnist:test").expect("dataset");
+    for i in start..start + n {
+        let img = data.get(i).expect("image");
+        let sub = if classes {
+            dir.join(format!("class-{}", data.label(i).expect("label")))
+        } else {
+            dir.to_path_buf()
+        };
+        std::fs::create_dir_all(&sub).expect("mkdir");
+        image::GrayImage::from_raw(28, 28, img.data)
+            .expect("28x28")
+            .save(sub.join(format!("{i:05}.png")))
+            .expect("png");
+    }
+}
+
+#[test]
+fn folders_of_images_train_and_score() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("images");
+    write_pngs(&data.join("train"), 0, 300, true);
+    write_pngs(&data.join("test"), 300, 100, true);
+    let out = dir.path().join("bundle");
+    let data_s = data.to_str().expect("utf8");
+    let o = train_bin()
+        .args([
+            "--device",
+            "cpu",
+            "--threads",
+            "2",
+            "pair",
+            "--dataset",
+            data_s,
+        ])
+        .args(["--out", out.to_str().expect("utf8"), "--epochs", "1"])
+        .args(["--batch-size", "32", "--lr", "0.1"])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = manifest(&out);
+    assert_eq!(m["training"]["dataset"], data_s);
+    assert_eq!(m["split"]["dataset"], format!("{data_s}:train"));
+    assert_eq!(m["split"]["size"], 300);
+    // Normalisation computed from the training images, not a named dataset's constants.
+    let mean = m["input"]["mean"][0].as_f64().expect("mean");
+    assert!(
+        mean > 0.1 && mean < 0.5 && (mean - 0.2860).abs() > 1e-4,
+        "{mean}"
+    );
+    for r in m["training"]["runs"].as_array().expect("runs") {
+        let acc = r["eval"]["linear_probe_accuracy"].as_f64().expect("probe");
+        assert!(acc > 0.2, "class folders are the labels: {acc}");
+    }
+
+    // Example i of the split is the i-th file in path order, as `sslmem score DIR` sees it.
+    let cand = split_first(&m, "candidate");
+    let files = sslmem::data::inputs::image_files(&data.join("train")).expect("files");
+    let o = common::run(&[
+        "score",
+        "--bundle",
+        out.to_str().expect("utf8"),
+        "--pairs",
+        "4",
+        files[cand].to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let s: Value = serde_json::from_str(common::stdout(&o).trim()).expect("json");
+    assert!(s["score"].as_f64().expect("score").is_finite());
+
+    // An unlabelled folder trains and exports; evaluation is skipped, not faked.
+    let flat = dir.path().join("flat");
+    write_pngs(&flat, 0, 120, false);
+    let out2 = dir.path().join("bundle2");
+    let o = train_bin()
+        .args(["--device", "cpu", "--threads", "2", "pair"])
+        .args(["--dataset", flat.to_str().expect("utf8")])
+        .args(["--out", out2.to_str().expect("utf8"), "--epochs", "1"])
+        .args(["--batch-size", "32"])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = manifest(&out2);
+    assert!(m["training"]["runs"][0]["eval"].is_null());
+    assert!(m["training"]["raw_pixel_linear_probe_accuracy"].is_null());
+    assert_eq!(
+        m["split"]["size"], 96,
+        "a seeded fifth held out as the test set"
+    );
+
+    // A folder of the wrong image size fails before training, naming the file.
+    let big = dir.path().join("big");
+    std::fs::create_dir_all(&big).expect("mkdir");
+    image::GrayImage::new(32, 32)
+        .save(big.join("a.png"))
+        .expect("png");
+    let o = train_bin()
+        .args([
+            "--device",
+            "cpu",
+            "pair",
+            "--dataset",
+            big.to_str().expect("utf8"),
+        ])
+        .args(["--out", dir.path().join("x").to_str().expect("utf8")])
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("a.png") && err.contains("28x28"), "{err}");
+}
+
+fn split_first(m: &Value, set: &str) -> usize {
+    m["split"][set][0][0].as_u64().expect("index") as usize
+}

