@@ -89,6 +89,24 @@ pub enum Command {
     Bundle(BundleCommand),
     /// Serve scores over HTTP (REST API, Prometheus metrics, OpenAPI).
     Serve(crate::service::ServeArgs),
+    /// Probe a running service: exits 0 when GET PATH answers 200 (container health checks;
+    /// needs no curl in the image).
+    Health(HealthArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HealthArgs {
+    /// Host to probe (the service's --host 0.0.0.0 is probed on 127.0.0.1).
+    #[arg(long, env = "SSLMEM_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, env = "SSLMEM_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// /healthz (alive) or /readyz (ready for traffic).
+    #[arg(long, default_value = "/healthz")]
+    pub path: String,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 3.0)]
+    pub timeout: f64,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -251,6 +269,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Bundle(BundleCommand::Create(a)) => create(&a, &rt).map(|()| true),
         Command::Bundle(BundleCommand::Random(a)) => random(&a).map(|()| true),
         Command::Serve(a) => crate::service::run(&a, &rt).map(|()| true),
+        Command::Health(a) => health(&a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -259,6 +278,55 @@ pub fn main(cli: Cli) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `GET path` over plain HTTP/1.1; `Ok(true)` on status 200.
+fn health(a: &HealthArgs) -> Result<bool> {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::time::Duration;
+    if !(a.timeout.is_finite() && a.timeout > 0.0) {
+        return Err(Error::Param(
+            "--timeout must be a positive number of seconds".into(),
+        ));
+    }
+    let timeout = Duration::from_secs_f64(a.timeout);
+    let host = match a.host.as_str() {
+        "0.0.0.0" => "127.0.0.1",
+        "::" | "[::]" => "::1",
+        h => h,
+    };
+    let addr = (host, a.port)
+        .to_socket_addrs()
+        .map_err(|e| Error::Param(format!("{host}:{}: {e}", a.port)))?
+        .next()
+        .ok_or_else(|| Error::Param(format!("{host}: no address")))?;
+    let fail = |e: std::io::Error| Error::Runtime(format!("{addr}{}: {e}", a.path));
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(fail)?;
+    s.set_read_timeout(Some(timeout)).map_err(fail)?;
+    s.set_write_timeout(Some(timeout)).map_err(fail)?;
+    write!(
+        s,
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+        a.path
+    )
+    .map_err(fail)?;
+    let mut head = [0u8; 64];
+    let mut n = 0;
+    while n < 12 {
+        match s.read(&mut head[n..]).map_err(fail)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    let line = String::from_utf8_lossy(&head[..n]);
+    let status = line.split_whitespace().nth(1).unwrap_or("none");
+    if status == "200" {
+        Ok(true)
+    } else {
+        eprintln!("{addr}{}: status {status}", a.path);
+        Ok(false)
     }
 }
 

@@ -108,10 +108,15 @@ pub fn sslmem_home() -> PathBuf {
     home.join(".cache").join("sslmem")
 }
 
-/// The library to load: the explicit path if given, else the one `scripts/setup.sh` installed.
+/// The library to load: the explicit path if given, else `ORT_DYLIB_PATH` (so programs
+/// without an `--ort-lib` flag, like `sslmem-train`, honour it too), else the one
+/// `scripts/setup.sh` installed.
 pub fn library_path(opts: &RuntimeOptions) -> PathBuf {
     if let Some(p) = &opts.library {
         return p.clone();
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
     }
     let name = format!("libonnxruntime.so.{ORT_VERSION}");
     let cpu = sslmem_home()
@@ -138,6 +143,17 @@ pub fn gpu_site() -> PathBuf {
 }
 
 static ENV: OnceLock<(Environment, PathBuf)> = OnceLock::new();
+
+/// ONNX Runtime's PyPI builds start Microsoft's telemetry when the library loads: they write
+/// a device id and an event queue under `~/.cache/Microsoft/DeveloperTools/.onnxruntime` and
+/// try to upload events. A privacy audit tool must not do either, so both binaries call this
+/// first thing (while the process has one thread), before any library is loaded. An explicit
+/// `ORT_DISABLE_TELEMETRY` in the environment is left as the user set it.
+pub fn disable_ort_telemetry() {
+    if std::env::var_os("ORT_DISABLE_TELEMETRY").is_none() {
+        std::env::set_var("ORT_DISABLE_TELEMETRY", "1");
+    }
+}
 
 /// The process's single ONNX Runtime environment, created on first use.
 pub fn environment(opts: &RuntimeOptions) -> Result<&'static Environment> {

@@ -3,5 +3,6 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    sslmem::runtime::disable_ort_telemetry();
     sslmem::train::cli::main(sslmem::train::cli::TrainCli::parse())
 }

@@ -122,7 +122,7 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
     let mut config = config.clone();
     if config.mean.is_empty() {
         (config.mean, config.std) = dataset::normalisation(&o.dataset, &train);
-        tracing::info!(mean = ?config.mean, std = ?config.std, "normalisation from the training images");
+        tracing::info!(mean = ?config.mean, std = ?config.std, "input normalisation");
     }
     let config = &config;
     let labelled = train.labels.is_some() && test.labels.is_some();
