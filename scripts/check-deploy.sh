@@ -37,6 +37,19 @@ for k in base overlays/gpu train; do
   echo "ok   docker/k8s/$k"
 done
 
+echo "== build context"
+# The build stage sees only what it COPYs (and .dockerignore lets through): compile exactly
+# that, so a new include_bytes! or module outside those paths fails here, not in docker build.
+ctx="$out/context"; mkdir -p "$ctx"
+awk '/^FROM .* AS build/{b=1; next} /^FROM /{b=0} b && /^COPY / && !/--from/' docker/Dockerfile |
+  while read -r _ args; do
+    read -r -a parts <<< "$args"
+    n=${#parts[@]}
+    for ((i = 0; i < n - 1; i++)); do cp -r "${parts[i]}" "$ctx/"; done
+  done
+(cd "$ctx" && CARGO_TARGET_DIR="$home/deploy/context-target" cargo check --quiet --locked --bin sslmem)
+echo "ok   docker/Dockerfile's build stage compiles from its COPY list"
+
 echo "== consistency"
 "$venv/bin/python" scripts/check_deploy.py "$out/base.yaml" "$out/gpu.yaml" "$out/train.yaml"
 echo "check-deploy: all passed"

@@ -58,6 +58,13 @@ def main(base_path, gpu_path, train_path):
     cenv, centry, ccmd, cexpose = dockerfile_env("docker/Dockerfile.cuda")
     check(centry + ccmd == ["sslmem", "serve", "--device", "cuda"], "CUDA image runs `sslmem serve --device cuda`")
     check(cexpose == [str(port)] and cenv["SSLMEM_PORT"] == str(port), "CUDA image uses the same port")
+    def build_copies(path):
+        stage = (ROOT / path).read_text().split(" AS build\n")[1].split("\nFROM ")[0]
+        return [l for l in stage.splitlines() if l.startswith("COPY ") and "--from" not in l]
+
+    cpu_copies = build_copies("docker/Dockerfile")
+    check(cpu_copies == build_copies("docker/Dockerfile.cuda"), "CUDA image builds from the same sources")
+    check(cpu_copies == [l for l in build_copies("docker/Dockerfile.train") if "/opt/torch" not in l], "trainer image builds from the same sources")
     tenv, tentry, tcmd, _ = dockerfile_env("docker/Dockerfile.train")
     check(tentry == ["sslmem-train"] and "--resume" in tcmd, "train image runs `sslmem-train pair --resume`")
 
