@@ -24,6 +24,7 @@ pub mod rng;
 pub mod runtime;
 pub mod score;
 pub mod service;
+pub mod stats;
 #[cfg(feature = "train")]
 pub mod train;
 
