@@ -89,6 +89,9 @@ pub enum Command {
     Bundle(BundleCommand),
     /// Serve scores over HTTP (REST API, Prometheus metrics, OpenAPI).
     Serve(crate::service::ServeArgs),
+    /// Audit a dataset: score every example of the bundle's split sets (resumable), with
+    /// statistics and the expected-sign checks (scores.jsonl, scores.csv, summary.json).
+    Audit(Box<crate::audit::AuditArgs>),
     /// Probe a running service: exits 0 when GET PATH answers 200 (container health checks;
     /// needs no curl in the image).
     Health(HealthArgs),
@@ -121,11 +124,9 @@ pub enum Format {
     Csv,
 }
 
-#[derive(Args, Debug)]
-pub struct ScoreArgs {
-    /// Model bundle folder (holds sslmem.json).
-    #[arg(long, env = "SSLMEM_BUNDLE")]
-    pub bundle: PathBuf,
+/// How each image is scored: shared by `score` and `audit`.
+#[derive(Args, Debug, Clone)]
+pub struct EstimatorArgs {
     /// View pairs per image (K).
     #[arg(long, env = "SSLMEM_PAIRS", default_value_t = 10)]
     pub pairs: usize,
@@ -139,6 +140,40 @@ pub struct ScoreArgs {
     /// Representation normalisation before the distance.
     #[arg(long, env = "SSLMEM_NORMALIZE", value_enum, default_value = "l2")]
     pub normalize: RepNorm,
+    /// Views per inference batch.
+    #[arg(long, env = "SSLMEM_BATCH_SIZE", default_value_t = 256)]
+    pub batch_size: usize,
+    /// Largest image accepted, in pixels (width * height).
+    #[arg(long, env = "SSLMEM_MAX_PIXELS", default_value_t = 40_000_000)]
+    pub max_pixels: u64,
+}
+
+impl EstimatorArgs {
+    pub fn options(&self) -> ScoreOptions {
+        ScoreOptions {
+            pairs: self.pairs,
+            seed: self.seed,
+            mode: self.mode,
+            distance: self.distance,
+            normalize: self.normalize,
+            batch_size: self.batch_size,
+        }
+    }
+
+    pub fn limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_pixels: self.max_pixels,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// Model bundle folder (holds sslmem.json).
+    #[arg(long, env = "SSLMEM_BUNDLE")]
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub est: EstimatorArgs,
     /// Add set-level normalised scores (`score_range`, `score_max`); repeatable.
     #[arg(long, env = "SSLMEM_SET_NORMALIZE", value_enum, value_delimiter = ',')]
     pub set_normalize: Vec<SetNorm>,
@@ -147,12 +182,6 @@ pub struct ScoreArgs {
     /// Output file (written atomically); standard output if absent.
     #[arg(long, env = "SSLMEM_OUT")]
     pub out: Option<PathBuf>,
-    /// Views per inference batch.
-    #[arg(long, env = "SSLMEM_BATCH_SIZE", default_value_t = 256)]
-    pub batch_size: usize,
-    /// Largest image accepted, in pixels (width * height).
-    #[arg(long, env = "SSLMEM_MAX_PIXELS", default_value_t = 40_000_000)]
-    pub max_pixels: u64,
     /// Image files, folders, datasets (fashion-mnist:train, fashion-mnist:test, mnist) or IDX
     /// files; datasets take a range: `fashion-mnist:test[0:500]`.
     #[arg(required = true)]
@@ -270,6 +299,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Bundle(BundleCommand::Random(a)) => random(&a).map(|()| true),
         Command::Serve(a) => crate::service::run(&a, &rt).map(|()| true),
         Command::Health(a) => health(&a),
+        Command::Audit(a) => crate::audit::run(&a, &rt),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -330,7 +360,7 @@ fn health(a: &HealthArgs) -> Result<bool> {
     }
 }
 
-fn progress_bar(n: usize, what: &str) -> ProgressBar {
+pub(crate) fn progress_bar(n: usize, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(n as u64);
     pb.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
@@ -348,23 +378,13 @@ const LOAD_CHUNK: usize = 2048;
 fn score(a: &ScoreArgs, rt: &RuntimeOptions) -> Result<bool> {
     let inputs = resolve(&a.inputs)?;
     let bundle = Bundle::load(&a.bundle, rt)?;
-    let opts = ScoreOptions {
-        pairs: a.pairs,
-        seed: a.seed,
-        mode: a.mode,
-        distance: a.distance,
-        normalize: a.normalize,
-        batch_size: a.batch_size,
-    };
-    let scorer = Scorer::new(&bundle, opts)?;
-    let limits = DecodeLimits {
-        max_pixels: a.max_pixels,
-    };
+    let scorer = Scorer::new(&bundle, a.est.options())?;
+    let limits = a.est.limits();
     let channels = bundle.manifest.input.channels;
     tracing::info!(
         inputs = inputs.len(),
-        pairs = a.pairs,
-        mode = ?a.mode,
+        pairs = a.est.pairs,
+        mode = ?a.est.mode,
         f = bundle.f.len(),
         g = bundle.g.len(),
         "scoring with {}",
@@ -453,7 +473,7 @@ fn to_jsonl(scored: &[(&Input, ImageScore)], extra: &[(SetNorm, Vec<Option<f64>>
     out
 }
 
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -12,6 +12,7 @@
 //! - [`cli`]: the `sslmem` command line.
 
 pub mod arch;
+pub mod audit;
 pub mod augment;
 pub mod bundle;
 pub mod cli;

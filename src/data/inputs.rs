@@ -37,6 +37,14 @@ impl Input {
         }
     }
 
+    /// Example `index` of an in-memory dataset, named `name` in results.
+    pub fn example(name: String, data: Arc<ImageArray>, index: usize) -> Self {
+        Self {
+            name,
+            source: Source::Example(data, index),
+        }
+    }
+
     /// Reads and decodes the input, converted to `channels`.
     pub fn load(&self, channels: usize, limits: DecodeLimits) -> Result<SourceImage, InputError> {
         match &self.source {

@@ -1,0 +1,534 @@
+//! `sslmem audit`: scores every example of the chosen sets of a bundle's split (or any inputs),
+//! streaming each chunk of results to a journal as it is computed, so that a killed run
+//! resumes where it stopped with the same command and ends with the same files as an
+//! uninterrupted one. The final files (`scores.jsonl`, `scores.csv`, `summary.json`) are
+//! written atomically from the journal; then the journal is removed.
+
+pub mod summary;
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::bundle::{self, Bundle};
+use crate::cli::{csv_field, progress_bar, EstimatorArgs};
+use crate::data::dataset;
+use crate::data::inputs::{resolve, Input};
+use crate::data::split::Split;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::runtime::RuntimeOptions;
+use crate::score::{set_normalize, ImageScore, Scorer, SetNorm};
+
+/// The sets of SPEC section 4, in the order they are scored and reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitSet {
+    Candidate,
+    Shared,
+    Independent,
+    Extra,
+}
+
+impl SplitSet {
+    pub const ALL: [SplitSet; 4] = [
+        SplitSet::Candidate,
+        SplitSet::Shared,
+        SplitSet::Independent,
+        SplitSet::Extra,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SplitSet::Candidate => "candidate",
+            SplitSet::Shared => "shared",
+            SplitSet::Independent => "independent",
+            SplitSet::Extra => "extra",
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Model bundle folder (holds sslmem.json; its `split` says which example is in which set).
+    #[arg(long, env = "SSLMEM_BUNDLE")]
+    pub bundle: PathBuf,
+    /// Output folder: scores.jsonl, scores.csv, summary.json. Rerun the same command to resume.
+    #[arg(long, env = "SSLMEM_AUDIT_OUT")]
+    pub out: PathBuf,
+    /// Dataset the split indexes (default: the one the bundle was trained on).
+    #[arg(long, env = "SSLMEM_DATASET")]
+    pub dataset: Option<String>,
+    /// Split sets to score.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "candidate,shared,independent,extra",
+        conflicts_with = "all"
+    )]
+    pub sets: Vec<SplitSet>,
+    /// Every set (the default).
+    #[arg(long)]
+    pub all: bool,
+    /// Score only the first N examples of each set (in index order): quick audits.
+    #[arg(long, env = "SSLMEM_AUDIT_LIMIT")]
+    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub est: EstimatorArgs,
+    /// Images written to the journal at a time (a killed run loses at most one chunk).
+    #[arg(long, default_value_t = 1024, hide = true)]
+    pub chunk: usize,
+    /// Score these inputs (files, folders, datasets) as one set `inputs` instead of the split.
+    pub inputs: Vec<String>,
+}
+
+/// What a journal was started with; a resume must match it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditParams {
+    /// `sha256` of each encoder file, f then g.
+    pub encoders: Vec<String>,
+    pub dataset: Option<String>,
+    pub sets: Vec<String>,
+    pub inputs: Vec<String>,
+    pub limit: Option<usize>,
+    pub pairs: usize,
+    pub seed: u64,
+    pub mode: String,
+    pub distance: String,
+    pub normalize: String,
+    pub items: usize,
+}
+
+/// One scored example, as journaled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub set: String,
+    pub index: usize,
+    pub input: String,
+    pub label: Option<u8>,
+    pub score: Option<ImageScore>,
+    /// Why the example could not be scored.
+    pub error: Option<String>,
+}
+
+struct Item {
+    set: &'static str,
+    index: usize,
+    input: Input,
+}
+
+const JOURNAL_DIR: &str = ".audit";
+
+/// Runs (or resumes, or recognises as finished) an audit; `Ok(true)` when every example was
+/// scored.
+pub fn run(a: &AuditArgs, rt: &RuntimeOptions) -> Result<bool> {
+    if a.chunk == 0 {
+        return Err(Error::Param("--chunk must be at least 1".into()));
+    }
+    let bundle = Bundle::load(&a.bundle, rt)?;
+    let (items, dataset) = work_list(a, &bundle)?;
+    if items.is_empty() {
+        return Err(Error::Param(
+            "nothing to audit: the chosen sets are empty".into(),
+        ));
+    }
+    let params = AuditParams {
+        encoders: bundle
+            .manifest
+            .f
+            .iter()
+            .chain(&bundle.manifest.g)
+            .map(|m| m.sha256.clone())
+            .collect(),
+        dataset,
+        sets: a.selected_sets().iter().map(|s| s.name().into()).collect(),
+        inputs: a.inputs.clone(),
+        limit: a.limit,
+        pairs: a.est.pairs,
+        seed: a.est.seed,
+        mode: format!("{:?}", a.est.mode),
+        distance: format!("{:?}", a.est.distance),
+        normalize: format!("{:?}", a.est.normalize),
+        items: items.len(),
+    };
+    let journal_dir = a.out.join(JOURNAL_DIR);
+    let summary_path = a.out.join("summary.json");
+    if summary_path.is_file() && !journal_dir.exists() {
+        let done: Value = serde_json::from_str(
+            &fs::read_to_string(&summary_path).map_err(|e| Error::io(&summary_path, e))?,
+        )
+        .map_err(|e| Error::Param(format!("{}: {e}", summary_path.display())))?;
+        let same = serde_json::from_value::<AuditParams>(done["params"].clone())
+            .is_ok_and(|p| p == params);
+        if !same {
+            return Err(Error::Param(format!(
+                "{} holds a finished audit with other parameters; choose another --out",
+                a.out.display()
+            )));
+        }
+        tracing::info!("{} is already complete", a.out.display());
+        return Ok(done["failed"].as_array().is_none_or(|f| f.is_empty()));
+    }
+    fs::create_dir_all(&journal_dir).map_err(|e| Error::io(&journal_dir, e))?;
+    let params_path = journal_dir.join("params.json");
+    if params_path.is_file() {
+        let old: AuditParams = serde_json::from_str(
+            &fs::read_to_string(&params_path).map_err(|e| Error::io(&params_path, e))?,
+        )
+        .map_err(|e| Error::Param(format!("{}: {e}", params_path.display())))?;
+        if old != params {
+            return Err(Error::Param(format!(
+                "{} holds an unfinished audit with other parameters (bundle, sets, limit, \
+                 pairs, seed or options); rerun it with its own command, or choose another --out",
+                a.out.display()
+            )));
+        }
+    } else {
+        write_atomic(
+            &params_path,
+            &serde_json::to_vec_pretty(&params).map_err(|e| Error::Runtime(e.to_string()))?,
+        )?;
+    }
+
+    let journal = journal_dir.join("journal.jsonl");
+    let mut records = read_journal(&journal)?;
+    for (r, it) in records.iter().zip(&items) {
+        if (r.set.as_str(), r.index) != (it.set, it.index) {
+            return Err(Error::Param(format!(
+                "{}: the journal does not match this audit ({} #{} where {} #{} was expected); \
+                 remove {} to start over",
+                journal.display(),
+                r.set,
+                r.index,
+                it.set,
+                it.index,
+                journal_dir.display()
+            )));
+        }
+    }
+    if records.len() > items.len() {
+        return Err(Error::Param(format!(
+            "{}: more records than examples; remove {} to start over",
+            journal.display(),
+            journal_dir.display()
+        )));
+    }
+    if !records.is_empty() {
+        tracing::info!(
+            done = records.len(),
+            total = items.len(),
+            "resuming {}",
+            a.out.display()
+        );
+    }
+    score_remaining(a, &bundle, &items, &journal, &mut records)?;
+
+    let failed = records.iter().filter(|r| r.error.is_some()).count();
+    finish(a, &bundle, &params, &records)?;
+    fs::remove_dir_all(&journal_dir).map_err(|e| Error::io(&journal_dir, e))?;
+    tracing::info!(
+        scored = records.len() - failed,
+        failed,
+        "audit written to {}",
+        a.out.display()
+    );
+    Ok(failed == 0)
+}
+
+impl AuditArgs {
+    fn selected_sets(&self) -> Vec<SplitSet> {
+        if !self.inputs.is_empty() {
+            return Vec::new();
+        }
+        let mut s = if self.all {
+            SplitSet::ALL.to_vec()
+        } else {
+            self.sets.clone()
+        };
+        s.sort();
+        s.dedup();
+        s
+    }
+}
+
+/// The examples to score, in their fixed order, and the dataset they come from.
+fn work_list(a: &AuditArgs, bundle: &Bundle) -> Result<(Vec<Item>, Option<String>)> {
+    let limit = a.limit.unwrap_or(usize::MAX);
+    if !a.inputs.is_empty() {
+        let items = resolve(&a.inputs)?
+            .into_iter()
+            .take(limit)
+            .enumerate()
+            .map(|(index, input)| Item {
+                set: "inputs",
+                index,
+                input,
+            })
+            .collect();
+        return Ok((items, None));
+    }
+    let m = &bundle.manifest;
+    let split: Split = m
+        .split
+        .clone()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| Error::bundle(bundle.dir.join(bundle::MANIFEST), format!("split: {e}")))?
+        .ok_or_else(|| {
+            Error::bundle(
+                bundle.dir.join(bundle::MANIFEST),
+                "has no split record, so there are no sets to audit; pass INPUTS to score \
+                 images instead",
+            )
+        })?;
+    split.validate()?;
+    let training = m.training.clone().unwrap_or(Value::Null);
+    let spec = a
+        .dataset
+        .clone()
+        .or_else(|| training["dataset"].as_str().map(str::to_string))
+        .ok_or_else(|| Error::Param("the bundle records no dataset; pass --dataset".into()))?;
+    let subset = training["subset"]
+        .as_array()
+        .and_then(|v| Some((v.first()?.as_u64()? as usize, v.get(1)?.as_u64()? as usize)));
+    let i = &m.input;
+    let tt = dataset::load(&spec, Some([i.channels, i.height, i.width]), subset)?;
+    if tt.train.len() != split.size {
+        return Err(Error::Param(format!(
+            "{spec} has {} training examples but the bundle's split was made for {}; \
+             is --dataset the one the bundle was trained on?",
+            tt.train.len(),
+            split.size
+        )));
+    }
+    let (train, test) = (Arc::new(tt.train), Arc::new(tt.test));
+    let mut items = Vec::new();
+    for set in a.selected_sets() {
+        let (idx, data, name) = match set {
+            SplitSet::Candidate => (&split.candidate, &train, &split.dataset),
+            SplitSet::Shared => (&split.shared, &train, &split.dataset),
+            SplitSet::Independent => (&split.independent, &train, &split.dataset),
+            SplitSet::Extra => (&split.extra, &test, &split.extra_dataset),
+        };
+        idx.validate(data.len())?;
+        items.extend(idx.iter().take(limit).map(|index| Item {
+            set: set.name(),
+            index,
+            input: Input::example(format!("{name}#{index}"), data.clone(), index),
+        }));
+    }
+    Ok((items, Some(spec)))
+}
+
+/// Journal records so far; a torn last line (a crash mid-write) is cut off.
+fn read_journal(path: &Path) -> Result<Vec<Record>> {
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut records = Vec::new();
+    let mut good_bytes = 0u64;
+    let mut reader = BufReader::new(file);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|e| Error::io(path, e))?;
+        if n == 0 || !line.ends_with('\n') {
+            break;
+        }
+        match serde_json::from_str::<Record>(&line) {
+            Ok(r) => {
+                records.push(r);
+                good_bytes += n as u64;
+            }
+            Err(_) => break,
+        }
+    }
+    let len = fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    if len != good_bytes {
+        tracing::warn!(
+            bytes = len - good_bytes,
+            "{}: dropping an incomplete tail (the previous run stopped mid-write)",
+            path.display()
+        );
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        f.set_len(good_bytes).map_err(|e| Error::io(path, e))?;
+        f.sync_all().map_err(|e| Error::io(path, e))?;
+    }
+    Ok(records)
+}
+
+fn score_remaining(
+    a: &AuditArgs,
+    bundle: &Bundle,
+    items: &[Item],
+    journal: &Path,
+    records: &mut Vec<Record>,
+) -> Result<()> {
+    let todo = &items[records.len()..];
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let scorer = Scorer::new(bundle, a.est.options())?;
+    let (channels, limits) = (bundle.manifest.input.channels, a.est.limits());
+    let pb = progress_bar(items.len(), "auditing");
+    pb.set_position(records.len() as u64);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(journal)
+        .map_err(|e| Error::io(journal, e))?;
+    for chunk in todo.chunks(a.chunk) {
+        let loaded: Vec<_> = chunk
+            .par_iter()
+            .map(|it| it.input.load(channels, limits))
+            .collect();
+        let mut images = Vec::with_capacity(chunk.len());
+        let mut errors = Vec::with_capacity(chunk.len());
+        for (it, r) in chunk.iter().zip(loaded) {
+            match r {
+                Ok(img) => {
+                    images.push(img);
+                    errors.push(None);
+                }
+                Err(e) => {
+                    pb.inc(1);
+                    pb.suspend(|| tracing::error!(input = %it.input.name, "skipped: {e}"));
+                    errors.push(Some(e.to_string()));
+                }
+            }
+        }
+        let mut scores = scorer.score(&images, &|n| pb.inc(n as u64))?.into_iter();
+        let mut text = String::new();
+        for (it, error) in chunk.iter().zip(errors) {
+            let score = if error.is_none() { scores.next() } else { None };
+            let rec = Record {
+                set: it.set.into(),
+                index: it.index,
+                input: it.input.name.clone(),
+                label: it.input.label(),
+                score,
+                error,
+            };
+            text.push_str(&serde_json::to_string(&rec).map_err(|e| Error::Runtime(e.to_string()))?);
+            text.push('\n');
+            records.push(rec);
+        }
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io(journal, e))?;
+    }
+    pb.finish_and_clear();
+    Ok(())
+}
+
+/// One row of the final tables.
+struct Row<'r> {
+    rec: &'r Record,
+    s: &'r ImageScore,
+    rank: usize,
+    range: Option<f64>,
+    max: Option<f64>,
+}
+
+/// Writes scores.jsonl, scores.csv and summary.json (each atomically) from the records.
+fn finish(a: &AuditArgs, bundle: &Bundle, params: &AuditParams, records: &[Record]) -> Result<()> {
+    // Per set: rank by score (1 = most memorized), set-level normalisations over the set.
+    let mut sets: Vec<&str> = Vec::new();
+    for r in records {
+        if !sets.contains(&r.set.as_str()) {
+            sets.push(&r.set);
+        }
+    }
+    let mut rows: Vec<Row> = Vec::with_capacity(records.len());
+    for set in &sets {
+        let scored: Vec<(&Record, &ImageScore)> = records
+            .iter()
+            .filter(|r| r.set == *set)
+            .filter_map(|r| r.score.as_ref().map(|s| (r, s)))
+            .collect();
+        let plain: Vec<ImageScore> = scored.iter().map(|(_, s)| (*s).clone()).collect();
+        let range = set_normalize(&plain, SetNorm::Range);
+        let max = set_normalize(&plain, SetNorm::Max);
+        let mut order: Vec<usize> = (0..scored.len()).collect();
+        order.sort_by(|&x, &y| {
+            scored[y]
+                .1
+                .score
+                .total_cmp(&scored[x].1.score)
+                .then(x.cmp(&y))
+        });
+        let mut rank = vec![0; scored.len()];
+        for (r, &i) in order.iter().enumerate() {
+            rank[i] = r + 1;
+        }
+        for (i, (rec, s)) in scored.into_iter().enumerate() {
+            rows.push(Row {
+                rec,
+                s,
+                rank: rank[i],
+                range: range[i],
+                max: max[i],
+            });
+        }
+    }
+    let mut jsonl = String::new();
+    let mut csv = String::from(
+        "set,index,input,label,align_f,align_g,score,score_ratio,stderr,ci95_low,ci95_high,\
+         significant,rank,score_range,score_max,pairs\n",
+    );
+    let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    for r in &rows {
+        let (lo, hi) = (r.s.ci95.map(|c| c[0]), r.s.ci95.map(|c| c[1]));
+        let significant = lo.is_some_and(|l| l > 0.0);
+        jsonl.push_str(
+            &json!({
+                "set": r.rec.set, "index": r.rec.index, "input": r.rec.input, "label": r.rec.label,
+                "align_f": r.s.align_f, "align_g": r.s.align_g, "score": r.s.score,
+                "score_ratio": r.s.score_ratio, "stderr": r.s.stderr, "ci95_low": lo,
+                "ci95_high": hi, "significant": significant, "rank": r.rank,
+                "score_range": r.range, "score_max": r.max, "pairs": r.s.pairs,
+            })
+            .to_string(),
+        );
+        jsonl.push('\n');
+        let row = [
+            csv_field(&r.rec.set),
+            r.rec.index.to_string(),
+            csv_field(&r.rec.input),
+            r.rec.label.map(|l| l.to_string()).unwrap_or_default(),
+            r.s.align_f.to_string(),
+            r.s.align_g.to_string(),
+            r.s.score.to_string(),
+            r.s.score_ratio.to_string(),
+            opt(r.s.stderr),
+            opt(lo),
+            opt(hi),
+            significant.to_string(),
+            r.rank.to_string(),
+            opt(r.range),
+            opt(r.max),
+            r.s.pairs.to_string(),
+        ];
+        csv.push_str(&row.join(","));
+        csv.push('\n');
+    }
+    write_atomic(&a.out.join("scores.jsonl"), jsonl.as_bytes())?;
+    write_atomic(&a.out.join("scores.csv"), csv.as_bytes())?;
+    let summary = summary::summarize(bundle, params, records)?;
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::Runtime(e.to_string()))?;
+    write_atomic(&a.out.join("summary.json"), (text + "\n").as_bytes())
+}

@@ -1,0 +1,280 @@
+//! `sslmem audit` on the default pair and real Fashion-MNIST: the files it writes, a run killed
+//! mid-way (with a torn journal line) that resumes to the same files as an uninterrupted run,
+//! reruns, mismatched parameters, and unreadable inputs.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{bin, random_bundle, stderr};
+use serde_json::Value;
+
+const BUNDLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/fashion-mnist-simclr");
+const FILES: [&str; 3] = ["scores.jsonl", "scores.csv", "summary.json"];
+
+fn args(out: &Path, limit: &str) -> Vec<String> {
+    [
+        "audit",
+        "--bundle",
+        BUNDLE,
+        "--out",
+        out.to_str().expect("utf8"),
+        "--limit",
+        limit,
+        "--pairs",
+        "4",
+        "--chunk",
+        "4",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn audit_writes_scores_statistics_and_checks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("a");
+    let o = bin().args(args(&out, "30")).output().expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !out.join(".audit").exists(),
+        "the journal is removed at the end"
+    );
+
+    let csv = read(&out, "scores.csv");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    for col in [
+        "set",
+        "index",
+        "label",
+        "align_f",
+        "align_g",
+        "score",
+        "score_ratio",
+        "stderr",
+        "rank",
+        "score_range",
+        "score_max",
+    ] {
+        assert!(header.contains(&col), "column {col} missing: {header:?}");
+    }
+    assert_eq!(lines.count(), 120, "30 of each of the four sets");
+
+    // The candidate rows name the split's candidate examples, in index order, ranked 1..=30.
+    let m: Value = serde_json::from_str(&read(Path::new(BUNDLE), "sslmem.json")).expect("manifest");
+    let first = m["split"]["candidate"][0][0].as_u64().expect("index");
+    let rows: Vec<Value> = read(&out, "scores.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let cand: Vec<&Value> = rows.iter().filter(|r| r["set"] == "candidate").collect();
+    assert_eq!(cand[0]["index"].as_u64(), Some(first));
+    assert_eq!(cand[0]["input"], format!("fashion-mnist:train#{first}"));
+    let mut ranks: Vec<u64> = cand
+        .iter()
+        .map(|r| r["rank"].as_u64().expect("rank"))
+        .collect();
+    ranks.sort_unstable();
+    assert_eq!(ranks, (1..=30).collect::<Vec<u64>>());
+    let top = cand.iter().find(|r| r["rank"] == 1).expect("rank 1");
+    let best = cand
+        .iter()
+        .map(|r| r["score"].as_f64().expect("score"))
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(top["score"].as_f64(), Some(best));
+    // Each row's score is the difference of its alignments.
+    for r in &rows {
+        let (f, g, s) = (
+            r["align_f"].as_f64(),
+            r["align_g"].as_f64(),
+            r["score"].as_f64(),
+        );
+        let (f, g, s) = (f.expect("f"), g.expect("g"), s.expect("s"));
+        assert!((g - f - s).abs() < 1e-12);
+    }
+    // The same numbers as `sslmem score` for the same example.
+    let o = bin()
+        .args(["score", "--bundle", BUNDLE, "--pairs", "4"])
+        .arg(format!("fashion-mnist:train[{first}]"))
+        .output()
+        .expect("score");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: Value = serde_json::from_str(common::stdout(&o).trim()).expect("json");
+    assert_eq!(s["score"], cand[0]["score"]);
+
+    let sum: Value = serde_json::from_str(&read(&out, "summary.json")).expect("summary");
+    for set in ["candidate", "shared", "independent", "extra"] {
+        assert_eq!(sum["sets"][set]["count"], 30, "{set}");
+        assert!(sum["classes"][set]
+            .as_object()
+            .is_some_and(|c| !c.is_empty()));
+    }
+    let tests = sum["tests"].as_array().expect("tests");
+    assert_eq!(tests.len(), 3);
+    for t in tests {
+        assert_eq!(t["b"], "shared");
+        for k in ["student", "welch", "mann_whitney"] {
+            let p = t[k]["p"]["two_sided"].as_f64().expect("p");
+            assert!((0.0..=1.0).contains(&p), "{k}: {p}");
+        }
+    }
+    assert_eq!(sum["checks"].as_array().expect("checks").len(), 5);
+    assert_eq!(sum["params"]["pairs"], 4);
+}
+
+fn journal_lines(out: &Path) -> usize {
+    std::fs::read_to_string(out.join(".audit/journal.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_killed_audit_resumes_to_the_same_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let straight = dir.path().join("straight");
+    let o = bin().args(args(&straight, "60")).output().expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let resumed = dir.path().join("resumed");
+    let mut child = bin()
+        .args(args(&resumed, "60"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let start = Instant::now();
+    while journal_lines(&resumed) < 12 {
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "the audit ended before it could be killed"
+        );
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let done = journal_lines(&resumed);
+    assert!(done < 240, "killed before the end ({done} of 240)");
+    for f in FILES {
+        assert!(
+            !resumed.join(f).exists(),
+            "{f} exists before the audit finished"
+        );
+    }
+    // A crash in the middle of a write leaves a torn line; the resume must cut it off.
+    let journal = resumed.join(".audit/journal.jsonl");
+    let mut text = std::fs::read_to_string(&journal).expect("journal");
+    text.push_str("{\"set\":\"shared\",\"index\":12,\"inp");
+    std::fs::write(&journal, text).expect("tear");
+
+    let o = bin().args(args(&resumed, "60")).output().expect("resume");
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in FILES {
+        assert_eq!(
+            read(&straight, f),
+            read(&resumed, f),
+            "{f} differs after kill and resume"
+        );
+    }
+    // No duplicates, no gaps.
+    let ids: Vec<(String, u64)> = read(&resumed, "scores.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+        .map(|v| {
+            (
+                v["set"].as_str().unwrap_or_default().to_string(),
+                v["index"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((ids.len(), unique.len()), (240, 240));
+
+    // Running the finished audit again changes nothing and succeeds.
+    let before = read(&resumed, "summary.json");
+    let o = bin().args(args(&resumed, "60")).output().expect("again");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(before, read(&resumed, "summary.json"));
+    // Other parameters on a finished audit: refused, nothing overwritten.
+    let mut other = args(&resumed, "60");
+    other[8] = "5".into(); // --pairs
+    let o = bin().args(&other).output().expect("other");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("other parameters"), "{}", stderr(&o));
+    assert_eq!(before, read(&resumed, "summary.json"));
+}
+
+#[test]
+fn an_unfinished_audit_refuses_other_parameters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("a");
+    let mut child = bin()
+        .args(args(&out, "60"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let start = Instant::now();
+    while journal_lines(&out) < 4 && child.try_wait().expect("poll").is_none() {
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().expect("kill");
+    let _ = child.wait();
+    assert!(out.join(".audit/params.json").is_file());
+    let mut other = args(&out, "60");
+    other.extend(["--seed".to_string(), "3".to_string()]);
+    let o = bin().args(&other).output().expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unfinished audit"), "{}", stderr(&o));
+    // The original command still finishes it.
+    let o = bin().args(args(&out, "60")).output().expect("resume");
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn inputs_mode_scores_folders_and_reports_unreadable_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = random_bundle(dir.path(), "b", &[]);
+    let imgs = dir.path().join("imgs");
+    std::fs::create_dir_all(&imgs).expect("mkdir");
+    for i in 0..5u8 {
+        image::GrayImage::from_pixel(28, 28, image::Luma([i * 40]))
+            .save(imgs.join(format!("{i}.png")))
+            .expect("png");
+    }
+    std::fs::write(imgs.join("9-broken.png"), b"not a png").expect("write");
+    let out = dir.path().join("out");
+    let o = bin()
+        .args(["audit", "--bundle", bundle.to_str().expect("utf8")])
+        .args(["--out", out.to_str().expect("utf8"), "--pairs", "3"])
+        .arg(&imgs)
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(1), "one input failed: {}", stderr(&o));
+    let sum: Value = serde_json::from_str(&read(&out, "summary.json")).expect("summary");
+    assert_eq!(sum["sets"]["inputs"]["count"], 5);
+    let failed = sum["failed"].as_array().expect("failed");
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0]["input"]
+        .as_str()
+        .is_some_and(|s| s.ends_with("9-broken.png")));
+    assert_eq!(read(&out, "scores.csv").lines().count(), 6);
+
+    // A bundle without a split and no inputs: a clear error.
+    let o = bin()
+        .args(["audit", "--bundle", bundle.to_str().expect("utf8")])
+        .args(["--out", dir.path().join("x").to_str().expect("utf8")])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no split"), "{}", stderr(&o));
+}
