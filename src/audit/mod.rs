@@ -4,6 +4,7 @@
 //! uninterrupted one. The final files (`scores.jsonl`, `scores.csv`, `summary.json`) are
 //! written atomically from the journal; then the journal is removed.
 
+pub mod report;
 pub mod summary;
 
 use std::fs::{self, OpenOptions};
@@ -153,9 +154,9 @@ pub fn run(a: &AuditArgs, rt: &RuntimeOptions) -> Result<bool> {
         limit: a.limit,
         pairs: a.est.pairs,
         seed: a.est.seed,
-        mode: format!("{:?}", a.est.mode),
-        distance: format!("{:?}", a.est.distance),
-        normalize: format!("{:?}", a.est.normalize),
+        mode: value_name(a.est.mode),
+        distance: value_name(a.est.distance),
+        normalize: value_name(a.est.normalize),
         items: items.len(),
     };
     let journal_dir = a.out.join(JOURNAL_DIR);
@@ -231,7 +232,7 @@ pub fn run(a: &AuditArgs, rt: &RuntimeOptions) -> Result<bool> {
     score_remaining(a, &bundle, &items, &journal, &mut records)?;
 
     let failed = records.iter().filter(|r| r.error.is_some()).count();
-    finish(a, &bundle, &params, &records)?;
+    finish(a, &bundle, &params, &items, &records)?;
     fs::remove_dir_all(&journal_dir).map_err(|e| Error::io(&journal_dir, e))?;
     tracing::info!(
         scored = records.len() - failed,
@@ -240,6 +241,13 @@ pub fn run(a: &AuditArgs, rt: &RuntimeOptions) -> Result<bool> {
         a.out.display()
     );
     Ok(failed == 0)
+}
+
+/// The command-line spelling of a flag's value (`aug-vs-aug`, `l2`).
+fn value_name<T: ValueEnum>(v: T) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
 }
 
 impl AuditArgs {
@@ -439,13 +447,23 @@ fn score_remaining(
 struct Row<'r> {
     rec: &'r Record,
     s: &'r ImageScore,
+    typicality: Option<f64>,
     rank: usize,
     range: Option<f64>,
     max: Option<f64>,
 }
 
-/// Writes scores.jsonl, scores.csv and summary.json (each atomically) from the records.
-fn finish(a: &AuditArgs, bundle: &Bundle, params: &AuditParams, records: &[Record]) -> Result<()> {
+/// Writes scores.jsonl, scores.csv, summary.json, the figures and report.html (each
+/// atomically) from the records.
+fn finish(
+    a: &AuditArgs,
+    bundle: &Bundle,
+    params: &AuditParams,
+    items: &[Item],
+    records: &[Record],
+) -> Result<()> {
+    tracing::info!("typicality, statistics and figures");
+    let typ = report::typicality(bundle, items, records)?;
     // Per set: rank by score (1 = most memorized), set-level normalisations over the set.
     let mut sets: Vec<&str> = Vec::new();
     for r in records {
@@ -455,12 +473,13 @@ fn finish(a: &AuditArgs, bundle: &Bundle, params: &AuditParams, records: &[Recor
     }
     let mut rows: Vec<Row> = Vec::with_capacity(records.len());
     for set in &sets {
-        let scored: Vec<(&Record, &ImageScore)> = records
+        let scored: Vec<(&Record, &ImageScore, Option<f64>)> = records
             .iter()
-            .filter(|r| r.set == *set)
-            .filter_map(|r| r.score.as_ref().map(|s| (r, s)))
+            .zip(&typ)
+            .filter(|(r, _)| r.set == *set)
+            .filter_map(|(r, t)| r.score.as_ref().map(|s| (r, s, *t)))
             .collect();
-        let plain: Vec<ImageScore> = scored.iter().map(|(_, s)| (*s).clone()).collect();
+        let plain: Vec<ImageScore> = scored.iter().map(|(_, s, _)| (*s).clone()).collect();
         let range = set_normalize(&plain, SetNorm::Range);
         let max = set_normalize(&plain, SetNorm::Max);
         let mut order: Vec<usize> = (0..scored.len()).collect();
@@ -475,10 +494,11 @@ fn finish(a: &AuditArgs, bundle: &Bundle, params: &AuditParams, records: &[Recor
         for (r, &i) in order.iter().enumerate() {
             rank[i] = r + 1;
         }
-        for (i, (rec, s)) in scored.into_iter().enumerate() {
+        for (i, (rec, s, typicality)) in scored.into_iter().enumerate() {
             rows.push(Row {
                 rec,
                 s,
+                typicality,
                 rank: rank[i],
                 range: range[i],
                 max: max[i],
@@ -488,7 +508,7 @@ fn finish(a: &AuditArgs, bundle: &Bundle, params: &AuditParams, records: &[Recor
     let mut jsonl = String::new();
     let mut csv = String::from(
         "set,index,input,label,align_f,align_g,score,score_ratio,stderr,ci95_low,ci95_high,\
-         significant,rank,score_range,score_max,pairs\n",
+         significant,rank,score_range,score_max,typicality,pairs\n",
     );
     let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
     for r in &rows {
@@ -500,7 +520,8 @@ fn finish(a: &AuditArgs, bundle: &Bundle, params: &AuditParams, records: &[Recor
                 "align_f": r.s.align_f, "align_g": r.s.align_g, "score": r.s.score,
                 "score_ratio": r.s.score_ratio, "stderr": r.s.stderr, "ci95_low": lo,
                 "ci95_high": hi, "significant": significant, "rank": r.rank,
-                "score_range": r.range, "score_max": r.max, "pairs": r.s.pairs,
+                "score_range": r.range, "score_max": r.max, "typicality": r.typicality,
+                "pairs": r.s.pairs,
             })
             .to_string(),
         );
@@ -521,6 +542,7 @@ fn finish(a: &AuditArgs, bundle: &Bundle, params: &AuditParams, records: &[Recor
             r.rank.to_string(),
             opt(r.range),
             opt(r.max),
+            opt(r.typicality),
             r.s.pairs.to_string(),
         ];
         csv.push_str(&row.join(","));
@@ -528,7 +550,50 @@ fn finish(a: &AuditArgs, bundle: &Bundle, params: &AuditParams, records: &[Recor
     }
     write_atomic(&a.out.join("scores.jsonl"), jsonl.as_bytes())?;
     write_atomic(&a.out.join("scores.csv"), csv.as_bytes())?;
-    let summary = summary::summarize(bundle, params, records)?;
+    let summary = summary::summarize(bundle, params, records, &typ)?;
     let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::Runtime(e.to_string()))?;
-    write_atomic(&a.out.join("summary.json"), (text + "\n").as_bytes())
+    write_atomic(&a.out.join("summary.json"), (text + "\n").as_bytes())?;
+
+    // Figures, as files and in the report.
+    let by_set: Vec<(&str, Vec<f64>)> = sets
+        .iter()
+        .map(|set| {
+            let v = rows
+                .iter()
+                .filter(|r| r.rec.set == *set)
+                .map(|r| r.s.score)
+                .collect();
+            (*set, v)
+        })
+        .collect();
+    let points: Vec<(&str, Vec<(f64, f64)>)> = sets
+        .iter()
+        .map(|set| {
+            let v = rows
+                .iter()
+                .filter(|r| r.rec.set == *set)
+                .filter_map(|r| r.typicality.map(|t| (t, r.s.score)))
+                .collect();
+            (*set, v)
+        })
+        .collect();
+    let grid_set = if sets.contains(&"candidate") {
+        "candidate"
+    } else {
+        sets.first().copied().unwrap_or("")
+    };
+    let grids = report::class_grids(items, records, grid_set, bundle.manifest.input.channels);
+    let figs = report::Figures {
+        histogram: report::histogram_png(&by_set)?,
+        typicality: report::typicality_png(&points)?,
+        grid: report::grid_png(&grids)?,
+        grids,
+        grid_set: grid_set.to_string(),
+    };
+    let dir = a.out.join("figures");
+    write_atomic(&dir.join("score-histogram.png"), &figs.histogram)?;
+    write_atomic(&dir.join("score-vs-typicality.png"), &figs.typicality)?;
+    write_atomic(&dir.join("memorized-grid.png"), &figs.grid)?;
+    let html = report::html(bundle, params, &summary, records, &figs)?;
+    write_atomic(&a.out.join("report.html"), html.as_bytes())
 }

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use super::{AuditParams, Record};
 use crate::bundle::Bundle;
 use crate::error::Result;
-use crate::stats::{describe, mann_whitney, student_t, welch_t};
+use crate::stats::{describe, mann_whitney, spearman, student_t, welch_t};
 
 /// Significance level of the expected-sign checks.
 pub const ALPHA: f64 = 0.05;
@@ -63,7 +63,12 @@ fn scores_of(records: &[Record], set: &str) -> Vec<f64> {
         .collect()
 }
 
-pub fn summarize(bundle: &Bundle, params: &AuditParams, records: &[Record]) -> Result<Value> {
+pub fn summarize(
+    bundle: &Bundle,
+    params: &AuditParams,
+    records: &[Record],
+    typicality: &[Option<f64>],
+) -> Result<Value> {
     let mut sets: Vec<&str> = Vec::new();
     for r in records {
         if !sets.contains(&r.set.as_str()) {
@@ -106,6 +111,18 @@ pub fn summarize(bundle: &Bundle, params: &AuditParams, records: &[Record]) -> R
         }));
     }
 
+    // Are the most memorized the atypical ones? Rank correlation of score and typicality.
+    let mut typ = Map::new();
+    for set in &sets {
+        let (x, y): (Vec<f64>, Vec<f64>) = records
+            .iter()
+            .zip(typicality)
+            .filter(|(r, _)| r.set == *set)
+            .filter_map(|(r, t)| Some((r.score.as_ref()?.score, (*t)?)))
+            .unzip();
+        typ.insert((*set).into(), json!(spearman(&x, &y)));
+    }
+
     let checks = expected_signs(records);
     let failed: Vec<Value> = records
         .iter()
@@ -130,6 +147,7 @@ pub fn summarize(bundle: &Bundle, params: &AuditParams, records: &[Record]) -> R
         "sets": by_set,
         "classes": by_class,
         "tests": tests,
+        "typicality": typ,
         "checks": checks,
         "failed": failed,
     }))

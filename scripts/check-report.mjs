@@ -1,0 +1,45 @@
+// Opens an audit's report.html in headless Chromium (Playwright driving Debian's chromium)
+// and prints a JSON verdict: page errors, console errors, failed requests, and every figure
+// and image with whether it loaded and rendered. Used by tests/audit.rs:
+//   NPM_DIR=<folder with node_modules/playwright-core> node scripts/check-report.mjs REPORT.html [SCREENSHOT.png]
+import { pathToFileURL } from "node:url";
+import { resolve } from "node:path";
+
+const dir = process.env.NPM_DIR;
+const [report, screenshot] = process.argv.slice(2);
+if (!dir || !report) {
+  console.error("usage: NPM_DIR=... node scripts/check-report.mjs REPORT.html [SCREENSHOT.png]");
+  process.exit(2);
+}
+const { chromium } = await import(
+  pathToFileURL(`${dir}/node_modules/playwright-core/index.mjs`).href
+);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+const verdict = { pageErrors: [], consoleErrors: [], failedRequests: [], images: [], figures: 0, title: "" };
+try {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  page.on("pageerror", (e) => verdict.pageErrors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") verdict.consoleErrors.push(m.text()); });
+  page.on("requestfailed", (r) => verdict.failedRequests.push(r.url().slice(0, 80)));
+  await page.goto(pathToFileURL(resolve(report)).href, { waitUntil: "load" });
+  verdict.title = await page.title();
+  verdict.figures = await page.locator("figure").count();
+  verdict.images = await page.$$eval("img", (imgs) =>
+    imgs.map((i) => ({
+      alt: i.alt.slice(0, 60),
+      loaded: i.complete && i.naturalWidth > 0,
+      visible: i.getBoundingClientRect().width > 0 && i.getBoundingClientRect().height > 0,
+      figure: i.closest("figure") !== null,
+    })),
+  );
+  if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(verdict));

@@ -1,0 +1,683 @@
+//! The audit's pictures and `report.html`: one self-contained page (figures embedded as PNG)
+//! that an auditor can send, and the same figures as PNG files in `figures/`.
+//!
+//! - typicality of each example: mean distance to its nearest neighbours of the same class in
+//!   `g`'s representation (un-augmented images, l2-normalised), among the audited examples;
+//! - histograms of the score per set; score against typicality; for each class, the most and
+//!   the least memorized examples with their scores.
+//!
+//! Plots are drawn with `plotters` (bitmap backend, the embedded DejaVu Sans font); nothing in
+//! the page depends on the clock, so a resumed audit writes the same bytes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Cursor;
+use std::sync::OnceLock;
+
+use base64::Engine;
+use ndarray::Array2;
+use plotters::prelude::*;
+use rayon::prelude::*;
+use serde_json::Value;
+
+use super::{AuditParams, Item, Record};
+use crate::augment::Normalize;
+use crate::bundle::Bundle;
+use crate::error::{Error, Result};
+use crate::pixels::SourceImage;
+
+/// Neighbours averaged for the typicality measure.
+pub const TYPICALITY_K: usize = 10;
+/// Examples shown per class and end (most / least memorized).
+const GRID_PER_END: usize = 8;
+const FONT: &[u8] = include_bytes!("../../vendor/fonts/DejaVuSans.ttf");
+
+fn font_ready() -> Result<()> {
+    static DONE: OnceLock<bool> = OnceLock::new();
+    let ok = *DONE.get_or_init(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Runtime(
+            "the embedded font could not be loaded".into(),
+        ))
+    }
+}
+
+fn plot_err<E: std::fmt::Display>(e: E) -> Error {
+    Error::Runtime(format!("drawing a figure: {e}"))
+}
+
+/// `g`'s representations of the examples' un-augmented images (rows l2-normalised); `None`
+/// for examples that could not be read or are not the model's size.
+fn representations(bundle: &Bundle, items: &[Item]) -> Result<Vec<Option<Vec<f32>>>> {
+    let i = &bundle.manifest.input;
+    let norm = Normalize::new(i.mean.clone(), i.std.clone(), i.channels)?;
+    let len = i.channels * i.height * i.width;
+    let Some(g) = bundle.g.first() else {
+        return Ok(vec![None; items.len()]);
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(512) {
+        let imgs: Vec<Option<SourceImage>> = chunk
+            .par_iter()
+            .map(|it| {
+                it.input
+                    .load(i.channels, Default::default())
+                    .ok()
+                    .filter(|im| (im.height, im.width) == (i.height, i.width))
+            })
+            .collect();
+        let ok: Vec<&SourceImage> = imgs.iter().flatten().collect();
+        let mut data = vec![0f32; ok.len() * len];
+        data.par_chunks_mut(len)
+            .zip(ok.par_iter())
+            .for_each(|(dst, im)| norm.write(&im.to_planes(), dst));
+        let reps: Array2<f32> = if ok.is_empty() {
+            Array2::zeros((0, 0))
+        } else {
+            g.embed(
+                data,
+                [ok.len(), i.channels, i.height, i.width],
+                &bundle.manifest.representation.output,
+            )?
+        };
+        let mut rows = reps.rows().into_iter();
+        for im in &imgs {
+            out.push(im.as_ref().and_then(|_| {
+                let r = rows.next()?;
+                let n = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                Some(r.iter().map(|v| v / n).collect())
+            }));
+        }
+    }
+    Ok(out)
+}
+
+/// Typicality of every record: mean l2 distance to its `TYPICALITY_K` nearest neighbours of
+/// the same label (all audited, scored examples; unlabelled ones form one group).
+pub(super) fn typicality(
+    bundle: &Bundle,
+    items: &[Item],
+    records: &[Record],
+) -> Result<Vec<Option<f64>>> {
+    let reps = representations(bundle, items)?;
+    let mut groups: BTreeMap<Option<u8>, Vec<usize>> = BTreeMap::new();
+    for (k, r) in records.iter().enumerate() {
+        if r.score.is_some() && reps[k].is_some() {
+            groups.entry(r.label).or_default().push(k);
+        }
+    }
+    let mut out = vec![None; records.len()];
+    for members in groups.values() {
+        if members.len() < 2 {
+            continue;
+        }
+        let k = TYPICALITY_K.min(members.len() - 1);
+        let vals: Vec<(usize, f64)> = members
+            .par_iter()
+            .map(|&a| {
+                let ra = reps[a].as_deref().unwrap_or_default();
+                let mut d: Vec<f64> = members
+                    .iter()
+                    .filter(|&&b| b != a)
+                    .map(|&b| {
+                        let rb = reps[b].as_deref().unwrap_or_default();
+                        let s: f32 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
+                        f64::from(s).sqrt()
+                    })
+                    .collect();
+                d.select_nth_unstable_by(k - 1, f64::total_cmp);
+                (a, d[..k].iter().sum::<f64>() / k as f64)
+            })
+            .collect();
+        for (a, v) in vals {
+            out[a] = Some(v);
+        }
+    }
+    Ok(out)
+}
+
+fn set_color(set: &str) -> RGBColor {
+    match set {
+        "candidate" => RGBColor(214, 39, 40),
+        "shared" => RGBColor(127, 127, 127),
+        "independent" => RGBColor(31, 119, 180),
+        "extra" => RGBColor(44, 160, 44),
+        _ => RGBColor(0, 0, 0),
+    }
+}
+
+fn png(buf: Vec<u8>, w: u32, h: u32) -> Result<Vec<u8>> {
+    let img = image::RgbImage::from_raw(w, h, buf)
+        .ok_or_else(|| Error::Runtime("figure buffer has the wrong size".into()))?;
+    let mut out = Vec::new();
+    img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+        .map_err(plot_err)?;
+    Ok(out)
+}
+
+/// Histograms (as densities, shared bins) of the score per set.
+pub fn histogram_png(sets: &[(&str, Vec<f64>)]) -> Result<Vec<u8>> {
+    font_ready()?;
+    let all: Vec<f64> = sets.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+    let mut sorted = all.clone();
+    sorted.sort_by(f64::total_cmp);
+    let lo = crate::stats::quantile_sorted(&sorted, 0.005);
+    let hi = crate::stats::quantile_sorted(&sorted, 0.995);
+    let (lo, hi) = if hi > lo {
+        (lo, hi)
+    } else {
+        (lo - 1e-3, lo + 1e-3)
+    };
+    let bins = 40usize;
+    let width = (hi - lo) / bins as f64;
+    let dens: Vec<(&str, Vec<f64>)> = sets
+        .iter()
+        .map(|(name, v)| {
+            let mut c = vec![0f64; bins];
+            for &x in v {
+                let b = (((x - lo) / width).floor().max(0.0) as usize).min(bins - 1);
+                c[b] += 1.0;
+            }
+            let n = v.len().max(1) as f64;
+            (*name, c.into_iter().map(|x| x / (n * width)).collect())
+        })
+        .collect();
+    let ymax = dens
+        .iter()
+        .flat_map(|(_, d)| d.iter().copied())
+        .fold(0f64, f64::max)
+        .max(1e-9)
+        * 1.1;
+    let (w, h) = (900u32, 480u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("SSLMem score by set (density)", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(lo..hi, 0f64..ymax)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("score = align_g - align_f")
+            .y_desc("density")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(plot_err)?;
+        for (name, d) in &dens {
+            let color = set_color(name);
+            let pts: Vec<(f64, f64)> = d
+                .iter()
+                .enumerate()
+                .flat_map(|(b, &y)| {
+                    let x0 = lo + b as f64 * width;
+                    [(x0, y), (x0 + width, y)]
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+                .map_err(plot_err)?
+                .label(format!(
+                    "{name} (n = {})",
+                    sets.iter().find(|s| s.0 == *name).map_or(0, |s| s.1.len())
+                ))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .draw_series(LineSeries::new([(0.0, 0.0), (0.0, ymax)], BLACK.mix(0.4)))
+            .map_err(plot_err)?;
+        chart
+            .configure_series_labels()
+            .label_font(("sans-serif", 14))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK.mix(0.5))
+            .draw()
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    png(buf, w, h)
+}
+
+/// Score against typicality, one colour per set (at most 4,000 points per set, evenly taken).
+pub fn typicality_png(points: &[(&str, Vec<(f64, f64)>)]) -> Result<Vec<u8>> {
+    font_ready()?;
+    let all: Vec<(f64, f64)> = points.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in &all {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if all.is_empty() {
+        (x0, x1, y0, y1) = (0.0, 1.0, -1.0, 1.0);
+    }
+    let pad = |a: f64, b: f64| ((b - a) * 0.05).max(1e-6);
+    let (px, py) = (pad(x0, x1), pad(y0, y1));
+    let (w, h) = (900u32, 560u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("Score against typicality (distance to {TYPICALITY_K} nearest same-class neighbours under g)"),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d((x0 - px)..(x1 + px), (y0 - py)..(y1 + py))
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("typicality: mean distance to nearest neighbours (higher = more atypical)")
+            .y_desc("score")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(plot_err)?;
+        for (name, pts) in points {
+            let color = set_color(name);
+            let step = pts.len().div_ceil(4000).max(1);
+            chart
+                .draw_series(
+                    pts.iter()
+                        .step_by(step)
+                        .map(|&(x, y)| Circle::new((x, y), 2, color.mix(0.6).filled())),
+                )
+                .map_err(plot_err)?
+                .label(*name)
+                .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .label_font(("sans-serif", 14))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK.mix(0.5))
+            .draw()
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    png(buf, w, h)
+}
+
+/// One class's most and least memorized examples: (record index, image, score).
+pub struct ClassGrid {
+    pub label: Option<u8>,
+    pub top: Vec<(usize, SourceImage, f64)>,
+    pub bottom: Vec<(usize, SourceImage, f64)>,
+}
+
+/// The grids of the set the grids are drawn from (candidate when audited: the only set whose
+/// scores measure memorization by `f`), per label.
+pub(super) fn class_grids(
+    items: &[Item],
+    records: &[Record],
+    set: &str,
+    channels: usize,
+) -> Vec<ClassGrid> {
+    let mut by_label: BTreeMap<Option<u8>, Vec<(usize, f64)>> = BTreeMap::new();
+    for (k, r) in records.iter().enumerate() {
+        if let (true, Some(s)) = (r.set == set, r.score.as_ref()) {
+            by_label.entry(r.label).or_default().push((k, s.score));
+        }
+    }
+    let load = |k: usize| items[k].input.load(channels, Default::default()).ok();
+    by_label
+        .into_iter()
+        .map(|(label, mut v)| {
+            v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let n = GRID_PER_END.min(v.len() / 2).max(1).min(v.len());
+            let pick = |xs: &[(usize, f64)]| -> Vec<(usize, SourceImage, f64)> {
+                xs.iter()
+                    .filter_map(|&(k, s)| load(k).map(|im| (k, im, s)))
+                    .collect()
+            };
+            let bottom: Vec<(usize, f64)> = v.iter().rev().take(n).copied().collect();
+            ClassGrid {
+                label,
+                top: pick(&v[..n]),
+                bottom: pick(&bottom),
+            }
+        })
+        .collect()
+}
+
+/// An image scaled up `scale` times (nearest neighbour), as RGB.
+fn to_rgb(im: &SourceImage, scale: u32) -> image::RgbImage {
+    let (w, h) = (im.width as u32, im.height as u32);
+    let plane = im.width * im.height;
+    image::RgbImage::from_fn(w * scale, h * scale, |x, y| {
+        let p = (y / scale) as usize * im.width + (x / scale) as usize;
+        if im.channels >= 3 {
+            image::Rgb([im.data[p], im.data[plane + p], im.data[2 * plane + p]])
+        } else {
+            let v = im.data[p];
+            image::Rgb([v, v, v])
+        }
+    })
+}
+
+fn encode_png(img: &image::RgbImage) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+        .map_err(plot_err)?;
+    Ok(out)
+}
+
+/// All classes in one picture: a row per class, the most memorized on the left, a gap, the
+/// least memorized on the right.
+pub fn grid_png(grids: &[ClassGrid]) -> Result<Vec<u8>> {
+    let (scale, pad) = (2u32, 4u32);
+    let cell = grids
+        .iter()
+        .flat_map(|g| g.top.iter().chain(&g.bottom))
+        .map(|(_, im, _)| (im.width.max(im.height)) as u32 * scale)
+        .max()
+        .unwrap_or(56);
+    let cols = 2 * GRID_PER_END as u32 + 1;
+    let (w, h) = (
+        cols * (cell + pad) + pad,
+        grids.len().max(1) as u32 * (cell + pad) + pad,
+    );
+    let mut canvas = image::RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    for (row, g) in grids.iter().enumerate() {
+        let y = pad + row as u32 * (cell + pad);
+        for (c, (_, im, _)) in g.top.iter().enumerate() {
+            image::imageops::overlay(
+                &mut canvas,
+                &to_rgb(im, scale),
+                i64::from(pad + c as u32 * (cell + pad)),
+                i64::from(y),
+            );
+        }
+        for (c, (_, im, _)) in g.bottom.iter().enumerate() {
+            let col = GRID_PER_END as u32 + 1 + c as u32;
+            image::imageops::overlay(
+                &mut canvas,
+                &to_rgb(im, scale),
+                i64::from(pad + col * (cell + pad)),
+                i64::from(y),
+            );
+        }
+    }
+    encode_png(&canvas)
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn b64(png: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(png)
+}
+
+fn num(v: &Value) -> String {
+    if let Some(i) = v.as_u64() {
+        return i.to_string();
+    }
+    match v.as_f64() {
+        Some(x) if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e5) => format!("{x:.3e}"),
+        Some(x) => format!("{x:.4}"),
+        None if v.is_null() => "–".into(),
+        None => esc(&v.to_string()),
+    }
+}
+
+/// The figures a report embeds, as PNG bytes with their file names.
+pub struct Figures {
+    pub histogram: Vec<u8>,
+    pub typicality: Vec<u8>,
+    pub grid: Vec<u8>,
+    pub grids: Vec<ClassGrid>,
+    pub grid_set: String,
+}
+
+/// `report.html`: what was audited, the tables of `summary`, and the figures.
+pub fn html(
+    bundle: &Bundle,
+    params: &AuditParams,
+    summary: &Value,
+    records: &[Record],
+    figs: &Figures,
+) -> Result<String> {
+    let mut h = String::new();
+    let m = &bundle.manifest;
+    let w = |h: &mut String, s: &str| h.push_str(s);
+    w(&mut h, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>SSLMem audit</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}\ntable{border-collapse:collapse;margin:0.6em 0 1.4em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}\n.pass{color:#1a7f37;font-weight:600}.fail{color:#c62828;font-weight:600}\nfigure{margin:1em 0}figcaption{font-size:90%;color:#555}img.fig{max-width:100%;border:1px solid #ddd}\n.grid td{border:none;padding:2px;text-align:center;font-size:11px}.grid img{image-rendering:pixelated;width:56px;height:56px}\ncode,pre{background:#f6f6f6;padding:1px 4px}pre{padding:8px;overflow-x:auto;font-size:12px}\n</style></head><body>\n");
+    let _ = writeln!(h, "<h1>SSLMem audit</h1>");
+    let _ = writeln!(
+        h,
+        "<p>Memorization score of each example: <code>score = align_g − align_f</code>, the mean distance between paired augmented views under the encoder trained without the example minus under the one trained with it (SPEC sections 2–3); {} view pairs per example, seed {}, distance {}, normalisation {}, mode {}.</p>",
+        params.pairs, params.seed, esc(&params.distance), esc(&params.normalize), esc(&params.mode)
+    );
+    let _ = writeln!(h, "<h2>What was audited</h2><table>");
+    let row = |h: &mut String, k: &str, v: &str| {
+        let _ = writeln!(
+            h,
+            "<tr><th class=\"l\">{k}</th><td class=\"l\">{v}</td></tr>"
+        );
+    };
+    row(&mut h, "bundle", &esc(&bundle.dir.display().to_string()));
+    row(&mut h, "name", &esc(m.name.as_deref().unwrap_or("–")));
+    let files = |v: &[crate::bundle::ModelFile]| {
+        v.iter()
+            .map(|f| format!("{} <small>sha256 {}</small>", esc(&f.path), esc(&f.sha256)))
+            .collect::<Vec<_>>()
+            .join("<br>")
+    };
+    row(&mut h, "f (trained with the audited data)", &files(&m.f));
+    row(&mut h, "g (trained without it)", &files(&m.g));
+    row(
+        &mut h,
+        "dataset",
+        &esc(params.dataset.as_deref().unwrap_or("(inputs)")),
+    );
+    row(
+        &mut h,
+        "sets",
+        &esc(&if params.sets.is_empty() {
+            "inputs".into()
+        } else {
+            params.sets.join(", ")
+        }),
+    );
+    row(
+        &mut h,
+        "limit per set",
+        &params.limit.map_or("none".into(), |l| l.to_string()),
+    );
+    if let Some(split) = &m.split {
+        let size = |k: &str| {
+            split[k].as_array().map_or(0, |r| {
+                r.iter()
+                    .map(|x| {
+                        x[1].as_u64()
+                            .unwrap_or(0)
+                            .saturating_sub(x[0].as_u64().unwrap_or(0))
+                    })
+                    .sum::<u64>()
+            })
+        };
+        row(
+            &mut h,
+            "split",
+            &format!(
+                "{}: shared {}, candidate {}, independent {}; extra {} from {} (split seed {})",
+                esc(split["dataset"].as_str().unwrap_or("?")),
+                size("shared"),
+                size("candidate"),
+                size("independent"),
+                size("extra"),
+                esc(split["extra_dataset"].as_str().unwrap_or("?")),
+                split["spec"]["seed"]
+            ),
+        );
+    }
+    let aug = m
+        .augment
+        .as_ref()
+        .map(|a| serde_json::to_string_pretty(a).unwrap_or_default())
+        .unwrap_or_else(|| "none recorded".into());
+    row(
+        &mut h,
+        "augmentations",
+        &format!("<pre>{}</pre>", esc(&aug)),
+    );
+    h.push_str("</table>\n");
+
+    // Checks.
+    h.push_str("<h2>Expected signs (SPEC section 4)</h2><table><tr><th class=\"l\">check</th><th class=\"l\">rule</th><th>value</th><th>result</th></tr>\n");
+    for c in summary["checks"].as_array().into_iter().flatten() {
+        let pass = c["pass"] == true;
+        let value = if c["p"].is_null() {
+            format!("mean {}", num(&c["mean"]))
+        } else {
+            format!("t {}, p {}", num(&c["t"]), num(&c["p"]))
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            esc(c["check"].as_str().unwrap_or("")),
+            esc(c["rule"].as_str().unwrap_or("")),
+            value,
+            if pass { "pass" } else { "fail" },
+            if pass { "pass" } else { "fail" }
+        );
+    }
+    h.push_str("</table>\n");
+
+    // Per-set statistics.
+    let cols = [
+        "count",
+        "mean",
+        "sd",
+        "q05",
+        "median",
+        "q95",
+        "significant_positive_fraction",
+        "score_ratio_mean",
+    ];
+    h.push_str("<h2>Scores by set</h2><table><tr><th class=\"l\">set</th>");
+    for c in cols {
+        let _ = write!(h, "<th>{}</th>", esc(&c.replace('_', " ")));
+    }
+    h.push_str("<th>Spearman(score, typicality)</th></tr>\n");
+    for (set, v) in summary["sets"].as_object().into_iter().flatten() {
+        let _ = write!(h, "<tr><td class=\"l\">{}</td>", esc(set));
+        for c in cols {
+            let _ = write!(h, "<td>{}</td>", num(&v[c]));
+        }
+        let sp = &summary["typicality"][set];
+        let _ = writeln!(
+            h,
+            "<td>{}</td></tr>",
+            if sp.is_null() {
+                "–".into()
+            } else {
+                format!("ρ {} (p {})", num(&sp["rho"]), num(&sp["p_two_sided"]))
+            }
+        );
+    }
+    h.push_str("</table>\n<p><small>significant positive fraction: share of examples whose 95% interval over view pairs lies above zero.</small></p>\n");
+
+    h.push_str("<h2>Tests against shared</h2><table><tr><th class=\"l\">set</th><th>mean difference</th><th>Student t (p two-sided / greater / less)</th><th>Welch t (df; p two-sided / greater / less)</th><th>Mann–Whitney U (p two-sided / greater / less)</th></tr>\n");
+    for t in summary["tests"].as_array().into_iter().flatten() {
+        let p3 = |x: &Value| {
+            format!(
+                "{} / {} / {}",
+                num(&x["p"]["two_sided"]),
+                num(&x["p"]["greater"]),
+                num(&x["p"]["less"])
+            )
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{} ({})</td><td>{} ({}; {})</td><td>{} ({})</td></tr>",
+            esc(t["a"].as_str().unwrap_or("")),
+            num(&t["mean_difference"]),
+            num(&t["student"]["t"]),
+            p3(&t["student"]),
+            num(&t["welch"]["t"]),
+            num(&t["welch"]["df"]),
+            p3(&t["welch"]),
+            num(&t["mann_whitney"]["u"]),
+            p3(&t["mann_whitney"]),
+        );
+    }
+    h.push_str("</table>\n");
+
+    let fig = |h: &mut String, id: &str, png: &[u8], caption: &str| {
+        let _ = writeln!(
+            h,
+            "<figure id=\"{id}\"><img class=\"fig\" alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption>{}</figcaption></figure>",
+            esc(caption),
+            b64(png),
+            esc(caption)
+        );
+    };
+    h.push_str("<h2>Figures</h2>\n");
+    fig(
+        &mut h,
+        "fig-histogram",
+        &figs.histogram,
+        "Distribution of the score in each set (figures/score-histogram.png).",
+    );
+    fig(&mut h, "fig-typicality", &figs.typicality, "Score against typicality: atypical examples lie to the right (figures/score-vs-typicality.png).");
+
+    let _ = writeln!(
+        h,
+        "<h2>Most and least memorized, by class ({} set)</h2>\n<p>Left: the {GRID_PER_END} highest scores of each class; right: the {GRID_PER_END} lowest (figures/memorized-grid.png). Scores under each image.</p>\n<table class=\"grid\">",
+        esc(&figs.grid_set)
+    );
+    for g in &figs.grids {
+        let _ = write!(
+            h,
+            "<tr><th class=\"l\">class {}</th>",
+            g.label.map_or("–".into(), |l| l.to_string())
+        );
+        let cell = |h: &mut String, (k, im, s): &(usize, SourceImage, f64)| -> Result<()> {
+            let png = encode_png(&to_rgb(im, 1))?;
+            let _ = write!(
+                h,
+                "<td><img alt=\"{}\" src=\"data:image/png;base64,{}\"><br>{s:.4}</td>",
+                esc(&records[*k].input),
+                b64(&png)
+            );
+            Ok(())
+        };
+        for c in &g.top {
+            cell(&mut h, c)?;
+        }
+        h.push_str("<td style=\"width:24px\"></td>");
+        for c in &g.bottom {
+            cell(&mut h, c)?;
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
+    fig(
+        &mut h,
+        "fig-grid",
+        &figs.grid,
+        "The same examples in one picture (most memorized left, least right; one row per class).",
+    );
+    let failed = summary["failed"].as_array().map_or(0, Vec::len);
+    let _ = writeln!(
+        h,
+        "<h2>Notes</h2><p>{} examples scored; {failed} could not be read (listed in summary.json). Typicality uses the first g encoder's representation of the un-augmented image and the audited examples of the same class as neighbours (k = {TYPICALITY_K}). Generated by sslmem {}.</p>",
+        records.iter().filter(|r| r.score.is_some()).count(),
+        env!("CARGO_PKG_VERSION")
+    );
+    h.push_str("</body></html>\n");
+    Ok(h)
+}
