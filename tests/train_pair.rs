@@ -299,3 +299,103 @@ fn folders_of_images_train_and_score() {
 fn split_first(m: &Value, set: &str) -> usize {
     m["split"][set][0][0].as_u64().expect("index") as usize
 }
+
+#[test]
+fn removal_experiment_retrains_f_without_top_or_random_candidates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pair = dir.path().join("pair");
+    let o = train_bin()
+        .args(pair_args(&pair, "1"))
+        .output()
+        .expect("pair");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let audit = dir.path().join("audit");
+    let o = common::run(&[
+        "audit",
+        "--bundle",
+        pair.to_str().expect("utf8"),
+        "--out",
+        audit.to_str().expect("utf8"),
+        "--sets",
+        "candidate",
+        "--pairs",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+
+    let out = dir.path().join("removal");
+    let scores = audit.join("scores.csv");
+    let args = [
+        "--device",
+        "cpu",
+        "--threads",
+        "2",
+        "removal",
+        "--bundle",
+        pair.to_str().expect("utf8"),
+        "--scores",
+        scores.to_str().expect("utf8"),
+        "--k",
+        "5",
+        "--seeds",
+        "0,1",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().expect("utf8"),
+    ];
+    let o = train_bin().args(args).output().expect("removal");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("removal.json")).expect("removal.json"),
+    )
+    .expect("json");
+    let runs = r["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 6, "2 seeds x (k = 0, top 5, random 5)");
+    // `top` removed exactly the 5 highest-scoring candidates of the audit.
+    let mut scored: Vec<(f64, u64)> = std::fs::read_to_string(audit.join("scores.jsonl"))
+        .expect("scores")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+        .map(|v| {
+            (
+                v["score"].as_f64().expect("s"),
+                v["index"].as_u64().expect("i"),
+            )
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut top: Vec<u64> = scored[..5].iter().map(|x| x.1).collect();
+    top.sort_unstable();
+    for run in runs {
+        let removed: Vec<u64> = run["removed"]
+            .as_array()
+            .expect("removed")
+            .iter()
+            .map(|v| v.as_u64().expect("index"))
+            .collect();
+        match run["strategy"].as_str() {
+            Some("top") => assert_eq!(removed, top),
+            Some("random") => assert_eq!(removed.len(), 5),
+            _ => assert!(removed.is_empty()),
+        }
+        assert_eq!(
+            run["train_examples"].as_u64(),
+            Some(360 - removed.len() as u64)
+        );
+        let acc = run["linear_probe_accuracy"].as_f64().expect("acc");
+        assert!((0.0..=1.0).contains(&acc));
+    }
+    assert_eq!(r["table"].as_array().map(Vec::len), Some(4));
+    let png = std::fs::read(out.join("removal.png")).expect("png");
+    assert!(image::load_from_memory(&png).is_ok());
+
+    // Rerunning finds every run done and writes the same summary.
+    let before = std::fs::read(out.join("removal.json")).expect("json");
+    let o = train_bin().args(args).output().expect("again");
+    assert!(o.status.success());
+    assert_eq!(
+        before,
+        std::fs::read(out.join("removal.json")).expect("json")
+    );
+}

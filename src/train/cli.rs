@@ -55,6 +55,26 @@ pub enum TrainCommand {
         #[arg(long, env = "SSLMEM_DATASET")]
         dataset: Option<String>,
     },
+    /// The removal experiment: retrain f without the k most memorized candidates (by an
+    /// audit's scores.csv) and without k random ones, for each k and seed; compare linear
+    /// probes (removal.json, removal.png). Rerun the same command to resume.
+    Removal {
+        #[arg(long, env = "SSLMEM_BUNDLE")]
+        bundle: PathBuf,
+        /// scores.csv of `sslmem audit` on this bundle (its candidate rows rank the examples).
+        #[arg(long)]
+        scores: PathBuf,
+        /// Numbers of candidates to remove (k = 0, nothing removed, is always run).
+        #[arg(long, value_delimiter = ',', default_value = "100,200,400")]
+        k: Vec<usize>,
+        #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+        seeds: Vec<u64>,
+        /// Epochs of each retraining (default: the bundle's recipe).
+        #[arg(long)]
+        epochs: Option<usize>,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Benchmark: one SimCLR epoch over the first N Fashion-MNIST training images; prints
     /// images per second (used by scripts/bench-train.sh).
     BenchEpoch {
@@ -312,6 +332,28 @@ pub fn main(cli: TrainCli) -> ExitCode {
             TrainCommand::Eval { bundle, dataset } => {
                 let cmd = std::env::args().collect::<Vec<_>>().join(" ");
                 super::pair::reevaluate(bundle, dataset.as_deref(), None, &cmd).map(|_| ())
+            }
+            TrainCommand::Removal {
+                bundle,
+                scores,
+                k,
+                seeds,
+                epochs,
+                out,
+            } => {
+                if seeds.is_empty() {
+                    return Err(Error::Param("--seeds needs at least one seed".into()));
+                }
+                let o = super::removal::RemovalOptions {
+                    bundle: bundle.clone(),
+                    scores: scores.clone(),
+                    ks: k.clone(),
+                    seeds: seeds.clone(),
+                    epochs: *epochs,
+                    out: out.clone(),
+                    device: dev,
+                };
+                super::removal::run(&o).map(|_| ())
             }
             TrainCommand::BenchEpoch { images, batch_size } => {
                 bench_epoch(*images, *batch_size, dev)

@@ -8,4 +8,5 @@ pub mod method;
 pub mod model;
 pub mod optim;
 pub mod pair;
+pub mod removal;
 pub mod trainer;

@@ -1,0 +1,383 @@
+//! `sslmem-train removal`: the experiment of SPEC section 8. The `k` most memorized candidates
+//! (by an audit's scores), and separately `k` random candidates, are removed from `f`'s
+//! training data; `f` is retrained with the bundle's recipe and its linear-probe accuracy on
+//! the test set compared, over several seeds, for several `k` (and `k = 0`, nothing removed).
+//! Each run's result is written atomically as it finishes and skipped when rerun, and runs
+//! resume from their epoch checkpoints, so a killed experiment continues where it stopped.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tch::Device;
+
+use super::eval::evaluate;
+use super::trainer::{TrainConfig, Trainer};
+use crate::audit::report::{RemovalPoint, RemovalSeries};
+use crate::bundle;
+use crate::data::dataset;
+use crate::data::split::Split;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::onnx::{self, ExportOptions};
+use crate::rng::Rng;
+use crate::runtime::{Encoder as OrtEncoder, RuntimeOptions};
+
+pub struct RemovalOptions {
+    pub bundle: PathBuf,
+    pub scores: PathBuf,
+    pub ks: Vec<usize>,
+    pub seeds: Vec<u64>,
+    pub epochs: Option<usize>,
+    pub out: PathBuf,
+    pub device: Device,
+}
+
+/// One retrained `f`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RemovalRun {
+    /// `top` (most memorized first), `random`, or `none` (k = 0).
+    pub strategy: String,
+    pub k: usize,
+    pub seed: u64,
+    pub train_examples: usize,
+    pub linear_probe_accuracy: f64,
+    pub knn_accuracy: f64,
+    /// The removed examples (indices into the training set).
+    pub removed: Vec<usize>,
+}
+
+/// Candidate examples with their scores, most memorized first, from an audit's scores.csv.
+pub fn ranked_candidates(scores_csv: &Path) -> Result<Vec<(usize, f64)>> {
+    let text = fs::read_to_string(scores_csv).map_err(|e| Error::io(scores_csv, e))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let col = |name: &str| {
+        header.iter().position(|h| *h == name).ok_or_else(|| {
+            Error::Param(format!(
+                "{}: no column '{name}'; is it an audit's scores.csv?",
+                scores_csv.display()
+            ))
+        })
+    };
+    let (set, index, score) = (col("set")?, col("index")?, col("score")?);
+    let mut out = Vec::new();
+    for (n, line) in lines.enumerate() {
+        // Columns before `input` hold no commas; `input` may be quoted, so split from both ends.
+        let fields: Vec<&str> = line.split(',').collect();
+        let bad = || {
+            Error::Param(format!(
+                "{}: line {} is malformed",
+                scores_csv.display(),
+                n + 2
+            ))
+        };
+        let get = |i: usize| -> Option<&str> {
+            if i < 3 {
+                fields.get(i).copied()
+            } else {
+                fields
+                    .get(fields.len().checked_sub(header.len() - i)?)
+                    .copied()
+            }
+        };
+        if get(set).ok_or_else(bad)? != "candidate" {
+            continue;
+        }
+        let i: usize = get(index).and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let s: f64 = get(score).and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        out.push((i, s));
+    }
+    if out.is_empty() {
+        return Err(Error::Param(format!(
+            "{}: no candidate rows; audit the candidate set first",
+            scores_csv.display()
+        )));
+    }
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(out)
+}
+
+/// `k` candidates drawn uniformly without replacement from `seed` (sorted).
+pub fn random_pick(candidates: &[(usize, f64)], k: usize, seed: u64) -> Vec<usize> {
+    let mut idx: Vec<usize> = candidates.iter().map(|c| c.0).collect();
+    idx.sort_unstable();
+    let mut rng = Rng::from_seed(seed ^ 0x5245_4D4F_5645);
+    let k = k.min(idx.len());
+    for i in 0..k {
+        let j = i + rng.below((idx.len() - i) as u64) as usize;
+        idx.swap(i, j);
+    }
+    let mut out = idx[..k].to_vec();
+    out.sort_unstable();
+    out
+}
+
+pub fn run(o: &RemovalOptions) -> Result<Value> {
+    let m = bundle::read_manifest(&o.bundle)?;
+    let training = m.training.clone().unwrap_or(Value::Null);
+    let mut config: TrainConfig = serde_json::from_value(training["config"].clone())
+        .map_err(|e| {
+            Error::bundle(
+                o.bundle.join(bundle::MANIFEST),
+                format!("no trainer recipe in `training.config` ({e}); was it made by sslmem-train pair?"),
+            )
+        })?;
+    if let Some(e) = o.epochs {
+        config.epochs = e;
+    }
+    let split: Split = m
+        .split
+        .clone()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| Error::bundle(o.bundle.join(bundle::MANIFEST), format!("split: {e}")))?
+        .ok_or_else(|| Error::bundle(o.bundle.join(bundle::MANIFEST), "has no split record"))?;
+    let spec = training["dataset"]
+        .as_str()
+        .ok_or_else(|| Error::Param("the bundle records no dataset".into()))?;
+    let subset = training["subset"]
+        .as_array()
+        .and_then(|v| Some((v.first()?.as_u64()? as usize, v.get(1)?.as_u64()? as usize)));
+    let arch = &config.arch;
+    let tt = dataset::load(
+        spec,
+        Some([arch.in_channels, arch.height, arch.width]),
+        subset,
+    )?;
+    if tt.train.len() != split.size {
+        return Err(Error::Param(format!(
+            "{spec} has {} training examples, the split {}",
+            tt.train.len(),
+            split.size
+        )));
+    }
+    let ranked = ranked_candidates(&o.scores)?;
+    let cand: std::collections::BTreeSet<usize> = split.candidate.iter().collect();
+    if let Some((i, _)) = ranked.iter().find(|(i, _)| !cand.contains(i)) {
+        return Err(Error::Param(format!(
+            "{}: example {i} is not a candidate of this bundle's split; were the scores made with it?",
+            o.scores.display()
+        )));
+    }
+    if let Some(&k) = o.ks.iter().find(|&&k| k > ranked.len()) {
+        return Err(Error::Param(format!(
+            "--k {k}: only {} candidates were scored",
+            ranked.len()
+        )));
+    }
+    let norm =
+        crate::augment::Normalize::new(config.mean.clone(), config.std.clone(), arch.in_channels)?;
+    let f_train = split.f_train();
+    let runs_dir = o.out.join("runs");
+    fs::create_dir_all(&runs_dir).map_err(|e| Error::io(&runs_dir, e))?;
+
+    let mut plan: Vec<(String, usize, u64, Vec<usize>)> = Vec::new();
+    for &seed in &o.seeds {
+        plan.push(("none".into(), 0, seed, Vec::new()));
+        for &k in o.ks.iter().filter(|&&k| k > 0) {
+            let mut top: Vec<usize> = ranked[..k].iter().map(|c| c.0).collect();
+            top.sort_unstable();
+            plan.push(("top".into(), k, seed, top));
+            plan.push((
+                "random".into(),
+                k,
+                seed,
+                random_pick(&ranked, k, seed.wrapping_mul(1_000_003) ^ k as u64),
+            ));
+        }
+    }
+    let mut results = Vec::new();
+    for (n, (strategy, k, seed, removed)) in plan.into_iter().enumerate() {
+        let name = format!("{strategy}-k{k}-seed{seed}");
+        let result_path = runs_dir.join(format!("{name}.json"));
+        if let Ok(text) = fs::read(&result_path) {
+            if let Ok(r) = serde_json::from_slice::<RemovalRun>(&text) {
+                tracing::info!(run = %name, "already done");
+                results.push(r);
+                continue;
+            }
+        }
+        tracing::info!(run = %name, progress = %format!("{}/{}", n + 1, o.seeds.len() * (1 + 2 * o.ks.iter().filter(|&&k| k > 0).count())), "training f");
+        let gone: std::collections::HashSet<usize> = removed.iter().copied().collect();
+        let indices: Vec<usize> = f_train
+            .iter()
+            .copied()
+            .filter(|i| !gone.contains(i))
+            .collect();
+        let work = runs_dir.join(&name);
+        let trainer = Trainer {
+            config: TrainConfig {
+                seed,
+                ..config.clone()
+            },
+            data: &tt.train,
+            indices: indices.clone(),
+            workdir: work.clone(),
+            device: o.device,
+            label: name.clone(),
+        };
+        let model = trainer.run(true)?;
+        let path = work.join("f.onnx");
+        onnx::write(
+            &path,
+            arch,
+            &model.encoder.weights()?,
+            ExportOptions {
+                layer_outputs: false,
+            },
+        )?;
+        let enc = OrtEncoder::load(&path, &RuntimeOptions::default())?;
+        let eval = evaluate(
+            &enc,
+            onnx::REPRESENTATION,
+            &tt.train,
+            &indices,
+            &tt.test,
+            &norm,
+        )?;
+        let r = RemovalRun {
+            strategy,
+            k,
+            seed,
+            train_examples: indices.len(),
+            linear_probe_accuracy: eval.linear_probe_accuracy,
+            knn_accuracy: eval.knn_accuracy,
+            removed,
+        };
+        write_atomic(
+            &result_path,
+            &serde_json::to_vec_pretty(&r).map_err(|e| Error::Runtime(e.to_string()))?,
+        )?;
+        let _ = fs::remove_dir_all(&work);
+        tracing::info!(run = %name, linear_probe = r.linear_probe_accuracy, "done");
+        results.push(r);
+    }
+    let summary = summarize(&results, &config, o);
+    write_atomic(
+        &o.out.join("removal.json"),
+        (serde_json::to_string_pretty(&summary).map_err(|e| Error::Runtime(e.to_string()))? + "\n")
+            .as_bytes(),
+    )?;
+    let png = crate::audit::report::removal_png(&series(&results))?;
+    write_atomic(&o.out.join("removal.png"), &png)?;
+    Ok(summary)
+}
+
+/// Mean and standard deviation of the probe accuracy per (strategy, k); `none` is k = 0 of
+/// both curves.
+fn series(results: &[RemovalRun]) -> Vec<RemovalSeries> {
+    let stat = |xs: &[f64]| {
+        let n = xs.len() as f64;
+        let m = xs.iter().sum::<f64>() / n;
+        let sd = if xs.len() > 1 {
+            (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        (m, sd)
+    };
+    let mut ks: Vec<usize> = results.iter().map(|r| r.k).collect();
+    ks.sort_unstable();
+    ks.dedup();
+    ["top", "random"]
+        .iter()
+        .map(|&s| {
+            let pts = ks
+                .iter()
+                .filter_map(|&k| {
+                    let xs: Vec<f64> = results
+                        .iter()
+                        .filter(|r| {
+                            r.k == k && (r.strategy == s || (k == 0 && r.strategy == "none"))
+                        })
+                        .map(|r| r.linear_probe_accuracy)
+                        .collect();
+                    (!xs.is_empty()).then(|| {
+                        let (mean, sd) = stat(&xs);
+                        RemovalPoint {
+                            k,
+                            mean,
+                            sd,
+                            seeds: xs.len(),
+                        }
+                    })
+                })
+                .collect();
+            (s.to_string(), pts)
+        })
+        .collect()
+}
+
+fn summarize(results: &[RemovalRun], config: &TrainConfig, o: &RemovalOptions) -> Value {
+    let table: Vec<Value> = series(results)
+        .into_iter()
+        .flat_map(|(s, pts)| {
+            pts.into_iter().map(move |p| {
+                json!({"strategy": s, "k": p.k, "linear_probe_mean": p.mean, "linear_probe_sd": p.sd, "seeds": p.seeds})
+            })
+        })
+        .collect();
+    // Paired by seed: top minus random at each k (negative = removing memorized hurts more).
+    let mut diffs = Vec::new();
+    for &k in o.ks.iter().filter(|&&k| k > 0) {
+        let d: Vec<f64> = o
+            .seeds
+            .iter()
+            .filter_map(|&s| {
+                let acc = |st: &str| {
+                    results
+                        .iter()
+                        .find(|r| r.k == k && r.seed == s && r.strategy == st)
+                        .map(|r| r.linear_probe_accuracy)
+                };
+                Some(acc("top")? - acc("random")?)
+            })
+            .collect();
+        let t = crate::stats::one_sample_t(&d);
+        diffs.push(json!({
+            "k": k,
+            "top_minus_random": d,
+            "mean": (!d.is_empty()).then(|| d.iter().sum::<f64>() / d.len() as f64),
+            "paired_t": t,
+        }));
+    }
+    json!({
+        "format": "sslmem-removal/1",
+        "bundle": o.bundle.display().to_string(),
+        "scores": o.scores.display().to_string(),
+        "epochs": config.epochs,
+        "recipe": config,
+        "table": table,
+        "top_minus_random": diffs,
+        "runs": results,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_rank_by_score_and_random_picks_are_seeded_subsets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("scores.csv");
+        fs::write(
+            &p,
+            "set,index,input,label,score\ncandidate,4,\"a,b\",1,0.5\nshared,1,x,1,0.9\ncandidate,2,y,,0.7\ncandidate,9,z,0,-0.1\n",
+        )
+        .expect("write");
+        let r = ranked_candidates(&p).expect("ranked");
+        assert_eq!(r, [(2, 0.7), (4, 0.5), (9, -0.1)]);
+        let a = random_pick(&r, 2, 7);
+        assert_eq!(a, random_pick(&r, 2, 7));
+        assert_eq!(a.len(), 2);
+        assert!(a.iter().all(|i| [2, 4, 9].contains(i)));
+        let picks: std::collections::BTreeSet<Vec<usize>> =
+            (0..20).map(|s| random_pick(&r, 2, s)).collect();
+        assert!(picks.len() > 1, "different seeds pick differently");
+        fs::write(&p, "set,index,score\nshared,1,0.2\n").expect("write");
+        assert!(ranked_candidates(&p).is_err());
+    }
+}
