@@ -60,6 +60,21 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The `split` record written by `sslmem-train pair`, if any (`dir` names errors).
+    pub fn split_record(&self, dir: &Path) -> Result<Option<crate::data::split::Split>> {
+        self.split
+            .clone()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| Error::bundle(dir.join(MANIFEST), format!("split: {e}")))
+    }
+
+    /// The `(train, test)` subset sizes the encoders were trained with (`training.subset`).
+    pub fn training_subset(&self) -> Option<(usize, usize)> {
+        let v = self.training.as_ref()?["subset"].as_array()?;
+        Some((v.first()?.as_u64()? as usize, v.get(1)?.as_u64()? as usize))
+    }
+
     /// The augmentation spec to score with.
     pub fn augment(&self) -> AugmentSpec {
         self.augment.clone().unwrap_or_default()

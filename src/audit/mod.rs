@@ -283,19 +283,13 @@ fn work_list(a: &AuditArgs, bundle: &Bundle) -> Result<(Vec<Item>, Option<String
         return Ok((items, None));
     }
     let m = &bundle.manifest;
-    let split: Split = m
-        .split
-        .clone()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| Error::bundle(bundle.dir.join(bundle::MANIFEST), format!("split: {e}")))?
-        .ok_or_else(|| {
-            Error::bundle(
-                bundle.dir.join(bundle::MANIFEST),
-                "has no split record, so there are no sets to audit; pass INPUTS to score \
+    let split: Split = m.split_record(&bundle.dir)?.ok_or_else(|| {
+        Error::bundle(
+            bundle.dir.join(bundle::MANIFEST),
+            "has no split record, so there are no sets to audit; pass INPUTS to score \
                  images instead",
-            )
-        })?;
+        )
+    })?;
     split.validate()?;
     let training = m.training.clone().unwrap_or(Value::Null);
     let spec = a
@@ -303,9 +297,7 @@ fn work_list(a: &AuditArgs, bundle: &Bundle) -> Result<(Vec<Item>, Option<String
         .clone()
         .or_else(|| training["dataset"].as_str().map(str::to_string))
         .ok_or_else(|| Error::Param("the bundle records no dataset; pass --dataset".into()))?;
-    let subset = training["subset"]
-        .as_array()
-        .and_then(|v| Some((v.first()?.as_u64()? as usize, v.get(1)?.as_u64()? as usize)));
+    let subset = m.training_subset();
     let i = &m.input;
     let tt = dataset::load(&spec, Some([i.channels, i.height, i.width]), subset)?;
     if tt.train.len() != split.size {

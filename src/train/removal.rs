@@ -128,18 +128,12 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
         config.epochs = e;
     }
     let split: Split = m
-        .split
-        .clone()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| Error::bundle(o.bundle.join(bundle::MANIFEST), format!("split: {e}")))?
+        .split_record(&o.bundle)?
         .ok_or_else(|| Error::bundle(o.bundle.join(bundle::MANIFEST), "has no split record"))?;
     let spec = training["dataset"]
         .as_str()
         .ok_or_else(|| Error::Param("the bundle records no dataset".into()))?;
-    let subset = training["subset"]
-        .as_array()
-        .and_then(|v| Some((v.first()?.as_u64()? as usize, v.get(1)?.as_u64()? as usize)));
+    let subset = m.training_subset();
     let arch = &config.arch;
     let tt = dataset::load(
         spec,
