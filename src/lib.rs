@@ -19,6 +19,7 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod fsutil;
+pub mod membership;
 pub mod onnx;
 pub mod pixels;
 pub mod rng;
