@@ -7,6 +7,7 @@
 #   scripts/setup.sh --python     ... plus a Python venv with `onnx` (tests use its checker)
 #   scripts/setup.sh --train      ... plus PyTorch 2.13.0 (libtorch for the `train` feature, ~5 GB);
 #                                 prints the LIBTORCH to export for `cargo build --features train`
+#   scripts/setup.sh --plots      ... plus matplotlib in the Python venv (scripts/plot_monitor.py)
 #   scripts/setup.sh --browser    ... plus Debian's chromium and npm's playwright-core (the test
 #                                 that renders an audit's report.html headless)
 #   scripts/setup.sh --deploy     ... plus the deployment checkers (scripts/check-deploy.sh):
@@ -28,17 +29,18 @@ KUBERNETES_VALIDATE_VERSION=1.37.0
 PROM_OPERATOR_MODELS_VERSION=6.0.0
 JS_YAML_VERSION=4.1.0
 PLAYWRIGHT_VERSION=1.64.1
-want_cuda=0 want_datasets=0 want_python=0 want_train=0 want_deploy=0 want_browser=0
+want_plots=0 want_cuda=0 want_datasets=0 want_python=0 want_train=0 want_deploy=0 want_browser=0
 for arg in "$@"; do
   case "$arg" in
     --cuda) want_cuda=1 ;;
     --datasets) want_datasets=1 ;;
     --python) want_python=1 ;;
+    --plots) want_python=1 want_plots=1 ;;
     --train) want_train=1 ;;
     --deploy) want_deploy=1 ;;
     --browser) want_browser=1 ;;
     --all) want_datasets=1 want_python=1 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -118,6 +120,14 @@ if [[ $want_python == 1 ]]; then
     log "creating a Python venv with onnx in $venv"
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet "onnx==1.23.2" "numpy<3"
+  fi
+fi
+if [[ $want_plots == 1 ]]; then
+  if "$SSLMEM_HOME/py/bin/python" -c 'import matplotlib' 2>/dev/null; then
+    log "matplotlib already in $SSLMEM_HOME/py"
+  else
+    log "installing matplotlib into $SSLMEM_HOME/py"
+    "$SSLMEM_HOME/py/bin/python" -m pip install --quiet "matplotlib==3.11.2"
   fi
 fi
 # --- PyTorch (libtorch for tch) ------------------------------------------------------

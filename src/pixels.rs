@@ -103,6 +103,32 @@ impl Planes {
     }
 }
 
+/// Encodes an image as PNG (8-bit grey or RGB); decoding it gives back the same pixels.
+pub fn encode_png(img: &SourceImage) -> Result<Vec<u8>, InputError> {
+    let (w, h) = (img.width as u32, img.height as u32);
+    let n = img.height * img.width;
+    let dynamic = match img.channels {
+        1 => image::GrayImage::from_raw(w, h, img.data.clone()).map(DynamicImage::ImageLuma8),
+        3 => {
+            let interleaved = (0..n)
+                .flat_map(|i| [img.data[i], img.data[n + i], img.data[2 * n + i]])
+                .collect();
+            image::RgbImage::from_raw(w, h, interleaved).map(DynamicImage::ImageRgb8)
+        }
+        c => {
+            return Err(InputError::Shape(format!(
+                "cannot write {c} channels as PNG"
+            )))
+        }
+    }
+    .ok_or_else(|| InputError::Shape("pixel buffer does not match the image size".into()))?;
+    let mut out = Vec::new();
+    dynamic
+        .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+        .map_err(|e| InputError::Io(e.to_string()))?;
+    Ok(out)
+}
+
 /// Decodes an encoded image (PNG, JPEG, ...) and converts it to `channels` (1 or 3).
 ///
 /// One channel uses ITU-R 601 luma exactly as PIL's `convert("L")`; three channels
@@ -290,6 +316,17 @@ mod tests {
             height: h,
             width: w,
             data,
+        }
+    }
+
+    #[test]
+    fn png_round_trips_grey_and_rgb() {
+        for c in [1, 3] {
+            let data: Vec<u8> = (0..c * 6 * 5).map(|i| (i * 37 % 256) as u8).collect();
+            let img = SourceImage::new(c, 6, 5, data).expect("image");
+            let png = encode_png(&img).expect("png");
+            let back = decode(&png, c, DecodeLimits::default()).expect("decode");
+            assert_eq!(back, img);
         }
     }
 

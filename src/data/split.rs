@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::canary::CanarySpec;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
@@ -106,6 +107,47 @@ pub struct Split {
     /// Data neither encoder saw, e.g. `fashion-mnist:test`, and which of its examples.
     pub extra_dataset: String,
     pub extra: IndexSet,
+    /// Planted canaries (`--canaries`), absent in bundles without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canaries: Option<CanaryRecord>,
+}
+
+/// The canaries of a run: how they were made, where the bundle stores them, and which set
+/// each belongs to. Index sets point into `files`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CanaryRecord {
+    pub spec: CanarySpec,
+    /// PNG files, relative to the bundle folder, with their SHA-256: `[candidate |
+    /// independent | held-out]`.
+    pub files: Vec<CanaryFile>,
+    /// Seen by `f` only.
+    pub candidate: IndexSet,
+    /// Seen by `g` only.
+    pub independent: IndexSet,
+    /// Seen by neither.
+    pub heldout: IndexSet,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CanaryFile {
+    pub path: String,
+    pub sha256: String,
+}
+
+impl CanaryRecord {
+    /// Checks the index sets against the file list.
+    pub fn validate(&self) -> Result<()> {
+        let n = self.files.len();
+        for s in [&self.candidate, &self.independent, &self.heldout] {
+            s.validate(n)?;
+        }
+        if self.candidate.len() + self.independent.len() + self.heldout.len() != n {
+            return Err(Error::Param(format!(
+                "canary sets must cover the {n} canary files exactly once"
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Split {
@@ -144,6 +186,7 @@ impl Split {
             independent: IndexSet::from_indices(indep.to_vec()),
             extra_dataset: extra_dataset.into(),
             extra: IndexSet::range(0, extra_size),
+            canaries: None,
         })
     }
 
@@ -172,6 +215,9 @@ impl Split {
 
     /// Checks a split read from a manifest: valid ranges, disjoint sets covering the data.
     pub fn validate(&self) -> Result<()> {
+        if let Some(c) = &self.canaries {
+            c.validate()?;
+        }
         for s in [&self.shared, &self.candidate, &self.independent] {
             s.validate(self.size)?;
         }

@@ -8,11 +8,13 @@ use clap::{Args, Parser, Subcommand};
 use tch::Device;
 
 use super::method::{Method, MethodConfig};
+use super::monitor::MonitorSpec;
 use super::optim::{OptimConfig, OptimKind};
 use super::pair::{run_pair, PairOptions};
 use super::trainer::TrainConfig;
 use crate::arch::ArchSpec;
 use crate::augment::AugmentSpec;
+use crate::data::canary::CanarySpec;
 use crate::data::dataset;
 use crate::data::split::{Split, SplitSpec};
 use crate::error::{Error, Result};
@@ -116,6 +118,10 @@ pub struct PairArgs {
     pub method: Method,
     #[arg(long, default_value = "resnet-mini-28x28x1")]
     pub arch: String,
+    /// Stride of the architecture's stem convolution (2 quarters the compute of every later
+    /// layer; the parameters are the same).
+    #[arg(long, env = "SSLMEM_TRAIN_STEM_STRIDE")]
+    pub stem_stride: Option<usize>,
     #[arg(long, env = "SSLMEM_EPOCHS", default_value_t = 10)]
     pub epochs: usize,
     #[arg(long, default_value_t = 256)]
@@ -162,6 +168,33 @@ pub struct PairArgs {
     /// Continue a killed run from its checkpoints.
     #[arg(long)]
     pub resume: bool,
+    /// Plant N canaries in each of candidate (seen by f only), independent (seen by g only)
+    /// and held-out (seen by neither): a positive control the audit scores as its own sets.
+    #[arg(long, env = "SSLMEM_TRAIN_CANARIES", default_value_t = 0)]
+    pub canaries: usize,
+    /// Canary images: mnist (digits; out of distribution for Fashion-MNIST), noise or
+    /// patterns (seeded synthetic images).
+    #[arg(long, env = "SSLMEM_TRAIN_CANARY_KIND", default_value = "mnist")]
+    pub canary_kind: String,
+    #[arg(long, env = "SSLMEM_TRAIN_CANARY_SEED", default_value_t = 0)]
+    pub canary_seed: u64,
+    /// Copies of each canary in its encoder's training set (each copy gets views of its own).
+    #[arg(long, env = "SSLMEM_TRAIN_CANARY_REPEATS", default_value_t = 1)]
+    pub canary_repeats: usize,
+    /// Measure seen-versus-unseen alignment every N epochs (0: never), logged to the
+    /// training log and the progress line.
+    #[arg(long, env = "SSLMEM_TRAIN_MONITOR_EVERY", default_value_t = 5)]
+    pub monitor_every: usize,
+    /// Images per monitored sample (seen and unseen each).
+    #[arg(long, env = "SSLMEM_TRAIN_MONITOR_SAMPLE", default_value_t = 256)]
+    pub monitor_sample: usize,
+    /// The output a bundle scores: representation (the backbone after global average
+    /// pooling, as the papers) or projection (the projector head, what the SSL loss sees).
+    #[arg(long, env = "SSLMEM_TRAIN_SCORE_OUTPUT", default_value = "representation", value_parser = ["representation", "projection"])]
+    pub score_output: String,
+    /// Seconds between checkpoints (0: after every epoch).
+    #[arg(long, env = "SSLMEM_TRAIN_CHECKPOINT_SECONDS", default_value_t = 120.0)]
+    pub checkpoint_seconds: f64,
 }
 
 fn device(spec: &str) -> Result<Device> {
@@ -186,7 +219,12 @@ fn device(spec: &str) -> Result<Device> {
 }
 
 fn pair(a: &PairArgs, dev: Device) -> Result<()> {
-    let arch = ArchSpec::preset(&a.arch)?;
+    let mut arch = ArchSpec::preset(&a.arch)?;
+    if let Some(s) = a.stem_stride.filter(|&s| s != arch.stem.stride) {
+        arch.stem.stride = s;
+        arch.name = format!("{}-stem-stride-{s}", arch.name);
+        arch.validate()?;
+    }
     let mut augment = AugmentSpec::preset(&a.augment)?;
     if let (Some(min), Some(crop)) = (a.crop_scale_min, augment.crop.as_mut()) {
         crop.scale[0] = min;
@@ -225,8 +263,34 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
         warmup_epochs: a.warmup_epochs,
         seed: a.seed,
     };
+    let canaries = (a.canaries > 0)
+        .then(|| -> Result<CanarySpec> {
+            Ok(CanarySpec {
+                kind: a.canary_kind.parse()?,
+                count: a.canaries,
+                seed: a.canary_seed,
+                repeats: a.canary_repeats,
+            })
+        })
+        .transpose()?;
+    if a.canary_repeats == 0 {
+        return Err(Error::Param("--canary-repeats must be at least 1".into()));
+    }
+    if !(a.checkpoint_seconds >= 0.0) {
+        return Err(Error::Param(
+            "--checkpoint-seconds must be 0 or more".into(),
+        ));
+    }
     let opts = PairOptions {
         dataset: a.dataset.clone(),
+        canaries,
+        monitor: MonitorSpec {
+            every: a.monitor_every,
+            sample: a.monitor_sample,
+            ..MonitorSpec::default()
+        },
+        checkpoint_seconds: a.checkpoint_seconds,
+        score_output: a.score_output.clone(),
         out: a.out.clone(),
         models: a.models,
         split: SplitSpec {
@@ -286,6 +350,8 @@ fn bench_epoch(images: usize, batch_size: usize, dev: Device) -> Result<()> {
         workdir: dir.clone(),
         device: dev,
         label: "bench".into(),
+        monitor: None,
+        checkpoint_seconds: 0.0,
     };
     trainer.run(false)?;
     let log = std::fs::read_to_string(dir.join("log.jsonl")).map_err(|e| Error::io(&dir, e))?;

@@ -6,6 +6,7 @@ pub mod eval;
 pub mod loss;
 pub mod method;
 pub mod model;
+pub mod monitor;
 pub mod optim;
 pub mod pair;
 pub mod removal;

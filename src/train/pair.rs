@@ -11,9 +11,12 @@ use tch::{Device, Kind};
 
 use super::eval::{evaluate, images, raw_pixel_probe, EvalReport};
 use super::model::Encoder;
+use super::monitor::{sample, Monitor, MonitorSets, MonitorSpec};
 use super::trainer::{TrainConfig, Trainer};
 use crate::bundle::{self, InputSpec, Manifest, ModelFile, RepresentationSpec};
+use crate::data::canary::{self, CanarySpec};
 use crate::data::dataset;
+use crate::data::split::{CanaryFile, CanaryRecord, IndexSet};
 use crate::data::split::{Split, SplitSpec};
 use crate::data::ImageArray;
 use crate::error::{Error, Result};
@@ -88,6 +91,14 @@ pub struct RunRecord {
 
 pub struct PairOptions {
     pub dataset: String,
+    /// Canaries to plant (`None`: none).
+    pub canaries: Option<CanarySpec>,
+    /// The memorization monitor (`every: 0` switches it off).
+    pub monitor: MonitorSpec,
+    /// Seconds between checkpoints (see [`Trainer::checkpoint_seconds`]).
+    pub checkpoint_seconds: f64,
+    /// The ONNX output the bundle scores: [`onnx::REPRESENTATION`] or [`onnx::PROJECTION`].
+    pub score_output: String,
     pub out: PathBuf,
     pub models: usize,
     pub split: SplitSpec,
@@ -132,8 +143,26 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
             o.dataset
         );
     }
-    let split = Split::make(&train.name, train.len(), o.split, &test.name, test.len())?;
+    let mut split = Split::make(&train.name, train.len(), o.split, &test.name, test.len())?;
     fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+    // Canaries are appended to the training array: canary j is example `base + j`.
+    let base = train.len();
+    let train = match o.canaries {
+        Some(spec) => {
+            let c = canary::make(spec, arch.in_channels, arch.height, arch.width)?;
+            split.canaries = Some(write_canaries(&o.out, &c, spec)?);
+            canary::append(&train, &c)?
+        }
+        None => train,
+    };
+    let canary_set = |pick: fn(&CanaryRecord) -> &IndexSet| -> Vec<usize> {
+        split
+            .canaries
+            .as_ref()
+            .map(|c| pick(c).iter().map(|j| base + j).collect())
+            .unwrap_or_default()
+    };
+    let repeats = o.canaries.map_or(1, |c| c.repeats);
     write_atomic(
         &o.out.join("split.json"),
         &serde_json::to_vec_pretty(&split).map_err(|e| Error::Runtime(e.to_string()))?,
@@ -144,8 +173,22 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
         config.arch.in_channels,
     )?;
     let mut records = Vec::new();
+    let heldout = canary_set(|c| &c.heldout);
     for m in 0..o.models {
-        for (side, idx) in [("f", split.f_train()), ("g", split.g_train())] {
+        for (side, idx, unseen, canaries) in [
+            (
+                "f",
+                split.f_train(),
+                split.independent.iter().collect::<Vec<_>>(),
+                canary_set(|c| &c.candidate),
+            ),
+            (
+                "g",
+                split.g_train(),
+                split.candidate.iter().collect(),
+                canary_set(|c| &c.independent),
+            ),
+        ] {
             let label = format!("{side}{m}");
             let done = work.join(&label).join("done.json");
             if o.resume {
@@ -161,13 +204,28 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
                 seed: config.seed.wrapping_add(m as u64),
                 ..config.clone()
             };
+            let n = o.monitor.sample;
             let trainer = Trainer {
                 config: cfg.clone(),
                 data: &train,
-                indices: idx.clone(),
+                indices: idx
+                    .iter()
+                    .copied()
+                    .chain((0..repeats).flat_map(|_| canaries.iter().copied()))
+                    .collect(),
                 workdir: work.join(&label),
                 device: o.device,
                 label: label.clone(),
+                monitor: Some(Monitor {
+                    spec: o.monitor.clone(),
+                    sets: MonitorSets {
+                        seen: sample(&idx, n),
+                        unseen: sample(&unseen, n),
+                        canaries_seen: canaries.clone(),
+                        canaries_unseen: heldout.clone(),
+                    },
+                }),
+                checkpoint_seconds: o.checkpoint_seconds,
             };
             let model = trainer.run(o.resume)?;
             let file = format!("{label}.onnx");
@@ -251,7 +309,7 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
             std: config.std.clone(),
         },
         representation: RepresentationSpec {
-            output: onnx::REPRESENTATION.into(),
+            output: o.score_output.clone(),
             layers: config.arch.layer_names(),
         },
         augment: Some(config.augment.clone()),
@@ -260,12 +318,17 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
         architecture: serde_json::to_value(&config.arch).ok(),
         split: serde_json::to_value(&split).ok(),
         training: Some(serde_json::json!({
-            "representation": "backbone output after global average pooling (the projector is not exported)",
+            "representation": if o.score_output == onnx::PROJECTION {
+                "projector output (what the SSL loss sees)"
+            } else {
+                "backbone output after global average pooling"
+            },
             "config": config,
             "dataset": o.dataset,
             "subset": o.subset,
             "runs": records,
             "raw_pixel_linear_probe_accuracy": raw,
+            "monitor": o.monitor,
             "device": format!("{:?}", o.device),
             "command": o.command,
             "sslmem_version": env!("CARGO_PKG_VERSION"),
@@ -277,6 +340,71 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
     let _ = fs::remove_dir_all(&work);
     Ok(manifest)
 }
+
+/// Writes the canaries as `canaries/NNNN.png` under the bundle folder and returns their
+/// record (sets and hashes).
+fn write_canaries(out: &Path, canaries: &ImageArray, spec: CanarySpec) -> Result<CanaryRecord> {
+    let dir = out.join(CANARY_DIR);
+    fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut files = Vec::with_capacity(canaries.len());
+    for j in 0..canaries.len() {
+        let png = crate::pixels::encode_png(&canary::image(canaries, j)?)
+            .map_err(|e| Error::Runtime(format!("canary {j}: {e}")))?;
+        let path = format!("{CANARY_DIR}/{j:04}.png");
+        write_atomic(&out.join(&path), &png)?;
+        files.push(CanaryFile {
+            sha256: sha256_file(&out.join(&path))?,
+            path,
+        });
+    }
+    let [c, i, h] = canary::ranges(spec.count);
+    Ok(CanaryRecord {
+        spec,
+        files,
+        candidate: IndexSet::range(c.start, c.end),
+        independent: IndexSet::range(i.start, i.end),
+        heldout: IndexSet::range(h.start, h.end),
+    })
+}
+
+/// Reads a bundle's canaries back (hashes checked) as one array, in record order.
+pub fn read_canaries(dir: &Path, rec: &CanaryRecord, shape: [usize; 3]) -> Result<ImageArray> {
+    let [channels, height, width] = shape;
+    let mut pixels = Vec::with_capacity(rec.files.len() * channels * height * width);
+    for f in &rec.files {
+        let path = bundle::verify_file(
+            dir,
+            &ModelFile {
+                path: f.path.clone(),
+                sha256: f.sha256.clone(),
+            },
+        )?;
+        let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let img = crate::pixels::decode(&bytes, channels, Default::default())
+            .map_err(|e| Error::bundle(&path, e.to_string()))?;
+        if (img.height, img.width) != (height, width) {
+            return Err(Error::bundle(
+                &path,
+                format!(
+                    "canary is {}x{}, the encoders take {height}x{width}",
+                    img.width, img.height
+                ),
+            ));
+        }
+        pixels.extend_from_slice(&img.data);
+    }
+    Ok(ImageArray {
+        name: format!("canaries:{}", rec.spec.kind),
+        channels,
+        height,
+        width,
+        pixels,
+        labels: None,
+    })
+}
+
+/// Folder of a bundle that holds its canaries.
+pub const CANARY_DIR: &str = "canaries";
 
 /// Re-evaluates every encoder of a bundle written by [`run_pair`] (kNN and linear probe of
 /// the exported models, and the raw-pixel baseline) and updates its `training` record.

@@ -164,6 +164,24 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
     let norm =
         crate::augment::Normalize::new(config.mean.clone(), config.std.clone(), arch.in_channels)?;
     let f_train = split.f_train();
+    // f trained on its canaries too: so does every retraining.
+    let (train, canaries) = match &split.canaries {
+        Some(rec) => {
+            let c = super::pair::read_canaries(
+                &o.bundle,
+                rec,
+                [arch.in_channels, arch.height, arch.width],
+            )?;
+            let base = tt.train.len();
+            (
+                crate::data::canary::append(&tt.train, &c)?,
+                (0..rec.spec.repeats)
+                    .flat_map(|_| rec.candidate.iter().map(|j| base + j))
+                    .collect(),
+            )
+        }
+        None => (tt.train.clone(), Vec::new()),
+    };
     let runs_dir = o.out.join("runs");
     fs::create_dir_all(&runs_dir).map_err(|e| Error::io(&runs_dir, e))?;
 
@@ -206,11 +224,13 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
                 seed,
                 ..config.clone()
             },
-            data: &tt.train,
-            indices: indices.clone(),
+            data: &train,
+            indices: indices.iter().chain(&canaries).copied().collect(),
             workdir: work.clone(),
             device: o.device,
             label: name.clone(),
+            monitor: None,
+            checkpoint_seconds: 0.0,
         };
         let model = trainer.run(true)?;
         let path = work.join("f.onnx");

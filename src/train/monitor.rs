@@ -1,0 +1,191 @@
+//! Memorization measured while an encoder trains: every few epochs, the mean alignment
+//! (SSLMem's `align`, l2 distance of l2-normalised outputs, `K` view pairs drawn from the
+//! training augmentations) of a fixed sample of the run's own training images and of images
+//! it never sees, and the AUC of "seen" against "unseen" (a tighter alignment counts as
+//! "seen"). One run thus shows when, and whether, a gap opens between the images an encoder
+//! trained on and the rest, before any `g` is trained.
+//!
+//! Both the representation (what is exported and scored) and the projection (what the SSL
+//! loss sees) are measured, in eval mode (batch-norm running statistics, as exported).
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
+
+use super::model::Encoder;
+use crate::augment::{Augmenter, Normalize};
+use crate::data::ImageArray;
+use crate::error::{Error, Result};
+use crate::membership::auc;
+use crate::rng::splitmix64;
+use crate::score::{distance, Distance, RepNorm};
+
+/// Images the monitor follows, as indices of the training array.
+#[derive(Clone, Debug, Default)]
+pub struct MonitorSets {
+    /// A sample of the run's training examples.
+    pub seen: Vec<usize>,
+    /// Examples of the same distribution the run never trains on.
+    pub unseen: Vec<usize>,
+    /// Canaries the run trains on, and held-out canaries (both empty without canaries).
+    pub canaries_seen: Vec<usize>,
+    pub canaries_unseen: Vec<usize>,
+}
+
+/// How often and how much to measure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MonitorSpec {
+    /// Measure after every this many epochs (and after the last); 0 switches it off.
+    pub every: usize,
+    /// Images per sample (seen and unseen each).
+    pub sample: usize,
+    /// View pairs per image (K).
+    pub pairs: usize,
+}
+
+impl Default for MonitorSpec {
+    fn default() -> Self {
+        Self {
+            every: 0,
+            sample: 256,
+            pairs: 4,
+        }
+    }
+}
+
+/// Seen-versus-unseen alignment of one output.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Gap {
+    pub align_seen: f64,
+    pub align_unseen: f64,
+    /// P(an unseen image aligns looser than a seen one); 0.5 is no gap.
+    pub auc: f64,
+}
+
+/// One measurement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MonitorReport {
+    pub representation: Gap,
+    pub projection: Gap,
+    /// Candidate-side canaries against held-out canaries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canaries_representation: Option<Gap>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canaries_projection: Option<Gap>,
+}
+
+/// What a trainer measures, and on which images.
+#[derive(Clone, Debug)]
+pub struct Monitor {
+    pub spec: MonitorSpec,
+    pub sets: MonitorSets,
+}
+
+/// An evenly spaced sample of at most `n` of `pool` (deterministic, order kept).
+pub fn sample(pool: &[usize], n: usize) -> Vec<usize> {
+    if pool.len() <= n {
+        return pool.to_vec();
+    }
+    (0..n).map(|k| pool[k * pool.len() / n]).collect()
+}
+
+/// Mean alignment per image of `indices` under `enc`, for the representation and the
+/// projection: `K` view pairs from `augmenter` seeded by (`seed`, index, view).
+#[allow(clippy::too_many_arguments)]
+fn alignments(
+    enc: &Encoder,
+    data: &ImageArray,
+    indices: &[usize],
+    augmenter: &Augmenter,
+    norm: &Normalize,
+    pairs: usize,
+    seed: u64,
+    device: Device,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let len = data.channels * data.height * data.width;
+    let shape = [
+        0i64,
+        data.channels as i64,
+        data.height as i64,
+        data.width as i64,
+    ];
+    let mut rep = Vec::with_capacity(indices.len());
+    let mut proj = Vec::with_capacity(indices.len());
+    for chunk in indices.chunks(64) {
+        // Views 2k and 2k+1 of each image are pair k.
+        let views = 2 * pairs;
+        let mut buf = vec![0f32; chunk.len() * views * len];
+        for (dst, &i) in buf.chunks_exact_mut(views * len).zip(chunk) {
+            let img = data
+                .get(i)
+                .map_err(|e| Error::Param(format!("example {i}: {e}")))?
+                .to_planes();
+            for (v, d) in dst.chunks_exact_mut(len).enumerate() {
+                norm.write(&augmenter.view(&img, seed, i as u64, v as u64), d);
+            }
+        }
+        let mut s = shape;
+        s[0] = (chunk.len() * views) as i64;
+        let x = Tensor::from_slice(&buf).reshape(s).to_device(device);
+        let out = tch::no_grad(|| enc.forward(&x, false));
+        for (t, acc) in [
+            (&out.representation, &mut rep),
+            (&out.projection, &mut proj),
+        ] {
+            let d = t.size()[1] as usize;
+            let v = Vec::<f32>::try_from(t.to_device(Device::Cpu).flatten(0, -1))
+                .map_err(|e| Error::Runtime(format!("monitor: {e}")))?;
+            for img in v.chunks_exact(views * d) {
+                let mean = img
+                    .chunks_exact(2 * d)
+                    .map(|p| distance(&p[..d], &p[d..], RepNorm::L2, Distance::L2))
+                    .sum::<f64>()
+                    / pairs as f64;
+                acc.push(mean);
+            }
+        }
+    }
+    Ok((rep, proj))
+}
+
+fn gap(seen: &[f64], unseen: &[f64]) -> Gap {
+    let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len().max(1) as f64;
+    // "Member" = tighter alignment: negate so that higher means member.
+    let neg = |x: &[f64]| x.iter().map(|v| -v).collect::<Vec<_>>();
+    Gap {
+        align_seen: mean(seen),
+        align_unseen: mean(unseen),
+        auc: auc(&neg(seen), &neg(unseen)).unwrap_or(f64::NAN),
+    }
+}
+
+/// Measures the gaps of `enc` on `sets`. Views use a seed of their own, so they are not
+/// the views the run trained on.
+pub fn measure(
+    enc: &Encoder,
+    data: &ImageArray,
+    sets: &MonitorSets,
+    spec: &MonitorSpec,
+    augmenter: &Augmenter,
+    norm: &Normalize,
+    device: Device,
+) -> Result<MonitorReport> {
+    let seed = splitmix64(0x4D4F_4E49_544F_52);
+    let pairs = spec.pairs.max(1);
+    let run = |idx: &[usize]| alignments(enc, data, idx, augmenter, norm, pairs, seed, device);
+    let (sr, sp) = run(&sets.seen)?;
+    let (ur, up) = run(&sets.unseen)?;
+    let (canaries_representation, canaries_projection) =
+        if sets.canaries_seen.is_empty() || sets.canaries_unseen.is_empty() {
+            (None, None)
+        } else {
+            let (cr, cp) = run(&sets.canaries_seen)?;
+            let (hr, hp) = run(&sets.canaries_unseen)?;
+            (Some(gap(&cr, &hr)), Some(gap(&cp, &hp)))
+        };
+    Ok(MonitorReport {
+        representation: gap(&sr, &ur),
+        projection: gap(&sp, &up),
+        canaries_representation,
+        canaries_projection,
+    })
+}
