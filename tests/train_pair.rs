@@ -36,6 +36,8 @@ fn pair_args(out: &Path, epochs: &str) -> Vec<String> {
         "32",
         "--lr",
         "0.1",
+        "--checkpoint-seconds",
+        "0",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -397,5 +399,173 @@ fn removal_experiment_retrains_f_without_top_or_random_candidates() {
     assert_eq!(
         before,
         std::fs::read(out.join("removal.json")).expect("json")
+    );
+}
+
+#[test]
+fn canaries_are_planted_recorded_monitored_and_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("bundle");
+    let mut args = pair_args(&out, "2");
+    args.extend(
+        [
+            "--canaries",
+            "6",
+            "--canary-kind",
+            "noise",
+            "--monitor-every",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let o = train_bin().args(&args).output().expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = manifest(&out);
+
+    // Recorded: how they were made, their files with hashes, and the three sets.
+    let c = &m["split"]["canaries"];
+    assert_eq!(c["spec"]["kind"], "noise");
+    assert_eq!(c["spec"]["count"], 6);
+    let files = c["files"].as_array().expect("files");
+    assert_eq!(files.len(), 18);
+    for f in files {
+        let path = out.join(f["path"].as_str().expect("path"));
+        let img = image::open(&path).expect("a PNG in the bundle");
+        assert_eq!((img.width(), img.height()), (28, 28));
+        let bytes = std::fs::read(&path).expect("read");
+        let hash = sslmem::fsutil::sha256_file(&path).expect("hash");
+        assert_eq!(f["sha256"].as_str(), Some(hash.as_str()), "{}", bytes.len());
+    }
+    assert_eq!(c["candidate"], serde_json::json!([[0, 6]]));
+    assert_eq!(c["independent"], serde_json::json!([[6, 12]]));
+    assert_eq!(c["heldout"], serde_json::json!([[12, 18]]));
+    // The synthetic canaries are a function of the seed: the same pixels as made here.
+    let again = sslmem::data::canary::make(
+        sslmem::data::canary::CanarySpec {
+            kind: sslmem::data::canary::CanaryKind::Noise,
+            count: 6,
+            seed: 0,
+        },
+        1,
+        28,
+        28,
+    )
+    .expect("canaries");
+    let first = image::open(out.join(files[0]["path"].as_str().expect("path")))
+        .expect("png")
+        .to_luma8()
+        .into_raw();
+    assert_eq!(first, again.get(0).expect("0").data);
+
+    // The monitor logged seen-vs-unseen alignment, canaries included, every epoch.
+    let log = std::fs::read_to_string(out.join("train-f0.jsonl")).expect("log");
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &Value| v["epoch"].is_u64())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        let mem = &l["memorization"];
+        for k in ["representation", "projection", "canaries_representation"] {
+            let auc = mem[k]["auc"].as_f64().expect("auc");
+            assert!((0.0..=1.0).contains(&auc), "{k}: {auc}");
+            assert!(mem[k]["align_seen"].as_f64().expect("seen") > 0.0);
+        }
+    }
+
+    // The audit scores the canary sets apart and evaluates membership.
+    let audit = dir.path().join("audit");
+    let o = common::run(&[
+        "audit",
+        "--bundle",
+        out.to_str().expect("utf8"),
+        "--out",
+        audit.to_str().expect("utf8"),
+        "--pairs",
+        "2",
+        "--limit",
+        "30",
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let s: Value = serde_json::from_str(
+        &std::fs::read_to_string(audit.join("summary.json")).expect("summary"),
+    )
+    .expect("json");
+    for set in ["canary-candidate", "canary-independent", "canary-heldout"] {
+        assert_eq!(s["sets"][set]["count"], 6, "{set}");
+    }
+    assert_eq!(
+        s["params"]["sets"],
+        serde_json::json!([
+            "candidate",
+            "shared",
+            "independent",
+            "extra",
+            "canary-candidate",
+            "canary-independent",
+            "canary-heldout"
+        ])
+    );
+    let mem = s["membership"].as_array().expect("membership");
+    assert_eq!(mem.len(), 2);
+    assert_eq!(
+        (mem[0]["members"].as_str(), mem[0]["non_members"].as_str()),
+        (Some("candidate"), Some("extra"))
+    );
+    assert_eq!(mem[1]["members"], "canary-candidate");
+    for m in mem {
+        let auc = m["auc"].as_f64().expect("auc");
+        let ci = m["auc_ci95"].as_array().expect("ci");
+        let (lo, hi) = (ci[0].as_f64().expect("lo"), ci[1].as_f64().expect("hi"));
+        assert!(lo <= auc && auc <= hi, "{m}");
+        // Far fewer than 100 non-members: no TPR at 1% FPR is made up.
+        for t in m["tpr_at_fpr"].as_array().expect("tpr") {
+            assert_eq!(t["reachable"], false);
+            assert!(t["tpr"].is_null() && t["threshold"].is_null());
+        }
+    }
+    let check = s["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["check"] == "canary-candidate separated from canary-heldout")
+        .expect("canary check");
+    assert!(check["pass"].is_boolean() && check["auc"].is_f64());
+    let rows = std::fs::read_to_string(audit.join("scores.jsonl")).expect("scores");
+    assert_eq!(
+        rows.lines()
+            .filter(|l| l.contains("canary-heldout"))
+            .count(),
+        6
+    );
+    let roc = std::fs::read(audit.join("figures").join("roc.png")).expect("roc.png");
+    assert!(image::load_from_memory(&roc).is_ok());
+    let html = std::fs::read_to_string(audit.join("report.html")).expect("report");
+    assert!(html.contains("id=\"fig-roc\"") && html.contains("Membership evaluation"));
+
+    // Asking for canary sets of a bundle without canaries is an error that says so.
+    let plain = dir.path().join("plain");
+    let o = train_bin()
+        .args(pair_args(&plain, "1"))
+        .args(["--monitor-every", "0"])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = common::run(&[
+        "audit",
+        "--bundle",
+        plain.to_str().expect("utf8"),
+        "--out",
+        dir.path().join("a2").to_str().expect("utf8"),
+        "--sets",
+        "canary-candidate",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        common::stderr(&o).contains("has no canaries"),
+        "{}",
+        common::stderr(&o)
     );
 }

@@ -27,22 +27,32 @@ use crate::fsutil::write_atomic;
 use crate::runtime::RuntimeOptions;
 use crate::score::{set_normalize, ImageScore, Scorer, SetNorm};
 
-/// The sets of SPEC section 4, in the order they are scored and reported.
+/// The sets of SPEC section 4, then the canary sets of a bundle trained with
+/// `--canaries`, in the order they are scored and reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum SplitSet {
     Candidate,
     Shared,
     Independent,
     Extra,
+    /// Canaries seen by `f` only.
+    CanaryCandidate,
+    /// Canaries seen by `g` only.
+    CanaryIndependent,
+    /// Canaries seen by neither.
+    CanaryHeldout,
 }
 
 impl SplitSet {
-    pub const ALL: [SplitSet; 4] = [
+    pub const ALL: [SplitSet; 7] = [
         SplitSet::Candidate,
         SplitSet::Shared,
         SplitSet::Independent,
         SplitSet::Extra,
+        SplitSet::CanaryCandidate,
+        SplitSet::CanaryIndependent,
+        SplitSet::CanaryHeldout,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,7 +61,17 @@ impl SplitSet {
             SplitSet::Shared => "shared",
             SplitSet::Independent => "independent",
             SplitSet::Extra => "extra",
+            SplitSet::CanaryCandidate => "canary-candidate",
+            SplitSet::CanaryIndependent => "canary-independent",
+            SplitSet::CanaryHeldout => "canary-heldout",
         }
+    }
+
+    pub fn is_canary(self) -> bool {
+        matches!(
+            self,
+            SplitSet::CanaryCandidate | SplitSet::CanaryIndependent | SplitSet::CanaryHeldout
+        )
     }
 }
 
@@ -66,16 +86,10 @@ pub struct AuditArgs {
     /// Dataset the split indexes (default: the one the bundle was trained on).
     #[arg(long, env = "SSLMEM_DATASET")]
     pub dataset: Option<String>,
-    /// Split sets to score.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "candidate,shared,independent,extra",
-        conflicts_with = "all"
-    )]
+    /// Split sets to score (default: every set the bundle has, canaries included).
+    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "all")]
     pub sets: Vec<SplitSet>,
-    /// Every set (the default).
+    /// Every set the bundle has (the default).
     #[arg(long)]
     pub all: bool,
     /// Score only the first N examples of each set (in index order): quick audits.
@@ -134,7 +148,7 @@ pub fn run(a: &AuditArgs, rt: &RuntimeOptions) -> Result<bool> {
         return Err(Error::Param("--chunk must be at least 1".into()));
     }
     let bundle = Bundle::load(&a.bundle, rt)?;
-    let (items, dataset) = work_list(a, &bundle)?;
+    let (items, dataset, sets) = work_list(a, &bundle)?;
     if items.is_empty() {
         return Err(Error::Param(
             "nothing to audit: the chosen sets are empty".into(),
@@ -149,7 +163,7 @@ pub fn run(a: &AuditArgs, rt: &RuntimeOptions) -> Result<bool> {
             .map(|m| m.sha256.clone())
             .collect(),
         dataset,
-        sets: a.selected_sets().iter().map(|s| s.name().into()).collect(),
+        sets: sets.iter().map(|s| s.name().into()).collect(),
         inputs: a.inputs.clone(),
         limit: a.limit,
         pairs: a.est.pairs,
@@ -251,12 +265,16 @@ fn value_name<T: ValueEnum>(v: T) -> String {
 }
 
 impl AuditArgs {
-    fn selected_sets(&self) -> Vec<SplitSet> {
+    /// The sets asked for; every set the bundle has when none are named.
+    fn selected_sets(&self, has_canaries: bool) -> Vec<SplitSet> {
         if !self.inputs.is_empty() {
             return Vec::new();
         }
-        let mut s = if self.all {
-            SplitSet::ALL.to_vec()
+        let mut s = if self.all || self.sets.is_empty() {
+            SplitSet::ALL
+                .into_iter()
+                .filter(|s| has_canaries || !s.is_canary())
+                .collect()
         } else {
             self.sets.clone()
         };
@@ -266,8 +284,8 @@ impl AuditArgs {
     }
 }
 
-/// The examples to score, in their fixed order, and the dataset they come from.
-fn work_list(a: &AuditArgs, bundle: &Bundle) -> Result<(Vec<Item>, Option<String>)> {
+/// The examples to score, in their fixed order, the dataset they come from, and the sets.
+fn work_list(a: &AuditArgs, bundle: &Bundle) -> Result<(Vec<Item>, Option<String>, Vec<SplitSet>)> {
     let limit = a.limit.unwrap_or(usize::MAX);
     if !a.inputs.is_empty() {
         let items = resolve(&a.inputs)?
@@ -280,7 +298,7 @@ fn work_list(a: &AuditArgs, bundle: &Bundle) -> Result<(Vec<Item>, Option<String
                 input,
             })
             .collect();
-        return Ok((items, None));
+        return Ok((items, None, Vec::new()));
     }
     let m = &bundle.manifest;
     let split: Split = m.split_record(&bundle.dir)?.ok_or_else(|| {
@@ -309,13 +327,18 @@ fn work_list(a: &AuditArgs, bundle: &Bundle) -> Result<(Vec<Item>, Option<String
         )));
     }
     let (train, test) = (Arc::new(tt.train), Arc::new(tt.test));
+    let sets = a.selected_sets(split.canaries.is_some());
     let mut items = Vec::new();
-    for set in a.selected_sets() {
+    for &set in &sets {
         let (idx, data, name) = match set {
             SplitSet::Candidate => (&split.candidate, &train, &split.dataset),
             SplitSet::Shared => (&split.shared, &train, &split.dataset),
             SplitSet::Independent => (&split.independent, &train, &split.dataset),
             SplitSet::Extra => (&split.extra, &test, &split.extra_dataset),
+            SplitSet::CanaryCandidate | SplitSet::CanaryIndependent | SplitSet::CanaryHeldout => {
+                items.extend(canary_items(bundle, &split, set, limit)?);
+                continue;
+            }
         };
         idx.validate(data.len())?;
         items.extend(idx.iter().take(limit).map(|index| Item {
@@ -324,7 +347,40 @@ fn work_list(a: &AuditArgs, bundle: &Bundle) -> Result<(Vec<Item>, Option<String
             input: Input::example(format!("{name}#{index}"), data.clone(), index),
         }));
     }
-    Ok((items, Some(spec)))
+    Ok((items, Some(spec), sets))
+}
+
+/// The canaries of one canary set, as files of the bundle whose hashes are checked.
+fn canary_items(bundle: &Bundle, split: &Split, set: SplitSet, limit: usize) -> Result<Vec<Item>> {
+    let c = split.canaries.as_ref().ok_or_else(|| {
+        Error::Param(format!(
+            "--sets {}: the bundle has no canaries (train it with `sslmem-train pair --canaries N`)",
+            set.name()
+        ))
+    })?;
+    let idx = match set {
+        SplitSet::CanaryCandidate => &c.candidate,
+        SplitSet::CanaryIndependent => &c.independent,
+        _ => &c.heldout,
+    };
+    idx.iter()
+        .take(limit)
+        .map(|j| {
+            let file = &c.files[j];
+            let path = bundle::verify_file(
+                &bundle.dir,
+                &bundle::ModelFile {
+                    path: file.path.clone(),
+                    sha256: file.sha256.clone(),
+                },
+            )?;
+            Ok(Item {
+                set: set.name(),
+                index: j,
+                input: Input::file(path),
+            })
+        })
+        .collect()
 }
 
 /// Journal records so far; a torn last line (a crash mid-write) is cut off.
@@ -542,7 +598,8 @@ fn finish(
     }
     write_atomic(&a.out.join("scores.jsonl"), jsonl.as_bytes())?;
     write_atomic(&a.out.join("scores.csv"), csv.as_bytes())?;
-    let summary = summary::summarize(bundle, params, records, &typ)?;
+    let membership = summary::membership(records, params.seed);
+    let summary = summary::summarize(bundle, params, records, &typ, &membership)?;
     let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::Runtime(e.to_string()))?;
     write_atomic(&a.out.join("summary.json"), (text + "\n").as_bytes())?;
 
@@ -581,11 +638,19 @@ fn finish(
         grid: report::grid_png(&grids)?,
         grids,
         grid_set: grid_set.to_string(),
+        roc: if membership.is_empty() {
+            None
+        } else {
+            Some(report::roc_png(&membership)?)
+        },
     };
     let dir = a.out.join("figures");
     write_atomic(&dir.join("score-histogram.png"), &figs.histogram)?;
     write_atomic(&dir.join("score-vs-typicality.png"), &figs.typicality)?;
     write_atomic(&dir.join("memorized-grid.png"), &figs.grid)?;
+    if let Some(roc) = &figs.roc {
+        write_atomic(&dir.join("roc.png"), roc)?;
+    }
     let html = report::html(bundle, params, &summary, records, &figs)?;
     write_atomic(&a.out.join("report.html"), html.as_bytes())
 }

@@ -24,6 +24,7 @@ use super::{AuditParams, Item, Record};
 use crate::augment::Normalize;
 use crate::bundle::Bundle;
 use crate::error::{Error, Result};
+use crate::membership::Membership;
 use crate::pixels::SourceImage;
 
 /// Neighbours averaged for the typicality measure.
@@ -146,6 +147,9 @@ fn set_color(set: &str) -> RGBColor {
         "shared" => RGBColor(127, 127, 127),
         "independent" => RGBColor(31, 119, 180),
         "extra" => RGBColor(44, 160, 44),
+        "canary-candidate" => RGBColor(255, 127, 14),
+        "canary-independent" => RGBColor(23, 190, 207),
+        "canary-heldout" => RGBColor(148, 103, 189),
         _ => RGBColor(0, 0, 0),
     }
 }
@@ -440,6 +444,49 @@ pub struct Figures {
     pub grid: Vec<u8>,
     pub grids: Vec<ClassGrid>,
     pub grid_set: String,
+    /// `None` when no members-vs-non-members pair of sets was audited.
+    pub roc: Option<Vec<u8>>,
+}
+
+/// The membership table: AUC with its bootstrap interval, TPR at low FPR with the threshold.
+fn membership_table(h: &mut String, summary: &Value) {
+    let rows = summary["membership"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if rows.is_empty() {
+        return;
+    }
+    h.push_str("<h2>Membership evaluation</h2>\n<p>How well the score tells examples an encoder <em>f</em> was trained on (members) from examples neither encoder saw: ROC AUC with a 95% bootstrap interval, and the true-positive rate at a fixed low false-positive rate, with the score threshold that achieves it.</p>\n<table><tr><th class=\"l\">members</th><th class=\"l\">non-members</th><th>n</th><th>AUC [95% CI]</th><th>TPR at FPR 1% (FPR achieved, threshold)</th><th>TPR at FPR 0.1% (FPR achieved, threshold)</th></tr>\n");
+    for m in rows {
+        let at = |i: usize| {
+            let t = &m["tpr_at_fpr"][i];
+            if t["reachable"] == true {
+                format!(
+                    "{} ({}, {})",
+                    num(&t["tpr"]),
+                    num(&t["fpr"]),
+                    num(&t["threshold"])
+                )
+            } else {
+                format!("not reachable with {} non-members", num(&t["non_members"]))
+            }
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{} / {}</td><td>{} [{}, {}]</td><td>{}</td><td>{}</td></tr>",
+            esc(m["members"].as_str().unwrap_or("")),
+            esc(m["non_members"].as_str().unwrap_or("")),
+            num(&m["n_members"]),
+            num(&m["n_non_members"]),
+            num(&m["auc"]),
+            num(&m["auc_ci95"][0]),
+            num(&m["auc_ci95"][1]),
+            at(0),
+            at(1)
+        );
+    }
+    h.push_str("</table>\n");
 }
 
 /// `report.html`: what was audited, the tables of `summary`, and the figures.
@@ -539,7 +586,14 @@ pub fn html(
     h.push_str("<h2>Expected signs (SPEC section 4)</h2><table><tr><th class=\"l\">check</th><th class=\"l\">rule</th><th>value</th><th>result</th></tr>\n");
     for c in summary["checks"].as_array().into_iter().flatten() {
         let pass = c["pass"] == true;
-        let value = if c["p"].is_null() {
+        let value = if !c["auc"].is_null() {
+            format!(
+                "AUC {} [{}, {}]",
+                num(&c["auc"]),
+                num(&c["auc_ci95"][0]),
+                num(&c["auc_ci95"][1])
+            )
+        } else if c["p"].is_null() {
             format!("mean {}", num(&c["mean"]))
         } else {
             format!("t {}, p {}", num(&c["t"]), num(&c["p"]))
@@ -590,7 +644,7 @@ pub fn html(
     }
     h.push_str("</table>\n<p><small>significant positive fraction: share of examples whose 95% interval over view pairs lies above zero.</small></p>\n");
 
-    h.push_str("<h2>Tests against shared</h2><table><tr><th class=\"l\">set</th><th>mean difference</th><th>Student t (p two-sided / greater / less)</th><th>Welch t (df; p two-sided / greater / less)</th><th>Mann–Whitney U (p two-sided / greater / less)</th></tr>\n");
+    h.push_str("<h2>Tests against the reference set</h2><table><tr><th class=\"l\">set</th><th class=\"l\">against</th><th>mean difference</th><th>Student t (p two-sided / greater / less)</th><th>Welch t (df; p two-sided / greater / less)</th><th>Mann–Whitney U (p two-sided / greater / less)</th></tr>\n");
     for t in summary["tests"].as_array().into_iter().flatten() {
         let p3 = |x: &Value| {
             format!(
@@ -602,8 +656,9 @@ pub fn html(
         };
         let _ = writeln!(
             h,
-            "<tr><td class=\"l\">{}</td><td>{}</td><td>{} ({})</td><td>{} ({}; {})</td><td>{} ({})</td></tr>",
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{} ({})</td><td>{} ({}; {})</td><td>{} ({})</td></tr>",
             esc(t["a"].as_str().unwrap_or("")),
+            esc(t["b"].as_str().unwrap_or("")),
             num(&t["mean_difference"]),
             num(&t["student"]["t"]),
             p3(&t["student"]),
@@ -615,6 +670,8 @@ pub fn html(
         );
     }
     h.push_str("</table>\n");
+
+    membership_table(&mut h, summary);
 
     let fig = |h: &mut String, id: &str, png: &[u8], caption: &str| {
         let _ = writeln!(
@@ -632,6 +689,14 @@ pub fn html(
         &figs.histogram,
         "Distribution of the score in each set (figures/score-histogram.png).",
     );
+    if let Some(roc) = &figs.roc {
+        fig(
+            &mut h,
+            "fig-roc",
+            roc,
+            "ROC of the score as a membership test, log-log axes (figures/roc.png): each curve calls an example a member when its score is at or above a threshold; the further above the diagonal at low false-positive rates, the more the score gives training membership away.",
+        );
+    }
     fig(&mut h, "fig-typicality", &figs.typicality, "Score against typicality: atypical examples lie to the right (figures/score-vs-typicality.png).");
 
     let _ = writeln!(
@@ -680,6 +745,82 @@ pub fn html(
     );
     h.push_str("</body></html>\n");
     Ok(h)
+}
+
+/// The ROC curves of the membership evaluations on log-log axes (low false-positive rates
+/// are what matter to an auditor), with the chance diagonal. Rates of zero are drawn at the
+/// axis floor, `1e-4` or half of the smallest non-zero rate, whichever is lower.
+pub fn roc_png(curves: &[Membership]) -> Result<Vec<u8>> {
+    font_ready()?;
+    let floor = curves
+        .iter()
+        .flat_map(|m| m.roc.iter().flat_map(|p| [p.fpr, p.tpr]))
+        .filter(|&v| v > 0.0)
+        .fold(1e-4f64, |a, v| a.min(v / 2.0));
+    let (w, h) = (640u32, 560u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "ROC of the score: members vs non-members",
+                ("sans-serif", 18),
+            )
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d((floor..1.0f64).log_scale(), (floor..1.0f64).log_scale())
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("false-positive rate (non-members called members)")
+            .y_desc("true-positive rate (members found)")
+            .x_label_formatter(&|v| format!("{v:.0e}"))
+            .y_label_formatter(&|v| format!("{v:.0e}"))
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(plot_err)?;
+        let diag: Vec<(f64, f64)> = (0..=40)
+            .map(|i| {
+                let v = floor.powf(1.0 - f64::from(i) / 40.0);
+                (v, v)
+            })
+            .collect();
+        chart
+            .draw_series(LineSeries::new(diag, BLACK.mix(0.4).stroke_width(1)))
+            .map_err(plot_err)?
+            .label("chance")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
+        for m in curves {
+            let color = set_color(&m.members);
+            let pts: Vec<(f64, f64)> = m
+                .roc
+                .iter()
+                .map(|p| (p.fpr.max(floor), p.tpr.max(floor)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+                .map_err(plot_err)?
+                .label(format!(
+                    "{} vs {} (AUC {:.3})",
+                    m.members, m.non_members, m.auc
+                ))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font(("sans-serif", 13))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK.mix(0.5))
+            .draw()
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    png(buf, w, h)
 }
 
 /// Linear-probe accuracy after removing `k` candidates, over seeds.

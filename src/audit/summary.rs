@@ -7,10 +7,13 @@ use serde_json::{json, Map, Value};
 use super::{AuditParams, Record};
 use crate::bundle::Bundle;
 use crate::error::Result;
+use crate::membership::Membership;
 use crate::stats::{describe, mann_whitney, spearman, student_t, welch_t};
 
 /// Significance level of the expected-sign checks.
 pub const ALPHA: f64 = 0.05;
+/// Level at which extra and shared must not differ.
+pub const ALPHA_SAME: f64 = 0.01;
 /// "Near zero" for shared and extra: |mean| at most this fraction of the candidate mean.
 pub const NEAR_ZERO_FRACTION: f64 = 0.25;
 
@@ -68,6 +71,7 @@ pub fn summarize(
     params: &AuditParams,
     records: &[Record],
     typicality: &[Option<f64>],
+    membership: &[Membership],
 ) -> Result<Value> {
     let mut sets: Vec<&str> = Vec::new();
     for r in records {
@@ -93,21 +97,28 @@ pub fn summarize(
         }
     }
 
+    // Each set against its reference: the split sets against shared, the canary sets
+    // against the held-out canaries.
     let mut tests = Vec::new();
-    let shared = scores_of(records, "shared");
-    for other in ["candidate", "independent", "extra"] {
-        let x = scores_of(records, other);
-        if x.is_empty() || shared.is_empty() {
+    for (a, b) in [
+        ("candidate", "shared"),
+        ("independent", "shared"),
+        ("extra", "shared"),
+        ("canary-candidate", "canary-heldout"),
+        ("canary-independent", "canary-heldout"),
+    ] {
+        let (x, y) = (scores_of(records, a), scores_of(records, b));
+        if x.is_empty() || y.is_empty() {
             continue;
         }
         tests.push(json!({
-            "a": other,
-            "b": "shared",
+            "a": a,
+            "b": b,
             "mean_difference": describe(&x).map(|d| d.mean).unwrap_or(f64::NAN)
-                - describe(&shared).map(|d| d.mean).unwrap_or(f64::NAN),
-            "student": student_t(&x, &shared),
-            "welch": welch_t(&x, &shared),
-            "mann_whitney": mann_whitney(&x, &shared),
+                - describe(&y).map(|d| d.mean).unwrap_or(f64::NAN),
+            "student": student_t(&x, &y),
+            "welch": welch_t(&x, &y),
+            "mann_whitney": mann_whitney(&x, &y),
         }));
     }
 
@@ -123,7 +134,8 @@ pub fn summarize(
         typ.insert((*set).into(), json!(spearman(&x, &y)));
     }
 
-    let checks = expected_signs(records);
+    let mut checks = expected_signs(records);
+    checks.extend(canary_check(membership));
     let failed: Vec<Value> = records
         .iter()
         .filter_map(|r| {
@@ -148,13 +160,47 @@ pub fn summarize(
         "classes": by_class,
         "tests": tests,
         "typicality": typ,
+        "membership": membership,
         "checks": checks,
         "failed": failed,
     }))
 }
 
+/// Canary AUC at or above which the positive control counts as detected.
+pub const CANARY_AUC_PASS: f64 = 0.95;
+
+/// Membership-style evaluations of the score: (a) candidate (members of `f`) against extra
+/// (seen by neither), (b) candidate canaries against held-out canaries. Only those whose
+/// sets were audited. The bootstrap is seeded from the audit's seed.
+pub fn membership(records: &[Record], seed: u64) -> Vec<Membership> {
+    [
+        ("candidate", "extra"),
+        ("canary-candidate", "canary-heldout"),
+    ]
+    .into_iter()
+    .filter_map(|(m, n)| {
+        crate::membership::evaluate(m, &scores_of(records, m), n, &scores_of(records, n), seed)
+    })
+    .collect()
+}
+
+/// The positive control: candidate canaries must be told from held-out ones.
+fn canary_check(membership: &[Membership]) -> Option<Value> {
+    let m = membership
+        .iter()
+        .find(|m| m.members == "canary-candidate")?;
+    Some(json!({
+        "check": "canary-candidate separated from canary-heldout",
+        "rule": format!("ROC AUC of the score >= {CANARY_AUC_PASS}"),
+        "auc": m.auc,
+        "auc_ci95": m.auc_ci95,
+        "pass": m.auc >= CANARY_AUC_PASS,
+    }))
+}
+
 /// SPEC section 4's expected signs: candidate above shared and extra (Welch, one-sided, at
-/// [`ALPHA`]), independent below shared, shared and extra near zero (|mean| at most
+/// [`ALPHA`]), independent below shared, extra not told apart from shared (Welch, two-sided,
+/// p at least [`ALPHA_SAME`]), shared and extra near zero (|mean| at most
 /// [`NEAR_ZERO_FRACTION`] of the candidate mean). Only checks whose sets were audited.
 pub fn expected_signs(records: &[Record]) -> Vec<Value> {
     let s = |n| scores_of(records, n);
@@ -177,6 +223,17 @@ pub fn expected_signs(records: &[Record]) -> Vec<Value> {
     above(&cand, &shared, "candidate above shared", true);
     above(&cand, &extra, "candidate above extra", true);
     above(&indep, &shared, "independent below shared", false);
+    // Neither encoder saw extra, both saw shared: nothing should tell them apart.
+    if !extra.is_empty() && !shared.is_empty() {
+        let p = welch_t(&extra, &shared).map(|w| w.p.two_sided);
+        out.push(json!({
+            "check": "extra indistinguishable from shared",
+            "rule": format!("Welch t-test, two-sided, p >= {ALPHA_SAME}"),
+            "t": welch_t(&extra, &shared).map(|w| w.t),
+            "p": p,
+            "pass": p.is_some_and(|p| p >= ALPHA_SAME),
+        }));
+    }
     let cand_mean = describe(&cand).map(|d| d.mean);
     for (name, x) in [("shared", &shared), ("extra", &extra)] {
         let (Some(c), Some(d)) = (cand_mean, describe(x)) else {
@@ -219,10 +276,11 @@ mod tests {
             r.push(rec("candidate", i, 0.05 + wiggle));
             r.push(rec("shared", i, 0.002 - wiggle));
             r.push(rec("independent", i, -0.04 + wiggle));
-            r.push(rec("extra", i, 0.001 + wiggle));
+            // Extra: the same values as shared, in another order.
+            r.push(rec("extra", i, 0.002 - ((i + 2) % 5) as f64 * 0.001));
         }
         let checks = expected_signs(&r);
-        assert_eq!(checks.len(), 5);
+        assert_eq!(checks.len(), 6);
         assert!(checks.iter().all(|c| c["pass"] == true), "{checks:#?}");
 
         // No memorization signal: candidate scores exactly like shared.
@@ -246,6 +304,25 @@ mod tests {
         assert_eq!(pass("candidate above shared"), Some(json!(false)));
         assert_eq!(pass("shared near zero"), Some(json!(false)));
         assert_eq!(pass("independent below shared"), Some(json!(true)));
+        assert_eq!(
+            pass("extra indistinguishable from shared"),
+            Some(json!(true))
+        );
+
+        // Extra shifted well away from shared: the sets are told apart.
+        let shifted: Vec<Record> = r
+            .iter()
+            .map(|x| match x.set.as_str() {
+                "extra" => rec("extra", x.index, 0.03 + (x.index % 5) as f64 * 0.001),
+                _ => x.clone(),
+            })
+            .collect();
+        let checks = expected_signs(&shifted);
+        let c = checks
+            .iter()
+            .find(|c| c["check"] == "extra indistinguishable from shared")
+            .expect("check");
+        assert_eq!(c["pass"], json!(false), "{c}");
     }
 
     #[test]
