@@ -66,17 +66,8 @@ pub fn roc_curve(members: &[f64], non_members: &[f64]) -> Vec<RocPoint> {
 /// non-member, ties counting one half (the Mann–Whitney U statistic over `n_m * n_n`;
 /// scikit-learn's `roc_auc_score`). `None` when either sample is empty.
 pub fn auc(members: &[f64], non_members: &[f64]) -> Option<f64> {
-    let curve = roc_curve(members, non_members);
-    if curve.is_empty() {
-        return None;
-    }
-    // Trapezoids: exact for a step curve with ties (a tie group is a diagonal segment).
-    Some(
-        curve
-            .windows(2)
-            .map(|w| (w[1].fpr - w[0].fpr) * (w[1].tpr + w[0].tpr) / 2.0)
-            .sum(),
-    )
+    let (u, _) = crate::stats::u_statistic(members, non_members)?;
+    Some(u / (members.len() as f64 * non_members.len() as f64))
 }
 
 /// The best true-positive rate with a false-positive rate at most `target`.
@@ -257,6 +248,12 @@ mod tests {
         }
         assert!(c[0].threshold.is_infinite());
         assert_eq!(c[5].threshold, 0.55);
+        // The area under this curve (trapezoids: a tie group is a diagonal step) is the AUC.
+        let area: f64 = c
+            .windows(2)
+            .map(|w| (w[1].fpr - w[0].fpr) * (w[1].tpr + w[0].tpr) / 2.0)
+            .sum();
+        assert!((area - 0.625).abs() < 1e-12, "{area}");
     }
 
     #[test]

@@ -291,7 +291,7 @@ pub fn spearman(x: &[f64], y: &[f64]) -> Option<Spearman> {
 }
 
 /// U of the first sample and the tie term `sum(t^3 - t)` over groups of tied values.
-fn u_statistic(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
+pub(crate) fn u_statistic(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
     if a.is_empty() || b.is_empty() {
         return None;
     }

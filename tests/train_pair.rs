@@ -446,6 +446,7 @@ fn canaries_are_planted_recorded_monitored_and_audited() {
             kind: sslmem::data::canary::CanaryKind::Noise,
             count: 6,
             seed: 0,
+            repeats: 1,
         },
         1,
         28,

@@ -694,7 +694,7 @@ pub fn html(
             &mut h,
             "fig-roc",
             roc,
-            "ROC of the score as a membership test, log-log axes (figures/roc.png): each curve calls an example a member when its score is at or above a threshold; the further above the diagonal at low false-positive rates, the more the score gives training membership away.",
+            "ROC of the score as a membership test, log-log axes (figures/roc.png): each curve calls an example a member when its score is at or above a threshold; the further above the diagonal at low false-positive rates, the more the score gives training membership away. A rate of zero is drawn at the axis edge.",
         );
     }
     fig(&mut h, "fig-typicality", &figs.typicality, "Score against typicality: atypical examples lie to the right (figures/score-vs-typicality.png).");

@@ -109,7 +109,7 @@ pub fn make(spec: CanarySpec, channels: usize, height: usize, width: usize) -> R
             }
             // A seeded partial Fisher-Yates shuffle: distinct digits.
             let mut order: Vec<usize> = (0..digits.len()).collect();
-            let mut rng = Rng::from_seed(splitmix64(spec.seed ^ 0x4D4E_4953_54));
+            let mut rng = Rng::from_seed(splitmix64(spec.seed ^ 0x4D_4E49_5354));
             for i in 0..n {
                 let j = i + rng.below((order.len() - i) as u64) as usize;
                 order.swap(i, j);
@@ -123,7 +123,7 @@ pub fn make(spec: CanarySpec, channels: usize, height: usize, width: usize) -> R
         }
         CanaryKind::Noise => {
             for k in 0..n {
-                let mut rng = Rng::for_view(spec.seed, 0x4E4F_4953_45, k as u64);
+                let mut rng = Rng::for_view(spec.seed, 0x4E_4F49_5345, k as u64);
                 let plane: Vec<f32> = (0..height * width)
                     .map(|_| rng.below(256) as f32 / 255.0)
                     .collect();

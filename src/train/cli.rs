@@ -276,7 +276,7 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
     if a.canary_repeats == 0 {
         return Err(Error::Param("--canary-repeats must be at least 1".into()));
     }
-    if !(a.checkpoint_seconds >= 0.0) {
+    if a.checkpoint_seconds.is_nan() || a.checkpoint_seconds < 0.0 {
         return Err(Error::Param(
             "--checkpoint-seconds must be 0 or more".into(),
         ));

@@ -169,7 +169,7 @@ pub fn measure(
     norm: &Normalize,
     device: Device,
 ) -> Result<MonitorReport> {
-    let seed = splitmix64(0x4D4F_4E49_544F_52);
+    let seed = splitmix64(0x4D_4F4E_4954_4F52);
     let pairs = spec.pairs.max(1);
     let run = |idx: &[usize]| alignments(enc, data, idx, augmenter, norm, pairs, seed, device);
     let (sr, sp) = run(&sets.seen)?;
