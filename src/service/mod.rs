@@ -41,7 +41,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "SSLMEM_BUNDLE",
-        default_value = "models/fashion-mnist-simclr"
+        default_value = "models/fashion-mnist-canaries"
     )]
     pub bundle: PathBuf,
     #[arg(long, env = "SSLMEM_HOST", default_value = "127.0.0.1")]
