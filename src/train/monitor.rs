@@ -189,3 +189,28 @@ pub fn measure(
         canaries_projection,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tighter_seen_alignment_is_an_auc_above_one_half() {
+        // Seen images aligned tighter (smaller distances) than unseen ones: a gap.
+        let g = gap(&[0.1, 0.2, 0.3], &[0.25, 0.35, 0.45, 0.5]);
+        assert!((g.align_seen - 0.2).abs() < 1e-12);
+        assert!((g.align_unseen - 0.3875).abs() < 1e-12);
+        // Pairs (seen, unseen) with seen < unseen: 0.1 and 0.2 below all 4, 0.3 below 3 of 4:
+        // 11 of 12.
+        assert!((g.auc - 11.0 / 12.0).abs() < 1e-12, "{}", g.auc);
+        // The same distribution on both sides: no gap.
+        assert!((gap(&[0.2, 0.4], &[0.4, 0.2]).auc - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn samples_are_evenly_spaced_and_deterministic() {
+        let pool: Vec<usize> = (100..110).collect();
+        assert_eq!(sample(&pool, 5), [100, 102, 104, 106, 108]);
+        assert_eq!(sample(&pool, 20), pool);
+    }
+}
