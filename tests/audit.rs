@@ -379,3 +379,21 @@ fn report_renders_in_headless_chromium_with_every_figure() {
         );
     }
 }
+
+#[test]
+fn the_default_bundles_canaries_are_remade_from_their_recorded_spec() {
+    // Guards reproducibility: a change to the canary generator must not change the canaries
+    // that a recorded spec stands for.
+    let m: Value = serde_json::from_str(&read(Path::new(BUNDLE), "sslmem.json")).expect("manifest");
+    let c = &m["split"]["canaries"];
+    let spec: sslmem::data::canary::CanarySpec =
+        serde_json::from_value(c["spec"].clone()).expect("spec");
+    let made = sslmem::data::canary::make(spec, 1, 28, 28).expect("canaries");
+    let files = c["files"].as_array().expect("files");
+    assert_eq!(made.len(), files.len());
+    for (i, f) in files.iter().enumerate() {
+        let path = Path::new(BUNDLE).join(f["path"].as_str().expect("path"));
+        let png = image::open(&path).expect("png").to_luma8().into_raw();
+        assert_eq!(png, made.get(i).expect("canary").data, "{}", path.display());
+    }
+}

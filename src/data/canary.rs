@@ -64,7 +64,7 @@ impl FromStr for CanaryKind {
 }
 
 /// What to plant: `count` canaries in each of the three canary sets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CanarySpec {
     pub kind: CanaryKind,
     /// Canaries per set (candidate, independent, held-out).
@@ -74,6 +74,10 @@ pub struct CanarySpec {
     /// views of its own); 1 is a single copy, like any other example.
     #[serde(default = "one")]
     pub repeats: usize,
+    /// `patterns` only: the smallest fraction of pixels (on versus off) in which any two
+    /// canaries differ; 0 draws them independently.
+    #[serde(default)]
+    pub min_distance: f64,
 }
 
 fn one() -> usize {
@@ -95,6 +99,14 @@ pub fn ranges(count: usize) -> [std::ops::Range<usize>; 3] {
 pub fn make(spec: CanarySpec, channels: usize, height: usize, width: usize) -> Result<ImageArray> {
     if spec.count == 0 {
         return Err(Error::Param("--canaries must be at least 1".into()));
+    }
+    if !(0.0..1.0).contains(&spec.min_distance)
+        || (spec.min_distance > 0.0 && spec.kind != CanaryKind::Patterns)
+    {
+        return Err(Error::Param(format!(
+            "--canary-min-distance {} must be in [0, 1), and only patterns canaries take it",
+            spec.min_distance
+        )));
     }
     let n = 3 * spec.count;
     let mut pixels = Vec::with_capacity(n * channels * height * width);
@@ -132,21 +144,38 @@ pub fn make(spec: CanarySpec, channels: usize, height: usize, width: usize) -> R
             }
         }
         CanaryKind::Patterns => {
-            const GRID: usize = 4;
+            // Rejection keeps every pair of patterns at least `min_distance` apart, so that no
+            // canary nearly duplicates one of another set (an encoder would generalise from one
+            // to the other). Attempt 0 is the pattern drawn without the rule.
+            let mut kept: Vec<Vec<bool>> = Vec::with_capacity(n);
             for k in 0..n {
-                let mut rng = Rng::for_view(spec.seed, 0x5041_5454, k as u64);
-                let cells: Vec<f32> = (0..GRID * GRID)
-                    .map(|_| if rng.below(2) == 1 { 1.0 } else { 0.0 })
-                    .collect();
-                let level = rng.uniform(0.5, 1.0) as f32;
-                let up = resize(&grey(GRID, GRID, cells), height, width);
-                let plane: Vec<f32> = up
-                    .plane(0)
-                    .iter()
-                    .map(|&v| if v > 0.5 { level } else { 0.0 })
-                    .collect();
-                let p = grey(height, width, plane);
-                push(&mut pixels, &p, channels, height, width);
+                let mut attempt = 0u64;
+                let plane = loop {
+                    let plane = pattern(spec.seed, k, attempt, height, width);
+                    let mask: Vec<bool> = plane.iter().map(|&v| v > 0.0).collect();
+                    if kept
+                        .iter()
+                        .all(|m| differing(m, &mask) >= spec.min_distance)
+                    {
+                        kept.push(mask);
+                        break plane;
+                    }
+                    attempt += 1;
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(Error::Param(format!(
+                            "cannot draw {n} pattern canaries at least {} apart (found {k}); \
+                             lower --canary-min-distance or --canaries",
+                            spec.min_distance
+                        )));
+                    }
+                };
+                push(
+                    &mut pixels,
+                    &grey(height, width, plane),
+                    channels,
+                    height,
+                    width,
+                );
             }
         }
     }
@@ -158,6 +187,30 @@ pub fn make(spec: CanarySpec, channels: usize, height: usize, width: usize) -> R
         pixels,
         labels: None,
     })
+}
+
+/// Draws per canary before [`make`] gives up on `min_distance`.
+const MAX_ATTEMPTS: u64 = 10_000;
+
+/// Pattern canary `k` (attempt `attempt`): a random 4x4 grid of on/off cells, upsampled and
+/// thresholded, at a random brightness in [0.5, 1].
+fn pattern(seed: u64, k: usize, attempt: u64, height: usize, width: usize) -> Vec<f32> {
+    const GRID: usize = 4;
+    let mut rng = Rng::for_view(seed, 0x5041_5454 ^ (attempt << 32), k as u64);
+    let cells: Vec<f32> = (0..GRID * GRID)
+        .map(|_| if rng.below(2) == 1 { 1.0 } else { 0.0 })
+        .collect();
+    let level = rng.uniform(0.5, 1.0) as f32;
+    let up = resize(&grey(GRID, GRID, cells), height, width);
+    up.plane(0)
+        .iter()
+        .map(|&v| if v > 0.5 { level } else { 0.0 })
+        .collect()
+}
+
+/// Fraction of pixels on in one mask and off in the other.
+fn differing(a: &[bool], b: &[bool]) -> f64 {
+    a.iter().zip(b).filter(|(x, y)| x != y).count() as f64 / a.len().max(1) as f64
 }
 
 fn grey(height: usize, width: usize, data: Vec<f32>) -> Planes {
@@ -218,7 +271,69 @@ mod tests {
             count: 5,
             seed,
             repeats: 1,
+            min_distance: 0.0,
         }
+    }
+
+    #[test]
+    fn patterns_keep_their_distance_and_zero_changes_nothing() {
+        let far = CanarySpec {
+            count: 20,
+            min_distance: 0.3,
+            ..spec(CanaryKind::Patterns, 0)
+        };
+        let a = make(far, 1, 28, 28).expect("canaries");
+        let masks: Vec<Vec<bool>> = (0..a.len())
+            .map(|i| a.get(i).expect("img").data.iter().map(|&v| v > 0).collect())
+            .collect();
+        for i in 0..masks.len() {
+            for j in i + 1..masks.len() {
+                assert!(differing(&masks[i], &masks[j]) >= 0.3, "{i} {j}");
+            }
+        }
+        // Without the rule some pair is closer: the rule did something.
+        let near = make(
+            CanarySpec {
+                min_distance: 0.0,
+                ..far
+            },
+            1,
+            28,
+            28,
+        )
+        .expect("canaries");
+        let close = (0..near.len()).any(|i| {
+            (i + 1..near.len()).any(|j| {
+                let m = |k: usize| -> Vec<bool> {
+                    near.get(k)
+                        .expect("img")
+                        .data
+                        .iter()
+                        .map(|&v| v > 0)
+                        .collect()
+                };
+                differing(&m(i), &m(j)) < 0.3
+            })
+        });
+        assert!(close);
+        // The first canary never needs a second draw: the same with and without the rule.
+        assert_eq!(a.get(0).expect("0").data, near.get(0).expect("0").data);
+        // Impossible distances and other kinds are refused.
+        assert!(make(
+            CanarySpec {
+                min_distance: 0.9,
+                ..far
+            },
+            1,
+            28,
+            28
+        )
+        .is_err());
+        let noise = CanarySpec {
+            min_distance: 0.2,
+            ..spec(CanaryKind::Noise, 0)
+        };
+        assert!(make(noise, 1, 28, 28).is_err());
     }
 
     #[test]

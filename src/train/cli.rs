@@ -181,6 +181,10 @@ pub struct PairArgs {
     /// Copies of each canary in its encoder's training set (each copy gets views of its own).
     #[arg(long, env = "SSLMEM_TRAIN_CANARY_REPEATS", default_value_t = 1)]
     pub canary_repeats: usize,
+    /// patterns only: the smallest fraction of pixels in which any two canaries differ
+    /// (0: drawn independently, so near-duplicates across sets are possible).
+    #[arg(long, env = "SSLMEM_TRAIN_CANARY_MIN_DISTANCE", default_value_t = 0.0)]
+    pub canary_min_distance: f64,
     /// Measure seen-versus-unseen alignment every N epochs (0: never), logged to the
     /// training log and the progress line.
     #[arg(long, env = "SSLMEM_TRAIN_MONITOR_EVERY", default_value_t = 5)]
@@ -270,6 +274,7 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
                 count: a.canaries,
                 seed: a.canary_seed,
                 repeats: a.canary_repeats,
+                min_distance: a.canary_min_distance,
             })
         })
         .transpose()?;
