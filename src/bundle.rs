@@ -39,6 +39,16 @@ pub struct ModelFile {
     pub sha256: String,
 }
 
+/// A canary file is checked like a model file: relative path inside the bundle, SHA-256.
+impl From<&crate::data::split::CanaryFile> for ModelFile {
+    fn from(f: &crate::data::split::CanaryFile) -> Self {
+        Self {
+            path: f.path.clone(),
+            sha256: f.sha256.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: String,

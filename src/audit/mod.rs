@@ -367,13 +367,7 @@ fn canary_items(bundle: &Bundle, split: &Split, set: SplitSet, limit: usize) -> 
         .take(limit)
         .map(|j| {
             let file = &c.files[j];
-            let path = bundle::verify_file(
-                &bundle.dir,
-                &bundle::ModelFile {
-                    path: file.path.clone(),
-                    sha256: file.sha256.clone(),
-                },
-            )?;
+            let path = bundle::verify_file(&bundle.dir, &file.into())?;
             Ok(Item {
                 set: set.name(),
                 index: j,

@@ -225,11 +225,12 @@ pub fn expected_signs(records: &[Record]) -> Vec<Value> {
     above(&indep, &shared, "independent below shared", false);
     // Neither encoder saw extra, both saw shared: nothing should tell them apart.
     if !extra.is_empty() && !shared.is_empty() {
-        let p = welch_t(&extra, &shared).map(|w| w.p.two_sided);
+        let w = welch_t(&extra, &shared);
+        let p = w.map(|w| w.p.two_sided);
         out.push(json!({
             "check": "extra indistinguishable from shared",
             "rule": format!("Welch t-test, two-sided, p >= {ALPHA_SAME}"),
-            "t": welch_t(&extra, &shared).map(|w| w.t),
+            "t": w.map(|w| w.t),
             "p": p,
             "pass": p.is_some_and(|p| p >= ALPHA_SAME),
         }));

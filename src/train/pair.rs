@@ -372,13 +372,7 @@ pub fn read_canaries(dir: &Path, rec: &CanaryRecord, shape: [usize; 3]) -> Resul
     let [channels, height, width] = shape;
     let mut pixels = Vec::with_capacity(rec.files.len() * channels * height * width);
     for f in &rec.files {
-        let path = bundle::verify_file(
-            dir,
-            &ModelFile {
-                path: f.path.clone(),
-                sha256: f.sha256.clone(),
-            },
-        )?;
+        let path = bundle::verify_file(dir, &f.into())?;
         let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let img = crate::pixels::decode(&bytes, channels, Default::default())
             .map_err(|e| Error::bundle(&path, e.to_string()))?;

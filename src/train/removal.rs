@@ -174,13 +174,14 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
             )?;
             let base = tt.train.len();
             (
-                crate::data::canary::append(&tt.train, &c)?,
+                std::borrow::Cow::Owned(crate::data::canary::append(&tt.train, &c)?),
                 (0..rec.spec.repeats)
                     .flat_map(|_| rec.candidate.iter().map(|j| base + j))
                     .collect(),
             )
         }
-        None => (tt.train.clone(), Vec::new()),
+        // Without canaries the dataset is used as it is, not copied.
+        None => (std::borrow::Cow::Borrowed(&tt.train), Vec::new()),
     };
     let runs_dir = o.out.join("runs");
     fs::create_dir_all(&runs_dir).map_err(|e| Error::io(&runs_dir, e))?;
