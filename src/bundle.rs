@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::arch::ArchSpec;
 use crate::augment::AugmentSpec;
 use crate::error::{Error, Result};
 use crate::fsutil::{sha256_file, write_atomic};
-use crate::runtime::{Encoder, RuntimeOptions};
+use crate::onnx::{self, ExportOptions};
+use crate::runtime::{EncoderSession, RuntimeOptions};
 
 pub const FORMAT: &str = "sslmem-bundle/1";
 pub const MANIFEST: &str = "sslmem.json";
@@ -146,8 +148,8 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
 pub struct Bundle {
     pub dir: PathBuf,
     pub manifest: Manifest,
-    pub f: Vec<Encoder>,
-    pub g: Vec<Encoder>,
+    pub f: Vec<EncoderSession>,
+    pub g: Vec<EncoderSession>,
 }
 
 impl Bundle {
@@ -155,12 +157,12 @@ impl Bundle {
     /// manifest's input and has the same outputs with the same shapes.
     pub fn load(dir: &Path, opts: &RuntimeOptions) -> Result<Self> {
         let manifest = read_manifest(dir)?;
-        let load_side = |files: &[ModelFile]| -> Result<Vec<Encoder>> {
+        let load_side = |files: &[ModelFile]| -> Result<Vec<EncoderSession>> {
             files
                 .iter()
                 .map(|mf| {
                     let path = verify_file(dir, mf)?;
-                    let enc = Encoder::load(&path, opts)?;
+                    let enc = EncoderSession::load(&path, opts)?;
                     check_interface(&enc, &manifest)?;
                     Ok(enc)
                 })
@@ -192,7 +194,7 @@ impl Bundle {
         })
     }
 
-    pub fn encoders(&self) -> impl Iterator<Item = &Encoder> {
+    pub fn encoders(&self) -> impl Iterator<Item = &EncoderSession> {
         self.f.iter().chain(&self.g)
     }
 }
@@ -231,7 +233,7 @@ pub fn verify_file(dir: &Path, mf: &ModelFile) -> Result<PathBuf> {
 }
 
 /// Checks that an encoder takes the manifest's input and produces its representation.
-fn check_interface(enc: &Encoder, m: &Manifest) -> Result<()> {
+fn check_interface(enc: &EncoderSession, m: &Manifest) -> Result<()> {
     let bad = |reason: String| Err(Error::bundle(&enc.path, reason));
     let i = &m.input;
     if enc.input.name != i.name {
@@ -308,7 +310,7 @@ pub fn create(
             "already exists; choose an empty folder",
         ));
     }
-    let probe = Encoder::load(&f[0], rt)?;
+    let probe = EncoderSession::load(&f[0], rt)?;
     let shape = &probe.input.shape;
     if shape.len() != 4 {
         return Err(Error::Model {
@@ -398,4 +400,91 @@ pub fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
         .map_err(|e| Error::bundle(dir.join(MANIFEST), e.to_string()))?;
     text.push('\n');
     write_atomic(&dir.join(MANIFEST), text.as_bytes())
+}
+
+/// Normalisation constants of the datasets the presets are made for.
+fn default_normalization(channels: usize) -> (Vec<f32>, Vec<f32>) {
+    if channels == 1 {
+        (vec![0.2860], vec![0.3530]) // Fashion-MNIST
+    } else {
+        (vec![0.4914, 0.4822, 0.4465], vec![0.2470, 0.2435, 0.2616]) // CIFAR-10
+    }
+}
+
+/// Writes a bundle of seeded random encoders built from an architecture description
+/// (`sslmem bundle random`): `models` per side, `g{k}` identical to `f{k}` when `same`
+/// (every score is then exactly 0), per-layer outputs when `layers`.
+pub fn write_random(
+    out: &Path,
+    arch: &ArchSpec,
+    seed: u64,
+    models: usize,
+    layers: bool,
+    same: bool,
+    augment: AugmentSpec,
+) -> Result<Manifest> {
+    if models == 0 {
+        return Err(Error::Param(
+            "a random bundle needs at least one encoder per side".into(),
+        ));
+    }
+    let opts = ExportOptions {
+        layer_outputs: layers,
+    };
+    let side = |name: &str, base: u64| -> Result<Vec<ModelFile>> {
+        (0..models)
+            .map(|i| {
+                let file = format!("{name}{i}.onnx");
+                let path = out.join(&file);
+                onnx::write(
+                    &path,
+                    arch,
+                    &arch.random_weights(base.wrapping_add(i as u64)),
+                    opts,
+                )?;
+                Ok(ModelFile {
+                    sha256: sha256_file(&path)?,
+                    path: file,
+                })
+            })
+            .collect()
+    };
+    let f = side("f", seed)?;
+    let g = if same {
+        f.clone()
+    } else {
+        side("g", seed.wrapping_add(1_000_003))?
+    };
+    let (mean, std) = default_normalization(arch.in_channels);
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        name: Some(format!(
+            "random {} (seed {seed}); not trained, scores are noise",
+            arch.name
+        )),
+        input: InputSpec {
+            name: onnx::INPUT.into(),
+            channels: arch.in_channels,
+            height: arch.height,
+            width: arch.width,
+            mean,
+            std,
+        },
+        representation: RepresentationSpec {
+            output: onnx::REPRESENTATION.into(),
+            layers: if layers {
+                arch.layer_names()
+            } else {
+                Vec::new()
+            },
+        },
+        augment: Some(augment),
+        f,
+        g,
+        architecture: serde_json::to_value(arch).ok(),
+        split: None,
+        training: None,
+    };
+    write_manifest(out, &manifest)?;
+    Ok(manifest)
 }

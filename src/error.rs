@@ -36,8 +36,21 @@ pub enum Error {
         version: &'static str,
         hint: &'static str,
     },
+    /// ONNX Runtime failed (loading the library, building or running a session).
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
+    /// The scoring engine could not run a job.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    /// The HTTP service could not start or stopped (listening, the async runtime).
+    #[error("service: {0}")]
+    Service(String),
+    /// libtorch failed during training, evaluation or export (the trainer).
+    #[error("training: {0}")]
+    Train(String),
+    /// An output (JSON, CSV, a figure, a report) could not be made.
+    #[error("cannot write {what}: {reason}")]
+    Output { what: String, reason: String },
     #[error("model {model}: {reason}")]
     Model { model: String, reason: String },
     #[error("invalid parameter: {0}")]
@@ -63,6 +76,13 @@ impl Error {
         Self::Bundle {
             path: path.into(),
             reason: reason.into(),
+        }
+    }
+
+    pub fn output(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Self::Output {
+            what: what.into(),
+            reason: reason.to_string(),
         }
     }
 

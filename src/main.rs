@@ -1,8 +1,10 @@
-//! The `sslmem` binary: parse arguments, hand over to the library.
+//! The `sslmem` binary: parse arguments ([`cli`]), hand over to the library.
+
+mod cli;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     sslmem::runtime::disable_ort_telemetry();
-    sslmem::cli::main(sslmem::cli::Cli::parse())
+    cli::main(cli::Cli::parse())
 }

@@ -349,7 +349,7 @@ struct Job {
 }
 
 /// One encoder: an ONNX Runtime session owned by its own thread.
-pub struct Encoder {
+pub struct EncoderSession {
     pub path: PathBuf,
     pub input: TensorInfo,
     pub outputs: Vec<TensorInfo>,
@@ -357,7 +357,7 @@ pub struct Encoder {
     tx: mpsc::Sender<Job>,
 }
 
-impl Encoder {
+impl EncoderSession {
     /// Loads the model and starts its thread.
     pub fn load(path: &Path, opts: &RuntimeOptions) -> Result<Self> {
         let env = environment(opts)?;

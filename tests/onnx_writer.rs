@@ -9,7 +9,7 @@ use common::{onnx_python, reference_forward};
 use sslmem::arch::{ArchSpec, StemSpec};
 use sslmem::onnx::{self, ExportOptions};
 use sslmem::rng::Rng;
-use sslmem::runtime::{Encoder, RuntimeOptions};
+use sslmem::runtime::{EncoderSession, RuntimeOptions};
 
 fn max_rel_err(got: &[f32], want: &[f64]) -> f64 {
     assert_eq!(got.len(), want.len());
@@ -35,8 +35,8 @@ fn check(arch: &ArchSpec, seed: u64) {
     )
     .expect("write onnx");
 
-    let enc =
-        Encoder::load(&path, &RuntimeOptions::default()).expect("ONNX Runtime loads the model");
+    let enc = EncoderSession::load(&path, &RuntimeOptions::default())
+        .expect("ONNX Runtime loads the model");
     let n = 3;
     let len = arch.in_channels * arch.height * arch.width;
     let mut rng = Rng::from_seed(seed + 99);
@@ -136,7 +136,7 @@ fn dynamic_batch_axis_takes_any_batch_size() {
         ExportOptions::default(),
     )
     .expect("write");
-    let enc = Encoder::load(&path, &RuntimeOptions::default()).expect("load");
+    let enc = EncoderSession::load(&path, &RuntimeOptions::default()).expect("load");
     assert_eq!(enc.input.shape, vec![None, Some(1), Some(28), Some(28)]);
     for n in [1, 5, 33] {
         let reps = enc

@@ -8,11 +8,11 @@ use common::{random_bundle, reference_forward, run, stderr, stdout};
 use proptest::prelude::*;
 use sslmem::arch::ArchSpec;
 use sslmem::augment::{AugmentSpec, BlurSpec, SolarizeSpec};
-use sslmem::bundle::Bundle;
+use sslmem::engine::{Engine, QueueOptions, ViewMaker};
 use sslmem::pixels::SourceImage;
 use sslmem::rng::Rng;
 use sslmem::runtime::RuntimeOptions;
-use sslmem::score::{align_pairs, Distance, RepNorm, ScoreOptions, Scorer, ViewMode};
+use sslmem::score::{Distance, RepNorm, ScoreOptions, ViewMode};
 
 fn images(n: usize, c: usize, h: usize, w: usize, seed: u64) -> Vec<SourceImage> {
     let mut rng = Rng::from_seed(seed);
@@ -29,18 +29,26 @@ fn images(n: usize, c: usize, h: usize, w: usize, seed: u64) -> Vec<SourceImage>
         .collect()
 }
 
-fn load(dir: &Path) -> Bundle {
-    Bundle::load(dir, &RuntimeOptions::default()).expect("bundle loads")
+fn load(dir: &Path) -> Engine {
+    load_batched(dir, 256)
+}
+
+/// An engine whose forward passes hold at most `batch` views.
+fn load_batched(dir: &Path, batch: usize) -> Engine {
+    let q = QueueOptions {
+        max_batch_views: batch,
+        ..Default::default()
+    };
+    Engine::load(dir, &RuntimeOptions::default(), q).expect("bundle loads")
 }
 
 #[test]
 fn identical_f_and_g_score_exactly_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let b = load(&random_bundle(
-        dir.path(),
-        "same",
-        &["--same", "--models", "2"],
-    ));
+    let b = load_batched(
+        &random_bundle(dir.path(), "same", &["--same", "--models", "2"]),
+        16,
+    );
     let imgs = images(6, 1, 30, 26, 1);
     for mode in [ViewMode::AugVsAug, ViewMode::OrigVsAug] {
         for distance in [Distance::L2, Distance::Cosine, Distance::L1] {
@@ -48,13 +56,9 @@ fn identical_f_and_g_score_exactly_zero() {
                 pairs: 4,
                 mode,
                 distance,
-                batch_size: 16,
                 ..Default::default()
             };
-            let scores = Scorer::new(&b, opts)
-                .expect("scorer")
-                .score(&imgs, &|_| {})
-                .expect("score");
+            let scores = b.score(&imgs, &opts, &|_| {}).expect("score");
             for s in scores {
                 assert_eq!(s.score, 0.0, "{mode:?} {distance:?}");
                 assert_eq!(s.score_ratio, 0.0);
@@ -71,22 +75,16 @@ fn identical_f_and_g_score_exactly_zero() {
 #[test]
 fn results_do_not_depend_on_batch_size_or_order() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let b = load(&random_bundle(
-        dir.path(),
-        "b",
-        &["--arch", "resnet-mini-32x32x3"],
-    ));
+    let path = random_bundle(dir.path(), "b", &["--arch", "resnet-mini-32x32x3"]);
     let imgs = images(5, 3, 40, 36, 2);
     let score = |imgs: &[SourceImage], batch_size| {
         let opts = ScoreOptions {
             pairs: 3,
-            batch_size,
             seed: 9,
             ..Default::default()
         };
-        Scorer::new(&b, opts)
-            .expect("scorer")
-            .score(imgs, &|_| {})
+        load_batched(&path, batch_size)
+            .score(imgs, &opts, &|_| {})
             .expect("score")
     };
     let base = score(&imgs, 256);
@@ -111,10 +109,7 @@ fn results_do_not_depend_on_batch_size_or_order() {
             seed: 10,
             ..Default::default()
         };
-        Scorer::new(&b, opts)
-            .expect("scorer")
-            .score(&imgs, &|_| {})
-            .expect("score")
+        load(&path).score(&imgs, &opts, &|_| {}).expect("score")
     };
     assert_ne!(
         base[0].align_f, other_seed[0].align_f,
@@ -126,15 +121,13 @@ fn results_do_not_depend_on_batch_size_or_order() {
 fn views_are_identical_across_batches_threads_and_calls() {
     let dir = tempfile::tempdir().expect("tempdir");
     let b = load(&random_bundle(dir.path(), "b", &[]));
-    let scorer = Scorer::new(
-        &b,
-        ScoreOptions {
-            pairs: 4,
-            seed: 3,
-            ..Default::default()
-        },
-    )
-    .expect("scorer");
+    let opts = ScoreOptions {
+        pairs: 4,
+        seed: 3,
+        ..Default::default()
+    };
+    let scorer =
+        ViewMaker::new(b.input(), b.bundle().manifest.augment(), &opts).expect("view maker");
     let img = &images(1, 1, 31, 29, 4)[0];
     let n = scorer.views_per_image() * 784;
     let mut a = vec![0f32; n];
@@ -159,17 +152,12 @@ fn identity_augmentation_gives_zero_alignment() {
     let b = load(&random_bundle(dir.path(), "b", &["--augment", "none"]));
     let imgs = images(3, 1, 28, 28, 5);
     for mode in [ViewMode::AugVsAug, ViewMode::OrigVsAug] {
-        let scores = Scorer::new(
-            &b,
-            ScoreOptions {
-                pairs: 2,
-                mode,
-                ..Default::default()
-            },
-        )
-        .expect("scorer")
-        .score(&imgs, &|_| {})
-        .expect("score");
+        let opts = ScoreOptions {
+            pairs: 2,
+            mode,
+            ..Default::default()
+        };
+        let scores = b.score(&imgs, &opts, &|_| {}).expect("score");
         for s in scores {
             assert!(s.align_f.abs() < 1e-6 && s.align_g.abs() < 1e-6, "{s:?}");
         }
@@ -220,7 +208,7 @@ fn align_matches_reference_distances() {
         (RepNorm::L2, Distance::L2, true, false),
         (RepNorm::None, Distance::L1, false, true),
     ] {
-        let r = align_pairs(&b, &pairs, norm, dist).expect("align");
+        let r = b.align(&pairs, norm, dist).expect("align");
         let (ef, eg) = (d(&wf, normalize, l1), d(&wg, normalize, l1));
         assert!(
             (r[0].d_f - ef).abs() < 1e-4 * ef.max(1e-3),
@@ -253,16 +241,14 @@ fn several_encoders_per_side_average() {
         mode: ViewMode::OrigVsAug,
         ..Default::default()
     };
-    let s = Scorer::new(&two, opts.clone())
-        .expect("scorer")
-        .score(&imgs, &|_| {})
-        .expect("score");
-    // The same views through each f separately, via align on (original, view 0).
-    let scorer = Scorer::new(&two, opts).expect("scorer");
+    let s = two.score(&imgs, &opts, &|_| {}).expect("score");
+    // The same views through each f's session separately.
+    let scorer =
+        ViewMaker::new(two.input(), two.bundle().manifest.augment(), &opts).expect("view maker");
     let mut views = vec![0f32; 2 * 784];
     scorer.write_views(&imgs[0], &mut views);
     let mut per_f = Vec::new();
-    for enc in &two.f {
+    for enc in &two.bundle().f {
         let r = enc
             .embed(views.clone(), [2, 1, 28, 28], "representation")
             .expect("embed");

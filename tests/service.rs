@@ -756,38 +756,3 @@ fn sigterm_drains_in_flight_requests_then_exits_zero() {
     assert_eq!(exit.code(), Some(0), "{}", server.log.lock().expect("log"));
     assert!(server.log.lock().expect("log").contains("draining"));
 }
-
-/// The batcher skips a job whose requester has gone away: only the other job's views run.
-#[test]
-fn batcher_skips_jobs_whose_requester_left() {
-    use sslmem::service::batcher::{BatchOptions, Batcher};
-    use sslmem::service::metrics::Metrics;
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bundle = random_bundle(dir.path(), "b", &[]);
-    let bundle = Arc::new(
-        sslmem::bundle::Bundle::load(&bundle, &sslmem::runtime::RuntimeOptions::default())
-            .expect("load"),
-    );
-    let metrics = Arc::new(Metrics::new().expect("metrics"));
-    let opts = BatchOptions {
-        max_batch: 256,
-        max_delay: Duration::from_millis(300),
-        queue: 8,
-    };
-    let batcher = Batcher::start(bundle, opts, metrics.clone()).expect("start");
-    let kept = batcher.submit(vec![0.1; 3 * 784]).expect("queued");
-    let gone = batcher.submit(vec![0.2; 5 * 784]).expect("queued");
-    drop(gone);
-    let reps = kept
-        .blocking_recv()
-        .expect("reply")
-        .expect("representations");
-    assert_eq!(reps.f[0].nrows(), 3);
-    assert_eq!(reps.g[0].nrows(), 3);
-    assert_eq!(
-        metrics.views.get(),
-        3,
-        "the abandoned job's 5 views were not run"
-    );
-}

@@ -5,7 +5,7 @@
 
 use sslmem::arch::{ArchSpec, StemSpec};
 use sslmem::onnx::{self, ExportOptions};
-use sslmem::runtime::{Encoder as OrtEncoder, RuntimeOptions};
+use sslmem::runtime::{EncoderSession, RuntimeOptions};
 use sslmem::train::model::Encoder;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -51,7 +51,7 @@ fn parity(arch: &ArchSpec) {
         },
     )
     .expect("write");
-    let ort = OrtEncoder::load(&path, &RuntimeOptions::default()).expect("load");
+    let ort = EncoderSession::load(&path, &RuntimeOptions::default()).expect("load");
     let input = Vec::<f32>::try_from(x.flatten(0, -1)).expect("input");
     let names = vec![
         onnx::REPRESENTATION.to_string(),

@@ -12,20 +12,21 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clap::{Args, ValueEnum};
+use clap::ValueEnum;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::bundle::{self, Bundle};
-use crate::cli::{csv_field, progress_bar, EstimatorArgs};
 use crate::data::dataset;
 use crate::data::inputs::{resolve, Input};
 use crate::data::split::Split;
+use crate::engine::{Engine, Quiet};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
+use crate::output::{csv_field, progress_bar};
 use crate::runtime::RuntimeOptions;
-use crate::score::{set_normalize, ImageScore, Scorer, SetNorm};
+use crate::score::{set_normalize, EstimatorOptions, ImageScore, SetNorm};
 
 /// The sets of SPEC section 4, then the canary sets of a bundle trained with
 /// `--canaries`, in the order they are scored and reported.
@@ -75,30 +76,23 @@ impl SplitSet {
     }
 }
 
-#[derive(Args, Debug)]
-pub struct AuditArgs {
+/// What `sslmem audit` does (the command line's flags, parsed).
+#[derive(Clone, Debug)]
+pub struct AuditOptions {
     /// Model bundle folder (holds sslmem.json; its `split` says which example is in which set).
-    #[arg(long, env = "SSLMEM_BUNDLE")]
     pub bundle: PathBuf,
-    /// Output folder: scores.jsonl, scores.csv, summary.json. Rerun the same command to resume.
-    #[arg(long, env = "SSLMEM_AUDIT_OUT")]
+    /// Output folder: scores.jsonl, scores.csv, summary.json, figures, report.html.
     pub out: PathBuf,
     /// Dataset the split indexes (default: the one the bundle was trained on).
-    #[arg(long, env = "SSLMEM_DATASET")]
     pub dataset: Option<String>,
-    /// Split sets to score (default: every set the bundle has, canaries included).
-    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "all")]
+    /// Split sets to score (empty: every set the bundle has, canaries included).
     pub sets: Vec<SplitSet>,
     /// Every set the bundle has (the default).
-    #[arg(long)]
     pub all: bool,
-    /// Score only the first N examples of each set (in index order): quick audits.
-    #[arg(long, env = "SSLMEM_AUDIT_LIMIT")]
+    /// Score only the first N examples of each set (in index order).
     pub limit: Option<usize>,
-    #[command(flatten)]
-    pub est: EstimatorArgs,
+    pub est: EstimatorOptions,
     /// Images written to the journal at a time (a killed run loses at most one chunk).
-    #[arg(long, default_value_t = 1024, hide = true)]
     pub chunk: usize,
     /// Score these inputs (files, folders, datasets) as one set `inputs` instead of the split.
     pub inputs: Vec<String>,
@@ -143,12 +137,13 @@ const JOURNAL_DIR: &str = ".audit";
 
 /// Runs (or resumes, or recognises as finished) an audit; `Ok(true)` when every example was
 /// scored.
-pub fn run(a: &AuditArgs, rt: &RuntimeOptions) -> Result<bool> {
+pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
     if a.chunk == 0 {
         return Err(Error::Param("--chunk must be at least 1".into()));
     }
-    let bundle = Bundle::load(&a.bundle, rt)?;
-    let (items, dataset, sets) = work_list(a, &bundle)?;
+    let engine = Engine::start(Bundle::load(&a.bundle, rt)?, a.est.queue(), Arc::new(Quiet))?;
+    let bundle = engine.bundle();
+    let (items, dataset, sets) = work_list(a, bundle)?;
     if items.is_empty() {
         return Err(Error::Param(
             "nothing to audit: the chosen sets are empty".into(),
@@ -166,11 +161,11 @@ pub fn run(a: &AuditArgs, rt: &RuntimeOptions) -> Result<bool> {
         sets: sets.iter().map(|s| s.name().into()).collect(),
         inputs: a.inputs.clone(),
         limit: a.limit,
-        pairs: a.est.pairs,
-        seed: a.est.seed,
-        mode: value_name(a.est.mode),
-        distance: value_name(a.est.distance),
-        normalize: value_name(a.est.normalize),
+        pairs: a.est.score.pairs,
+        seed: a.est.score.seed,
+        mode: value_name(a.est.score.mode),
+        distance: value_name(a.est.score.distance),
+        normalize: value_name(a.est.score.normalize),
         items: items.len(),
     };
     let journal_dir = a.out.join(JOURNAL_DIR);
@@ -243,10 +238,10 @@ pub fn run(a: &AuditArgs, rt: &RuntimeOptions) -> Result<bool> {
             a.out.display()
         );
     }
-    score_remaining(a, &bundle, &items, &journal, &mut records)?;
+    score_remaining(a, &engine, &items, &journal, &mut records)?;
 
     let failed = records.iter().filter(|r| r.error.is_some()).count();
-    finish(a, &bundle, &params, &items, &records)?;
+    finish(a, &engine, &params, &items, &records)?;
     fs::remove_dir_all(&journal_dir).map_err(|e| Error::io(&journal_dir, e))?;
     tracing::info!(
         scored = records.len() - failed,
@@ -264,7 +259,7 @@ fn value_name<T: ValueEnum>(v: T) -> String {
         .unwrap_or_default()
 }
 
-impl AuditArgs {
+impl AuditOptions {
     /// The sets asked for; every set the bundle has when none are named.
     fn selected_sets(&self, has_canaries: bool) -> Vec<SplitSet> {
         if !self.inputs.is_empty() {
@@ -285,7 +280,10 @@ impl AuditArgs {
 }
 
 /// The examples to score, in their fixed order, the dataset they come from, and the sets.
-fn work_list(a: &AuditArgs, bundle: &Bundle) -> Result<(Vec<Item>, Option<String>, Vec<SplitSet>)> {
+fn work_list(
+    a: &AuditOptions,
+    bundle: &Bundle,
+) -> Result<(Vec<Item>, Option<String>, Vec<SplitSet>)> {
     let limit = a.limit.unwrap_or(usize::MAX);
     if !a.inputs.is_empty() {
         let items = resolve(&a.inputs)?
@@ -422,8 +420,8 @@ fn read_journal(path: &Path) -> Result<Vec<Record>> {
 }
 
 fn score_remaining(
-    a: &AuditArgs,
-    bundle: &Bundle,
+    a: &AuditOptions,
+    engine: &Engine,
     items: &[Item],
     journal: &Path,
     records: &mut Vec<Record>,
@@ -432,8 +430,7 @@ fn score_remaining(
     if todo.is_empty() {
         return Ok(());
     }
-    let scorer = Scorer::new(bundle, a.est.options())?;
-    let (channels, limits) = (bundle.manifest.input.channels, a.est.limits());
+    let (channels, limits) = (engine.input().channels, a.est.limits());
     let pb = progress_bar(items.len(), "auditing");
     pb.set_position(records.len() as u64);
     let mut file = OpenOptions::new()
@@ -461,7 +458,9 @@ fn score_remaining(
                 }
             }
         }
-        let mut scores = scorer.score(&images, &|n| pb.inc(n as u64))?.into_iter();
+        let mut scores = engine
+            .score(&images, &a.est.score, &|n| pb.inc(n as u64))?
+            .into_iter();
         let mut text = String::new();
         for (it, error) in chunk.iter().zip(errors) {
             let score = if error.is_none() { scores.next() } else { None };
@@ -498,14 +497,15 @@ struct Row<'r> {
 /// Writes scores.jsonl, scores.csv, summary.json, the figures and report.html (each
 /// atomically) from the records.
 fn finish(
-    a: &AuditArgs,
-    bundle: &Bundle,
+    a: &AuditOptions,
+    engine: &Engine,
     params: &AuditParams,
     items: &[Item],
     records: &[Record],
 ) -> Result<()> {
     tracing::info!("typicality, statistics and figures");
-    let typ = report::typicality(bundle, items, records)?;
+    let bundle = engine.bundle();
+    let typ = report::typicality(engine, items, records)?;
     // Per set: rank by score (1 = most memorized), set-level normalisations over the set.
     let mut sets: Vec<&str> = Vec::new();
     for r in records {

@@ -21,8 +21,8 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use super::{AuditParams, Item, Record};
-use crate::augment::Normalize;
 use crate::bundle::Bundle;
+use crate::engine::{self, Preprocess};
 use crate::error::{Error, Result};
 use crate::membership::Membership;
 use crate::pixels::SourceImage;
@@ -51,41 +51,25 @@ fn plot_err<E: std::fmt::Display>(e: E) -> Error {
     Error::Runtime(format!("drawing a figure: {e}"))
 }
 
-/// `g`'s representations of the examples' un-augmented images (rows l2-normalised); `None`
-/// for examples that could not be read or are not the model's size.
-fn representations(bundle: &Bundle, items: &[Item]) -> Result<Vec<Option<Vec<f32>>>> {
-    let i = &bundle.manifest.input;
-    let norm = Normalize::new(i.mean.clone(), i.std.clone(), i.channels)?;
-    let len = i.channels * i.height * i.width;
-    let Some(g) = bundle.g.first() else {
+/// `g0`'s representations of the examples' un-augmented images (rows l2-normalised), through
+/// the engine (an image that is not the model's size is resized, as `embed` does); `None`
+/// for examples that could not be read.
+fn representations(engine: &engine::Engine, items: &[Item]) -> Result<Vec<Option<Vec<f32>>>> {
+    let channels = engine.input().channels;
+    if engine.bundle().g.is_empty() {
         return Ok(vec![None; items.len()]);
-    };
+    }
     let mut out = Vec::with_capacity(items.len());
     for chunk in items.chunks(512) {
         let imgs: Vec<Option<SourceImage>> = chunk
             .par_iter()
-            .map(|it| {
-                it.input
-                    .load(i.channels, Default::default())
-                    .ok()
-                    .filter(|im| (im.height, im.width) == (i.height, i.width))
-            })
+            .map(|it| it.input.load(channels, Default::default()).ok())
             .collect();
-        let ok: Vec<&SourceImage> = imgs.iter().flatten().collect();
-        let mut data = vec![0f32; ok.len() * len];
-        data.par_chunks_mut(len)
-            .zip(ok.par_iter())
-            .for_each(|(dst, im)| norm.write(&im.to_planes(), dst));
-        let reps: Array2<f32> = if ok.is_empty() {
-            Array2::zeros((0, 0))
-        } else {
-            g.embed(
-                data,
-                [ok.len(), i.channels, i.height, i.width],
-                &bundle.manifest.representation.output,
-            )?
-        };
-        let mut rows = reps.rows().into_iter();
+        let ok: Vec<SourceImage> = imgs.iter().flatten().cloned().collect();
+        let reps = engine.embed(&ok, Preprocess::Resize)?;
+        let empty = Array2::zeros((0, 0));
+        let g = reps.g.first().unwrap_or(&empty);
+        let mut rows = g.rows().into_iter();
         for im in &imgs {
             out.push(im.as_ref().and_then(|_| {
                 let r = rows.next()?;
@@ -100,11 +84,11 @@ fn representations(bundle: &Bundle, items: &[Item]) -> Result<Vec<Option<Vec<f32
 /// Typicality of every record: mean l2 distance to its `TYPICALITY_K` nearest neighbours of
 /// the same label (all audited, scored examples; unlabelled ones form one group).
 pub(super) fn typicality(
-    bundle: &Bundle,
+    engine: &engine::Engine,
     items: &[Item],
     records: &[Record],
 ) -> Result<Vec<Option<f64>>> {
-    let reps = representations(bundle, items)?;
+    let reps = representations(engine, items)?;
     let mut groups: BTreeMap<Option<u8>, Vec<usize>> = BTreeMap::new();
     for (k, r) in records.iter().enumerate() {
         if r.score.is_some() && reps[k].is_some() {

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::engine::EngineError;
 use crate::error::Error;
 
 #[derive(Debug)]
@@ -71,6 +72,13 @@ impl From<Error> for ApiError {
         match e {
             Error::Param(m) => ApiError::invalid(m),
             e @ Error::Input { .. } => ApiError::invalid(e.to_string()),
+            Error::Engine(EngineError::QueueFull) => {
+                ApiError::unavailable("queue_full", EngineError::QueueFull.to_string())
+            }
+            Error::Engine(e @ EngineError::Stopped(_)) => {
+                tracing::error!("{e}");
+                ApiError::unavailable("engine_stopped", e.to_string())
+            }
             e => {
                 tracing::error!("internal error: {e}");
                 ApiError::internal(e.to_string())

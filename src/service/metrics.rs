@@ -123,3 +123,20 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 }
+
+impl crate::engine::Observer for Metrics {
+    fn queue_wait(&self, waited: std::time::Duration) {
+        self.queue_wait.observe(waited.as_secs_f64());
+    }
+
+    fn batch(&self, views: usize) {
+        self.batch_views.observe(views as f64);
+        self.views.inc_by(views as u64);
+    }
+
+    fn inference(&self, encoder: &str, took: std::time::Duration) {
+        self.inference_duration
+            .with_label_values(&[encoder])
+            .observe(took.as_secs_f64());
+    }
+}

@@ -1,9 +1,8 @@
 //! `sslmem serve`: the scoring service. A request goes: middlewares (request id and metrics,
 //! then for `/v1/*`: draining check, API key, concurrency limit, timeout) -> a handler in
-//! [`routes`] -> the CPU worker pool (decode, augment) -> the [`batcher`] (batches across
-//! requests, encoder threads) -> back to the handler for the estimator.
+//! [`routes`] (parse, decode on the CPU worker pool) -> the [`Engine`] (views, the queue that
+//! batches across requests, encoder threads, the estimator) -> the handler's JSON.
 
-pub mod batcher;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -22,74 +21,54 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use clap::Args;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use self::batcher::{BatchOptions, Batcher};
 use self::error::ApiError;
 use self::metrics::Metrics;
 use crate::bundle::Bundle;
+use crate::engine::{Engine, QueueOptions};
 use crate::error::{Error, Result};
 use crate::pixels::DecodeLimits;
 use crate::runtime::{Device, Provider, RuntimeOptions};
+use crate::score::ScoreOptions;
 
-#[derive(Args, Debug, Clone)]
-pub struct ServeArgs {
+/// How `sslmem serve` runs (the command line's flags, parsed).
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
     /// Model bundle folder (holds sslmem.json).
-    #[arg(
-        long,
-        env = "SSLMEM_BUNDLE",
-        default_value = "models/fashion-mnist-canaries"
-    )]
     pub bundle: PathBuf,
-    #[arg(long, env = "SSLMEM_HOST", default_value = "127.0.0.1")]
     pub host: String,
     /// Port; 0 picks a free one (the log says which).
-    #[arg(long, env = "SSLMEM_PORT", default_value_t = 8080)]
     pub port: u16,
     /// Most views in one forward pass, across requests.
-    #[arg(long, env = "SSLMEM_MAX_BATCH_VIEWS", default_value_t = 256)]
     pub max_batch_views: usize,
     /// Longest a job waits for others to fill its batch, in milliseconds.
-    #[arg(long, env = "SSLMEM_MAX_DELAY_MS", default_value_t = 2)]
     pub max_delay_ms: u64,
     /// Jobs waiting for inference at most; beyond it requests get 503.
-    #[arg(long, env = "SSLMEM_QUEUE_SIZE", default_value_t = 1024)]
     pub queue_size: usize,
     /// Concurrent /v1 requests at most; beyond it requests get 429.
-    #[arg(long, env = "SSLMEM_MAX_CONCURRENT", default_value_t = 64)]
     pub max_concurrent: usize,
     /// Seconds a /v1 request may take.
-    #[arg(long, env = "SSLMEM_REQUEST_TIMEOUT", default_value_t = 60.0)]
     pub request_timeout: f64,
     /// Largest request body, in bytes.
-    #[arg(long, env = "SSLMEM_MAX_BODY_BYTES", default_value_t = 32 << 20)]
     pub max_body_bytes: usize,
     /// Largest image, in pixels (width * height).
-    #[arg(long, env = "SSLMEM_MAX_PIXELS", default_value_t = 40_000_000)]
     pub max_pixels: u64,
     /// Most images (or align images) per request.
-    #[arg(long, env = "SSLMEM_MAX_IMAGES", default_value_t = 64)]
     pub max_images: usize,
     /// Most view pairs per image.
-    #[arg(long, env = "SSLMEM_MAX_PAIRS", default_value_t = 100)]
     pub max_pairs: usize,
     /// Default view pairs per image.
-    #[arg(long, env = "SSLMEM_PAIRS", default_value_t = 10)]
     pub pairs: usize,
     /// Default augmentation seed.
-    #[arg(long, env = "SSLMEM_SEED", default_value_t = 0)]
     pub seed: u64,
     /// Require `Authorization: Bearer <key>` on /v1/* (health, metrics and docs stay open).
-    #[arg(long, env = "SSLMEM_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
-    #[arg(long, env = "SSLMEM_DRAIN_TIMEOUT", default_value_t = 30.0)]
     pub drain_timeout: f64,
     /// Threads decoding and augmenting (0: one per core).
-    #[arg(long, env = "SSLMEM_WORKERS", default_value_t = 0)]
     pub workers: usize,
 }
 
@@ -108,8 +87,7 @@ pub struct Defaults {
 }
 
 pub struct AppState {
-    pub bundle: Arc<Bundle>,
-    pub batcher: Batcher,
+    pub engine: Engine,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
     pub defaults: Defaults,
@@ -123,8 +101,15 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Ready: listening, not draining, and the engine's batching thread alive.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst)
+            && !self.draining.load(Ordering::SeqCst)
+            && self.engine.alive()
+    }
+
+    pub fn bundle(&self) -> &Bundle {
+        self.engine.bundle()
     }
 }
 
@@ -281,12 +266,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// A smooth gradient at the model's input size: real pixels for the warm-up's views.
+fn warm_up_image(i: &crate::bundle::InputSpec) -> Result<crate::pixels::SourceImage> {
+    let plane = (i.height * i.width).max(1);
+    let data = (0..i.channels * i.height * i.width)
+        .map(|k| ((k % plane) * 255 / plane) as u8)
+        .collect();
+    crate::pixels::SourceImage::new(i.channels, i.height, i.width, data)
+        .map_err(|e| Error::Param(format!("the bundle's input size: {e}")))
+}
+
 fn bad_arg(m: String) -> Error {
     Error::Param(m)
 }
 
 /// Loads and warms up the bundle, then serves until SIGTERM or Ctrl-C, then drains.
-pub fn run(args: &ServeArgs, rt: &RuntimeOptions) -> Result<()> {
+pub fn run(args: &ServeOptions, rt: &RuntimeOptions) -> Result<()> {
     if args.max_batch_views == 0
         || args.max_images == 0
         || args.max_pairs == 0
@@ -319,8 +314,18 @@ pub fn run(args: &ServeArgs, rt: &RuntimeOptions) -> Result<()> {
             .map_err(|e| bad_arg(format!("cannot set up {} workers: {e}", args.workers)))?;
     }
     let started = Instant::now();
-    let bundle = Arc::new(Bundle::load(&args.bundle, rt)?);
-    let provider = bundle.f[0].provider;
+    let bundle = Bundle::load(&args.bundle, rt)?;
+    let metrics = Arc::new(Metrics::new().map_err(|e| Error::Service(format!("metrics: {e}")))?);
+    let engine = Engine::start(
+        bundle,
+        QueueOptions {
+            max_batch_views: args.max_batch_views,
+            max_delay: Duration::from_millis(args.max_delay_ms),
+            capacity: args.queue_size,
+        },
+        metrics.clone(),
+    )?;
+    let provider = engine.provider();
     if rt.device == Device::Auto && provider == Provider::Cpu {
         let why = if crate::runtime::CUDA_BUILT {
             "CUDA unavailable, see above"
@@ -329,8 +334,8 @@ pub fn run(args: &ServeArgs, rt: &RuntimeOptions) -> Result<()> {
         };
         tracing::info!("device auto: running on the CPU ({why})");
     }
-    let metrics = Arc::new(Metrics::new().map_err(|e| Error::Runtime(format!("metrics: {e}")))?);
-    let name = bundle
+    let name = engine
+        .bundle()
         .manifest
         .name
         .clone()
@@ -339,27 +344,18 @@ pub fn run(args: &ServeArgs, rt: &RuntimeOptions) -> Result<()> {
         .info
         .with_label_values(&[&name, &provider.to_string(), env!("CARGO_PKG_VERSION")])
         .set(1.0);
-    // Warm-up: one forward pass per encoder before the listener opens.
-    let i = &bundle.manifest.input;
-    for e in bundle.encoders() {
-        e.embed(
-            vec![0.0; i.channels * i.height * i.width],
-            [1, i.channels, i.height, i.width],
-            &bundle.manifest.representation.output,
-        )?;
-    }
-    let batcher = Batcher::start(
-        bundle.clone(),
-        BatchOptions {
-            max_batch: args.max_batch_views,
-            max_delay: Duration::from_millis(args.max_delay_ms),
-            queue: args.queue_size,
+    // Warm-up: a full request's worth of real augmented views through every encoder, before
+    // the listener opens.
+    engine.warm_up(
+        &warm_up_image(&engine.bundle().manifest.input)?,
+        &ScoreOptions {
+            pairs: args.pairs,
+            seed: args.seed,
+            ..ScoreOptions::default()
         },
-        metrics.clone(),
     )?;
     let state = Arc::new(AppState {
-        bundle,
-        batcher,
+        engine,
         metrics,
         limits: Limits {
             max_images: args.max_images,
@@ -390,8 +386,8 @@ pub fn run(args: &ServeArgs, rt: &RuntimeOptions) -> Result<()> {
         bundle = %args.bundle.display(),
         provider = %provider,
         device = %rt.device,
-        f = state.bundle.f.len(),
-        g = state.bundle.g.len(),
+        f = state.bundle().f.len(),
+        g = state.bundle().g.len(),
         "encoders loaded and warmed up in {:.2} s",
         started.elapsed().as_secs_f64()
     );
@@ -399,18 +395,18 @@ pub fn run(args: &ServeArgs, rt: &RuntimeOptions) -> Result<()> {
         .enable_all()
         .thread_name("http")
         .build()
-        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Service(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(serve(args, state))
 }
 
-async fn serve(args: &ServeArgs, state: Arc<AppState>) -> Result<()> {
+async fn serve(args: &ServeOptions, state: Arc<AppState>) -> Result<()> {
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
-        .map_err(|e| Error::Runtime(format!("cannot listen on {addr}: {e}")))?;
+        .map_err(|e| Error::Service(format!("cannot listen on {addr}: {e}")))?;
     let local: SocketAddr = listener
         .local_addr()
-        .map_err(|e| Error::Runtime(e.to_string()))?;
+        .map_err(|e| Error::Service(e.to_string()))?;
     state.ready.store(true, Ordering::SeqCst);
     state.metrics.ready.set(1.0);
     tracing::info!("listening on http://{local}");
@@ -439,7 +435,7 @@ async fn serve(args: &ServeArgs, state: Arc<AppState>) -> Result<()> {
     });
     server
         .await
-        .map_err(|e| Error::Runtime(format!("server error: {e}")))?;
+        .map_err(|e| Error::Service(format!("server error: {e}")))?;
     tracing::info!("stopped");
     Ok(())
 }

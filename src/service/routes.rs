@@ -1,5 +1,5 @@
-//! Thin handlers: read the request, decode and augment on the CPU worker pool, queue the
-//! views on the batcher, and turn representations into the command line's numbers.
+//! Thin handlers: read the request, decode on the CPU worker pool, call the [`Engine`], and
+//! write the command line's numbers as JSON.
 
 use std::sync::Arc;
 
@@ -10,16 +10,15 @@ use axum::Json;
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
-use super::batcher::{Representations, SubmitError};
 use super::error::ApiError;
 use super::openapi;
 use super::request::{read, Params, Upload};
 use super::AppState;
-use crate::augment::{Augmenter, Normalize};
+use crate::engine::Preprocess;
 use crate::pixels::{decode, DecodeLimits, SourceImage};
-use crate::score::{align_input, alignments_from_representations, ScoreOptions, Scorer};
+use crate::score::ScoreOptions;
 
-/// Runs CPU work (decoding, augmentation) on the rayon pool, off the async runtime's threads.
+/// Runs CPU work (decoding) on the rayon pool, off the async runtime's threads.
 async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     rayon::spawn(move || {
@@ -27,19 +26,6 @@ async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> R
     });
     rx.await
         .map_err(|_| ApiError::internal("a worker stopped unexpectedly"))
-}
-
-async fn infer(state: &AppState, data: Vec<f32>) -> Result<Representations, ApiError> {
-    let rx = state.batcher.submit(data).map_err(|e| match e {
-        SubmitError::QueueFull => {
-            ApiError::unavailable("queue_full", "the inference queue is full; retry shortly")
-        }
-        SubmitError::Stopped => ApiError::internal("the inference thread has stopped"),
-    })?;
-    let reps = rx
-        .await
-        .map_err(|_| ApiError::internal("the inference thread dropped the request"))?;
-    Ok(reps?)
 }
 
 fn check_count(state: &AppState, n: usize, what: &str) -> Result<(), ApiError> {
@@ -70,6 +56,16 @@ fn decode_all(
         .collect()
 }
 
+/// Decodes the uploads on the worker pool, to the model's channel count.
+async fn decode_uploads(
+    state: &Arc<AppState>,
+    uploads: Vec<Upload>,
+) -> Result<Vec<SourceImage>, ApiError> {
+    let channels = state.bundle().manifest.input.channels;
+    let limits = state.limits.decode;
+    on_pool(move || decode_all(&uploads, channels, limits)).await?
+}
+
 fn score_options(state: &AppState, p: &Params) -> Result<ScoreOptions, ApiError> {
     let d = ScoreOptions::default();
     let pairs = p.pairs.unwrap_or(state.defaults.pairs);
@@ -85,7 +81,6 @@ fn score_options(state: &AppState, p: &Params) -> Result<ScoreOptions, ApiError>
         mode: p.mode.unwrap_or(d.mode),
         distance: p.distance.unwrap_or(d.distance),
         normalize: p.normalize.unwrap_or(d.normalize),
-        batch_size: d.batch_size,
     })
 }
 
@@ -100,25 +95,9 @@ pub async fn score(
     check_count(&state, uploads.len(), "images")?;
     let opts = score_options(&state, &params)?;
     let names: Vec<String> = uploads.iter().map(|u| u.name.clone()).collect();
-    let st = state.clone();
-    let worker_opts = opts.clone();
-    let data = on_pool(move || -> Result<Vec<f32>, ApiError> {
-        let channels = st.bundle.manifest.input.channels;
-        let images = decode_all(&uploads, channels, st.limits.decode)?;
-        let scorer = Scorer::new(&st.bundle, worker_opts)?;
-        let i = &st.bundle.manifest.input;
-        let per_image = scorer.views_per_image() * i.channels * i.height * i.width;
-        let mut data = vec![0f32; images.len() * per_image];
-        data.par_chunks_mut(per_image)
-            .zip(images.par_iter())
-            .for_each(|(dst, img)| scorer.write_views(img, dst));
-        Ok(data)
-    })
-    .await??;
+    let images = decode_uploads(&state, uploads).await?;
     state.metrics.images.inc_by(names.len() as u64);
-    let reps = infer(&state, data).await?;
-    let scorer = Scorer::new(&state.bundle, opts.clone())?;
-    let scores = scorer.scores_from_representations(&reps.f, &reps.g);
+    let scores = state.engine.score_async(images, opts.clone()).await?;
     let results: Vec<Value> = names
         .iter()
         .zip(scores)
@@ -132,7 +111,7 @@ pub async fn score(
         })
         .collect();
     Ok(Json(json!({
-        "bundle": state.bundle.manifest.name,
+        "bundle": state.bundle().manifest.name,
         "provider": state.provider,
         "params": {"pairs": opts.pairs, "seed": opts.seed, "mode": opts.mode, "distance": opts.distance, "normalize": opts.normalize},
         "results": results,
@@ -161,34 +140,25 @@ pub async fn align(
     }
     check_count(&state, uploads.len(), "images")?;
     let names: Vec<String> = uploads.iter().map(|u| u.name.clone()).collect();
-    let st = state.clone();
-    let data = on_pool(move || -> Result<Vec<f32>, ApiError> {
-        let images = decode_all(
-            &uploads,
-            st.bundle.manifest.input.channels,
-            st.limits.decode,
-        )?;
-        let pairs: Vec<(SourceImage, SourceImage)> = images
-            .chunks_exact(2)
-            .map(|p| (p[0].clone(), p[1].clone()))
-            .collect();
-        Ok(align_input(&st.bundle.manifest.input, &pairs)?)
-    })
-    .await??;
+    let images = decode_uploads(&state, uploads).await?;
+    let pairs: Vec<(SourceImage, SourceImage)> = images
+        .chunks_exact(2)
+        .map(|p| (p[0].clone(), p[1].clone()))
+        .collect();
     state.metrics.images.inc_by(names.len() as u64);
-    let reps = infer(&state, data).await?;
     let d = ScoreOptions::default();
     let (norm, dist) = (
         params.normalize.unwrap_or(d.normalize),
         params.distance.unwrap_or(d.distance),
     );
-    let results: Vec<Value> = alignments_from_representations(&reps.f, &reps.g, norm, dist)
+    let alignments = state.engine.align_async(pairs, norm, dist).await?;
+    let results: Vec<Value> = alignments
         .into_iter()
         .zip(names.chunks_exact(2))
         .map(|(r, n)| json!({"a": n[0], "b": n[1], "d_f": r.d_f, "d_g": r.d_g}))
         .collect();
     Ok(Json(
-        json!({"bundle": state.bundle.manifest.name, "provider": state.provider, "distance": dist, "normalize": norm, "results": results}),
+        json!({"bundle": state.bundle().manifest.name, "provider": state.provider, "distance": dist, "normalize": norm, "results": results}),
     ))
 }
 
@@ -220,22 +190,9 @@ pub async fn embed(
     };
     check_count(&state, uploads.len(), "images")?;
     let names: Vec<String> = uploads.iter().map(|u| u.name.clone()).collect();
-    let st = state.clone();
-    let data = on_pool(move || -> Result<Vec<f32>, ApiError> {
-        let i = &st.bundle.manifest.input;
-        let images = decode_all(&uploads, i.channels, st.limits.decode)?;
-        let aug = Augmenter::new(crate::augment::AugmentSpec::identity(), i.height, i.width)?;
-        let norm = Normalize::new(i.mean.clone(), i.std.clone(), i.channels)?;
-        let len = i.channels * i.height * i.width;
-        let mut data = vec![0f32; images.len() * len];
-        data.par_chunks_mut(len)
-            .zip(images.par_iter())
-            .for_each(|(dst, img)| norm.write(&aug.original(&img.to_planes()), dst));
-        Ok(data)
-    })
-    .await??;
+    let images = decode_uploads(&state, uploads).await?;
     state.metrics.images.inc_by(names.len() as u64);
-    let reps = infer(&state, data).await?;
+    let reps = state.engine.embed_async(images, Preprocess::Resize).await?;
     let rows = |mats: &[ndarray::Array2<f32>], i: usize| -> Vec<Vec<f32>> {
         mats.iter().map(|m| m.row(i).to_vec()).collect()
     };
@@ -255,20 +212,20 @@ pub async fn embed(
         })
         .collect();
     Ok(Json(json!({
-        "bundle": state.bundle.manifest.name,
+        "bundle": state.bundle().manifest.name,
         "provider": state.provider,
-        "output": state.bundle.manifest.representation.output,
+        "output": state.bundle().manifest.representation.output,
         "results": results,
     })))
 }
 
 pub async fn bundle(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({
-        "bundle": state.bundle.dir.display().to_string(),
-        "manifest": state.bundle.manifest,
+        "bundle": state.bundle().dir.display().to_string(),
+        "manifest": state.bundle().manifest,
         "device": state.device.to_string(),
         "provider": state.provider,
-        "encoders": {"f": state.bundle.f.len(), "g": state.bundle.g.len()},
+        "encoders": {"f": state.bundle().f.len(), "g": state.bundle().g.len()},
         "limits": {
             "max_images": state.limits.max_images,
             "max_pairs": state.limits.max_pairs,

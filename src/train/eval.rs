@@ -154,11 +154,30 @@ pub fn linear_probe(
         .double_value(&[])
 }
 
-/// Representations `[n, d]` of the given examples from an exported encoder (ONNX Runtime):
-/// evaluation measures exactly the model the bundle ships.
-pub fn onnx_representations(
-    enc: &crate::runtime::Encoder,
+/// The scoring engine over one exported encoder (`f` of an engine with no `g`), fed the
+/// tensors the trainer normalises: evaluation measures exactly the model the bundle ships,
+/// through the same code that scores it.
+pub fn exported_engine(
+    path: &std::path::Path,
+    data: &ImageArray,
+    norm: &Normalize,
     output: &str,
+) -> Result<crate::engine::Engine> {
+    let input = crate::bundle::InputSpec {
+        name: crate::onnx::INPUT.into(),
+        channels: data.channels,
+        height: data.height,
+        width: data.width,
+        mean: norm.mean.clone(),
+        std: norm.std.clone(),
+    };
+    crate::engine::Engine::for_model(path, input, output)
+}
+
+/// Representations `[n, d]` of the given examples from an exported encoder (ONNX Runtime,
+/// through the engine).
+pub fn onnx_representations(
+    enc: &crate::engine::Engine,
     data: &ImageArray,
     indices: &[usize],
     norm: &Normalize,
@@ -167,12 +186,12 @@ pub fn onnx_representations(
     for chunk in indices.chunks(1024) {
         let x = images(data, chunk, norm, Device::Cpu)?;
         let flat =
-            Vec::<f32>::try_from(x.flatten(0, -1)).map_err(|e| Error::Runtime(e.to_string()))?;
-        let r = enc.embed(
-            flat,
-            [chunk.len(), data.channels, data.height, data.width],
-            output,
-        )?;
+            Vec::<f32>::try_from(x.flatten(0, -1)).map_err(|e| Error::Train(e.to_string()))?;
+        let reps = enc.embed_normalized(flat)?;
+        let r = reps
+            .f
+            .first()
+            .ok_or_else(|| Error::Train("the evaluation engine has no encoder".into()))?;
         let d = r.ncols() as i64;
         let v: Vec<f32> = r.iter().copied().collect();
         parts.push(Tensor::from_slice(&v).reshape([chunk.len() as i64, d]));
@@ -186,8 +205,7 @@ pub const PROBE_STEPS: usize = 1000;
 /// kNN and linear-probe accuracy of an exported encoder: features of `train_idx` (the
 /// encoder's own training examples) to fit, all of `test` to score.
 pub fn evaluate(
-    enc: &crate::runtime::Encoder,
-    output: &str,
+    enc: &crate::engine::Engine,
     train: &ImageArray,
     train_idx: &[usize],
     test: &ImageArray,
@@ -195,11 +213,11 @@ pub fn evaluate(
 ) -> Result<EvalReport> {
     let test_idx: Vec<usize> = (0..test.len()).collect();
     let (xr, yr) = (
-        onnx_representations(enc, output, train, train_idx, norm)?,
+        onnx_representations(enc, train, train_idx, norm)?,
         labels(train, train_idx, Device::Cpu)?,
     );
     let (xt, yt) = (
-        onnx_representations(enc, output, test, &test_idx, norm)?,
+        onnx_representations(enc, test, &test_idx, norm)?,
         labels(test, &test_idx, Device::Cpu)?,
     );
     let classes = yr.max().int64_value(&[]).max(yt.max().int64_value(&[])) + 1;

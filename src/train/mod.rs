@@ -1,7 +1,6 @@
 //! The trainer (feature `train`): self-supervised training of `f` and `g` on libtorch
 //! through `tch`, from the same [`crate::arch::ArchSpec`] the ONNX writer uses.
 
-pub mod cli;
 pub mod eval;
 pub mod loss;
 pub mod method;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
-use super::eval::{evaluate, images, raw_pixel_probe, EvalReport};
+use super::eval::{evaluate, exported_engine, images, raw_pixel_probe, EvalReport};
 use super::model::Encoder;
 use super::monitor::{sample, Monitor, MonitorSets, MonitorSpec};
 use super::trainer::{TrainConfig, Trainer};
@@ -22,7 +22,6 @@ use crate::data::ImageArray;
 use crate::error::{Error, Result};
 use crate::fsutil::{sha256_file, write_atomic};
 use crate::onnx::{self, ExportOptions};
-use crate::runtime::{Encoder as OrtEncoder, RuntimeOptions};
 
 /// Runs the tch encoder (eval mode) and ONNX Runtime on the same images; fails when they
 /// differ by more than `tol` relative to the output scale.
@@ -51,14 +50,13 @@ pub fn check_parity(
         Ok(())
     })?;
     let want = tch::no_grad(|| cpu.forward(&x, false).representation);
-    let ort = OrtEncoder::load(onnx_path, &RuntimeOptions::default())?;
-    let input =
-        Vec::<f32>::try_from(x.flatten(0, -1)).map_err(|e| Error::Runtime(e.to_string()))?;
-    let got = ort.embed(
-        input,
-        [idx.len(), data.channels, data.height, data.width],
-        onnx::REPRESENTATION,
-    )?;
+    let ort = exported_engine(onnx_path, data, norm, onnx::REPRESENTATION)?;
+    let input = Vec::<f32>::try_from(x.flatten(0, -1)).map_err(|e| Error::Train(e.to_string()))?;
+    let reps = ort.embed_normalized(input)?;
+    let got = reps
+        .f
+        .first()
+        .ok_or_else(|| Error::Train("the export check's engine has no encoder".into()))?;
     let want = Vec::<f32>::try_from(want.to_kind(Kind::Float).flatten(0, -1))
         .map_err(|e| Error::Runtime(e.to_string()))?;
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
@@ -239,9 +237,9 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
                 },
             )?;
             let parity = check_parity(&model.encoder, &path, &test, &norm, 1e-4)?;
-            let exported = OrtEncoder::load(&path, &RuntimeOptions::default())?;
+            let exported = exported_engine(&path, &test, &norm, onnx::REPRESENTATION)?;
             let eval = if labelled {
-                let e = evaluate(&exported, onnx::REPRESENTATION, &train, &idx, &test, &norm)?;
+                let e = evaluate(&exported, &train, &idx, &test, &norm)?;
                 tracing::info!(run = %label, knn = e.knn_accuracy, linear_probe = e.linear_probe_accuracy, parity, "trained and exported");
                 Some(e)
             } else {
@@ -336,7 +334,7 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
     };
     bundle::write_manifest(&o.out, &manifest)?;
     // The bundle must load as the scorer will load it.
-    bundle::Bundle::load(&o.out, &RuntimeOptions::default())?;
+    bundle::Bundle::load(&o.out, &crate::runtime::RuntimeOptions::default())?;
     let _ = fs::remove_dir_all(&work);
     Ok(manifest)
 }
@@ -454,8 +452,8 @@ pub fn reevaluate(
     for (side, files, idx) in [("f", &m.f, split.f_train()), ("g", &m.g, split.g_train())] {
         for (k, mf) in files.iter().enumerate() {
             let path = bundle::verify_file(dir, mf)?;
-            let enc = OrtEncoder::load(&path, &RuntimeOptions::default())?;
-            let eval = evaluate(&enc, &m.representation.output, &train, &idx, &test, &norm)?;
+            let enc = exported_engine(&path, &test, &norm, &m.representation.output)?;
+            let eval = evaluate(&enc, &train, &idx, &test, &norm)?;
             tracing::info!(run = %format!("{side}{k}"), knn = eval.knn_accuracy, linear_probe = eval.linear_probe_accuracy, "evaluated");
             if let Some(r) = runs.iter_mut().find(|r| r.side == side && r.index == k) {
                 r.eval = Some(eval);

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tch::Device;
 
-use super::eval::evaluate;
+use super::eval::{evaluate, exported_engine};
 use super::trainer::{TrainConfig, Trainer};
 use crate::audit::report::{RemovalPoint, RemovalSeries};
 use crate::bundle;
@@ -22,7 +22,6 @@ use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::onnx::{self, ExportOptions};
 use crate::rng::Rng;
-use crate::runtime::{Encoder as OrtEncoder, RuntimeOptions};
 
 pub struct RemovalOptions {
     pub bundle: PathBuf,
@@ -243,15 +242,8 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
                 layer_outputs: false,
             },
         )?;
-        let enc = OrtEncoder::load(&path, &RuntimeOptions::default())?;
-        let eval = evaluate(
-            &enc,
-            onnx::REPRESENTATION,
-            &tt.train,
-            &indices,
-            &tt.test,
-            &norm,
-        )?;
+        let enc = exported_engine(&path, &tt.test, &norm, onnx::REPRESENTATION)?;
+        let eval = evaluate(&enc, &tt.train, &indices, &tt.test, &norm)?;
         let r = RemovalRun {
             strategy,
             k,

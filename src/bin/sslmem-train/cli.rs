@@ -7,18 +7,18 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use tch::Device;
 
-use super::method::{Method, MethodConfig};
-use super::monitor::MonitorSpec;
-use super::optim::{OptimConfig, OptimKind};
-use super::pair::{run_pair, PairOptions};
-use super::trainer::TrainConfig;
-use crate::arch::ArchSpec;
-use crate::augment::AugmentSpec;
-use crate::data::canary::CanarySpec;
-use crate::data::dataset;
-use crate::data::split::{Split, SplitSpec};
-use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use sslmem::arch::ArchSpec;
+use sslmem::augment::AugmentSpec;
+use sslmem::data::canary::CanarySpec;
+use sslmem::data::dataset;
+use sslmem::data::split::{Split, SplitSpec};
+use sslmem::error::{Error, Result};
+use sslmem::fsutil::write_atomic;
+use sslmem::train::method::{Method, MethodConfig};
+use sslmem::train::monitor::MonitorSpec;
+use sslmem::train::optim::{OptimConfig, OptimKind};
+use sslmem::train::pair::{run_pair, PairOptions};
+use sslmem::train::trainer::TrainConfig;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -203,11 +203,11 @@ pub struct PairArgs {
 
 fn device(spec: &str) -> Result<Device> {
     // Same grammar as `sslmem --device`.
-    let parsed: crate::runtime::Device = spec.parse().map_err(Error::Param)?;
+    let parsed: sslmem::runtime::Device = spec.parse().map_err(Error::Param)?;
     Ok(match parsed {
-        crate::runtime::Device::Auto => Device::cuda_if_available(),
-        crate::runtime::Device::Cpu => Device::Cpu,
-        crate::runtime::Device::Cuda(n) => Device::Cuda(n as usize),
+        sslmem::runtime::Device::Auto => Device::cuda_if_available(),
+        sslmem::runtime::Device::Cpu => Device::Cpu,
+        sslmem::runtime::Device::Cuda(n) => Device::Cuda(n as usize),
     })
     .and_then(|d| {
         if let Device::Cuda(n) = d {
@@ -348,7 +348,7 @@ fn bench_epoch(images: usize, batch_size: usize, dev: Device) -> Result<()> {
         seed: 0,
     };
     let dir = std::env::temp_dir().join(format!("sslmem-bench-{}", std::process::id()));
-    let trainer = super::trainer::Trainer {
+    let trainer = sslmem::train::trainer::Trainer {
         config,
         data: &train,
         indices: (0..train.len()).collect(),
@@ -391,7 +391,7 @@ fn split(a: &SplitArgs) -> Result<()> {
 }
 
 pub fn main(cli: TrainCli) -> ExitCode {
-    crate::cli::init_logging(crate::cli::LogFormat::Text);
+    sslmem::output::init_logging(sslmem::output::LogFormat::Text);
     if cli.threads > 0 {
         tch::set_num_threads(cli.threads);
     }
@@ -402,7 +402,7 @@ pub fn main(cli: TrainCli) -> ExitCode {
             TrainCommand::Pair(a) => pair(a, dev),
             TrainCommand::Eval { bundle, dataset } => {
                 let cmd = std::env::args().collect::<Vec<_>>().join(" ");
-                super::pair::reevaluate(bundle, dataset.as_deref(), None, &cmd).map(|_| ())
+                sslmem::train::pair::reevaluate(bundle, dataset.as_deref(), None, &cmd).map(|_| ())
             }
             TrainCommand::Removal {
                 bundle,
@@ -415,7 +415,7 @@ pub fn main(cli: TrainCli) -> ExitCode {
                 if seeds.is_empty() {
                     return Err(Error::Param("--seeds needs at least one seed".into()));
                 }
-                let o = super::removal::RemovalOptions {
+                let o = sslmem::train::removal::RemovalOptions {
                     bundle: bundle.clone(),
                     scores: scores.clone(),
                     ks: k.clone(),
@@ -424,7 +424,7 @@ pub fn main(cli: TrainCli) -> ExitCode {
                     out: out.clone(),
                     device: dev,
                 };
-                super::removal::run(&o).map(|_| ())
+                sslmem::train::removal::run(&o).map(|_| ())
             }
             TrainCommand::BenchEpoch { images, batch_size } => {
                 bench_epoch(*images, *batch_size, dev)

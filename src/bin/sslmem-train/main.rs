@@ -1,0 +1,11 @@
+//! The `sslmem-train` binary (feature `train`): parse arguments ([`cli`]), hand over to the
+//! library's trainer.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    sslmem::runtime::disable_ort_telemetry();
+    cli::main(cli::TrainCli::parse())
+}

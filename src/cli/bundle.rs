@@ -1,0 +1,123 @@
+//! `sslmem bundle create|random`: make model bundles.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use sslmem::arch::ArchSpec;
+use sslmem::augment::AugmentSpec;
+use sslmem::bundle::{self, CreateOptions};
+use sslmem::error::{Error, Result};
+use sslmem::runtime::RuntimeOptions;
+
+#[derive(Subcommand, Debug)]
+pub enum BundleCommand {
+    /// Make a bundle from ONNX encoders exported elsewhere (e.g. PyTorch).
+    Create(CreateArgs),
+    /// Write a bundle of seeded random encoders (for demos and tests; scores are noise).
+    Random(RandomArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Folder to create.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Encoder trained WITH the audited data; repeat for several.
+    #[arg(long = "f", required = true)]
+    pub f: Vec<PathBuf>,
+    /// Encoder trained WITHOUT the audited data; repeat for several.
+    #[arg(long = "g", required = true)]
+    pub g: Vec<PathBuf>,
+    /// Per-channel mean of the input normalisation.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub mean: Vec<f32>,
+    /// Per-channel std of the input normalisation.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub std: Vec<f32>,
+    /// Training augmentations: a preset (simclr, authors, none).
+    #[arg(long, default_value = "simclr", conflicts_with = "augment_json")]
+    pub augment: String,
+    /// Training augmentations as a JSON file (see docs/bundle.md).
+    #[arg(long)]
+    pub augment_json: Option<PathBuf>,
+    /// The output that is the representation (needed if the model has several).
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Input height, for models with a dynamic size.
+    #[arg(long, requires = "width")]
+    pub height: Option<usize>,
+    #[arg(long, requires = "height")]
+    pub width: Option<usize>,
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RandomArgs {
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value = "resnet-mini-28x28x1")]
+    pub arch: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Encoders on each side.
+    #[arg(long, default_value_t = 1)]
+    pub models: usize,
+    /// Export per-layer outputs (layer1...).
+    #[arg(long)]
+    pub layers: bool,
+    /// Make every g identical to its f (every score is then exactly 0).
+    #[arg(long)]
+    pub same: bool,
+    #[arg(long, default_value = "simclr")]
+    pub augment: String,
+}
+
+pub fn run(c: &BundleCommand, rt: &RuntimeOptions) -> Result<()> {
+    match c {
+        BundleCommand::Create(a) => create(a, rt),
+        BundleCommand::Random(a) => random(a),
+    }
+}
+
+fn create(a: &CreateArgs, rt: &RuntimeOptions) -> Result<()> {
+    let augment = match &a.augment_json {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            serde_json::from_str(&text)
+                .map_err(|e| Error::Param(format!("{}: {e}", p.display())))?
+        }
+        None => AugmentSpec::preset(&a.augment)?,
+    };
+    let opts = CreateOptions {
+        name: a.name.clone(),
+        mean: a.mean.clone(),
+        std: a.std.clone(),
+        augment: Some(augment),
+        output: a.output.clone(),
+        size: a.height.zip(a.width),
+    };
+    let m = bundle::create(&a.out, &a.f, &a.g, &opts, rt)?;
+    tracing::info!(
+        f = m.f.len(),
+        g = m.g.len(),
+        "wrote bundle {}",
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn random(a: &RandomArgs) -> Result<()> {
+    let arch = ArchSpec::preset(&a.arch)?;
+    let augment = AugmentSpec::preset(&a.augment)?;
+    if a.models == 0 {
+        return Err(Error::Param("--models must be at least 1".into()));
+    }
+    bundle::write_random(&a.out, &arch, a.seed, a.models, a.layers, a.same, augment)?;
+    tracing::info!(
+        "wrote random bundle {} ({} encoders per side)",
+        a.out.display(),
+        a.models
+    );
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! `sslmem score`: SSLMem of each input through the engine, as JSON lines or CSV.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use rayon::prelude::*;
+use serde_json::{json, Map, Value};
+use sslmem::bundle::Bundle;
+use sslmem::data::inputs::{resolve, Input};
+use sslmem::engine::{Engine, Quiet};
+use sslmem::error::{Error, Result};
+use sslmem::fsutil::write_atomic;
+use sslmem::output::{csv_field, progress_bar};
+use sslmem::runtime::RuntimeOptions;
+use sslmem::score::{
+    set_normalize, Distance, EstimatorOptions, ImageScore, RepNorm, ScoreOptions, SetNorm, ViewMode,
+};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+/// How each image is scored: shared by `score` and `audit`.
+#[derive(Args, Debug, Clone)]
+pub struct EstimatorArgs {
+    /// View pairs per image (K).
+    #[arg(long, env = "SSLMEM_PAIRS", default_value_t = 10)]
+    pub pairs: usize,
+    /// Seed of the augmentations; views depend only on (seed, image, view index).
+    #[arg(long, env = "SSLMEM_SEED", default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, env = "SSLMEM_MODE", value_enum, default_value = "aug-vs-aug")]
+    pub mode: ViewMode,
+    #[arg(long, env = "SSLMEM_DISTANCE", value_enum, default_value = "l2")]
+    pub distance: Distance,
+    /// Representation normalisation before the distance.
+    #[arg(long, env = "SSLMEM_NORMALIZE", value_enum, default_value = "l2")]
+    pub normalize: RepNorm,
+    /// Views per inference batch.
+    #[arg(long, env = "SSLMEM_BATCH_SIZE", default_value_t = 256)]
+    pub batch_size: usize,
+    /// Largest image accepted, in pixels (width * height).
+    #[arg(long, env = "SSLMEM_MAX_PIXELS", default_value_t = 40_000_000)]
+    pub max_pixels: u64,
+}
+
+impl EstimatorArgs {
+    pub fn options(&self) -> Result<EstimatorOptions> {
+        if self.pairs == 0 {
+            return Err(Error::Param("--pairs must be at least 1".into()));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::Param("--batch-size must be at least 1".into()));
+        }
+        Ok(EstimatorOptions {
+            score: ScoreOptions {
+                pairs: self.pairs,
+                seed: self.seed,
+                mode: self.mode,
+                distance: self.distance,
+                normalize: self.normalize,
+            },
+            batch_size: self.batch_size,
+            max_pixels: self.max_pixels,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// Model bundle folder (holds sslmem.json).
+    #[arg(long, env = "SSLMEM_BUNDLE")]
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub est: EstimatorArgs,
+    /// Add set-level normalised scores (`score_range`, `score_max`); repeatable.
+    #[arg(long, env = "SSLMEM_SET_NORMALIZE", value_enum, value_delimiter = ',')]
+    pub set_normalize: Vec<SetNorm>,
+    #[arg(long, env = "SSLMEM_FORMAT", value_enum, default_value = "jsonl")]
+    pub format: Format,
+    /// Output file (written atomically); standard output if absent.
+    #[arg(long, env = "SSLMEM_OUT")]
+    pub out: Option<PathBuf>,
+    /// Image files, folders, datasets (fashion-mnist:train, fashion-mnist:test, mnist) or IDX
+    /// files; datasets take a range: `fashion-mnist:test[0:500]`.
+    #[arg(required = true)]
+    pub inputs: Vec<String>,
+}
+
+/// Inputs decoded per round: bounds memory on huge datasets while keeping batches full.
+const LOAD_CHUNK: usize = 2048;
+
+/// Returns Ok(true) when every input was scored.
+pub fn run(a: &ScoreArgs, rt: &RuntimeOptions) -> Result<bool> {
+    let est = a.est.options()?;
+    let inputs = resolve(&a.inputs)?;
+    let engine = Engine::start(Bundle::load(&a.bundle, rt)?, est.queue(), Quiet::shared())?;
+    let limits = est.limits();
+    let channels = engine.input().channels;
+    tracing::info!(
+        inputs = inputs.len(),
+        pairs = est.score.pairs,
+        mode = ?est.score.mode,
+        f = engine.bundle().f.len(),
+        g = engine.bundle().g.len(),
+        "scoring with {}",
+        a.bundle.display()
+    );
+    let pb = progress_bar(inputs.len(), "scoring");
+    let mut scored: Vec<(&Input, ImageScore)> = Vec::with_capacity(inputs.len());
+    let mut failed = 0usize;
+    for chunk in inputs.chunks(LOAD_CHUNK) {
+        let loaded: Vec<_> = chunk.par_iter().map(|i| i.load(channels, limits)).collect();
+        let mut ok_inputs = Vec::with_capacity(chunk.len());
+        let mut images = Vec::with_capacity(chunk.len());
+        for (input, r) in chunk.iter().zip(loaded) {
+            match r {
+                Ok(img) => {
+                    ok_inputs.push(input);
+                    images.push(img);
+                }
+                Err(e) => {
+                    failed += 1;
+                    pb.suspend(|| tracing::error!(input = %input.name, "skipped: {e}"));
+                    pb.inc(1);
+                }
+            }
+        }
+        let scores = engine.score(&images, &est.score, &|n| pb.inc(n as u64))?;
+        scored.extend(ok_inputs.into_iter().zip(scores));
+    }
+    pb.finish_and_clear();
+
+    let all: Vec<ImageScore> = scored.iter().map(|(_, s)| s.clone()).collect();
+    let extra: Vec<(SetNorm, Vec<Option<f64>>)> = a
+        .set_normalize
+        .iter()
+        .map(|&k| (k, set_normalize(&all, k)))
+        .collect();
+    let text = match a.format {
+        Format::Jsonl => to_jsonl(&scored, &extra),
+        Format::Csv => to_csv(&scored, &extra),
+    };
+    match &a.out {
+        Some(p) => write_atomic(p, text.as_bytes())?,
+        None => std::io::stdout()
+            .lock()
+            .write_all(text.as_bytes())
+            .map_err(|e| Error::io("<stdout>", e))?,
+    }
+    tracing::info!(scored = scored.len(), failed, "done");
+    if failed > 0 {
+        tracing::error!(
+            "{failed} of {} inputs could not be scored (see above)",
+            inputs.len()
+        );
+    }
+    Ok(failed == 0)
+}
+
+fn set_norm_field(k: SetNorm) -> &'static str {
+    match k {
+        SetNorm::Range => "score_range",
+        SetNorm::Max => "score_max",
+    }
+}
+
+fn to_jsonl(scored: &[(&Input, ImageScore)], extra: &[(SetNorm, Vec<Option<f64>>)]) -> String {
+    let mut out = String::new();
+    for (i, (input, s)) in scored.iter().enumerate() {
+        let mut m = Map::new();
+        m.insert("input".into(), json!(input.name));
+        if let Some(l) = input.label() {
+            m.insert("label".into(), json!(l));
+        }
+        m.insert("align_f".into(), json!(s.align_f));
+        m.insert("align_g".into(), json!(s.align_g));
+        m.insert("score".into(), json!(s.score));
+        m.insert("score_ratio".into(), json!(s.score_ratio));
+        for (k, v) in extra {
+            m.insert(set_norm_field(*k).into(), json!(v[i]));
+        }
+        m.insert("stderr".into(), json!(s.stderr));
+        m.insert("ci95".into(), json!(s.ci95));
+        m.insert("pairs".into(), json!(s.pairs));
+        out.push_str(&Value::Object(m).to_string());
+        out.push('\n');
+    }
+    out
+}
+
+fn to_csv(scored: &[(&Input, ImageScore)], extra: &[(SetNorm, Vec<Option<f64>>)]) -> String {
+    let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    let mut out = String::from("input,label,align_f,align_g,score,score_ratio");
+    for (k, _) in extra {
+        out.push(',');
+        out.push_str(set_norm_field(*k));
+    }
+    out.push_str(",stderr,ci95_low,ci95_high,pairs\n");
+    for (i, (input, s)) in scored.iter().enumerate() {
+        let mut row = vec![
+            csv_field(&input.name),
+            input.label().map(|l| l.to_string()).unwrap_or_default(),
+            s.align_f.to_string(),
+            s.align_g.to_string(),
+            s.score.to_string(),
+            s.score_ratio.to_string(),
+        ];
+        row.extend(extra.iter().map(|(_, v)| opt(v[i])));
+        row.push(opt(s.stderr));
+        row.push(opt(s.ci95.map(|c| c[0])));
+        row.push(opt(s.ci95.map(|c| c[1])));
+        row.push(s.pairs.to_string());
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,349 @@
+//! The scoring engine, in the shape of text-embeddings-inference's `Infer`: a handle that owns
+//! the loaded bundle, the one bounded queue with its batching thread ([`queue`]) and, through
+//! the bundle, the encoder sessions on their own threads. It is the only code that feeds
+//! encoders: the command line, the audit, the HTTP routes, the service's warm-up and the
+//! trainer's evaluation and export check all call it.
+//!
+//! Typed calls: [`Engine::score`] (images -> views -> every `f` and `g` -> the estimator),
+//! [`Engine::align`] (image pairs, no augmentation -> distances under `f` and `g`) and
+//! [`Engine::embed`] (images -> representations), each blocking (for the command line and
+//! the trainer) and `async` (for the service: CPU work on the rayon pool, never on the async
+//! runtime's threads). How images become views is one documented policy: see [`views`].
+
+pub mod queue;
+pub mod views;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ndarray::Array2;
+
+pub use queue::QueueOptions;
+pub use views::{originals, Preprocess, ViewMaker};
+
+use crate::bundle::{Bundle, InputSpec, Manifest, RepresentationSpec};
+use crate::error::{Error, Result};
+use crate::pixels::SourceImage;
+use crate::runtime::{EncoderSession, Provider, RuntimeOptions};
+use crate::score::{
+    alignments_from_representations, scores_from_representations, Distance, ImageScore,
+    PairAlignment, RepNorm, ScoreOptions,
+};
+
+use self::queue::{wait, wait_async, Queue};
+
+/// Why the engine could not run a job.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The bounded queue is full (a service answers 503 and asks the client to retry).
+    #[error("the inference queue is full; retry shortly")]
+    QueueFull,
+    /// The batching thread is gone; nothing more can run.
+    #[error("the inference engine has stopped: {0}")]
+    Stopped(String),
+    /// A forward pass failed; every job in it fails with the same message.
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+/// Where the batching thread reports what it does (the service's Prometheus metrics; the
+/// command line ignores it). Every method has an empty default.
+pub trait Observer: Send + Sync {
+    /// How long a job waited in the queue before its forward pass started.
+    fn queue_wait(&self, _waited: Duration) {}
+    /// Views in one forward pass.
+    fn batch(&self, _views: usize) {}
+    /// How long one encoder (`f0`, `g1`, ...) took for one forward pass.
+    fn inference(&self, _encoder: &str, _took: Duration) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+impl Quiet {
+    /// A shared `Quiet`, ready to pass to [`Engine::start`].
+    pub fn shared() -> Arc<dyn Observer> {
+        Arc::new(Quiet)
+    }
+}
+
+/// Representations of a job's rows: one matrix `[rows, dim]` per encoder, `f` then `g`.
+#[derive(Clone, Debug, Default)]
+pub struct Representations {
+    pub f: Vec<Array2<f32>>,
+    pub g: Vec<Array2<f32>>,
+}
+
+/// The engine handle; cloning it is cheap (all clones share one queue).
+#[derive(Clone)]
+pub struct Engine {
+    bundle: Arc<Bundle>,
+    queue: Queue,
+    max_batch_views: usize,
+    output: Arc<str>,
+}
+
+impl Engine {
+    /// Starts the batching thread over a loaded bundle.
+    ///
+    /// # Errors
+    /// [`Error::Param`] when `max_batch_views` is 0; [`EngineError::Stopped`] when the thread
+    /// cannot start.
+    pub fn start(bundle: Bundle, opts: QueueOptions, observer: Arc<dyn Observer>) -> Result<Self> {
+        let bundle = Arc::new(bundle);
+        let output: Arc<str> = bundle.manifest.representation.output.as_str().into();
+        let queue = Queue::start(bundle.clone(), opts, observer)?;
+        Ok(Self {
+            bundle,
+            queue,
+            max_batch_views: opts.max_batch_views,
+            output,
+        })
+    }
+
+    /// Loads a bundle (files, hashes, sessions) and starts an engine over it, with no observer.
+    pub fn load(dir: &Path, rt: &RuntimeOptions, opts: QueueOptions) -> Result<Self> {
+        Self::start(Bundle::load(dir, rt)?, opts, Arc::new(Quiet))
+    }
+
+    /// An engine over one ONNX encoder outside any bundle (as `f`; there is no `g`): the
+    /// trainer evaluates and checks each exported encoder through it before the bundle exists.
+    pub fn for_model(path: &Path, input: InputSpec, output: &str) -> Result<Self> {
+        let session = EncoderSession::load(path, &RuntimeOptions::default())?;
+        let manifest = Manifest {
+            format: crate::bundle::FORMAT.into(),
+            name: None,
+            input,
+            representation: RepresentationSpec {
+                output: output.into(),
+                layers: Vec::new(),
+            },
+            augment: None,
+            f: Vec::new(),
+            g: Vec::new(),
+            architecture: None,
+            split: None,
+            training: None,
+        };
+        let bundle = Bundle {
+            dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            manifest,
+            f: vec![session],
+            g: Vec::new(),
+        };
+        Self::start(bundle, QueueOptions::default(), Arc::new(Quiet))
+    }
+
+    /// The bundle: its folder, manifest and sessions.
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    /// The input every encoder takes.
+    pub fn input(&self) -> &InputSpec {
+        &self.bundle.manifest.input
+    }
+
+    /// The execution provider the sessions really run on.
+    pub fn provider(&self) -> Provider {
+        self.bundle
+            .encoders()
+            .next()
+            .map_or(Provider::Cpu, |e| e.provider)
+    }
+
+    /// Whether the batching thread is still running.
+    pub fn alive(&self) -> bool {
+        self.queue.alive()
+    }
+
+    fn view_maker(&self, opts: &ScoreOptions) -> Result<ViewMaker> {
+        ViewMaker::new(self.input(), self.bundle.manifest.augment(), opts)
+    }
+
+    /// SSLMem of each image: its views through every encoder, then the estimator. Views are
+    /// made for the next group of images while the current one runs, and groups are sized so
+    /// that each forward pass holds at most `max_batch_views` views. `progress(n)` is called
+    /// after each group of `n` images.
+    ///
+    /// # Errors
+    /// [`Error::Param`] for an image with the wrong channel count or K = 0; an
+    /// [`EngineError`] or [`Error::Model`] when inference fails.
+    pub fn score(
+        &self,
+        images: &[SourceImage],
+        opts: &ScoreOptions,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<ImageScore>> {
+        views::check_channels(self.input(), images)?;
+        let maker = self.view_maker(opts)?;
+        let per_job = (self.max_batch_views / maker.views_per_image()).max(1);
+        let mut out = Vec::with_capacity(images.len());
+        let mut in_flight: Option<(usize, queue::Reply)> = None;
+        for chunk in images.chunks(per_job) {
+            let data = maker.views(chunk);
+            let rx = self.queue.submit(data, self.output.clone())?;
+            if let Some((n, prev)) = in_flight.replace((chunk.len(), rx)) {
+                let reps = wait(prev)?;
+                out.extend(scores_from_representations(opts, &reps.f, &reps.g));
+                progress(n);
+            }
+        }
+        if let Some((n, prev)) = in_flight {
+            let reps = wait(prev)?;
+            out.extend(scores_from_representations(opts, &reps.f, &reps.g));
+            progress(n);
+        }
+        Ok(out)
+    }
+
+    /// [`Engine::score`] for a service: views made on the rayon pool, the job refused with
+    /// [`EngineError::QueueFull`] when the queue is full.
+    pub async fn score_async(
+        &self,
+        images: Vec<SourceImage>,
+        opts: ScoreOptions,
+    ) -> Result<Vec<ImageScore>> {
+        views::check_channels(self.input(), &images)?;
+        let maker = self.view_maker(&opts)?;
+        let data = on_pool(move || maker.views(&images)).await?;
+        let reps = wait_async(self.queue.try_submit(data, self.output.clone())?).await?;
+        Ok(scores_from_representations(&opts, &reps.f, &reps.g))
+    }
+
+    /// Distances of image pairs `(a, b)` under `f` and `g`, with no augmentation; every
+    /// image must already be the model's size ([`Preprocess::Exact`]).
+    pub fn align(
+        &self,
+        pairs: &[(SourceImage, SourceImage)],
+        norm: RepNorm,
+        dist: Distance,
+    ) -> Result<Vec<PairAlignment>> {
+        let images = flatten_pairs(pairs);
+        let reps = self.embed(&images, Preprocess::Exact)?;
+        Ok(alignments_from_representations(
+            &reps.f, &reps.g, norm, dist,
+        ))
+    }
+
+    /// [`Engine::align`] for a service.
+    pub async fn align_async(
+        &self,
+        pairs: Vec<(SourceImage, SourceImage)>,
+        norm: RepNorm,
+        dist: Distance,
+    ) -> Result<Vec<PairAlignment>> {
+        let images = flatten_pairs(&pairs);
+        let reps = self.embed_async(images, Preprocess::Exact).await?;
+        Ok(alignments_from_representations(
+            &reps.f, &reps.g, norm, dist,
+        ))
+    }
+
+    /// The representation (`[n, dim]` per encoder) of each un-augmented image.
+    pub fn embed(&self, images: &[SourceImage], how: Preprocess) -> Result<Representations> {
+        views::check_channels(self.input(), images)?;
+        let mut parts = Vec::new();
+        let per_job = self.max_batch_views.max(1);
+        let mut rxs = Vec::new();
+        for chunk in images.chunks(per_job) {
+            let data = originals(self.input(), chunk, how)?;
+            rxs.push(self.queue.submit(data, self.output.clone())?);
+        }
+        for rx in rxs {
+            parts.push(wait(rx)?);
+        }
+        Ok(join(parts))
+    }
+
+    /// [`Engine::embed`] for a service.
+    pub async fn embed_async(
+        &self,
+        images: Vec<SourceImage>,
+        how: Preprocess,
+    ) -> Result<Representations> {
+        views::check_channels(self.input(), &images)?;
+        let input = self.input().clone();
+        let data = on_pool(move || originals(&input, &images, how)).await??;
+        wait_async(self.queue.try_submit(data, self.output.clone())?).await
+    }
+
+    /// Representations of inputs that are already normalised tensors (`n * C*H*W` values,
+    /// row-major): the trainer's evaluation and its export check feed the exact tensors it
+    /// trained on.
+    pub fn embed_normalized(&self, data: Vec<f32>) -> Result<Representations> {
+        let i = self.input();
+        let len = i.channels * i.height * i.width;
+        if len == 0 || !data.len().is_multiple_of(len) {
+            return Err(Error::Param(format!(
+                "{} values are not a whole number of {}x{}x{} inputs",
+                data.len(),
+                i.channels,
+                i.height,
+                i.width
+            )));
+        }
+        let per_job = self.max_batch_views.max(1) * len;
+        let rxs = data
+            .chunks(per_job)
+            .map(|c| self.queue.submit(c.to_vec(), self.output.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        let parts = rxs.into_iter().map(wait).collect::<Result<Vec<_>>>()?;
+        Ok(join(parts))
+    }
+
+    /// Runs a full batch of real augmented views of `image` through every encoder (the
+    /// service calls this before it opens its listener).
+    pub fn warm_up(&self, image: &SourceImage, opts: &ScoreOptions) -> Result<()> {
+        let scores = self.score(std::slice::from_ref(image), opts, &|_| {})?;
+        if scores.len() != 1 {
+            return Err(EngineError::Inference(format!(
+                "warm-up returned {} scores for one image",
+                scores.len()
+            ))
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// a1, b1, a2, b2, ...
+fn flatten_pairs(pairs: &[(SourceImage, SourceImage)]) -> Vec<SourceImage> {
+    pairs
+        .iter()
+        .flat_map(|(a, b)| [a.clone(), b.clone()])
+        .collect()
+}
+
+/// Stacks the rows of several jobs' representations, encoder by encoder.
+fn join(mut parts: Vec<Representations>) -> Representations {
+    if parts.len() <= 1 {
+        return parts.pop().unwrap_or_default();
+    }
+    let stack = |side: fn(&Representations) -> &Vec<Array2<f32>>| -> Vec<Array2<f32>> {
+        let encoders = parts.first().map_or(0, |p| side(p).len());
+        (0..encoders)
+            .map(|e| {
+                let views: Vec<_> = parts.iter().map(|p| side(p)[e].view()).collect();
+                ndarray::concatenate(ndarray::Axis(0), &views)
+                    .unwrap_or_else(|_| Array2::zeros((0, 0)))
+            })
+            .collect()
+    };
+    Representations {
+        f: stack(|p| &p.f),
+        g: stack(|p| &p.g),
+    }
+}
+
+/// Runs CPU work on the rayon pool and awaits it, off the async runtime's threads.
+async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.await
+        .map_err(|_| EngineError::Stopped("a preprocessing worker stopped".into()).into())
+}
