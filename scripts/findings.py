@@ -35,7 +35,7 @@ def audit_section(name, path):
         out.append(f"| {t['a']} | {fmt(t['mean_difference'])} | {fmt(w.get('t'), 3)} | "
                    f"{fmt((w.get('p') or {}).get('greater'))} | {fmt((w.get('p') or {}).get('less'))} | "
                    f"{fmt((mw.get('p') or {}).get('two_sided'))} |")
-    out += ["", "| expected sign (SPEC 4) | result |", "|---|---|"]
+    out += ["", "| expected sign (docs/science.md#expected-signs) | result |", "|---|---|"]
     for c in s["checks"]:
         out.append(f"| {c['check']} | {'pass' if c['pass'] else 'FAIL'} |")
     return out + [""]

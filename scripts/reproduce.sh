@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Reproduces the papers' findings (SPEC section 8) on real data; docs/reproduction.md reports
-# a run. Every size is a parameter, so the full experiment runs unchanged on a GPU:
+# Reproduces the papers' findings (docs/science.md#findings-to-reproduce) on real data;
+# docs/reproduction.md reports a run. Every size is a parameter, so the full experiment runs
+# unchanged on a GPU:
 #
 #   OUT=out/reproduce            where everything goes (reruns resume: audits, training and
 #                                removal runs all continue from where a killed run stopped)

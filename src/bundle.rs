@@ -58,7 +58,8 @@ pub struct Manifest {
     pub name: Option<String>,
     pub input: InputSpec,
     pub representation: RepresentationSpec,
-    /// Training augmentations; absent means SimCLR's defaults (SPEC section 5).
+    /// Training augmentations; absent means SimCLR's defaults
+    /// (docs/science.md#training-augmentations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub augment: Option<AugmentSpec>,
     pub f: Vec<ModelFile>,

@@ -1,5 +1,5 @@
 //! sslmem: measures how much a self-supervised image encoder has memorized individual
-//! training images (SSLMem, see `SPEC.md`): the alignment of an image's augmented views
+//! training images (SSLMem, see `docs/science.md`): the alignment of an image's augmented views
 //! under an encoder `g` trained without it, minus under an encoder `f` trained with it.
 //!
 //! Where things live:

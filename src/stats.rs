@@ -1,7 +1,8 @@
 //! Statistics of an audit: descriptive summaries and the two-sample tests that compare the
-//! scores of one split set against another (SPEC section 4: candidate above shared and extra,
-//! independent below). Conventions follow SciPy's (`numpy.quantile` linear interpolation,
-//! `scipy.stats.ttest_ind`, `scipy.stats.mannwhitneyu`), so figures can be checked there.
+//! scores of one split set against another (docs/science.md#expected-signs: candidate above
+//! shared and extra, independent below). Conventions follow SciPy's (`numpy.quantile` linear
+//! interpolation, `scipy.stats.ttest_ind`, `scipy.stats.mannwhitneyu`), so figures can be
+//! checked there.
 
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};

@@ -28,7 +28,7 @@ use crate::output::{csv_field, progress_bar};
 use crate::runtime::RuntimeOptions;
 use crate::score::{set_normalize, EstimatorOptions, ImageScore, SetNorm};
 
-/// The sets of SPEC section 4, then the canary sets of a bundle trained with
+/// The sets of docs/science.md#the-split, then the canary sets of a bundle trained with
 /// `--canaries`, in the order they are scored and reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -488,7 +488,7 @@ pub fn html(
     let _ = writeln!(h, "<h1>SSLMem audit</h1>");
     let _ = writeln!(
         h,
-        "<p>Memorization score of each example: <code>score = align_g − align_f</code>, the mean distance between paired augmented views under the encoder trained without the example minus under the one trained with it (SPEC sections 2–3); {} view pairs per example, seed {}, distance {}, normalisation {}, mode {}.</p>",
+        "<p>Memorization score of each example: <code>score = align_g − align_f</code>, the mean distance between paired augmented views under the encoder trained without the example minus under the one trained with it (docs/science.md#the-estimator); {} view pairs per example, seed {}, distance {}, normalisation {}, mode {}.</p>",
         params.pairs, params.seed, esc(&params.distance), esc(&params.normalize), esc(&params.mode)
     );
     let _ = writeln!(h, "<h2>What was audited</h2><table>");
@@ -567,7 +567,7 @@ pub fn html(
     h.push_str("</table>\n");
 
     // Checks.
-    h.push_str("<h2>Expected signs (SPEC section 4)</h2><table><tr><th class=\"l\">check</th><th class=\"l\">rule</th><th>value</th><th>result</th></tr>\n");
+    h.push_str("<h2>Expected signs (docs/science.md#expected-signs)</h2><table><tr><th class=\"l\">check</th><th class=\"l\">rule</th><th>value</th><th>result</th></tr>\n");
     for c in summary["checks"].as_array().into_iter().flatten() {
         let pass = c["pass"] == true;
         let value = if !c["auc"].is_null() {

@@ -1,6 +1,6 @@
 //! `summary.json` of an audit: per set and per class, descriptive statistics and the share
 //! of examples whose score is significantly above zero; two-sample tests of each set against
-//! `shared`; and the expected-sign checks of SPEC section 4 as pass/fail lines.
+//! `shared`; and the expected-sign checks of docs/science.md#expected-signs as pass/fail lines.
 
 use serde_json::{json, Map, Value};
 
@@ -155,7 +155,7 @@ pub fn summarize(
             "augment": m.augment,
         },
         "params": params,
-        "score": "raw: align_g - align_f (SPEC section 2); significant: the 95% interval over view pairs lies above 0",
+        "score": "raw: align_g - align_f (docs/science.md#per-image-score-standard-error-and-interval); significant: the 95% interval over view pairs lies above 0",
         "sets": by_set,
         "classes": by_class,
         "tests": tests,
@@ -198,10 +198,10 @@ fn canary_check(membership: &[Membership]) -> Option<Value> {
     }))
 }
 
-/// SPEC section 4's expected signs: candidate above shared and extra (Welch, one-sided, at
-/// [`ALPHA`]), independent below shared, extra not told apart from shared (Welch, two-sided,
-/// p at least [`ALPHA_SAME`]), shared and extra near zero (|mean| at most
-/// [`NEAR_ZERO_FRACTION`] of the candidate mean). Only checks whose sets were audited.
+/// The expected signs of docs/science.md#expected-signs: candidate above shared and extra
+/// (Welch, one-sided, at [`ALPHA`]), independent below shared, extra not told apart from
+/// shared (Welch, two-sided, p at least [`ALPHA_SAME`]), shared and extra near zero (|mean|
+/// at most [`NEAR_ZERO_FRACTION`] of the candidate mean). Only checks whose sets were audited.
 pub fn expected_signs(records: &[Record]) -> Vec<Value> {
     let s = |n| scores_of(records, n);
     let (cand, shared, indep, extra) = (s("candidate"), s("shared"), s("independent"), s("extra"));

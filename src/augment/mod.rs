@@ -1,4 +1,5 @@
-//! Augmentations of SPEC section 5, with torchvision's semantics, as one pipeline:
+//! The training augmentations (docs/science.md#training-augmentations), with torchvision's
+//! semantics, as one pipeline:
 //! crop -> flip -> jitter (p) -> grayscale (p) -> blur (p) -> solarize (p) -> normalise.
 //!
 //! Each view is a pure function of (seed, image identity, view index). To add an

@@ -46,8 +46,8 @@ pub struct SolarizeSpec {
     pub p: f64,
 }
 
-/// The SimCLR augmentation family (SPEC section 5). Omitted parts are not applied,
-/// except that a missing spec as a whole means [`AugmentSpec::simclr`].
+/// The SimCLR augmentation family (docs/science.md#training-augmentations). Omitted parts
+/// are not applied, except that a missing spec as a whole means [`AugmentSpec::simclr`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AugmentSpec {

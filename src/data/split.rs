@@ -1,6 +1,6 @@
-//! The practical split of SPEC section 4: the training set is shuffled from a seed and cut
-//! into `shared` (80%), `candidate` (10%) and `independent` (10%); `extra` is data neither
-//! encoder sees (by default the test set). `f` trains on shared ∪ candidate, `g` on
+//! The practical split (docs/science.md#the-split): the training set is shuffled from a seed
+//! and cut into `shared` (80%), `candidate` (10%) and `independent` (10%); `extra` is data
+//! neither encoder sees (by default the test set). `f` trains on shared ∪ candidate, `g` on
 //! shared ∪ independent. Index sets are stored compactly as `[start, end)` ranges.
 
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! The formulas of SPEC sections 2 and 3: representation normalisation, distances,
+//! The formulas of docs/science.md#the-estimator: representation normalisation, distances,
 //! the per-image estimator with its standard error, and set-level normalisations.
 
 use serde::{Deserialize, Serialize};
@@ -122,7 +122,7 @@ pub fn t_quantile_975(df: usize) -> f64 {
     StudentsT::new(0.0, 1.0, df as f64).map_or(1.959_963_984_540_054, |t| t.inverse_cdf(0.975))
 }
 
-/// Set-level normalisations of SPEC section 2.
+/// Set-level normalisations (docs/science.md#set-level-normalisations).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SetNorm {

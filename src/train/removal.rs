@@ -1,7 +1,8 @@
-//! `sslmem-train removal`: the experiment of SPEC section 8. The `k` most memorized candidates
-//! (by an audit's scores), and separately `k` random candidates, are removed from `f`'s
-//! training data; `f` is retrained with the bundle's recipe and its linear-probe accuracy on
-//! the test set compared, over several seeds, for several `k` (and `k = 0`, nothing removed).
+//! `sslmem-train removal`: the removal experiment (docs/science.md#findings-to-reproduce).
+//! The `k` most memorized candidates (by an audit's scores), and separately `k` random
+//! candidates, are removed from `f`'s training data; `f` is retrained with the bundle's
+//! recipe and its linear-probe accuracy on the test set compared, over several seeds, for
+//! several `k` (and `k = 0`, nothing removed).
 //! Each run's result is written atomically as it finishes and skipped when rerun, and runs
 //! resume from their epoch checkpoints, so a killed experiment continues where it stopped.
 
