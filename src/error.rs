@@ -22,6 +22,20 @@ pub enum InputError {
     Shape(String),
 }
 
+/// Why the engine could not run a job.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The bounded queue is full (a service answers 503 and asks the client to retry).
+    #[error("the inference queue is full; retry shortly")]
+    QueueFull,
+    /// The batching thread is gone; nothing more can run.
+    #[error("the inference engine has stopped: {0}")]
+    Stopped(String),
+    /// A forward pass failed; every job in it fails with the same message.
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
 /// Errors of the library as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,7 +55,7 @@ pub enum Error {
     Runtime(String),
     /// The scoring engine could not run a job.
     #[error(transparent)]
-    Engine(#[from] crate::engine::EngineError),
+    Engine(#[from] EngineError),
     /// The HTTP service could not start or stopped (listening, the async runtime).
     #[error("service: {0}")]
     Service(String),

@@ -21,12 +21,12 @@ use crate::bundle::{self, Bundle};
 use crate::data::dataset;
 use crate::data::inputs::{resolve, Input};
 use crate::data::split::Split;
-use crate::engine::{Engine, Quiet};
+use crate::engine::{Engine, EstimatorOptions, Quiet};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::output::{csv_field, progress_bar};
 use crate::runtime::RuntimeOptions;
-use crate::score::{set_normalize, EstimatorOptions, ImageScore, SetNorm};
+use crate::score::{set_normalize, ImageScore, SetNorm};
 
 /// The sets of docs/science.md#the-split, then the canary sets of a bundle trained with
 /// `--canaries`, in the order they are scored and reported.

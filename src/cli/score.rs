@@ -8,13 +8,13 @@ use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 use sslmem::bundle::Bundle;
 use sslmem::data::inputs::{resolve, Input};
-use sslmem::engine::{Engine, Quiet};
+use sslmem::engine::{Engine, EstimatorOptions, Quiet};
 use sslmem::error::{Error, Result};
 use sslmem::fsutil::write_atomic;
 use sslmem::output::{csv_field, progress_bar};
 use sslmem::runtime::RuntimeOptions;
 use sslmem::score::{
-    set_normalize, Distance, EstimatorOptions, ImageScore, RepNorm, ScoreOptions, SetNorm, ViewMode,
+    set_normalize, Distance, ImageScore, RepNorm, ScoreOptions, SetNorm, ViewMode,
 };
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

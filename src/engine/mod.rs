@@ -23,6 +23,7 @@ pub use queue::QueueOptions;
 pub use views::{originals, Preprocess, ViewMaker};
 
 use crate::bundle::{Bundle, InputSpec, Manifest, RepresentationSpec};
+pub use crate::error::EngineError;
 use crate::error::{Error, Result};
 use crate::pixels::SourceImage;
 use crate::runtime::{EncoderSession, Provider, RuntimeOptions};
@@ -33,18 +34,32 @@ use crate::score::{
 
 use self::queue::{wait, wait_async, Queue};
 
-/// Why the engine could not run a job.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// The bounded queue is full (a service answers 503 and asks the client to retry).
-    #[error("the inference queue is full; retry shortly")]
-    QueueFull,
-    /// The batching thread is gone; nothing more can run.
-    #[error("the inference engine has stopped: {0}")]
-    Stopped(String),
-    /// A forward pass failed; every job in it fails with the same message.
-    #[error("inference failed: {0}")]
-    Inference(String),
+/// How a whole job scores its images: the estimator's options, the largest forward pass and
+/// the largest image accepted. Shared by `sslmem score` and `sslmem audit`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EstimatorOptions {
+    pub score: ScoreOptions,
+    /// Most views in one forward pass.
+    pub batch_size: usize,
+    /// Largest image accepted, in pixels (width * height).
+    pub max_pixels: u64,
+}
+
+impl EstimatorOptions {
+    /// The engine's queue for a job that runs alone: passes of at most `batch_size` views,
+    /// no waiting for company.
+    pub fn queue(&self) -> QueueOptions {
+        QueueOptions {
+            max_batch_views: self.batch_size,
+            ..Default::default()
+        }
+    }
+
+    pub fn limits(&self) -> crate::pixels::DecodeLimits {
+        crate::pixels::DecodeLimits {
+            max_pixels: self.max_pixels,
+        }
+    }
 }
 
 /// Where the batching thread reports what it does (the service's Prometheus metrics; the

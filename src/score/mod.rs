@@ -43,34 +43,6 @@ impl Default for ScoreOptions {
     }
 }
 
-/// How a whole job scores its images: the estimator's options, the largest forward pass and
-/// the largest image accepted. Shared by `sslmem score` and `sslmem audit`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EstimatorOptions {
-    pub score: ScoreOptions,
-    /// Most views in one forward pass.
-    pub batch_size: usize,
-    /// Largest image accepted, in pixels (width * height).
-    pub max_pixels: u64,
-}
-
-impl EstimatorOptions {
-    /// The engine's queue for a job that runs alone: passes of at most `batch_size` views,
-    /// no waiting for company.
-    pub fn queue(&self) -> crate::engine::QueueOptions {
-        crate::engine::QueueOptions {
-            max_batch_views: self.batch_size,
-            ..Default::default()
-        }
-    }
-
-    pub fn limits(&self) -> crate::pixels::DecodeLimits {
-        crate::pixels::DecodeLimits {
-            max_pixels: self.max_pixels,
-        }
-    }
-}
-
 impl ScoreOptions {
     /// Views each image contributes: `2K`, or `K + 1` with the original.
     pub fn views_per_image(&self) -> usize {
