@@ -398,3 +398,21 @@ fn asking_for_cuda_without_it_fails_clearly() {
     let o = run(&["--device", "auto", "inspect", "--bundle", s(&b)]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Every option of every subcommand can also be set from an environment variable, and a
+/// variable means one thing: where two subcommands share one, it is the same flag.
+#[test]
+fn every_flag_reads_an_environment_variable_with_one_meaning() {
+    let subcommands: [&[&str]; 8] = [
+        &["score"],
+        &["align"],
+        &["inspect"],
+        &["serve"],
+        &["audit"],
+        &["health"],
+        &["bundle", "create"],
+        &["bundle", "random"],
+    ];
+    let n = common::check_flag_environment(common::bin, &subcommands);
+    assert!(n > 30, "the help pages were read: {n} variables");
+}

@@ -394,7 +394,7 @@ fn train_image_entry_point_trains_a_bundle_and_resumes_as_a_job_would() {
     let image = parse_dockerfile("Dockerfile.train");
     assert_eq!(image.argv, ["sslmem-train", "pair", "--resume"]);
     assert_eq!(
-        image.env.get("SSLMEM_OUT").map(String::as_str),
+        image.env.get("SSLMEM_TRAIN_OUT").map(String::as_str),
         Some("/bundles/fashion-mnist-simclr")
     );
     let dir = tempfile::tempdir().expect("tempdir");
@@ -411,13 +411,13 @@ fn train_image_entry_point_trains_a_bundle_and_resumes_as_a_job_would() {
         let ort = sslmem::runtime::library_path(&sslmem::runtime::RuntimeOptions::default());
         for (k, v) in &image.env {
             let v = match k.as_str() {
-                "SSLMEM_OUT" => out.display().to_string(),
+                "SSLMEM_TRAIN_OUT" => out.display().to_string(),
                 "ORT_DYLIB_PATH" => ort.display().to_string(),
                 _ => v.clone(),
             };
             cmd.env(k, v);
         }
-        cmd.env("SSLMEM_EPOCHS", "1").output().expect("run")
+        cmd.env("SSLMEM_TRAIN_EPOCHS", "1").output().expect("run")
     };
     let o = run();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -571,3 +571,17 @@ fn canaries_are_planted_recorded_monitored_and_audited() {
         common::stderr(&o)
     );
 }
+
+/// As for `sslmem`: every trainer flag reads an `SSLMEM_TRAIN_*` variable with one meaning.
+#[test]
+fn every_trainer_flag_reads_an_environment_variable_with_one_meaning() {
+    let subcommands: [&[&str]; 5] = [
+        &["split"],
+        &["pair"],
+        &["eval"],
+        &["removal"],
+        &["bench-epoch"],
+    ];
+    let n = common::check_flag_environment(train_bin, &subcommands);
+    assert!(n > 30, "the help pages were read: {n} variables");
+}

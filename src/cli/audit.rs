@@ -20,10 +20,16 @@ pub struct AuditArgs {
     #[arg(long, env = "SSLMEM_DATASET")]
     pub dataset: Option<String>,
     /// Split sets to score (default: every set the bundle has, canaries included).
-    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "all")]
+    #[arg(
+        long,
+        env = "SSLMEM_AUDIT_SETS",
+        value_enum,
+        value_delimiter = ',',
+        conflicts_with = "all"
+    )]
     pub sets: Vec<SplitSet>,
     /// Every set the bundle has (the default).
-    #[arg(long)]
+    #[arg(long, env = "SSLMEM_AUDIT_ALL")]
     pub all: bool,
     /// Score only the first N examples of each set (in index order): quick audits.
     #[arg(long, env = "SSLMEM_AUDIT_LIMIT")]
@@ -31,7 +37,7 @@ pub struct AuditArgs {
     #[command(flatten)]
     pub est: EstimatorArgs,
     /// Images written to the journal at a time (a killed run loses at most one chunk).
-    #[arg(long, default_value_t = 1024, hide = true)]
+    #[arg(long, env = "SSLMEM_AUDIT_CHUNK", default_value_t = 1024, hide = true)]
     pub chunk: usize,
     /// Score these inputs (files, folders, datasets) as one set `inputs` instead of the split.
     pub inputs: Vec<String>,

