@@ -191,7 +191,7 @@ async fn guard_v1(State(state): State<Arc<AppState>>, req: Request, next: Next) 
     };
     match tokio::time::timeout(state.limits.request_timeout, next.run(req)).await {
         Ok(resp) => resp,
-        // Dropping the handler drops its reply channel: the batcher skips its work.
+        // Dropping the handler drops its reply channel: the engine skips its work.
         Err(_) => ApiError::unavailable(
             "timeout",
             format!(

@@ -238,8 +238,13 @@ pub async fn bundle(State(state): State<Arc<AppState>>) -> Json<Value> {
     }))
 }
 
-pub async fn healthz() -> &'static str {
-    "ok\n"
+/// Alive: the process answers and its inference engine is running.
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    if state.engine.alive() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        ApiError::unavailable("engine_stopped", "the inference engine has stopped").into_response()
+    }
 }
 
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -251,6 +256,11 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    // Readiness can change without a request (the engine stopping): read it at scrape time.
+    state
+        .metrics
+        .ready
+        .set(if state.is_ready() { 1.0 } else { 0.0 });
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
