@@ -24,7 +24,9 @@ fn main() {
     let lib = libtorch.join("lib");
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    let mut libs = vec!["-ltorch_cpu", "-ltorch"];
+    // libstdc++ too: a test binary that uses nothing of the library still gets -ltorch,
+    // whose C++ symbols then need it (rust-lld refuses undefined shared-library symbols).
+    let mut libs = vec!["-ltorch_cpu", "-ltorch", "-lstdc++"];
     if lib.join("libtorch_cuda.so").is_file() {
         libs.insert(0, "-ltorch_cuda");
     }

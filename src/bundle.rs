@@ -12,33 +12,54 @@ use crate::augment::AugmentSpec;
 use crate::error::{Error, Result};
 use crate::fsutil::{sha256_file, write_atomic};
 use crate::onnx::{self, ExportOptions};
-use crate::runtime::{EncoderSession, RuntimeOptions};
+use crate::runtime::{Boundary, ElementType, EncoderSession, Layout, Pooling, RuntimeOptions};
 
 pub const FORMAT: &str = "sslmem-bundle/1";
 pub const MANIFEST: &str = "sslmem.json";
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The encoders' image input: its name, size, normalisation, and how it is fed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct InputSpec {
     pub name: String,
     pub channels: usize,
     pub height: usize,
     pub width: usize,
+    /// Per-channel normalisation `(x - mean) / std` of pixels in [0, 1].
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// `nchw` (absent) or `nhwc`: the session transposes at the boundary.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub layout: Layout,
+    /// `float32` (absent), `float16` (cast at the boundary) or `uint8` (the normalised values,
+    /// rounded; with mean 0 and std 1/255 they are the pixel bytes).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub element: ElementType,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Which output is the representation, and how it is read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RepresentationSpec {
     pub output: String,
     /// Per-layer outputs (`layer1`...), present when the encoders export them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<String>,
+    /// How a token output `[batch, tokens, dim]` is pooled; absent for a matrix output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<Pooling>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A file of the bundle: its path relative to the bundle folder and its SHA-256.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelFile {
     pub path: String,
     pub sha256: String,
+    /// The model's external data files (weights stored beside the graph), checked the same way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_data: Vec<ModelFile>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// A canary file is checked like a model file: relative path inside the bundle, SHA-256.
@@ -47,6 +68,7 @@ impl From<&crate::data::split::CanaryFile> for ModelFile {
         Self {
             path: f.path.clone(),
             sha256: f.sha256.clone(),
+            external_data: Vec::new(),
         }
     }
 }
@@ -158,12 +180,19 @@ impl Bundle {
     /// manifest's input and has the same outputs with the same shapes.
     pub fn load(dir: &Path, opts: &RuntimeOptions) -> Result<Self> {
         let manifest = read_manifest(dir)?;
+        let boundary = Boundary {
+            layout: manifest.input.layout,
+            pooling: manifest.representation.pooling,
+        };
         let load_side = |files: &[ModelFile]| -> Result<Vec<EncoderSession>> {
             files
                 .iter()
                 .map(|mf| {
                     let path = verify_file(dir, mf)?;
-                    let enc = EncoderSession::load(&path, opts)?;
+                    for data in &mf.external_data {
+                        verify_file(dir, data)?;
+                    }
+                    let enc = EncoderSession::load_with(&path, opts, boundary)?;
                     check_interface(&enc, &manifest)?;
                     Ok(enc)
                 })
@@ -187,12 +216,72 @@ impl Bundle {
                 ));
             }
         }
-        Ok(Self {
+        let bundle = Self {
             dir: dir.to_path_buf(),
             manifest,
             f,
             g,
-        })
+        };
+        bundle.check_contract()?;
+        Ok(bundle)
+    }
+
+    /// The encoder contract, checked by running it: two real augmented views (of a smooth
+    /// gradient image at the model's size) through every encoder must give two finite
+    /// representations of the same width.
+    ///
+    /// # Errors
+    /// [`Error::Bundle`] naming the encoder, the cause and the fix.
+    pub fn check_contract(&self) -> Result<()> {
+        let i = &self.manifest.input;
+        let plane = (i.height * i.width).max(1);
+        let pixels: Vec<u8> = (0..i.channels * i.height * i.width)
+            .map(|k| ((k % plane) * 255 / plane) as u8)
+            .collect();
+        let image = crate::pixels::SourceImage::new(i.channels, i.height, i.width, pixels)
+            .map_err(|e| Error::bundle(self.dir.join(MANIFEST), e.to_string()))?;
+        let augmenter = crate::augment::Augmenter::new(self.manifest.augment(), i.height, i.width)?;
+        let norm = crate::augment::Normalize::new(i.mean.clone(), i.std.clone(), i.channels)?;
+        let len = i.channels * i.height * i.width;
+        let mut views = vec![0f32; 2 * len];
+        let planes = image.to_planes();
+        for (v, dst) in views.chunks_exact_mut(len).enumerate() {
+            norm.write(&augmenter.view(&planes, 0, image.identity(), v as u64), dst);
+        }
+        let output = &self.manifest.representation.output;
+        let mut width = None;
+        for enc in self.encoders() {
+            let bad = |reason: String| Error::bundle(&enc.path, reason);
+            let reps = enc
+                .embed(views.clone(), [2, i.channels, i.height, i.width], output)
+                .map_err(|e| bad(format!("cannot run a batch of 2 views: {e}")))?;
+            if reps.nrows() != 2 {
+                return Err(bad(format!(
+                    "returned {} row(s) for 2 views: the graph does not keep the batch axis \
+                     (a Reshape or Flatten with a fixed batch size?); export with a dynamic batch \
+                     axis and reshape with -1 or the input's batch size",
+                    reps.nrows()
+                )));
+            }
+            if reps.iter().any(|v| !v.is_finite()) {
+                return Err(bad(format!(
+                    "output '{output}' is not finite (NaN or infinity) for real views; the \
+                     model or its export is broken (a float16 overflow?)"
+                )));
+            }
+            match width {
+                None => width = Some(reps.ncols()),
+                Some(w) if w != reps.ncols() => {
+                    return Err(bad(format!(
+                        "representations are {} wide, the first encoder's {w}; all encoders of a \
+                         bundle must match",
+                        reps.ncols()
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     pub fn encoders(&self) -> impl Iterator<Item = &EncoderSession> {
@@ -243,7 +332,16 @@ fn check_interface(enc: &EncoderSession, m: &Manifest) -> Result<()> {
             enc.input.name, i.name
         ));
     }
-    let want = [i.channels, i.height, i.width];
+    if enc.input.element_type() != Some(i.element) {
+        return bad(format!(
+            "model input is {}, the manifest says {:?}",
+            enc.input.element, i.element
+        ));
+    }
+    let want = match i.layout {
+        Layout::Nchw => [i.channels, i.height, i.width],
+        Layout::Nhwc => [i.height, i.width, i.channels],
+    };
     let shape = &enc.input.shape;
     let fits = shape.len() == 4
         && shape[1..]
@@ -252,9 +350,24 @@ fn check_interface(enc: &EncoderSession, m: &Manifest) -> Result<()> {
             .all(|(d, w)| d.is_none_or(|d| d == w));
     if !fits {
         return bad(format!(
-            "model input shape {:?} does not take [batch, {}, {}, {}] images",
-            shape, want[0], want[1], want[2]
+            "model input shape {:?} does not take {:?} images of {}x{}x{} ({} layout)",
+            shape,
+            i.layout,
+            i.channels,
+            i.height,
+            i.width,
+            match i.layout {
+                Layout::Nchw => "[batch, channels, height, width]",
+                Layout::Nhwc => "[batch, height, width, channels]",
+            }
         ));
+    }
+    if shape[0] == Some(1) {
+        return bad(
+            "the batch axis is fixed at 1: export with a dynamic batch axis (PyTorch: \
+             torch.onnx.export(..., dynamic_axes={'input': {0: 'batch'}}))"
+                .into(),
+        );
     }
     let names: Vec<&str> = enc.outputs.iter().map(|o| o.name.as_str()).collect();
     for out in std::iter::once(&m.representation.output).chain(&m.representation.layers) {
@@ -267,17 +380,23 @@ fn check_interface(enc: &EncoderSession, m: &Manifest) -> Result<()> {
         .iter()
         .find(|o| o.name == m.representation.output)
         .map(|o| o.shape.len());
-    if rep != Some(2) {
-        return bad(format!(
-            "representation output '{}' must be a matrix [batch, dim]",
+    match (rep, m.representation.pooling) {
+        (Some(2), _) | (Some(3), Some(_)) => Ok(()),
+        (Some(3), None) => bad(format!(
+            "representation output '{}' is a token output [batch, tokens, dim]: choose how \
+             tokens become one representation (`--pooling cls`, `mean` or `flatten`)",
             m.representation.output
-        ));
+        )),
+        _ => bad(format!(
+            "representation output '{}' must be a matrix [batch, dim] (or tokens [batch, \
+             tokens, dim] with a pooling)",
+            m.representation.output
+        )),
     }
-    Ok(())
 }
 
 /// What `sslmem bundle create` needs to know beyond the model files.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct CreateOptions {
     pub name: Option<String>,
     pub mean: Vec<f32>,
@@ -288,11 +407,46 @@ pub struct CreateOptions {
     pub output: Option<String>,
     /// Input size for models whose height and width are dynamic.
     pub size: Option<(usize, usize)>,
+    /// Channel count for models whose channel axis is dynamic (else: one per mean value).
+    pub channels: Option<usize>,
+    /// Input layout; detected from the input shape when that is unambiguous.
+    pub layout: Option<Layout>,
+    /// How a token output is pooled into one representation.
+    pub pooling: Option<Pooling>,
+    /// Outputs to record as the encoder's layers (none unless named).
+    pub layers: Vec<String>,
 }
 
-/// Makes a bundle in `out` from ONNX files exported elsewhere: copies them in as
-/// `f0.onnx`, ..., `g0.onnx`, ..., reads names and shapes from the first model, computes
-/// hashes, writes the manifest, then loads the result to check it.
+/// The input layout: the one asked for, else read from which axis holds 1 or 3 channels,
+/// else channels first when every axis is dynamic (PyTorch's and Hugging Face's exports).
+fn input_layout(shape: &[Option<usize>], asked: Option<Layout>) -> Result<Layout> {
+    if let Some(l) = asked {
+        return Ok(l);
+    }
+    let ch = |d: Option<usize>| matches!(d, Some(1 | 3));
+    match (ch(shape[1]), ch(shape[3])) {
+        (true, false) => Ok(Layout::Nchw),
+        (false, true) => Ok(Layout::Nhwc),
+        _ if shape[1..].iter().all(Option::is_none) => Ok(Layout::Nchw),
+        _ => Err(Error::Param(format!(
+            "cannot tell the layout of input shape {shape:?}: say `--layout nchw` (channels \
+             first, PyTorch) or `--layout nhwc` (channels last, TensorFlow/tf2onnx)"
+        ))),
+    }
+}
+
+/// Makes a bundle in `out` from ONNX files exported elsewhere: reads names, shapes, element
+/// types and layout from the first model; copies every model in as `f0.onnx`, ...,
+/// `g0.onnx`, ... with its external data files (renamed `f0.onnx.data`, ... and the model's
+/// references rewritten), computes hashes, writes the manifest, then loads the result, which
+/// runs real views through every encoder ([`Bundle::load`]). Everything is built in a
+/// temporary folder beside `out` and renamed into place at the end: a failure leaves
+/// nothing behind.
+///
+/// # Errors
+/// [`Error::Param`] for options the models need and lack (size, channels, layout, output,
+/// pooling); [`Error::Bundle`] or [`Error::Model`] when a model breaks the encoder contract;
+/// [`Error::Io`] when files cannot be read or written.
 pub fn create(
     out: &Path,
     f: &[PathBuf],
@@ -305,25 +459,100 @@ pub fn create(
             "give at least one --f and one --g model".into(),
         ));
     }
-    if out.join(MANIFEST).exists() {
+    let occupied = out.exists()
+        && fs::read_dir(out)
+            .map_err(|e| Error::io(out, e))?
+            .next()
+            .is_some();
+    if occupied {
         return Err(Error::bundle(
-            out.join(MANIFEST),
-            "already exists; choose an empty folder",
+            out,
+            "already exists and is not empty; choose a new folder",
         ));
     }
-    let probe = EncoderSession::load(&f[0], rt)?;
+    let manifest = describe(&f[0], opts, rt)?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    let base = out
+        .file_name()
+        .map_or_else(|| "bundle".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = parent.join(format!(".{base}.partial-{}", std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let built = (|| -> Result<Manifest> {
+        let copy = |side: &str, files: &[PathBuf]| -> Result<Vec<ModelFile>> {
+            files
+                .iter()
+                .enumerate()
+                .map(|(i, src)| copy_model(src, &tmp, &format!("{side}{i}")))
+                .collect()
+        };
+        let manifest = Manifest {
+            f: copy("f", f)?,
+            g: copy("g", g)?,
+            ..manifest
+        };
+        write_manifest(&tmp, &manifest)?;
+        Bundle::load(&tmp, rt)?;
+        Ok(manifest)
+    })();
+    let placed = built.and_then(|m| {
+        if out.exists() {
+            fs::remove_dir(out).map_err(|e| Error::io(out, e))?;
+        }
+        fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+        Ok(m)
+    });
+    if placed.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    placed
+}
+
+/// The manifest (without model files) that fits the first model and the options.
+fn describe(model: &Path, opts: &CreateOptions, rt: &RuntimeOptions) -> Result<Manifest> {
+    let probe = EncoderSession::load(model, rt)?;
+    let name = model.display().to_string();
+    let refuse = |reason: String| Error::Model {
+        model: name.clone(),
+        reason,
+    };
     let shape = &probe.input.shape;
     if shape.len() != 4 {
-        return Err(Error::Model {
-            model: f[0].display().to_string(),
-            reason: format!("input shape {shape:?} is not [batch, channels, height, width]"),
-        });
+        return Err(refuse(format!(
+            "input shape {shape:?} is not an image batch ([batch, channels, height, width] or \
+             [batch, height, width, channels])"
+        )));
     }
-    let channels = shape[1].ok_or_else(|| Error::Model {
-        model: f[0].display().to_string(),
-        reason: "the channel dimension is dynamic; export with a fixed channel count".into(),
-    })?;
-    let (height, width) = match (shape[2], shape[3], opts.size) {
+    if shape[0] == Some(1) {
+        return Err(refuse(
+            "the batch axis is fixed at 1: export with a dynamic batch axis (PyTorch: \
+             torch.onnx.export(..., dynamic_axes={'input': {0: 'batch'}}) or dynamo=True with \
+             dynamic_shapes)"
+                .into(),
+        ));
+    }
+    let layout = input_layout(shape, opts.layout)?;
+    let (c, h, w) = match layout {
+        Layout::Nchw => (shape[1], shape[2], shape[3]),
+        Layout::Nhwc => (shape[3], shape[1], shape[2]),
+    };
+    let channels = match (c, opts.channels) {
+        (Some(c), Some(asked)) if c != asked => {
+            return Err(Error::Param(format!(
+                "--channels {asked}, but the model's input has {c} channels"
+            )))
+        }
+        (Some(c), _) => c,
+        (None, Some(asked)) => asked,
+        (None, None) => opts.mean.len(),
+    };
+    let (height, width) = match (h, w, opts.size) {
         (_, _, Some(s)) => s,
         (Some(h), Some(w), None) => (h, w),
         _ => {
@@ -332,6 +561,7 @@ pub fn create(
             ))
         }
     };
+    let element = probe.input.element_type().unwrap_or_default();
     let output = match &opts.output {
         Some(o) => o.clone(),
         None => match probe.outputs.as_slice() {
@@ -346,52 +576,105 @@ pub fn create(
                 })?,
         },
     };
-    let layers: Vec<String> = probe
-        .outputs
-        .iter()
-        .filter(|o| o.name.starts_with("layer"))
-        .map(|o| o.name.clone())
-        .collect();
-    let input_name = probe.input.name.clone();
-    drop(probe);
-    fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let copy = |side: &str, files: &[PathBuf]| -> Result<Vec<ModelFile>> {
-        files
-            .iter()
-            .enumerate()
-            .map(|(i, src)| {
-                let name = format!("{side}{i}.onnx");
-                let bytes = fs::read(src).map_err(|e| Error::io(src, e))?;
-                write_atomic(&out.join(&name), &bytes)?;
-                Ok(ModelFile {
-                    sha256: sha256_file(&out.join(&name))?,
-                    path: name,
-                })
-            })
-            .collect()
-    };
-    let manifest = Manifest {
+    Ok(Manifest {
         format: FORMAT.into(),
         name: opts.name.clone(),
         input: InputSpec {
-            name: input_name,
+            name: probe.input.name.clone(),
             channels,
             height,
             width,
             mean: opts.mean.clone(),
             std: opts.std.clone(),
+            layout,
+            element,
         },
-        representation: RepresentationSpec { output, layers },
+        representation: RepresentationSpec {
+            output,
+            layers: opts.layers.clone(),
+            pooling: opts.pooling,
+        },
         augment: opts.augment.clone(),
-        f: copy("f", f)?,
-        g: copy("g", g)?,
+        f: Vec::new(),
+        g: Vec::new(),
         architecture: None,
         split: None,
         training: None,
+    })
+}
+
+/// Copies a model into `dir` as `STEM.onnx`; a model whose weights live in external data
+/// files gets them copied as `STEM.onnx.data` (`STEM.onnx.K.data` for several) and its
+/// references rewritten to those names, so that every bundle file has its own name and hash.
+fn copy_model(src: &Path, dir: &Path, stem: &str) -> Result<ModelFile> {
+    use onnx_protobuf::Message;
+    let bytes = fs::read(src).map_err(|e| Error::io(src, e))?;
+    let file = format!("{stem}.onnx");
+    let mut model = onnx_protobuf::ModelProto::parse_from_bytes(&bytes)
+        .map_err(|e| Error::bundle(src, format!("not an ONNX model: {e}")))?;
+    let mut locations: Vec<String> = Vec::new();
+    let tensors = model.graph.as_mut().map(|g| g.initializer.iter_mut());
+    for t in tensors.into_iter().flatten() {
+        for entry in t.external_data.iter_mut().filter(|e| e.key == "location") {
+            let k = match locations.iter().position(|l| *l == entry.value) {
+                Some(k) => k,
+                None => {
+                    locations.push(entry.value.clone());
+                    locations.len() - 1
+                }
+            };
+            entry.value = data_name(stem, k);
+        }
+    }
+    let mut external_data = Vec::new();
+    let bytes = if locations.is_empty() {
+        bytes
+    } else {
+        let from = src.parent().unwrap_or(Path::new("."));
+        for (k, loc) in locations.iter().enumerate() {
+            let rel = Path::new(loc);
+            if rel.is_absolute()
+                || rel
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(Error::bundle(
+                    src,
+                    format!(
+                        "external data location '{loc}' must be a relative path beside the model"
+                    ),
+                ));
+            }
+            let data_src = from.join(rel);
+            let name = data_name(stem, k);
+            fs::copy(&data_src, dir.join(&name)).map_err(|e| Error::io(&data_src, e))?;
+            external_data.push(ModelFile {
+                sha256: sha256_file(&dir.join(&name))?,
+                path: name,
+                external_data: Vec::new(),
+            });
+        }
+        model.write_to_bytes().map_err(|e| {
+            Error::bundle(
+                src,
+                format!("cannot rewrite the external data references: {e}"),
+            )
+        })?
     };
-    write_manifest(out, &manifest)?;
-    Bundle::load(out, rt)?;
-    Ok(manifest)
+    write_atomic(&dir.join(&file), &bytes)?;
+    Ok(ModelFile {
+        sha256: sha256_file(&dir.join(&file))?,
+        path: file,
+        external_data,
+    })
+}
+
+fn data_name(stem: &str, k: usize) -> String {
+    if k == 0 {
+        format!("{stem}.onnx.data")
+    } else {
+        format!("{stem}.onnx.{k}.data")
+    }
 }
 
 /// Writes `DIR/sslmem.json` atomically, after validating it.
@@ -446,6 +729,7 @@ pub fn write_random(
                 Ok(ModelFile {
                     sha256: sha256_file(&path)?,
                     path: file,
+                    external_data: Vec::new(),
                 })
             })
             .collect()
@@ -470,6 +754,7 @@ pub fn write_random(
             width: arch.width,
             mean,
             std,
+            ..Default::default()
         },
         representation: RepresentationSpec {
             output: onnx::REPRESENTATION.into(),
@@ -478,6 +763,7 @@ pub fn write_random(
             } else {
                 Vec::new()
             },
+            pooling: None,
         },
         augment: Some(augment),
         f,

@@ -12,7 +12,7 @@ use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -205,6 +205,59 @@ pub fn loaded_library() -> Option<&'static Path> {
 pub struct TensorInfo {
     pub name: String,
     pub shape: Vec<Option<usize>>,
+    /// Element type in ONNX's lower-case spelling (`float32`, `float16`, `uint8`, `int64`, ...).
+    pub element: String,
+}
+
+impl TensorInfo {
+    /// The element type, when it is one an encoder's input may have.
+    pub fn element_type(&self) -> Option<ElementType> {
+        match self.element.as_str() {
+            "float32" => Some(ElementType::Float32),
+            "float16" => Some(ElementType::Float16),
+            "uint8" => Some(ElementType::Uint8),
+            _ => None,
+        }
+    }
+}
+
+/// Element types an encoder's input may have: float32 is fed as is, float16 is cast at the
+/// boundary, uint8 gets the normalised values rounded to bytes (see docs/bundle.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ElementType {
+    #[default]
+    Float32,
+    Float16,
+    Uint8,
+}
+
+/// Memory layout of an image input: channels first (`[N, C, H, W]`, PyTorch's) or channels
+/// last (`[N, H, W, C]`, TensorFlow's and tf2onnx's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    #[default]
+    Nchw,
+    Nhwc,
+}
+
+/// How a token output `[batch, tokens, dim]` (ViT, MAE) becomes one representation per image:
+/// the first (CLS) token, the mean over tokens, or every token concatenated (`[batch,
+/// tokens * dim]`, as the MAE authors' linear-probe code reads the encoder).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    Cls,
+    Mean,
+    Flatten,
+}
+
+/// How a session's input is fed and its outputs read, from the bundle's manifest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Boundary {
+    pub layout: Layout,
+    pub pooling: Option<Pooling>,
 }
 
 fn outlet_info(o: &ort::value::Outlet) -> TensorInfo {
@@ -213,10 +266,19 @@ fn outlet_info(o: &ort::value::Outlet) -> TensorInfo {
         .tensor_shape()
         .map(|s| s.iter().map(|&d| usize::try_from(d).ok()).collect())
         .unwrap_or_default();
+    let element = o
+        .dtype()
+        .tensor_type()
+        .map_or_else(|| "not a tensor".to_string(), element_name);
     TensorInfo {
         name: o.name().to_string(),
         shape,
+        element,
     }
+}
+
+fn element_name(t: ort::value::TensorElementType) -> String {
+    format!("{t:?}").to_lowercase()
 }
 
 fn base_builder(
@@ -354,12 +416,25 @@ pub struct EncoderSession {
     pub input: TensorInfo,
     pub outputs: Vec<TensorInfo>,
     pub provider: Provider,
+    pub boundary: Boundary,
     tx: mpsc::Sender<Job>,
 }
 
 impl EncoderSession {
-    /// Loads the model and starts its thread.
+    /// Loads the model and starts its thread; inputs are fed channels first and token
+    /// outputs are refused (see [`EncoderSession::load_with`]).
     pub fn load(path: &Path, opts: &RuntimeOptions) -> Result<Self> {
+        Self::load_with(path, opts, Boundary::default())
+    }
+
+    /// Loads the model with the bundle's layout and pooling, and starts its thread. Inputs
+    /// are always given as float32 `[N, C, H, W]`; the session transposes them to its layout
+    /// and casts them to its input's element type.
+    ///
+    /// # Errors
+    /// [`Error::Model`] when the model cannot be loaded, has other than one input, or its
+    /// input's element type is not float32, float16 or uint8.
+    pub fn load_with(path: &Path, opts: &RuntimeOptions, boundary: Boundary) -> Result<Self> {
         let env = environment(opts)?;
         let model = path.display().to_string();
         let (session, provider) = build_session(env, path, opts).map_err(|e| Error::Model {
@@ -380,8 +455,21 @@ impl EncoderSession {
                 })
             }
         };
+        let Some(element) = input.element_type() else {
+            return Err(Error::Model {
+                model,
+                reason: format!(
+                    "input '{}' is {}; an encoder takes float32, float16 or uint8 images",
+                    input.name, input.element
+                ),
+            });
+        };
         let (tx, rx) = mpsc::channel::<Job>();
-        let input_name = input.name.clone();
+        let feed = Feed {
+            name: input.name.clone(),
+            element,
+            boundary,
+        };
         thread::Builder::new()
             .name(format!(
                 "encoder:{}",
@@ -389,13 +477,14 @@ impl EncoderSession {
                     .map(|f| f.to_string_lossy())
                     .unwrap_or_default()
             ))
-            .spawn(move || serve(session, &input_name, rx))
+            .spawn(move || serve(session, &feed, rx))
             .map_err(|e| Error::Runtime(format!("cannot start encoder thread: {e}")))?;
         Ok(Self {
             path: path.to_path_buf(),
             input,
             outputs,
             provider,
+            boundary,
             tx,
         })
     }
@@ -421,39 +510,143 @@ impl EncoderSession {
         })?
     }
 
-    /// Convenience: one rank-2 output (e.g. the representation).
+    /// One representation per row: a matrix output as is, a token output `[batch, tokens,
+    /// dim]` pooled as the bundle says.
+    ///
+    /// # Errors
+    /// [`Error::Model`] for an output of another rank, or a token output with no pooling.
     pub fn embed(&self, input: Vec<f32>, shape: [usize; 4], output: &str) -> Result<Array2<f32>> {
         let out = self.run_owned(input, shape, &[output.to_string()])?;
         let first = out
             .into_iter()
             .next()
             .ok_or_else(|| Error::Runtime("no output returned".into()))?;
-        first.into_dimensionality().map_err(|_| Error::Model {
-            model: self.path.display().to_string(),
-            reason: format!("output '{output}' is not a matrix [batch, dim]"),
-        })
+        let model = || self.path.display().to_string();
+        match (first.ndim(), self.boundary.pooling) {
+            (2, _) => first.into_dimensionality().map_err(|e| Error::Model {
+                model: model(),
+                reason: e.to_string(),
+            }),
+            (3, Some(p)) => {
+                let t = first
+                    .into_dimensionality::<ndarray::Ix3>()
+                    .map_err(|e| Error::Model {
+                        model: model(),
+                        reason: e.to_string(),
+                    })?;
+                Ok(pool(&t, p))
+            }
+            (3, None) => Err(Error::Model {
+                model: model(),
+                reason: format!(
+                    "output '{output}' has shape [batch, tokens, dim] {:?}: choose how tokens \
+                     become one representation (`--pooling cls`, `mean` or `flatten`)",
+                    first.shape()
+                ),
+            }),
+            (d, _) => Err(Error::Model {
+                model: model(),
+                reason: format!(
+                    "output '{output}' has {d} dimensions {:?}; a representation is [batch, dim] \
+                     or, pooled, [batch, tokens, dim]",
+                    first.shape()
+                ),
+            }),
+        }
     }
 }
 
-fn serve(mut session: Session, input_name: &str, rx: mpsc::Receiver<Job>) {
+/// Pools token outputs `[batch, tokens, dim]` into `[batch, dim]` (`[batch, tokens * dim]`
+/// for [`Pooling::Flatten`]).
+pub fn pool(t: &ndarray::Array3<f32>, how: Pooling) -> Array2<f32> {
+    let (n, tokens, dim) = t.dim();
+    match how {
+        Pooling::Cls => t.index_axis(ndarray::Axis(1), 0).to_owned(),
+        Pooling::Mean => t
+            .mean_axis(ndarray::Axis(1))
+            .unwrap_or_else(|| Array2::zeros((n, dim))),
+        Pooling::Flatten => {
+            let flat: Vec<f32> = t.iter().copied().collect();
+            Array2::from_shape_vec((n, tokens * dim), flat)
+                .unwrap_or_else(|_| Array2::zeros((n, tokens * dim)))
+        }
+    }
+}
+
+/// What the session's thread needs to feed its model.
+struct Feed {
+    name: String,
+    element: ElementType,
+    boundary: Boundary,
+}
+
+fn serve(mut session: Session, feed: &Feed, rx: mpsc::Receiver<Job>) {
     while let Ok(job) = rx.recv() {
-        let result = run_one(&mut session, input_name, &job);
+        let result = run_one(&mut session, feed, &job);
         // The caller may have gone away; nothing to do then.
         let _ = job.reply.send(result);
     }
 }
 
-fn run_one(session: &mut Session, input_name: &str, job: &Job) -> Result<Vec<ArrayD<f32>>> {
-    let tensor =
-        TensorRef::from_array_view((job.shape.map(|d| d as i64).to_vec(), job.input.as_slice()))?;
-    let out = session.run(ort::inputs![input_name => tensor])?;
+/// `[n, c, h, w]` row-major to `[n, h, w, c]`.
+fn to_channels_last(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    for b in 0..n {
+        for ch in 0..c {
+            for y in 0..h {
+                for xx in 0..w {
+                    out[((b * h + y) * w + xx) * c + ch] = x[((b * c + ch) * h + y) * w + xx];
+                }
+            }
+        }
+    }
+    out
+}
+
+fn run_one(session: &mut Session, feed: &Feed, job: &Job) -> Result<Vec<ArrayD<f32>>> {
+    let [n, c, h, w] = job.shape;
+    let (data, dims): (std::borrow::Cow<[f32]>, [usize; 4]) = match feed.boundary.layout {
+        Layout::Nchw => (job.input.as_slice().into(), [n, c, h, w]),
+        Layout::Nhwc => (to_channels_last(&job.input, job.shape).into(), [n, h, w, c]),
+    };
+    let shape: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+    let out = match feed.element {
+        ElementType::Float32 => {
+            let t = TensorRef::from_array_view((shape, &*data))?;
+            session.run(ort::inputs![feed.name.as_str() => t])?
+        }
+        ElementType::Float16 => {
+            let v: Vec<half::f16> = data.iter().map(|&x| half::f16::from_f32(x)).collect();
+            let t = TensorRef::from_array_view((shape, v.as_slice()))?;
+            session.run(ort::inputs![feed.name.as_str() => t])?
+        }
+        ElementType::Uint8 => {
+            let v: Vec<u8> = data
+                .iter()
+                .map(|&x| x.round().clamp(0.0, 255.0) as u8)
+                .collect();
+            let t = TensorRef::from_array_view((shape, v.as_slice()))?;
+            session.run(ort::inputs![feed.name.as_str() => t])?
+        }
+    };
     job.outputs
         .iter()
         .map(|name| {
             let v = out
                 .get(name)
                 .ok_or_else(|| Error::Runtime(format!("model has no output '{name}'")))?;
-            Ok(v.try_extract_array::<f32>()?.to_owned())
+            match v.dtype().tensor_type() {
+                Some(ort::value::TensorElementType::Float32) => {
+                    Ok(v.try_extract_array::<f32>()?.to_owned())
+                }
+                Some(ort::value::TensorElementType::Float16) => {
+                    Ok(v.try_extract_array::<half::f16>()?.mapv(half::f16::to_f32))
+                }
+                other => Err(Error::Runtime(format!(
+                    "output '{name}' is {}; a representation must be float32 or float16",
+                    other.map_or_else(|| "not a tensor".into(), element_name)
+                ))),
+            }
         })
         .collect()
 }

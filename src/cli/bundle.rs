@@ -7,7 +7,7 @@ use sslmem::arch::ArchSpec;
 use sslmem::augment::AugmentSpec;
 use sslmem::bundle::{self, CreateOptions};
 use sslmem::error::{Error, Result};
-use sslmem::runtime::RuntimeOptions;
+use sslmem::runtime::{Layout, Pooling, RuntimeOptions};
 
 #[derive(Subcommand, Debug)]
 pub enum BundleCommand {
@@ -58,6 +58,20 @@ pub struct CreateArgs {
     /// The output that is the representation (needed if the model has several).
     #[arg(long, env = "SSLMEM_BUNDLE_CREATE_OUTPUT")]
     pub output: Option<String>,
+    /// Input channels, for models whose channel axis is dynamic (default: one per --mean value).
+    #[arg(long, env = "SSLMEM_BUNDLE_CREATE_CHANNELS")]
+    pub channels: Option<usize>,
+    /// Input layout: nchw (channels first, PyTorch) or nhwc (channels last, TensorFlow);
+    /// detected from the input shape when unambiguous.
+    #[arg(long, env = "SSLMEM_BUNDLE_CREATE_LAYOUT", value_enum)]
+    pub layout: Option<Layout>,
+    /// How a token output [batch, tokens, dim] becomes one representation: cls (first
+    /// token), mean (over tokens) or flatten (every token, as the MAE authors' probe reads it).
+    #[arg(long, env = "SSLMEM_BUNDLE_CREATE_POOLING", value_enum)]
+    pub pooling: Option<Pooling>,
+    /// Outputs to record as the encoder's per-layer outputs (none unless named).
+    #[arg(long, env = "SSLMEM_BUNDLE_CREATE_LAYERS", value_delimiter = ',')]
+    pub layers: Vec<String>,
     /// Input height, for models with a dynamic size.
     #[arg(long, env = "SSLMEM_BUNDLE_CREATE_HEIGHT", requires = "width")]
     pub height: Option<usize>,
@@ -115,6 +129,10 @@ fn create(a: &CreateArgs, rt: &RuntimeOptions) -> Result<()> {
         augment: Some(augment),
         output: a.output.clone(),
         size: a.height.zip(a.width),
+        channels: a.channels,
+        layout: a.layout,
+        pooling: a.pooling,
+        layers: a.layers.clone(),
     };
     let m = bundle::create(&a.out, &a.f, &a.g, &opts, rt)?;
     tracing::info!(

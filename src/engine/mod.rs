@@ -133,7 +133,7 @@ impl Engine {
             input,
             representation: RepresentationSpec {
                 output: output.into(),
-                layers: Vec::new(),
+                ..Default::default()
             },
             augment: None,
             f: Vec::new(),

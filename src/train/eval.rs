@@ -170,6 +170,7 @@ pub fn exported_engine(
         width: data.width,
         mean: norm.mean.clone(),
         std: norm.std.clone(),
+        ..Default::default()
     };
     crate::engine::Engine::for_model(path, input, output)
 }

@@ -285,6 +285,7 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
                 Ok(ModelFile {
                     sha256: sha256_file(&o.out.join(&r.file))?,
                     path: r.file.clone(),
+                    external_data: Vec::new(),
                 })
             })
             .collect()
@@ -305,10 +306,12 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
             width: config.arch.width,
             mean: config.mean.clone(),
             std: config.std.clone(),
+            ..Default::default()
         },
         representation: RepresentationSpec {
             output: o.score_output.clone(),
             layers: config.arch.layer_names(),
+            pooling: None,
         },
         augment: Some(config.augment.clone()),
         f: files("f")?,
