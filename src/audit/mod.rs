@@ -21,7 +21,7 @@ use crate::bundle::{self, Bundle};
 use crate::cli::{csv_field, progress_bar, EstimatorArgs};
 use crate::data::dataset;
 use crate::data::inputs::{resolve, Input};
-use crate::data::split::Split;
+use crate::data::split::SplitRecord;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::runtime::RuntimeOptions;
@@ -301,7 +301,7 @@ fn work_list(a: &AuditArgs, bundle: &Bundle) -> Result<(Vec<Item>, Option<String
         return Ok((items, None, Vec::new()));
     }
     let m = &bundle.manifest;
-    let split: Split = m.split_record(&bundle.dir)?.ok_or_else(|| {
+    let split = m.split.as_ref().ok_or_else(|| {
         Error::bundle(
             bundle.dir.join(bundle::MANIFEST),
             "has no split record, so there are no sets to audit; pass INPUTS to score \
@@ -309,11 +309,10 @@ fn work_list(a: &AuditArgs, bundle: &Bundle) -> Result<(Vec<Item>, Option<String
         )
     })?;
     split.validate()?;
-    let training = m.training.clone().unwrap_or(Value::Null);
     let spec = a
         .dataset
         .clone()
-        .or_else(|| training["dataset"].as_str().map(str::to_string))
+        .or_else(|| m.training_dataset().map(str::to_string))
         .ok_or_else(|| Error::Param("the bundle records no dataset; pass --dataset".into()))?;
     let subset = m.training_subset();
     let i = &m.input;
@@ -336,7 +335,7 @@ fn work_list(a: &AuditArgs, bundle: &Bundle) -> Result<(Vec<Item>, Option<String
             SplitSet::Independent => (&split.independent, &train, &split.dataset),
             SplitSet::Extra => (&split.extra, &test, &split.extra_dataset),
             SplitSet::CanaryCandidate | SplitSet::CanaryIndependent | SplitSet::CanaryHeldout => {
-                items.extend(canary_items(bundle, &split, set, limit)?);
+                items.extend(canary_items(bundle, split, set, limit)?);
                 continue;
             }
         };
@@ -351,7 +350,12 @@ fn work_list(a: &AuditArgs, bundle: &Bundle) -> Result<(Vec<Item>, Option<String
 }
 
 /// The canaries of one canary set, as files of the bundle whose hashes are checked.
-fn canary_items(bundle: &Bundle, split: &Split, set: SplitSet, limit: usize) -> Result<Vec<Item>> {
+fn canary_items(
+    bundle: &Bundle,
+    split: &SplitRecord,
+    set: SplitSet,
+    limit: usize,
+) -> Result<Vec<Item>> {
     let c = split.canaries.as_ref().ok_or_else(|| {
         Error::Param(format!(
             "--sets {}: the bundle has no canaries (train it with `sslmem-train pair --canaries N`)",

@@ -544,29 +544,18 @@ pub fn html(
         &params.limit.map_or("none".into(), |l| l.to_string()),
     );
     if let Some(split) = &m.split {
-        let size = |k: &str| {
-            split[k].as_array().map_or(0, |r| {
-                r.iter()
-                    .map(|x| {
-                        x[1].as_u64()
-                            .unwrap_or(0)
-                            .saturating_sub(x[0].as_u64().unwrap_or(0))
-                    })
-                    .sum::<u64>()
-            })
-        };
         row(
             &mut h,
             "split",
             &format!(
                 "{}: shared {}, candidate {}, independent {}; extra {} from {} (split seed {})",
-                esc(split["dataset"].as_str().unwrap_or("?")),
-                size("shared"),
-                size("candidate"),
-                size("independent"),
-                size("extra"),
-                esc(split["extra_dataset"].as_str().unwrap_or("?")),
-                split["spec"]["seed"]
+                esc(&split.dataset),
+                split.shared.len(),
+                split.candidate.len(),
+                split.independent.len(),
+                split.extra.len(),
+                esc(&split.extra_dataset),
+                split.spec.seed
             ),
         );
     }

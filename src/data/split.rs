@@ -28,7 +28,7 @@ impl Default for SplitSpec {
 }
 
 /// A set of example indices as sorted, disjoint `[start, end)` ranges.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct IndexSet {
     pub ranges: Vec<[usize; 2]>,
@@ -59,8 +59,10 @@ impl IndexSet {
         }
     }
 
+    /// Indices in the set. An inverted range (which [`IndexSet::validate`] refuses, but a
+    /// manifest may hold) counts as empty.
     pub fn len(&self) -> usize {
-        self.ranges.iter().map(|r| r[1] - r[0]).sum()
+        self.ranges.iter().map(|r| r[1].saturating_sub(r[0])).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -93,23 +95,35 @@ impl IndexSet {
     }
 }
 
-/// The stored split record (the manifest's `split`).
+/// The stored split record: the manifest's `split` and the trainer's `split.json`.
+///
+/// `dataset`, `size` and the three training sets are required; `spec`, `extra_dataset` and
+/// `extra` default to the default spec and to no extra set when missing, `canaries` to none.
+/// Fields this version does not know are kept in `other`, so a record read and written back
+/// loses nothing. [`SplitRecord::validate`] checks that the sets fit together.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Split {
+pub struct SplitRecord {
     /// The training dataset, e.g. `fashion-mnist:train`.
     pub dataset: String,
     /// Examples in the training dataset.
     pub size: usize,
+    #[serde(default)]
     pub spec: SplitSpec,
     pub shared: IndexSet,
     pub candidate: IndexSet,
     pub independent: IndexSet,
     /// Data neither encoder saw, e.g. `fashion-mnist:test`, and which of its examples.
+    #[serde(default)]
     pub extra_dataset: String,
+    #[serde(default)]
     pub extra: IndexSet,
     /// Planted canaries (`--canaries`), absent in bundles without them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canaries: Option<CanaryRecord>,
+    /// Fields this version does not know, written back as they were read (after the known
+    /// ones).
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The canaries of a run: how they were made, where the bundle stores them, and which set
@@ -150,7 +164,7 @@ impl CanaryRecord {
     }
 }
 
-impl Split {
+impl SplitRecord {
     /// Shuffles `0..size` from the seed and cuts it; sizes are rounded, shared takes the rest.
     pub fn make(
         dataset: &str,
@@ -187,6 +201,7 @@ impl Split {
             extra_dataset: extra_dataset.into(),
             extra: IndexSet::range(0, extra_size),
             canaries: None,
+            other: serde_json::Map::new(),
         })
     }
 
@@ -251,7 +266,7 @@ mod tests {
 
     #[test]
     fn sets_are_disjoint_cover_everything_and_have_the_right_sizes() {
-        let s = Split::make("d", 1003, SplitSpec::default(), "t", 17).expect("split");
+        let s = SplitRecord::make("d", 1003, SplitSpec::default(), "t", 17).expect("split");
         s.validate().expect("valid");
         assert_eq!(
             (s.candidate.len(), s.independent.len(), s.shared.len()),
@@ -275,7 +290,7 @@ mod tests {
 
     #[test]
     fn splits_are_deterministic_per_seed_and_survive_json() {
-        let a = Split::make(
+        let a = SplitRecord::make(
             "d",
             500,
             SplitSpec {
@@ -286,7 +301,7 @@ mod tests {
             0,
         )
         .expect("split");
-        let b = Split::make(
+        let b = SplitRecord::make(
             "d",
             500,
             SplitSpec {
@@ -297,7 +312,7 @@ mod tests {
             0,
         )
         .expect("split");
-        let c = Split::make(
+        let c = SplitRecord::make(
             "d",
             500,
             SplitSpec {
@@ -311,7 +326,10 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a.candidate, c.candidate);
         let json = serde_json::to_string(&a).expect("json");
-        assert_eq!(serde_json::from_str::<Split>(&json).expect("parse"), a);
+        assert_eq!(
+            serde_json::from_str::<SplitRecord>(&json).expect("parse"),
+            a
+        );
     }
 
     #[test]
@@ -326,7 +344,7 @@ mod tests {
         }
         .validate(10)
         .is_err());
-        assert!(Split::make(
+        assert!(SplitRecord::make(
             "d",
             10,
             SplitSpec {
@@ -338,7 +356,7 @@ mod tests {
             0
         )
         .is_err());
-        let mut bad = Split::make("d", 50, SplitSpec::default(), "t", 0).expect("split");
+        let mut bad = SplitRecord::make("d", 50, SplitSpec::default(), "t", 0).expect("split");
         bad.shared = IndexSet::range(0, 50);
         assert!(bad.validate().is_err());
     }

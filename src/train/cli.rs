@@ -16,7 +16,7 @@ use crate::arch::ArchSpec;
 use crate::augment::AugmentSpec;
 use crate::data::canary::CanarySpec;
 use crate::data::dataset;
-use crate::data::split::{Split, SplitSpec};
+use crate::data::split::{SplitRecord, SplitSpec};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 
@@ -274,7 +274,7 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
                 count: a.canaries,
                 seed: a.canary_seed,
                 repeats: a.canary_repeats,
-                min_distance: a.canary_min_distance,
+                min_distance: Some(a.canary_min_distance),
             })
         })
         .transpose()?;
@@ -369,7 +369,7 @@ fn bench_epoch(images: usize, batch_size: usize, dev: Device) -> Result<()> {
 
 fn split(a: &SplitArgs) -> Result<()> {
     let dataset::TrainTest { train, test, .. } = dataset::load(&a.dataset, None, None)?;
-    let s = Split::make(
+    let s = SplitRecord::make(
         &train.name,
         train.len(),
         SplitSpec {

@@ -17,7 +17,6 @@ use super::trainer::{TrainConfig, Trainer};
 use crate::audit::report::{RemovalPoint, RemovalSeries};
 use crate::bundle;
 use crate::data::dataset;
-use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::onnx::{self, ExportOptions};
@@ -116,22 +115,28 @@ pub fn random_pick(candidates: &[(usize, f64)], k: usize, seed: u64) -> Vec<usiz
 
 pub fn run(o: &RemovalOptions) -> Result<Value> {
     let m = bundle::read_manifest(&o.bundle)?;
-    let training = m.training.clone().unwrap_or(Value::Null);
-    let mut config: TrainConfig = serde_json::from_value(training["config"].clone())
-        .map_err(|e| {
-            Error::bundle(
-                o.bundle.join(bundle::MANIFEST),
-                format!("no trainer recipe in `training.config` ({e}); was it made by sslmem-train pair?"),
-            )
-        })?;
+    let recipe = m
+        .training
+        .as_ref()
+        .and_then(|t| t.config.clone())
+        .unwrap_or(Value::Null);
+    let mut config: TrainConfig = serde_json::from_value(recipe).map_err(|e| {
+        Error::bundle(
+            o.bundle.join(bundle::MANIFEST),
+            format!(
+                "no trainer recipe in `training.config` ({e}); was it made by sslmem-train pair?"
+            ),
+        )
+    })?;
     if let Some(e) = o.epochs {
         config.epochs = e;
     }
-    let split: Split = m
-        .split_record(&o.bundle)?
+    let split = m
+        .split
+        .as_ref()
         .ok_or_else(|| Error::bundle(o.bundle.join(bundle::MANIFEST), "has no split record"))?;
-    let spec = training["dataset"]
-        .as_str()
+    let spec = m
+        .training_dataset()
         .ok_or_else(|| Error::Param("the bundle records no dataset".into()))?;
     let subset = m.training_subset();
     let arch = &config.arch;
