@@ -27,53 +27,7 @@ use crate::fsutil::write_atomic;
 use crate::runtime::RuntimeOptions;
 use crate::score::{set_normalize, ImageScore, Scorer, SetNorm};
 
-/// The sets of SPEC section 4, then the canary sets of a bundle trained with
-/// `--canaries`, in the order they are scored and reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SplitSet {
-    Candidate,
-    Shared,
-    Independent,
-    Extra,
-    /// Canaries seen by `f` only.
-    CanaryCandidate,
-    /// Canaries seen by `g` only.
-    CanaryIndependent,
-    /// Canaries seen by neither.
-    CanaryHeldout,
-}
-
-impl SplitSet {
-    pub const ALL: [SplitSet; 7] = [
-        SplitSet::Candidate,
-        SplitSet::Shared,
-        SplitSet::Independent,
-        SplitSet::Extra,
-        SplitSet::CanaryCandidate,
-        SplitSet::CanaryIndependent,
-        SplitSet::CanaryHeldout,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SplitSet::Candidate => "candidate",
-            SplitSet::Shared => "shared",
-            SplitSet::Independent => "independent",
-            SplitSet::Extra => "extra",
-            SplitSet::CanaryCandidate => "canary-candidate",
-            SplitSet::CanaryIndependent => "canary-independent",
-            SplitSet::CanaryHeldout => "canary-heldout",
-        }
-    }
-
-    pub fn is_canary(self) -> bool {
-        matches!(
-            self,
-            SplitSet::CanaryCandidate | SplitSet::CanaryIndependent | SplitSet::CanaryHeldout
-        )
-    }
-}
+pub use crate::data::split::SplitSet;
 
 #[derive(Args, Debug)]
 pub struct AuditArgs {
@@ -110,7 +64,8 @@ pub struct AuditParams {
     /// `sha256` of each encoder file, f then g.
     pub encoders: Vec<String>,
     pub dataset: Option<String>,
-    pub sets: Vec<String>,
+    /// The sets scored, in order; empty for an audit of inputs.
+    pub sets: Vec<SplitSet>,
     pub inputs: Vec<String>,
     pub limit: Option<usize>,
     pub pairs: usize,
@@ -124,7 +79,7 @@ pub struct AuditParams {
 /// One scored example, as journaled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    pub set: String,
+    pub set: SplitSet,
     pub index: usize,
     pub input: String,
     pub label: Option<u8>,
@@ -134,7 +89,7 @@ pub struct Record {
 }
 
 struct Item {
-    set: &'static str,
+    set: SplitSet,
     index: usize,
     input: Input,
 }
@@ -163,7 +118,7 @@ pub fn run(a: &AuditArgs, rt: &RuntimeOptions) -> Result<bool> {
             .map(|m| m.sha256.clone())
             .collect(),
         dataset,
-        sets: sets.iter().map(|s| s.name().into()).collect(),
+        sets,
         inputs: a.inputs.clone(),
         limit: a.limit,
         pairs: a.est.pairs,
@@ -215,7 +170,7 @@ pub fn run(a: &AuditArgs, rt: &RuntimeOptions) -> Result<bool> {
     let journal = journal_dir.join("journal.jsonl");
     let mut records = read_journal(&journal)?;
     for (r, it) in records.iter().zip(&items) {
-        if (r.set.as_str(), r.index) != (it.set, it.index) {
+        if (r.set, r.index) != (it.set, it.index) {
             return Err(Error::Param(format!(
                 "{}: the journal does not match this audit ({} #{} where {} #{} was expected); \
                  remove {} to start over",
@@ -293,7 +248,7 @@ fn work_list(a: &AuditArgs, bundle: &Bundle) -> Result<(Vec<Item>, Option<String
             .take(limit)
             .enumerate()
             .map(|(index, input)| Item {
-                set: "inputs",
+                set: SplitSet::Inputs,
                 index,
                 input,
             })
@@ -338,10 +293,15 @@ fn work_list(a: &AuditArgs, bundle: &Bundle) -> Result<(Vec<Item>, Option<String
                 items.extend(canary_items(bundle, split, set, limit)?);
                 continue;
             }
+            SplitSet::Inputs => {
+                return Err(Error::Param(
+                    "`inputs` is not a set of the split; pass INPUTS to score images".into(),
+                ))
+            }
         };
         idx.validate(data.len())?;
         items.extend(idx.iter().take(limit).map(|index| Item {
-            set: set.name(),
+            set,
             index,
             input: Input::example(format!("{name}#{index}"), data.clone(), index),
         }));
@@ -373,7 +333,7 @@ fn canary_items(
             let file = &c.files[j];
             let path = bundle::verify_file(&bundle.dir, &file.into())?;
             Ok(Item {
-                set: set.name(),
+                set,
                 index: j,
                 input: Input::file(path),
             })
@@ -470,7 +430,7 @@ fn score_remaining(
         for (it, error) in chunk.iter().zip(errors) {
             let score = if error.is_none() { scores.next() } else { None };
             let rec = Record {
-                set: it.set.into(),
+                set: it.set,
                 index: it.index,
                 input: it.input.name.clone(),
                 label: it.input.label(),
@@ -487,6 +447,18 @@ fn score_remaining(
     }
     pb.finish_and_clear();
     Ok(())
+}
+
+/// The sets of the records, in the order they first appear: the order they were scored in,
+/// which is [`SplitSet`]'s.
+fn sets_of(records: &[Record]) -> Vec<SplitSet> {
+    let mut sets: Vec<SplitSet> = Vec::new();
+    for r in records {
+        if !sets.contains(&r.set) {
+            sets.push(r.set);
+        }
+    }
+    sets
 }
 
 /// One row of the final tables.
@@ -511,12 +483,7 @@ fn finish(
     tracing::info!("typicality, statistics and figures");
     let typ = report::typicality(bundle, items, records)?;
     // Per set: rank by score (1 = most memorized), set-level normalisations over the set.
-    let mut sets: Vec<&str> = Vec::new();
-    for r in records {
-        if !sets.contains(&r.set.as_str()) {
-            sets.push(&r.set);
-        }
-    }
+    let sets = sets_of(records);
     let mut rows: Vec<Row> = Vec::with_capacity(records.len());
     for set in &sets {
         let scored: Vec<(&Record, &ImageScore, Option<f64>)> = records
@@ -573,7 +540,7 @@ fn finish(
         );
         jsonl.push('\n');
         let row = [
-            csv_field(&r.rec.set),
+            r.rec.set.to_string(),
             r.rec.index.to_string(),
             csv_field(&r.rec.input),
             r.rec.label.map(|l| l.to_string()).unwrap_or_default(),
@@ -602,7 +569,7 @@ fn finish(
     write_atomic(&a.out.join("summary.json"), (text + "\n").as_bytes())?;
 
     // Figures, as files and in the report.
-    let by_set: Vec<(&str, Vec<f64>)> = sets
+    let by_set: Vec<(SplitSet, Vec<f64>)> = sets
         .iter()
         .map(|set| {
             let v = rows
@@ -613,7 +580,7 @@ fn finish(
             (*set, v)
         })
         .collect();
-    let points: Vec<(&str, Vec<(f64, f64)>)> = sets
+    let points: Vec<(SplitSet, Vec<(f64, f64)>)> = sets
         .iter()
         .map(|set| {
             let v = rows
@@ -624,10 +591,9 @@ fn finish(
             (*set, v)
         })
         .collect();
-    let grid_set = if sets.contains(&"candidate") {
-        "candidate"
-    } else {
-        sets.first().copied().unwrap_or("")
+    let grid_set = match sets.first() {
+        Some(&first) if !sets.contains(&SplitSet::Candidate) => first,
+        _ => SplitSet::Candidate,
     };
     let grids = report::class_grids(items, records, grid_set, bundle.manifest.input.channels);
     let figs = report::Figures {
@@ -635,7 +601,7 @@ fn finish(
         typicality: report::typicality_png(&points)?,
         grid: report::grid_png(&grids)?,
         grids,
-        grid_set: grid_set.to_string(),
+        grid_set,
         roc: if membership.is_empty() {
             None
         } else {

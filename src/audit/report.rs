@@ -20,7 +20,7 @@ use plotters::prelude::*;
 use rayon::prelude::*;
 use serde_json::Value;
 
-use super::{AuditParams, Item, Record};
+use super::{AuditParams, Item, Record, SplitSet};
 use crate::augment::Normalize;
 use crate::bundle::Bundle;
 use crate::error::{Error, Result};
@@ -141,16 +141,16 @@ pub(super) fn typicality(
     Ok(out)
 }
 
-fn set_color(set: &str) -> RGBColor {
+fn set_color(set: SplitSet) -> RGBColor {
     match set {
-        "candidate" => RGBColor(214, 39, 40),
-        "shared" => RGBColor(127, 127, 127),
-        "independent" => RGBColor(31, 119, 180),
-        "extra" => RGBColor(44, 160, 44),
-        "canary-candidate" => RGBColor(255, 127, 14),
-        "canary-independent" => RGBColor(23, 190, 207),
-        "canary-heldout" => RGBColor(148, 103, 189),
-        _ => RGBColor(0, 0, 0),
+        SplitSet::Candidate => RGBColor(214, 39, 40),
+        SplitSet::Shared => RGBColor(127, 127, 127),
+        SplitSet::Independent => RGBColor(31, 119, 180),
+        SplitSet::Extra => RGBColor(44, 160, 44),
+        SplitSet::CanaryCandidate => RGBColor(255, 127, 14),
+        SplitSet::CanaryIndependent => RGBColor(23, 190, 207),
+        SplitSet::CanaryHeldout => RGBColor(148, 103, 189),
+        SplitSet::Inputs => RGBColor(0, 0, 0),
     }
 }
 
@@ -163,8 +163,8 @@ fn png(buf: Vec<u8>, w: u32, h: u32) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Histograms (as densities, shared bins) of the score per set.
-pub fn histogram_png(sets: &[(&str, Vec<f64>)]) -> Result<Vec<u8>> {
+/// Histograms (as densities, shared bins) of the score per set: PNG bytes.
+pub fn histogram_png(sets: &[(SplitSet, Vec<f64>)]) -> Result<Vec<u8>> {
     font_ready()?;
     let all: Vec<f64> = sets.iter().flat_map(|(_, v)| v.iter().copied()).collect();
     let mut sorted = all.clone();
@@ -178,7 +178,7 @@ pub fn histogram_png(sets: &[(&str, Vec<f64>)]) -> Result<Vec<u8>> {
     };
     let bins = 40usize;
     let width = (hi - lo) / bins as f64;
-    let dens: Vec<(&str, Vec<f64>)> = sets
+    let dens: Vec<(SplitSet, Vec<f64>)> = sets
         .iter()
         .map(|(name, v)| {
             let mut c = vec![0f64; bins];
@@ -216,7 +216,7 @@ pub fn histogram_png(sets: &[(&str, Vec<f64>)]) -> Result<Vec<u8>> {
             .draw()
             .map_err(plot_err)?;
         for (name, d) in &dens {
-            let color = set_color(name);
+            let color = set_color(*name);
             let pts: Vec<(f64, f64)> = d
                 .iter()
                 .enumerate()
@@ -251,8 +251,9 @@ pub fn histogram_png(sets: &[(&str, Vec<f64>)]) -> Result<Vec<u8>> {
     png(buf, w, h)
 }
 
-/// Score against typicality, one colour per set (at most 4,000 points per set, evenly taken).
-pub fn typicality_png(points: &[(&str, Vec<(f64, f64)>)]) -> Result<Vec<u8>> {
+/// Score against typicality, one colour per set (at most 4,000 points per set, evenly taken):
+/// PNG bytes. Points are `(typicality, score)`.
+pub fn typicality_png(points: &[(SplitSet, Vec<(f64, f64)>)]) -> Result<Vec<u8>> {
     font_ready()?;
     let all: Vec<(f64, f64)> = points.iter().flat_map(|(_, p)| p.iter().copied()).collect();
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
@@ -287,7 +288,7 @@ pub fn typicality_png(points: &[(&str, Vec<(f64, f64)>)]) -> Result<Vec<u8>> {
             .draw()
             .map_err(plot_err)?;
         for (name, pts) in points {
-            let color = set_color(name);
+            let color = set_color(*name);
             let step = pts.len().div_ceil(4000).max(1);
             chart
                 .draw_series(
@@ -296,7 +297,7 @@ pub fn typicality_png(points: &[(&str, Vec<(f64, f64)>)]) -> Result<Vec<u8>> {
                         .map(|&(x, y)| Circle::new((x, y), 2, color.mix(0.6).filled())),
                 )
                 .map_err(plot_err)?
-                .label(*name)
+                .label(name.name())
                 .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
         }
         chart
@@ -323,7 +324,7 @@ pub struct ClassGrid {
 pub(super) fn class_grids(
     items: &[Item],
     records: &[Record],
-    set: &str,
+    set: SplitSet,
     channels: usize,
 ) -> Vec<ClassGrid> {
     let mut by_label: BTreeMap<Option<u8>, Vec<(usize, f64)>> = BTreeMap::new();
@@ -443,7 +444,8 @@ pub struct Figures {
     pub typicality: Vec<u8>,
     pub grid: Vec<u8>,
     pub grids: Vec<ClassGrid>,
-    pub grid_set: String,
+    /// The set the grids are drawn from.
+    pub grid_set: SplitSet,
     /// `None` when no members-vs-non-members pair of sets was audited.
     pub roc: Option<Vec<u8>>,
 }
@@ -533,9 +535,14 @@ pub fn html(
         &mut h,
         "sets",
         &esc(&if params.sets.is_empty() {
-            "inputs".into()
+            SplitSet::Inputs.name().into()
         } else {
-            params.sets.join(", ")
+            params
+                .sets
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         }),
     );
     row(
@@ -691,7 +698,7 @@ pub fn html(
     let _ = writeln!(
         h,
         "<h2>Most and least memorized, by class ({} set)</h2>\n<p>Left: the {GRID_PER_END} highest scores of each class; right: the {GRID_PER_END} lowest (figures/memorized-grid.png). Scores under each image.</p>\n<table class=\"grid\">",
-        esc(&figs.grid_set)
+        esc(figs.grid_set.name())
     );
     for g in &figs.grids {
         let _ = write!(
@@ -782,7 +789,7 @@ pub fn roc_png(curves: &[Membership]) -> Result<Vec<u8>> {
             .label("chance")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
         for m in curves {
-            let color = set_color(&m.members);
+            let color = set_color(m.members);
             let pts: Vec<(f64, f64)> = m
                 .roc
                 .iter()

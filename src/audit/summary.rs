@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{AuditParams, Record};
+use super::{AuditParams, Record, SplitSet};
 use crate::bundle::Bundle;
 use crate::error::Result;
 use crate::membership::Membership;
@@ -57,7 +57,7 @@ fn group(records: &[&Record]) -> Value {
     Value::Object(m)
 }
 
-fn scores_of(records: &[Record], set: &str) -> Vec<f64> {
+fn scores_of(records: &[Record], set: SplitSet) -> Vec<f64> {
     records
         .iter()
         .filter(|r| r.set == set)
@@ -73,17 +73,12 @@ pub fn summarize(
     typicality: &[Option<f64>],
     membership: &[Membership],
 ) -> Result<Value> {
-    let mut sets: Vec<&str> = Vec::new();
-    for r in records {
-        if !sets.contains(&r.set.as_str()) {
-            sets.push(&r.set);
-        }
-    }
+    let sets = super::sets_of(records);
     let mut by_set = Map::new();
     let mut by_class = Map::new();
     for set in &sets {
         let rs: Vec<&Record> = records.iter().filter(|r| r.set == *set).collect();
-        by_set.insert((*set).into(), group(&rs));
+        by_set.insert(set.name().into(), group(&rs));
         let mut labels: Vec<u8> = rs.iter().filter_map(|r| r.label).collect();
         labels.sort_unstable();
         labels.dedup();
@@ -93,7 +88,7 @@ pub fn summarize(
                 let rl: Vec<&Record> = rs.iter().copied().filter(|r| r.label == Some(l)).collect();
                 classes.insert(l.to_string(), group(&rl));
             }
-            by_class.insert((*set).into(), Value::Object(classes));
+            by_class.insert(set.name().into(), Value::Object(classes));
         }
     }
 
@@ -101,11 +96,11 @@ pub fn summarize(
     // against the held-out canaries.
     let mut tests = Vec::new();
     for (a, b) in [
-        ("candidate", "shared"),
-        ("independent", "shared"),
-        ("extra", "shared"),
-        ("canary-candidate", "canary-heldout"),
-        ("canary-independent", "canary-heldout"),
+        (SplitSet::Candidate, SplitSet::Shared),
+        (SplitSet::Independent, SplitSet::Shared),
+        (SplitSet::Extra, SplitSet::Shared),
+        (SplitSet::CanaryCandidate, SplitSet::CanaryHeldout),
+        (SplitSet::CanaryIndependent, SplitSet::CanaryHeldout),
     ] {
         let (x, y) = (scores_of(records, a), scores_of(records, b));
         if x.is_empty() || y.is_empty() {
@@ -131,7 +126,7 @@ pub fn summarize(
             .filter(|(r, _)| r.set == *set)
             .filter_map(|(r, t)| Some((r.score.as_ref()?.score, (*t)?)))
             .unzip();
-        typ.insert((*set).into(), json!(spearman(&x, &y)));
+        typ.insert(set.name().into(), json!(spearman(&x, &y)));
     }
 
     let mut checks = expected_signs(records);
@@ -174,8 +169,8 @@ pub const CANARY_AUC_PASS: f64 = 0.95;
 /// sets were audited. The bootstrap is seeded from the audit's seed.
 pub fn membership(records: &[Record], seed: u64) -> Vec<Membership> {
     [
-        ("candidate", "extra"),
-        ("canary-candidate", "canary-heldout"),
+        (SplitSet::Candidate, SplitSet::Extra),
+        (SplitSet::CanaryCandidate, SplitSet::CanaryHeldout),
     ]
     .into_iter()
     .filter_map(|(m, n)| {
@@ -188,7 +183,7 @@ pub fn membership(records: &[Record], seed: u64) -> Vec<Membership> {
 fn canary_check(membership: &[Membership]) -> Option<Value> {
     let m = membership
         .iter()
-        .find(|m| m.members == "canary-candidate")?;
+        .find(|m| m.members == SplitSet::CanaryCandidate)?;
     Some(json!({
         "check": "canary-candidate separated from canary-heldout",
         "rule": format!("ROC AUC of the score >= {CANARY_AUC_PASS}"),
@@ -204,7 +199,12 @@ fn canary_check(membership: &[Membership]) -> Option<Value> {
 /// [`NEAR_ZERO_FRACTION`] of the candidate mean). Only checks whose sets were audited.
 pub fn expected_signs(records: &[Record]) -> Vec<Value> {
     let s = |n| scores_of(records, n);
-    let (cand, shared, indep, extra) = (s("candidate"), s("shared"), s("independent"), s("extra"));
+    let (cand, shared, indep, extra) = (
+        s(SplitSet::Candidate),
+        s(SplitSet::Shared),
+        s(SplitSet::Independent),
+        s(SplitSet::Extra),
+    );
     let mut out = Vec::new();
     let mut above = |a: &[f64], b: &[f64], what: &str, greater: bool| {
         if a.is_empty() || b.is_empty() {
@@ -236,7 +236,7 @@ pub fn expected_signs(records: &[Record]) -> Vec<Value> {
         }));
     }
     let cand_mean = describe(&cand).map(|d| d.mean);
-    for (name, x) in [("shared", &shared), ("extra", &extra)] {
+    for (name, x) in [(SplitSet::Shared, &shared), (SplitSet::Extra, &extra)] {
         let (Some(c), Some(d)) = (cand_mean, describe(x)) else {
             continue;
         };
@@ -256,11 +256,11 @@ mod tests {
     use super::*;
     use crate::score::estimate;
 
-    fn rec(set: &str, i: usize, score: f64) -> Record {
+    fn rec(set: SplitSet, i: usize, score: f64) -> Record {
         // Two pairs whose differences are score +- 0.001: a tight interval around `score`.
         let s = estimate(&[0.5, 0.5], &[0.5 + score - 0.001, 0.5 + score + 0.001]);
         Record {
-            set: set.into(),
+            set,
             index: i,
             input: format!("x#{i}"),
             label: Some((i % 2) as u8),
@@ -274,11 +274,15 @@ mod tests {
         let mut r = Vec::new();
         for i in 0..30 {
             let wiggle = (i % 5) as f64 * 0.001;
-            r.push(rec("candidate", i, 0.05 + wiggle));
-            r.push(rec("shared", i, 0.002 - wiggle));
-            r.push(rec("independent", i, -0.04 + wiggle));
+            r.push(rec(SplitSet::Candidate, i, 0.05 + wiggle));
+            r.push(rec(SplitSet::Shared, i, 0.002 - wiggle));
+            r.push(rec(SplitSet::Independent, i, -0.04 + wiggle));
             // Extra: the same values as shared, in another order.
-            r.push(rec("extra", i, 0.002 - ((i + 2) % 5) as f64 * 0.001));
+            r.push(rec(
+                SplitSet::Extra,
+                i,
+                0.002 - ((i + 2) % 5) as f64 * 0.001,
+            ));
         }
         let checks = expected_signs(&r);
         assert_eq!(checks.len(), 6);
@@ -289,8 +293,8 @@ mod tests {
             .iter()
             .map(|x| {
                 let wiggle = (x.index % 5) as f64 * 0.001;
-                match x.set.as_str() {
-                    "candidate" => rec("candidate", x.index, 0.002 - wiggle),
+                match x.set {
+                    SplitSet::Candidate => rec(SplitSet::Candidate, x.index, 0.002 - wiggle),
                     _ => x.clone(),
                 }
             })
@@ -313,8 +317,12 @@ mod tests {
         // Extra shifted well away from shared: the sets are told apart.
         let shifted: Vec<Record> = r
             .iter()
-            .map(|x| match x.set.as_str() {
-                "extra" => rec("extra", x.index, 0.03 + (x.index % 5) as f64 * 0.001),
+            .map(|x| match x.set {
+                SplitSet::Extra => rec(
+                    SplitSet::Extra,
+                    x.index,
+                    0.03 + (x.index % 5) as f64 * 0.001,
+                ),
                 _ => x.clone(),
             })
             .collect();
@@ -329,9 +337,9 @@ mod tests {
     #[test]
     fn groups_count_significant_scores() {
         let rs = [
-            rec("candidate", 0, 0.05),
-            rec("candidate", 1, -0.05),
-            rec("candidate", 2, 0.0),
+            rec(SplitSet::Candidate, 0, 0.05),
+            rec(SplitSet::Candidate, 1, -0.05),
+            rec(SplitSet::Candidate, 2, 0.0),
         ];
         let refs: Vec<&Record> = rs.iter().collect();
         let g = group(&refs);

@@ -3,11 +3,82 @@
 //! encoder sees (by default the test set). `f` trains on shared ∪ candidate, `g` on
 //! shared ∪ independent. Index sets are stored compactly as `[start, end)` ranges.
 
+use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use super::canary::CanarySpec;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
+
+/// A set of examples an audit scores, as every record names it: the sets of SPEC section 4
+/// (`candidate`, seen by `f` only; `shared`, seen by both; `independent`, seen by `g` only;
+/// `extra`, seen by neither), then the canary sets of a bundle trained with `--canaries`, in
+/// the order they are scored and reported (the order of `Ord`); last `inputs`, the examples
+/// of an audit of given inputs, which is not a set of the split (so no `--sets` value).
+/// Written in kebab-case (`canary-candidate`), as [`SplitSet::name`] spells it, in JSON, CSV
+/// and on the command line.
+///
+/// The four split sets carry no doc comments of their own: `--help` lists them bare.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitSet {
+    Candidate,
+    Shared,
+    Independent,
+    Extra,
+    /// Canaries seen by `f` only.
+    CanaryCandidate,
+    /// Canaries seen by `g` only.
+    CanaryIndependent,
+    /// Canaries seen by neither.
+    CanaryHeldout,
+    /// The inputs of an audit of given files, folders or datasets.
+    #[value(skip)]
+    Inputs,
+}
+
+impl SplitSet {
+    /// The sets of a split, canaries included, in order (not [`SplitSet::Inputs`]).
+    pub const ALL: [SplitSet; 7] = [
+        SplitSet::Candidate,
+        SplitSet::Shared,
+        SplitSet::Independent,
+        SplitSet::Extra,
+        SplitSet::CanaryCandidate,
+        SplitSet::CanaryIndependent,
+        SplitSet::CanaryHeldout,
+    ];
+
+    /// The set's name, as records and the command line write it (`canary-heldout`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SplitSet::Candidate => "candidate",
+            SplitSet::Shared => "shared",
+            SplitSet::Independent => "independent",
+            SplitSet::Extra => "extra",
+            SplitSet::CanaryCandidate => "canary-candidate",
+            SplitSet::CanaryIndependent => "canary-independent",
+            SplitSet::CanaryHeldout => "canary-heldout",
+            SplitSet::Inputs => "inputs",
+        }
+    }
+
+    /// Whether this is one of the canary sets.
+    pub fn is_canary(self) -> bool {
+        matches!(
+            self,
+            SplitSet::CanaryCandidate | SplitSet::CanaryIndependent | SplitSet::CanaryHeldout
+        )
+    }
+}
+
+impl std::fmt::Display for SplitSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Fractions of the training set; `shared` takes the rest.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -205,14 +276,15 @@ impl SplitRecord {
         })
     }
 
-    /// Which training set an index of the training dataset belongs to.
-    pub fn set_of(&self, i: usize) -> Option<&'static str> {
+    /// Which training set (candidate, independent or shared) an index of the training
+    /// dataset belongs to; `None` outside the split.
+    pub fn set_of(&self, i: usize) -> Option<SplitSet> {
         if self.candidate.contains(i) {
-            Some("candidate")
+            Some(SplitSet::Candidate)
         } else if self.independent.contains(i) {
-            Some("independent")
+            Some(SplitSet::Independent)
         } else if self.shared.contains(i) {
-            Some("shared")
+            Some(SplitSet::Shared)
         } else {
             None
         }
@@ -284,7 +356,10 @@ mod tests {
             .independent
             .iter()
             .all(|i| g.binary_search(&i).is_ok() && f.binary_search(&i).is_err()));
-        assert_eq!(s.set_of(s.candidate.ranges[0][0]), Some("candidate"));
+        assert_eq!(
+            s.set_of(s.candidate.ranges[0][0]),
+            Some(SplitSet::Candidate)
+        );
         assert_eq!(s.set_of(5000), None);
     }
 
@@ -359,5 +434,22 @@ mod tests {
         let mut bad = SplitRecord::make("d", 50, SplitSpec::default(), "t", 0).expect("split");
         bad.shared = IndexSet::range(0, 50);
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn set_names_are_the_same_in_json_and_on_the_command_line() {
+        for s in SplitSet::ALL.into_iter().chain([SplitSet::Inputs]) {
+            let json = serde_json::to_value(s).expect("json");
+            assert_eq!(json, s.name());
+            assert_eq!(serde_json::from_value::<SplitSet>(json).expect("parse"), s);
+            assert_eq!(s.to_string(), s.name());
+        }
+        for s in SplitSet::ALL {
+            let value = s.to_possible_value().expect("a --sets value");
+            assert_eq!(value.get_name(), s.name());
+        }
+        assert!(SplitSet::Inputs.to_possible_value().is_none());
+        assert!(SplitSet::ALL.windows(2).all(|w| w[0] < w[1]));
+        assert!(SplitSet::ALL.iter().all(|&s| s < SplitSet::Inputs));
     }
 }
