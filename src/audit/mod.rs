@@ -15,7 +15,7 @@ use std::sync::Arc;
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::bundle::{self, Bundle};
 use crate::cli::{csv_field, progress_bar, EstimatorArgs};
@@ -131,20 +131,21 @@ pub fn run(a: &AuditArgs, rt: &RuntimeOptions) -> Result<bool> {
     let journal_dir = a.out.join(JOURNAL_DIR);
     let summary_path = a.out.join("summary.json");
     if summary_path.is_file() && !journal_dir.exists() {
-        let done: Value = serde_json::from_str(
-            &fs::read_to_string(&summary_path).map_err(|e| Error::io(&summary_path, e))?,
-        )
-        .map_err(|e| Error::Param(format!("{}: {e}", summary_path.display())))?;
-        let same = serde_json::from_value::<AuditParams>(done["params"].clone())
-            .is_ok_and(|p| p == params);
-        if !same {
+        let text = fs::read_to_string(&summary_path).map_err(|e| Error::io(&summary_path, e))?;
+        // Valid JSON of another shape (another version's summary) is another audit.
+        let done = match serde_json::from_str::<summary::Summary>(&text) {
+            Ok(done) => Some(done),
+            Err(e) if e.is_data() => None,
+            Err(e) => return Err(Error::Param(format!("{}: {e}", summary_path.display()))),
+        };
+        let Some(done) = done.filter(|d| d.params == params) else {
             return Err(Error::Param(format!(
                 "{} holds a finished audit with other parameters; choose another --out",
                 a.out.display()
             )));
-        }
+        };
         tracing::info!("{} is already complete", a.out.display());
-        return Ok(done["failed"].as_array().is_none_or(|f| f.is_empty()));
+        return Ok(done.failed.is_empty());
     }
     fs::create_dir_all(&journal_dir).map_err(|e| Error::io(&journal_dir, e))?;
     let params_path = journal_dir.join("params.json");

@@ -18,14 +18,15 @@ use base64::Engine;
 use ndarray::Array2;
 use plotters::prelude::*;
 use rayon::prelude::*;
-use serde_json::Value;
 
+use super::summary::{CheckValue, Group, Spread, Summary};
 use super::{AuditParams, Item, Record, SplitSet};
 use crate::augment::Normalize;
 use crate::bundle::Bundle;
 use crate::error::{Error, Result};
 use crate::membership::Membership;
 use crate::pixels::SourceImage;
+use crate::stats::PValues;
 
 /// Neighbours averaged for the typicality measure.
 pub const TYPICALITY_K: usize = 10;
@@ -426,17 +427,20 @@ fn b64(png: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(png)
 }
 
-fn num(v: &Value) -> String {
-    if let Some(i) = v.as_u64() {
-        return i.to_string();
-    }
-    match v.as_f64() {
+/// A number of the report's tables: 4 decimals, or 3 significant in scientific notation when
+/// tiny or huge; "–" for none, and for a non-finite value (which `summary.json` holds as
+/// `null`). Counts are written with `to_string`.
+fn num(x: impl Into<Option<f64>>) -> String {
+    match x.into() {
+        Some(x) if !x.is_finite() => "–".into(),
         Some(x) if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e5) => format!("{x:.3e}"),
         Some(x) => format!("{x:.4}"),
-        None if v.is_null() => "–".into(),
-        None => esc(&v.to_string()),
+        None => "–".into(),
     }
 }
+
+/// A column of the per-set table: its name, and how a set's cell is written.
+type Column = (&'static str, fn(&Group) -> String);
 
 /// The figures a report embeds, as PNG bytes with their file names.
 pub struct Figures {
@@ -451,39 +455,30 @@ pub struct Figures {
 }
 
 /// The membership table: AUC with its bootstrap interval, TPR at low FPR with the threshold.
-fn membership_table(h: &mut String, summary: &Value) {
-    let rows = summary["membership"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+fn membership_table(h: &mut String, summary: &Summary) {
+    let rows = &summary.membership;
     if rows.is_empty() {
         return;
     }
     h.push_str("<h2>Membership evaluation</h2>\n<p>How well the score tells examples an encoder <em>f</em> was trained on (members) from examples neither encoder saw: ROC AUC with a 95% bootstrap interval, and the true-positive rate at a fixed low false-positive rate, with the score threshold that achieves it.</p>\n<table><tr><th class=\"l\">members</th><th class=\"l\">non-members</th><th>n</th><th>AUC [95% CI]</th><th>TPR at FPR 1% (FPR achieved, threshold)</th><th>TPR at FPR 0.1% (FPR achieved, threshold)</th></tr>\n");
     for m in rows {
-        let at = |i: usize| {
-            let t = &m["tpr_at_fpr"][i];
-            if t["reachable"] == true {
-                format!(
-                    "{} ({}, {})",
-                    num(&t["tpr"]),
-                    num(&t["fpr"]),
-                    num(&t["threshold"])
-                )
-            } else {
-                format!("not reachable with {} non-members", num(&t["non_members"]))
+        let at = |i: usize| match m.tpr_at_fpr.get(i) {
+            Some(t) if t.reachable => {
+                format!("{} ({}, {})", num(t.tpr), num(t.fpr), num(t.threshold))
             }
+            Some(t) => format!("not reachable with {} non-members", t.non_members),
+            None => "not reachable with – non-members".into(),
         };
         let _ = writeln!(
             h,
             "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{} / {}</td><td>{} [{}, {}]</td><td>{}</td><td>{}</td></tr>",
-            esc(m["members"].as_str().unwrap_or("")),
-            esc(m["non_members"].as_str().unwrap_or("")),
-            num(&m["n_members"]),
-            num(&m["n_non_members"]),
-            num(&m["auc"]),
-            num(&m["auc_ci95"][0]),
-            num(&m["auc_ci95"][1]),
+            esc(m.members.name()),
+            esc(m.non_members.name()),
+            m.n_members,
+            m.n_non_members,
+            num(m.auc),
+            num(m.auc_ci95[0]),
+            num(m.auc_ci95[1]),
             at(0),
             at(1)
         );
@@ -495,7 +490,7 @@ fn membership_table(h: &mut String, summary: &Value) {
 pub fn html(
     bundle: &Bundle,
     params: &AuditParams,
-    summary: &Value,
+    summary: &Summary,
     records: &[Record],
     figs: &Figures,
 ) -> Result<String> {
@@ -580,25 +575,28 @@ pub fn html(
 
     // Checks.
     h.push_str("<h2>Expected signs (SPEC section 4)</h2><table><tr><th class=\"l\">check</th><th class=\"l\">rule</th><th>value</th><th>result</th></tr>\n");
-    for c in summary["checks"].as_array().into_iter().flatten() {
-        let pass = c["pass"] == true;
-        let value = if !c["auc"].is_null() {
-            format!(
-                "AUC {} [{}, {}]",
-                num(&c["auc"]),
-                num(&c["auc_ci95"][0]),
-                num(&c["auc_ci95"][1])
-            )
-        } else if c["p"].is_null() {
-            format!("mean {}", num(&c["mean"]))
-        } else {
-            format!("t {}, p {}", num(&c["t"]), num(&c["p"]))
+    for c in &summary.checks {
+        let pass = c.pass;
+        let value = match c.value {
+            CheckValue::Auc { auc, auc_ci95 } => {
+                format!(
+                    "AUC {} [{}, {}]",
+                    num(auc),
+                    num(auc_ci95[0]),
+                    num(auc_ci95[1])
+                )
+            }
+            CheckValue::NearZero { mean, .. } => format!("mean {}", num(mean)),
+            CheckValue::Test { t, p: Some(p) } => format!("t {}, p {}", num(t), num(p)),
+            // A test that could not be computed: no figures (written so since the first
+            // report, which told the kinds apart by the keys present).
+            CheckValue::Test { p: None, .. } => format!("mean {}", num(None)),
         };
         let _ = writeln!(
             h,
             "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
-            esc(c["check"].as_str().unwrap_or("")),
-            esc(c["rule"].as_str().unwrap_or("")),
+            esc(&c.check),
+            esc(&c.rule),
             value,
             if pass { "pass" } else { "fail" },
             if pass { "pass" } else { "fail" }
@@ -607,62 +605,65 @@ pub fn html(
     h.push_str("</table>\n");
 
     // Per-set statistics.
-    let cols = [
-        "count",
-        "mean",
-        "sd",
-        "q05",
-        "median",
-        "q95",
-        "significant_positive_fraction",
-        "score_ratio_mean",
+    fn spread(g: &Group, f: fn(&Spread) -> Option<f64>) -> String {
+        num(g.spread.as_ref().and_then(f))
+    }
+    let cols: [Column; 8] = [
+        ("count", |g| g.count.to_string()),
+        ("mean", |g| spread(g, |s| Some(s.mean))),
+        ("sd", |g| spread(g, |s| s.sd)),
+        ("q05", |g| spread(g, |s| Some(s.q05))),
+        ("median", |g| spread(g, |s| Some(s.median))),
+        ("q95", |g| spread(g, |s| Some(s.q95))),
+        ("significant_positive_fraction", |g| {
+            num(g.significant_positive_fraction)
+        }),
+        ("score_ratio_mean", |g| num(g.score_ratio_mean)),
     ];
     h.push_str("<h2>Scores by set</h2><table><tr><th class=\"l\">set</th>");
-    for c in cols {
+    for (c, _) in cols {
         let _ = write!(h, "<th>{}</th>", esc(&c.replace('_', " ")));
     }
     h.push_str("<th>Spearman(score, typicality)</th></tr>\n");
-    for (set, v) in summary["sets"].as_object().into_iter().flatten() {
-        let _ = write!(h, "<tr><td class=\"l\">{}</td>", esc(set));
-        for c in cols {
-            let _ = write!(h, "<td>{}</td>", num(&v[c]));
+    for (set, g) in &summary.sets {
+        let _ = write!(h, "<tr><td class=\"l\">{}</td>", esc(set.name()));
+        for (_, value) in cols {
+            let _ = write!(h, "<td>{}</td>", value(g));
         }
-        let sp = &summary["typicality"][set];
         let _ = writeln!(
             h,
             "<td>{}</td></tr>",
-            if sp.is_null() {
-                "–".into()
-            } else {
-                format!("ρ {} (p {})", num(&sp["rho"]), num(&sp["p_two_sided"]))
+            match summary.typicality.get(set).copied().flatten() {
+                None => "–".into(),
+                Some(sp) => format!("ρ {} (p {})", num(sp.rho), num(sp.p_two_sided)),
             }
         );
     }
     h.push_str("</table>\n<p><small>significant positive fraction: share of examples whose 95% interval over view pairs lies above zero.</small></p>\n");
 
     h.push_str("<h2>Tests against the reference set</h2><table><tr><th class=\"l\">set</th><th class=\"l\">against</th><th>mean difference</th><th>Student t (p two-sided / greater / less)</th><th>Welch t (df; p two-sided / greater / less)</th><th>Mann–Whitney U (p two-sided / greater / less)</th></tr>\n");
-    for t in summary["tests"].as_array().into_iter().flatten() {
-        let p3 = |x: &Value| {
+    for t in &summary.tests {
+        let p3 = |p: Option<PValues>| {
             format!(
                 "{} / {} / {}",
-                num(&x["p"]["two_sided"]),
-                num(&x["p"]["greater"]),
-                num(&x["p"]["less"])
+                num(p.map(|p| p.two_sided)),
+                num(p.map(|p| p.greater)),
+                num(p.map(|p| p.less))
             )
         };
         let _ = writeln!(
             h,
             "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{} ({})</td><td>{} ({}; {})</td><td>{} ({})</td></tr>",
-            esc(t["a"].as_str().unwrap_or("")),
-            esc(t["b"].as_str().unwrap_or("")),
-            num(&t["mean_difference"]),
-            num(&t["student"]["t"]),
-            p3(&t["student"]),
-            num(&t["welch"]["t"]),
-            num(&t["welch"]["df"]),
-            p3(&t["welch"]),
-            num(&t["mann_whitney"]["u"]),
-            p3(&t["mann_whitney"]),
+            esc(t.a.name()),
+            esc(t.b.name()),
+            num(t.mean_difference),
+            num(t.student.map(|x| x.t)),
+            p3(t.student.map(|x| x.p)),
+            num(t.welch.map(|x| x.t)),
+            num(t.welch.map(|x| x.df)),
+            p3(t.welch.map(|x| x.p)),
+            num(t.mann_whitney.map(|x| x.u)),
+            p3(t.mann_whitney.map(|x| x.p)),
         );
     }
     h.push_str("</table>\n");
@@ -732,7 +733,7 @@ pub fn html(
         &figs.grid,
         "The same examples in one picture (most memorized left, least right; one row per class).",
     );
-    let failed = summary["failed"].as_array().map_or(0, Vec::len);
+    let failed = summary.failed.len();
     let _ = writeln!(
         h,
         "<h2>Notes</h2><p>{} examples scored; {failed} could not be read (listed in summary.json). Typicality uses the first g encoder's representation of the un-augmented image and the audited examples of the same class as neighbours (k = {TYPICALITY_K}). Generated by sslmem {}.</p>",
