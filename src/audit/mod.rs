@@ -5,6 +5,7 @@
 //! written atomically from the journal; then the journal is removed.
 
 pub mod report;
+pub mod scores;
 pub mod summary;
 
 use std::fs::{self, OpenOptions};
@@ -15,10 +16,9 @@ use std::sync::Arc;
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::bundle::{self, Bundle};
-use crate::cli::{csv_field, progress_bar, EstimatorArgs};
+use crate::cli::{progress_bar, EstimatorArgs};
 use crate::data::dataset;
 use crate::data::inputs::{resolve, Input};
 use crate::data::split::SplitRecord;
@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::runtime::RuntimeOptions;
 use crate::score::{set_normalize, ImageScore, Scorer, SetNorm};
+use scores::ScoreRow;
 
 pub use crate::data::split::SplitSet;
 
@@ -462,16 +463,6 @@ fn sets_of(records: &[Record]) -> Vec<SplitSet> {
     sets
 }
 
-/// One row of the final tables.
-struct Row<'r> {
-    rec: &'r Record,
-    s: &'r ImageScore,
-    typicality: Option<f64>,
-    rank: usize,
-    range: Option<f64>,
-    max: Option<f64>,
-}
-
 /// Writes scores.jsonl, scores.csv, summary.json, the figures and report.html (each
 /// atomically) from the records.
 fn finish(
@@ -485,7 +476,7 @@ fn finish(
     let typ = report::typicality(bundle, items, records)?;
     // Per set: rank by score (1 = most memorized), set-level normalisations over the set.
     let sets = sets_of(records);
-    let mut rows: Vec<Row> = Vec::with_capacity(records.len());
+    let mut rows: Vec<ScoreRow> = Vec::with_capacity(records.len());
     for set in &sets {
         let scored: Vec<(&Record, &ImageScore, Option<f64>)> = records
             .iter()
@@ -509,61 +500,33 @@ fn finish(
             rank[i] = r + 1;
         }
         for (i, (rec, s, typicality)) in scored.into_iter().enumerate() {
-            rows.push(Row {
-                rec,
-                s,
-                typicality,
+            let (lo, hi) = (s.ci95.map(|c| c[0]), s.ci95.map(|c| c[1]));
+            rows.push(ScoreRow {
+                set: rec.set,
+                index: rec.index,
+                input: rec.input.clone(),
+                label: rec.label,
+                align_f: s.align_f,
+                align_g: s.align_g,
+                score: s.score,
+                score_ratio: s.score_ratio,
+                stderr: s.stderr,
+                ci95_low: lo,
+                ci95_high: hi,
+                significant: lo.is_some_and(|l| l > 0.0),
                 rank: rank[i],
-                range: range[i],
-                max: max[i],
+                score_range: range[i],
+                score_max: max[i],
+                typicality,
+                pairs: s.pairs,
             });
         }
     }
-    let mut jsonl = String::new();
-    let mut csv = String::from(
-        "set,index,input,label,align_f,align_g,score,score_ratio,stderr,ci95_low,ci95_high,\
-         significant,rank,score_range,score_max,typicality,pairs\n",
-    );
-    let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
-    for r in &rows {
-        let (lo, hi) = (r.s.ci95.map(|c| c[0]), r.s.ci95.map(|c| c[1]));
-        let significant = lo.is_some_and(|l| l > 0.0);
-        jsonl.push_str(
-            &json!({
-                "set": r.rec.set, "index": r.rec.index, "input": r.rec.input, "label": r.rec.label,
-                "align_f": r.s.align_f, "align_g": r.s.align_g, "score": r.s.score,
-                "score_ratio": r.s.score_ratio, "stderr": r.s.stderr, "ci95_low": lo,
-                "ci95_high": hi, "significant": significant, "rank": r.rank,
-                "score_range": r.range, "score_max": r.max, "typicality": r.typicality,
-                "pairs": r.s.pairs,
-            })
-            .to_string(),
-        );
-        jsonl.push('\n');
-        let row = [
-            r.rec.set.to_string(),
-            r.rec.index.to_string(),
-            csv_field(&r.rec.input),
-            r.rec.label.map(|l| l.to_string()).unwrap_or_default(),
-            r.s.align_f.to_string(),
-            r.s.align_g.to_string(),
-            r.s.score.to_string(),
-            r.s.score_ratio.to_string(),
-            opt(r.s.stderr),
-            opt(lo),
-            opt(hi),
-            significant.to_string(),
-            r.rank.to_string(),
-            opt(r.range),
-            opt(r.max),
-            opt(r.typicality),
-            r.s.pairs.to_string(),
-        ];
-        csv.push_str(&row.join(","));
-        csv.push('\n');
-    }
-    write_atomic(&a.out.join("scores.jsonl"), jsonl.as_bytes())?;
-    write_atomic(&a.out.join("scores.csv"), csv.as_bytes())?;
+    write_atomic(
+        &a.out.join("scores.jsonl"),
+        scores::to_jsonl(&rows)?.as_bytes(),
+    )?;
+    write_atomic(&a.out.join("scores.csv"), &scores::to_csv(&rows)?)?;
     let membership = summary::membership(records, params.seed);
     let summary = summary::summarize(bundle, params, records, &typ, &membership)?;
     let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::Runtime(e.to_string()))?;
@@ -575,8 +538,8 @@ fn finish(
         .map(|set| {
             let v = rows
                 .iter()
-                .filter(|r| r.rec.set == *set)
-                .map(|r| r.s.score)
+                .filter(|r| r.set == *set)
+                .map(|r| r.score)
                 .collect();
             (*set, v)
         })
@@ -586,8 +549,8 @@ fn finish(
         .map(|set| {
             let v = rows
                 .iter()
-                .filter(|r| r.rec.set == *set)
-                .filter_map(|r| r.typicality.map(|t| (t, r.s.score)))
+                .filter(|r| r.set == *set)
+                .filter_map(|r| r.typicality.map(|t| (t, r.score)))
                 .collect();
             (*set, v)
         })
