@@ -18,12 +18,14 @@ use crate::error::{Error, Result};
 /// than as JSON writes them (`0.0`, `1e-5`, `null`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScoreRow<N = f64> {
+    /// The set the example belongs to.
     pub set: SplitSet,
     /// The example's index in its set's dataset (the canary file, or the input, for those
     /// sets).
     pub index: usize,
     /// Its name, e.g. `fashion-mnist:train#12` or a file path.
     pub input: String,
+    /// Its class, if the data has labels.
     pub label: Option<u8>,
     /// Mean distance between paired views under the `f` encoders (trained with the example).
     pub align_f: N,
@@ -35,15 +37,19 @@ pub struct ScoreRow<N = f64> {
     pub score_ratio: N,
     /// Standard error of `score` over the view pairs; `None` for one pair.
     pub stderr: Option<N>,
-    /// The 95% interval of `score`; `None` for one pair.
+    /// Lower end of the 95% interval of `score`; `None` for one pair.
     pub ci95_low: Option<N>,
+    /// Upper end of that interval.
     pub ci95_high: Option<N>,
     /// `ci95_low > 0`.
     pub significant: bool,
     /// Rank of `score` within the set: 1 is the highest.
     pub rank: usize,
-    /// `score` rescaled over the set to [0, 1] (min to max) and by the set's largest |score|.
+    /// The set-level `range` normalisation (`crate::score::SetNorm::Range`): `score` over the
+    /// set's max - min of `score`; `None` where undefined.
     pub score_range: Option<N>,
+    /// The set-level `max` normalisation (`crate::score::SetNorm::Max`); `None` where
+    /// undefined.
     pub score_max: Option<N>,
     /// Mean distance to the nearest same-label neighbours under `g` (higher: more atypical).
     pub typicality: Option<N>,

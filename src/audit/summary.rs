@@ -71,8 +71,9 @@ pub struct BundleInfo {
     pub path: String,
     /// The manifest's `name`.
     pub name: Option<String>,
-    /// Paths of the `f` and `g` encoders inside the bundle.
+    /// Paths of the `f` encoders inside the bundle.
     pub f: Vec<String>,
+    /// Paths of the `g` encoders inside the bundle.
     pub g: Vec<String>,
     /// The manifest's training augmentations (`None`: SimCLR's defaults).
     pub augment: Option<AugmentSpec>,
@@ -102,6 +103,7 @@ pub struct Spread {
     /// Sample standard deviation; `None` below two values.
     pub sd: Option<f64>,
     pub min: f64,
+    /// Quantiles (linear interpolation, as NumPy's default): 5%, 25%, 50%, 75%, 95%.
     pub q05: f64,
     pub q25: f64,
     pub median: f64,
@@ -130,12 +132,17 @@ impl From<Describe> for Spread {
 /// these samples, e.g. fewer than two values or no spread).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SetTest {
+    /// The set tested.
     pub a: SplitSet,
+    /// Its reference set.
     pub b: SplitSet,
     /// mean(a) - mean(b).
     pub mean_difference: f64,
+    /// Student's t-test (pooled variance).
     pub student: Option<TTest>,
+    /// Welch's t-test.
     pub welch: Option<TTest>,
+    /// The Mann–Whitney U test.
     pub mann_whitney: Option<MannWhitney>,
 }
 
@@ -146,8 +153,10 @@ pub struct Check {
     pub check: String,
     /// The rule, in words.
     pub rule: String,
+    /// The figures checked.
     #[serde(flatten)]
     pub value: CheckValue,
+    /// Whether the rule holds.
     pub pass: bool,
 }
 
@@ -167,6 +176,7 @@ pub enum CheckValue {
 /// An example that could not be scored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
+    /// The set it belongs to.
     pub set: SplitSet,
     /// Its index in the set's dataset (or among the inputs).
     pub index: usize,
