@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::ArchSpec;
 use crate::augment::AugmentSpec;
+use crate::data::split::SplitRecord;
 use crate::error::{Error, Result};
 use crate::fsutil::{sha256_file, write_atomic};
 use crate::onnx::{self, ExportOptions};
@@ -88,26 +89,79 @@ pub struct Manifest {
     pub g: Vec<ModelFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub architecture: Option<serde_json::Value>,
+    /// Which example of the training data is in which set; written by `sslmem-train pair`,
+    /// absent in bundles made with `sslmem bundle create`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub split: Option<serde_json::Value>,
+    pub split: Option<SplitRecord>,
+    /// How the encoders were trained; written by `sslmem-train pair`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub training: Option<serde_json::Value>,
+    pub training: Option<TrainingRecord>,
+}
+
+/// The manifest's `training` record: how `sslmem-train pair` made the encoders, and how
+/// `sslmem-train eval` last re-evaluated them.
+///
+/// Every field may be missing (bundles made by older versions lack `monitor` or
+/// `eval_command`, for instance); fields this version does not know are kept in `other`, so
+/// a manifest read and written back loses nothing. `subset` and
+/// `raw_pixel_linear_probe_accuracy` are written as `null` when unset, as the trainer always
+/// has; the other optional fields are left out.
+///
+/// The trainer's own records (`config`, `runs`, `monitor`) are kept as JSON here: their
+/// types live in `crate::train`, which needs the `train` feature; the trainer converts them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainingRecord {
+    /// What the scored output is, in words (backbone or projector output).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub representation: Option<String>,
+    /// The trainer's recipe (`crate::train::trainer::TrainConfig`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+    /// The dataset the encoders were trained on, as given to `--dataset` (e.g.
+    /// `fashion-mnist`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// `(train, test)` example counts the dataset was cut to (`--subset`, `--test-subset`);
+    /// `None`: all of it.
+    pub subset: Option<(usize, usize)>,
+    /// One record per trained encoder (`crate::train::pair::RunRecord`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<serde_json::Value>,
+    /// Test accuracy, in [0, 1], of a linear probe on raw pixels: the baseline the encoders'
+    /// probes are compared with. `None` for unlabelled data.
+    pub raw_pixel_linear_probe_accuracy: Option<f64>,
+    /// The memorization monitor's settings (`crate::train::monitor::MonitorSpec`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<serde_json::Value>,
+    /// The device trained on, as the trainer prints it (e.g. `Cpu`, `Cuda(0)`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The training command line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The version of sslmem that trained the encoders.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sslmem_version: Option<String>,
+    /// The command line of the last `sslmem-train eval`, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_command: Option<String>,
+    /// Fields this version does not know, written back as they were read (after the known
+    /// ones).
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Manifest {
-    /// The `split` record written by `sslmem-train pair`, if any (`dir` names errors).
-    pub fn split_record(&self, dir: &Path) -> Result<Option<crate::data::split::Split>> {
-        self.split
-            .clone()
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|e| Error::bundle(dir.join(MANIFEST), format!("split: {e}")))
+    /// The `(train, test)` subset sizes the encoders were trained with (`training.subset`);
+    /// `None` when the whole dataset was used or nothing is recorded.
+    pub fn training_subset(&self) -> Option<(usize, usize)> {
+        self.training.as_ref()?.subset
     }
 
-    /// The `(train, test)` subset sizes the encoders were trained with (`training.subset`).
-    pub fn training_subset(&self) -> Option<(usize, usize)> {
-        let v = self.training.as_ref()?["subset"].as_array()?;
-        Some((v.first()?.as_u64()? as usize, v.get(1)?.as_u64()? as usize))
+    /// The dataset the encoders were trained on (`training.dataset`), if recorded.
+    pub fn training_dataset(&self) -> Option<&str> {
+        self.training.as_ref()?.dataset.as_deref()
     }
 
     /// The augmentation spec to score with.
@@ -774,4 +828,150 @@ pub fn write_random(
     };
     write_manifest(out, &manifest)?;
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `m` with [`write_manifest`] and returns the file's text.
+    fn written(m: &Manifest) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_manifest(dir.path(), m).expect("write");
+        fs::read_to_string(dir.path().join(MANIFEST)).expect("read")
+    }
+
+    #[test]
+    fn committed_bundles_load_and_write_back_unchanged() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let mut seen = 0;
+        for entry in fs::read_dir(&models).expect("models/") {
+            let dir = entry.expect("entry").path();
+            if !dir.join(MANIFEST).is_file() {
+                continue;
+            }
+            let text = fs::read_to_string(dir.join(MANIFEST)).expect("read");
+            let m = read_manifest(&dir).expect("manifest");
+            assert_eq!(written(&m), text, "{}", dir.display());
+            let split = m.split.as_ref().expect("split record");
+            split.validate().expect("valid split");
+            assert!(m.training_dataset().is_some(), "{}", dir.display());
+            seen += 1;
+        }
+        assert!(seen > 0, "no bundle under {}", models.display());
+    }
+
+    #[test]
+    fn older_and_unknown_records_write_back_unchanged() {
+        // As older versions wrote them: no `monitor`, no canaries (nor `min_distance`), an
+        // `eval_command`, `subset` null; plus fields this version does not know.
+        let text = r#"{
+  "format": "sslmem-bundle/1",
+  "input": {
+    "name": "input",
+    "channels": 1,
+    "height": 28,
+    "width": 28,
+    "mean": [
+      0.286
+    ],
+    "std": [
+      0.353
+    ]
+  },
+  "representation": {
+    "output": "representation"
+  },
+  "f": [
+    {
+      "path": "f0.onnx",
+      "sha256": "00"
+    }
+  ],
+  "g": [
+    {
+      "path": "g0.onnx",
+      "sha256": "11"
+    }
+  ],
+  "split": {
+    "dataset": "d:train",
+    "size": 4,
+    "spec": {
+      "seed": 3,
+      "candidate": 0.25,
+      "independent": 0.25
+    },
+    "shared": [
+      [
+        0,
+        2
+      ]
+    ],
+    "candidate": [
+      [
+        2,
+        3
+      ]
+    ],
+    "independent": [
+      [
+        3,
+        4
+      ]
+    ],
+    "extra_dataset": "d:test",
+    "extra": [],
+    "canaries": {
+      "spec": {
+        "kind": "noise",
+        "count": 1,
+        "seed": 0,
+        "repeats": 1
+      },
+      "files": [],
+      "candidate": [],
+      "independent": [],
+      "heldout": []
+    },
+    "future_split_field": {
+      "a": 1.5
+    }
+  },
+  "training": {
+    "config": {
+      "epochs": 10,
+      "lr": 0.30000000000000004
+    },
+    "dataset": "d",
+    "subset": null,
+    "runs": [],
+    "raw_pixel_linear_probe_accuracy": 0.833,
+    "device": "Cpu",
+    "command": "sslmem-train pair",
+    "sslmem_version": "0.1.0",
+    "eval_command": "sslmem-train eval",
+    "future_training_field": [
+      1,
+      -2,
+      3.25
+    ]
+  }
+}
+"#;
+        let m: Manifest = serde_json::from_str(text).expect("manifest");
+        assert_eq!(written(&m), text);
+        let split = m.split.as_ref().expect("split");
+        assert_eq!(split.candidate.len(), 1);
+        let canaries = split.canaries.as_ref().expect("canaries");
+        assert_eq!(canaries.spec.min_distance, None);
+        assert_eq!(canaries.spec.min_distance(), 0.0);
+        assert_eq!(m.training_dataset(), Some("d"));
+        assert_eq!(m.training_subset(), None);
+        let t = m.training.as_ref().expect("training");
+        assert_eq!(t.eval_command.as_deref(), Some("sslmem-train eval"));
+        assert!(t.monitor.is_none());
+        assert!(t.other.contains_key("future_training_field"));
+        assert!(split.other.contains_key("future_split_field"));
+    }
 }

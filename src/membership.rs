@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::split::SplitSet;
 use crate::rng::Rng;
 
 /// One operating point of the ROC curve.
@@ -148,9 +149,10 @@ pub fn auc_bootstrap_ci(
 /// Everything an audit reports for one members-vs-non-members comparison.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Membership {
-    /// Set names, e.g. `candidate` and `extra`.
-    pub members: String,
-    pub non_members: String,
+    /// The set of members, e.g. `candidate`.
+    pub members: SplitSet,
+    /// The set of non-members, e.g. `extra`.
+    pub non_members: SplitSet,
     pub n_members: usize,
     pub n_non_members: usize,
     pub auc: f64,
@@ -172,17 +174,17 @@ pub const LOW_FPRS: [f64; 2] = [0.01, 0.001];
 
 /// Evaluates `members` against `non_members`; `None` when either is empty.
 pub fn evaluate(
-    members_name: &str,
+    members_name: SplitSet,
     members: &[f64],
-    non_members_name: &str,
+    non_members_name: SplitSet,
     non_members: &[f64],
     seed: u64,
 ) -> Option<Membership> {
     let auc = auc(members, non_members)?;
     let auc_ci95 = auc_bootstrap_ci(members, non_members, BOOTSTRAP_RESAMPLES, 0.95, seed)?;
     Some(Membership {
-        members: members_name.into(),
-        non_members: non_members_name.into(),
+        members: members_name,
+        non_members: non_members_name,
         n_members: members.len(),
         n_non_members: non_members.len(),
         auc,

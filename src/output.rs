@@ -1,5 +1,5 @@
-//! Front-end plumbing shared by the binaries and the library's long jobs: logging set-up,
-//! progress bars, and the CSV field quoting of hand-written tables. Nothing here computes.
+//! Front-end plumbing shared by the binaries and the library's long jobs: logging set-up and
+//! progress bars. Nothing here computes.
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -35,13 +35,4 @@ pub fn progress_bar(n: usize, what: &str) -> ProgressBar {
     );
     pb.set_message(what.to_string());
     pb
-}
-
-/// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }

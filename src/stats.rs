@@ -4,11 +4,11 @@
 //! interpolation, `scipy.stats.ttest_ind`, `scipy.stats.mannwhitneyu`), so figures can be
 //! checked there.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
 /// Count, mean, sample standard deviation and quantiles of a sample.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Describe {
     pub count: usize,
     pub mean: f64,
@@ -67,7 +67,7 @@ pub fn describe(x: &[f64]) -> Option<Describe> {
 
 /// p-values of a test statistic for the three alternatives, about the first sample
 /// (`greater`: its location is above the second's).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PValues {
     pub two_sided: f64,
     pub greater: f64,
@@ -85,7 +85,7 @@ impl PValues {
 }
 
 /// A two-sample t-test.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TTest {
     pub t: f64,
     pub df: f64,
@@ -154,7 +154,7 @@ pub fn one_sample_t(x: &[f64]) -> Option<TTest> {
 }
 
 /// Which distribution the Mann–Whitney p-values come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MwuMethod {
     /// The exact null distribution of U (no ties, a sample smaller than 8, as SciPy's `auto`).
@@ -164,7 +164,7 @@ pub enum MwuMethod {
 }
 
 /// The Mann–Whitney U test.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MannWhitney {
     /// U of the first sample: pairs `(a_i, b_j)` with `a_i > b_j`, ties counting one half.
     pub u: f64,
@@ -232,7 +232,7 @@ fn mann_whitney_with(
 
 /// Spearman's rank correlation with its two-sided p-value (t distribution with n - 2 degrees
 /// of freedom, as `scipy.stats.spearmanr`).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Spearman {
     pub rho: f64,
     pub p_two_sided: f64,

@@ -154,6 +154,12 @@ fn audit_writes_scores_statistics_and_checks() {
         assert!(m["auc"].as_f64().is_some_and(|a| (0.0..=1.0).contains(&a)));
     }
     assert_eq!(sum["params"]["pairs"], 4);
+
+    // summary.json is its typed record serialized: read back and written again, the same bytes.
+    let text = read(&out, "summary.json");
+    let typed: sslmem::audit::summary::Summary = serde_json::from_str(&text).expect("typed");
+    let again = serde_json::to_string_pretty(&typed).expect("json") + "\n";
+    assert_eq!(again, text);
 }
 
 fn journal_lines(out: &Path) -> usize {

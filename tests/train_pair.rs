@@ -447,7 +447,7 @@ fn canaries_are_planted_recorded_monitored_and_audited() {
             count: 6,
             seed: 0,
             repeats: 1,
-            min_distance: 0.0,
+            min_distance: Some(0.0),
         },
         1,
         28,

@@ -5,6 +5,7 @@
 //! written atomically from the journal; then the journal is removed.
 
 pub mod report;
+pub mod scores;
 pub mod summary;
 
 use std::fs::{self, OpenOptions};
@@ -15,66 +16,20 @@ use std::sync::Arc;
 use clap::ValueEnum;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use crate::bundle::{self, Bundle};
 use crate::data::dataset;
 use crate::data::inputs::{resolve, Input};
-use crate::data::split::Split;
+use crate::data::split::SplitRecord;
 use crate::engine::{Engine, EstimatorOptions, Quiet};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::output::{csv_field, progress_bar};
+use crate::output::progress_bar;
 use crate::runtime::RuntimeOptions;
 use crate::score::{set_normalize, ImageScore, SetNorm};
+use scores::ScoreRow;
 
-/// The sets of docs/science.md#the-split, then the canary sets of a bundle trained with
-/// `--canaries`, in the order they are scored and reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SplitSet {
-    Candidate,
-    Shared,
-    Independent,
-    Extra,
-    /// Canaries seen by `f` only.
-    CanaryCandidate,
-    /// Canaries seen by `g` only.
-    CanaryIndependent,
-    /// Canaries seen by neither.
-    CanaryHeldout,
-}
-
-impl SplitSet {
-    pub const ALL: [SplitSet; 7] = [
-        SplitSet::Candidate,
-        SplitSet::Shared,
-        SplitSet::Independent,
-        SplitSet::Extra,
-        SplitSet::CanaryCandidate,
-        SplitSet::CanaryIndependent,
-        SplitSet::CanaryHeldout,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SplitSet::Candidate => "candidate",
-            SplitSet::Shared => "shared",
-            SplitSet::Independent => "independent",
-            SplitSet::Extra => "extra",
-            SplitSet::CanaryCandidate => "canary-candidate",
-            SplitSet::CanaryIndependent => "canary-independent",
-            SplitSet::CanaryHeldout => "canary-heldout",
-        }
-    }
-
-    pub fn is_canary(self) -> bool {
-        matches!(
-            self,
-            SplitSet::CanaryCandidate | SplitSet::CanaryIndependent | SplitSet::CanaryHeldout
-        )
-    }
-}
+pub use crate::data::split::SplitSet;
 
 /// What `sslmem audit` does (the command line's flags, parsed).
 #[derive(Clone, Debug)]
@@ -104,7 +59,8 @@ pub struct AuditParams {
     /// `sha256` of each encoder file, f then g.
     pub encoders: Vec<String>,
     pub dataset: Option<String>,
-    pub sets: Vec<String>,
+    /// The sets scored, in order; empty for an audit of inputs.
+    pub sets: Vec<SplitSet>,
     pub inputs: Vec<String>,
     pub limit: Option<usize>,
     pub pairs: usize,
@@ -118,7 +74,7 @@ pub struct AuditParams {
 /// One scored example, as journaled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    pub set: String,
+    pub set: SplitSet,
     pub index: usize,
     pub input: String,
     pub label: Option<u8>,
@@ -128,7 +84,7 @@ pub struct Record {
 }
 
 struct Item {
-    set: &'static str,
+    set: SplitSet,
     index: usize,
     input: Input,
 }
@@ -158,7 +114,7 @@ pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
             .map(|m| m.sha256.clone())
             .collect(),
         dataset,
-        sets: sets.iter().map(|s| s.name().into()).collect(),
+        sets,
         inputs: a.inputs.clone(),
         limit: a.limit,
         pairs: a.est.score.pairs,
@@ -171,20 +127,21 @@ pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
     let journal_dir = a.out.join(JOURNAL_DIR);
     let summary_path = a.out.join("summary.json");
     if summary_path.is_file() && !journal_dir.exists() {
-        let done: Value = serde_json::from_str(
-            &fs::read_to_string(&summary_path).map_err(|e| Error::io(&summary_path, e))?,
-        )
-        .map_err(|e| Error::Param(format!("{}: {e}", summary_path.display())))?;
-        let same = serde_json::from_value::<AuditParams>(done["params"].clone())
-            .is_ok_and(|p| p == params);
-        if !same {
+        let text = fs::read_to_string(&summary_path).map_err(|e| Error::io(&summary_path, e))?;
+        // Valid JSON of another shape (another version's summary) is another audit.
+        let done = match serde_json::from_str::<summary::Summary>(&text) {
+            Ok(done) => Some(done),
+            Err(e) if e.is_data() => None,
+            Err(e) => return Err(Error::Param(format!("{}: {e}", summary_path.display()))),
+        };
+        let Some(done) = done.filter(|d| d.params == params) else {
             return Err(Error::Param(format!(
                 "{} holds a finished audit with other parameters; choose another --out",
                 a.out.display()
             )));
-        }
+        };
         tracing::info!("{} is already complete", a.out.display());
-        return Ok(done["failed"].as_array().is_none_or(|f| f.is_empty()));
+        return Ok(done.failed.is_empty());
     }
     fs::create_dir_all(&journal_dir).map_err(|e| Error::io(&journal_dir, e))?;
     let params_path = journal_dir.join("params.json");
@@ -210,7 +167,7 @@ pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
     let journal = journal_dir.join("journal.jsonl");
     let mut records = read_journal(&journal)?;
     for (r, it) in records.iter().zip(&items) {
-        if (r.set.as_str(), r.index) != (it.set, it.index) {
+        if (r.set, r.index) != (it.set, it.index) {
             return Err(Error::Param(format!(
                 "{}: the journal does not match this audit ({} #{} where {} #{} was expected); \
                  remove {} to start over",
@@ -291,7 +248,7 @@ fn work_list(
             .take(limit)
             .enumerate()
             .map(|(index, input)| Item {
-                set: "inputs",
+                set: SplitSet::Inputs,
                 index,
                 input,
             })
@@ -299,7 +256,7 @@ fn work_list(
         return Ok((items, None, Vec::new()));
     }
     let m = &bundle.manifest;
-    let split: Split = m.split_record(&bundle.dir)?.ok_or_else(|| {
+    let split = m.split.as_ref().ok_or_else(|| {
         Error::bundle(
             bundle.dir.join(bundle::MANIFEST),
             "has no split record, so there are no sets to audit; pass INPUTS to score \
@@ -307,11 +264,10 @@ fn work_list(
         )
     })?;
     split.validate()?;
-    let training = m.training.clone().unwrap_or(Value::Null);
     let spec = a
         .dataset
         .clone()
-        .or_else(|| training["dataset"].as_str().map(str::to_string))
+        .or_else(|| m.training_dataset().map(str::to_string))
         .ok_or_else(|| Error::Param("the bundle records no dataset; pass --dataset".into()))?;
     let subset = m.training_subset();
     let i = &m.input;
@@ -334,13 +290,18 @@ fn work_list(
             SplitSet::Independent => (&split.independent, &train, &split.dataset),
             SplitSet::Extra => (&split.extra, &test, &split.extra_dataset),
             SplitSet::CanaryCandidate | SplitSet::CanaryIndependent | SplitSet::CanaryHeldout => {
-                items.extend(canary_items(bundle, &split, set, limit)?);
+                items.extend(canary_items(bundle, split, set, limit)?);
                 continue;
+            }
+            SplitSet::Inputs => {
+                return Err(Error::Param(
+                    "`inputs` is not a set of the split; pass INPUTS to score images".into(),
+                ))
             }
         };
         idx.validate(data.len())?;
         items.extend(idx.iter().take(limit).map(|index| Item {
-            set: set.name(),
+            set,
             index,
             input: Input::example(format!("{name}#{index}"), data.clone(), index),
         }));
@@ -349,7 +310,12 @@ fn work_list(
 }
 
 /// The canaries of one canary set, as files of the bundle whose hashes are checked.
-fn canary_items(bundle: &Bundle, split: &Split, set: SplitSet, limit: usize) -> Result<Vec<Item>> {
+fn canary_items(
+    bundle: &Bundle,
+    split: &SplitRecord,
+    set: SplitSet,
+    limit: usize,
+) -> Result<Vec<Item>> {
     let c = split.canaries.as_ref().ok_or_else(|| {
         Error::Param(format!(
             "--sets {}: the bundle has no canaries (train it with `sslmem-train pair --canaries N`)",
@@ -367,7 +333,7 @@ fn canary_items(bundle: &Bundle, split: &Split, set: SplitSet, limit: usize) -> 
             let file = &c.files[j];
             let path = bundle::verify_file(&bundle.dir, &file.into())?;
             Ok(Item {
-                set: set.name(),
+                set,
                 index: j,
                 input: Input::file(path),
             })
@@ -465,7 +431,7 @@ fn score_remaining(
         for (it, error) in chunk.iter().zip(errors) {
             let score = if error.is_none() { scores.next() } else { None };
             let rec = Record {
-                set: it.set.into(),
+                set: it.set,
                 index: it.index,
                 input: it.input.name.clone(),
                 label: it.input.label(),
@@ -484,14 +450,16 @@ fn score_remaining(
     Ok(())
 }
 
-/// One row of the final tables.
-struct Row<'r> {
-    rec: &'r Record,
-    s: &'r ImageScore,
-    typicality: Option<f64>,
-    rank: usize,
-    range: Option<f64>,
-    max: Option<f64>,
+/// The sets of the records, in the order they first appear: the order they were scored in,
+/// which is [`SplitSet`]'s.
+fn sets_of(records: &[Record]) -> Vec<SplitSet> {
+    let mut sets: Vec<SplitSet> = Vec::new();
+    for r in records {
+        if !sets.contains(&r.set) {
+            sets.push(r.set);
+        }
+    }
+    sets
 }
 
 /// Writes scores.jsonl, scores.csv, summary.json, the figures and report.html (each
@@ -507,13 +475,8 @@ fn finish(
     let bundle = engine.bundle();
     let typ = report::typicality(engine, items, records)?;
     // Per set: rank by score (1 = most memorized), set-level normalisations over the set.
-    let mut sets: Vec<&str> = Vec::new();
-    for r in records {
-        if !sets.contains(&r.set.as_str()) {
-            sets.push(&r.set);
-        }
-    }
-    let mut rows: Vec<Row> = Vec::with_capacity(records.len());
+    let sets = sets_of(records);
+    let mut rows: Vec<ScoreRow> = Vec::with_capacity(records.len());
     for set in &sets {
         let scored: Vec<(&Record, &ImageScore, Option<f64>)> = records
             .iter()
@@ -537,93 +500,64 @@ fn finish(
             rank[i] = r + 1;
         }
         for (i, (rec, s, typicality)) in scored.into_iter().enumerate() {
-            rows.push(Row {
-                rec,
-                s,
-                typicality,
+            let (lo, hi) = (s.ci95.map(|c| c[0]), s.ci95.map(|c| c[1]));
+            rows.push(ScoreRow {
+                set: rec.set,
+                index: rec.index,
+                input: rec.input.clone(),
+                label: rec.label,
+                align_f: s.align_f,
+                align_g: s.align_g,
+                score: s.score,
+                score_ratio: s.score_ratio,
+                stderr: s.stderr,
+                ci95_low: lo,
+                ci95_high: hi,
+                significant: lo.is_some_and(|l| l > 0.0),
                 rank: rank[i],
-                range: range[i],
-                max: max[i],
+                score_range: range[i],
+                score_max: max[i],
+                typicality,
+                pairs: s.pairs,
             });
         }
     }
-    let mut jsonl = String::new();
-    let mut csv = String::from(
-        "set,index,input,label,align_f,align_g,score,score_ratio,stderr,ci95_low,ci95_high,\
-         significant,rank,score_range,score_max,typicality,pairs\n",
-    );
-    let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
-    for r in &rows {
-        let (lo, hi) = (r.s.ci95.map(|c| c[0]), r.s.ci95.map(|c| c[1]));
-        let significant = lo.is_some_and(|l| l > 0.0);
-        jsonl.push_str(
-            &json!({
-                "set": r.rec.set, "index": r.rec.index, "input": r.rec.input, "label": r.rec.label,
-                "align_f": r.s.align_f, "align_g": r.s.align_g, "score": r.s.score,
-                "score_ratio": r.s.score_ratio, "stderr": r.s.stderr, "ci95_low": lo,
-                "ci95_high": hi, "significant": significant, "rank": r.rank,
-                "score_range": r.range, "score_max": r.max, "typicality": r.typicality,
-                "pairs": r.s.pairs,
-            })
-            .to_string(),
-        );
-        jsonl.push('\n');
-        let row = [
-            csv_field(&r.rec.set),
-            r.rec.index.to_string(),
-            csv_field(&r.rec.input),
-            r.rec.label.map(|l| l.to_string()).unwrap_or_default(),
-            r.s.align_f.to_string(),
-            r.s.align_g.to_string(),
-            r.s.score.to_string(),
-            r.s.score_ratio.to_string(),
-            opt(r.s.stderr),
-            opt(lo),
-            opt(hi),
-            significant.to_string(),
-            r.rank.to_string(),
-            opt(r.range),
-            opt(r.max),
-            opt(r.typicality),
-            r.s.pairs.to_string(),
-        ];
-        csv.push_str(&row.join(","));
-        csv.push('\n');
-    }
-    write_atomic(&a.out.join("scores.jsonl"), jsonl.as_bytes())?;
-    write_atomic(&a.out.join("scores.csv"), csv.as_bytes())?;
+    write_atomic(
+        &a.out.join("scores.jsonl"),
+        scores::to_jsonl(&rows)?.as_bytes(),
+    )?;
+    write_atomic(&a.out.join("scores.csv"), &scores::to_csv(&rows)?)?;
     let membership = summary::membership(records, params.seed);
     let summary = summary::summarize(bundle, params, records, &typ, &membership)?;
     let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::Runtime(e.to_string()))?;
     write_atomic(&a.out.join("summary.json"), (text + "\n").as_bytes())?;
 
     // Figures, as files and in the report.
-    let by_set: Vec<(&str, Vec<f64>)> = sets
+    let by_set: Vec<(SplitSet, Vec<f64>)> = sets
         .iter()
         .map(|set| {
             let v = rows
                 .iter()
-                .filter(|r| r.rec.set == *set)
-                .map(|r| r.s.score)
+                .filter(|r| r.set == *set)
+                .map(|r| r.score)
                 .collect();
             (*set, v)
         })
         .collect();
-    let points: Vec<(&str, Vec<(f64, f64)>)> = sets
+    let points: Vec<(SplitSet, Vec<(f64, f64)>)> = sets
         .iter()
         .map(|set| {
             let v = rows
                 .iter()
-                .filter(|r| r.rec.set == *set)
-                .filter_map(|r| r.typicality.map(|t| (t, r.s.score)))
+                .filter(|r| r.set == *set)
+                .filter_map(|r| r.typicality.map(|t| (t, r.score)))
                 .collect();
             (*set, v)
         })
         .collect();
-    let grid_set = if sets.contains(&"candidate") {
-        "candidate"
-    } else {
-        sets.first().copied().unwrap_or("")
+    let grid_set = match sets.first() {
+        Some(&first) if !sets.contains(&SplitSet::Candidate) => first,
+        _ => SplitSet::Candidate,
     };
     let grids = report::class_grids(items, records, grid_set, bundle.manifest.input.channels);
     let figs = report::Figures {
@@ -631,7 +565,7 @@ fn finish(
         typicality: report::typicality_png(&points)?,
         grid: report::grid_png(&grids)?,
         grids,
-        grid_set: grid_set.to_string(),
+        grid_set,
         roc: if membership.is_empty() {
             None
         } else {

@@ -18,14 +18,15 @@ use base64::Engine;
 use ndarray::Array2;
 use plotters::prelude::*;
 use rayon::prelude::*;
-use serde_json::Value;
 
-use super::{AuditParams, Item, Record};
+use super::summary::{CheckValue, Group, Spread, Summary};
+use super::{AuditParams, Item, Record, SplitSet};
 use crate::bundle::Bundle;
 use crate::engine::{self, Preprocess};
 use crate::error::{Error, Result};
 use crate::membership::Membership;
 use crate::pixels::SourceImage;
+use crate::stats::PValues;
 
 /// Neighbours averaged for the typicality measure.
 pub const TYPICALITY_K: usize = 10;
@@ -125,16 +126,16 @@ pub(super) fn typicality(
     Ok(out)
 }
 
-fn set_color(set: &str) -> RGBColor {
+fn set_color(set: SplitSet) -> RGBColor {
     match set {
-        "candidate" => RGBColor(214, 39, 40),
-        "shared" => RGBColor(127, 127, 127),
-        "independent" => RGBColor(31, 119, 180),
-        "extra" => RGBColor(44, 160, 44),
-        "canary-candidate" => RGBColor(255, 127, 14),
-        "canary-independent" => RGBColor(23, 190, 207),
-        "canary-heldout" => RGBColor(148, 103, 189),
-        _ => RGBColor(0, 0, 0),
+        SplitSet::Candidate => RGBColor(214, 39, 40),
+        SplitSet::Shared => RGBColor(127, 127, 127),
+        SplitSet::Independent => RGBColor(31, 119, 180),
+        SplitSet::Extra => RGBColor(44, 160, 44),
+        SplitSet::CanaryCandidate => RGBColor(255, 127, 14),
+        SplitSet::CanaryIndependent => RGBColor(23, 190, 207),
+        SplitSet::CanaryHeldout => RGBColor(148, 103, 189),
+        SplitSet::Inputs => RGBColor(0, 0, 0),
     }
 }
 
@@ -147,8 +148,8 @@ fn png(buf: Vec<u8>, w: u32, h: u32) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Histograms (as densities, shared bins) of the score per set.
-pub fn histogram_png(sets: &[(&str, Vec<f64>)]) -> Result<Vec<u8>> {
+/// Histograms (as densities, shared bins) of the score per set: PNG bytes.
+pub fn histogram_png(sets: &[(SplitSet, Vec<f64>)]) -> Result<Vec<u8>> {
     font_ready()?;
     let all: Vec<f64> = sets.iter().flat_map(|(_, v)| v.iter().copied()).collect();
     let mut sorted = all.clone();
@@ -162,7 +163,7 @@ pub fn histogram_png(sets: &[(&str, Vec<f64>)]) -> Result<Vec<u8>> {
     };
     let bins = 40usize;
     let width = (hi - lo) / bins as f64;
-    let dens: Vec<(&str, Vec<f64>)> = sets
+    let dens: Vec<(SplitSet, Vec<f64>)> = sets
         .iter()
         .map(|(name, v)| {
             let mut c = vec![0f64; bins];
@@ -200,7 +201,7 @@ pub fn histogram_png(sets: &[(&str, Vec<f64>)]) -> Result<Vec<u8>> {
             .draw()
             .map_err(plot_err)?;
         for (name, d) in &dens {
-            let color = set_color(name);
+            let color = set_color(*name);
             let pts: Vec<(f64, f64)> = d
                 .iter()
                 .enumerate()
@@ -235,8 +236,9 @@ pub fn histogram_png(sets: &[(&str, Vec<f64>)]) -> Result<Vec<u8>> {
     png(buf, w, h)
 }
 
-/// Score against typicality, one colour per set (at most 4,000 points per set, evenly taken).
-pub fn typicality_png(points: &[(&str, Vec<(f64, f64)>)]) -> Result<Vec<u8>> {
+/// Score against typicality, one colour per set (at most 4,000 points per set, evenly taken):
+/// PNG bytes. Points are `(typicality, score)`.
+pub fn typicality_png(points: &[(SplitSet, Vec<(f64, f64)>)]) -> Result<Vec<u8>> {
     font_ready()?;
     let all: Vec<(f64, f64)> = points.iter().flat_map(|(_, p)| p.iter().copied()).collect();
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
@@ -271,7 +273,7 @@ pub fn typicality_png(points: &[(&str, Vec<(f64, f64)>)]) -> Result<Vec<u8>> {
             .draw()
             .map_err(plot_err)?;
         for (name, pts) in points {
-            let color = set_color(name);
+            let color = set_color(*name);
             let step = pts.len().div_ceil(4000).max(1);
             chart
                 .draw_series(
@@ -280,7 +282,7 @@ pub fn typicality_png(points: &[(&str, Vec<(f64, f64)>)]) -> Result<Vec<u8>> {
                         .map(|&(x, y)| Circle::new((x, y), 2, color.mix(0.6).filled())),
                 )
                 .map_err(plot_err)?
-                .label(*name)
+                .label(name.name())
                 .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
         }
         chart
@@ -307,7 +309,7 @@ pub struct ClassGrid {
 pub(super) fn class_grids(
     items: &[Item],
     records: &[Record],
-    set: &str,
+    set: SplitSet,
     channels: usize,
 ) -> Vec<ClassGrid> {
     let mut by_label: BTreeMap<Option<u8>, Vec<(usize, f64)>> = BTreeMap::new();
@@ -409,17 +411,20 @@ fn b64(png: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(png)
 }
 
-fn num(v: &Value) -> String {
-    if let Some(i) = v.as_u64() {
-        return i.to_string();
-    }
-    match v.as_f64() {
+/// A number of the report's tables: 4 decimals, or 3 significant in scientific notation when
+/// tiny or huge; "–" for none, and for a non-finite value (which `summary.json` holds as
+/// `null`). Counts are written with `to_string`.
+fn num(x: impl Into<Option<f64>>) -> String {
+    match x.into() {
+        Some(x) if !x.is_finite() => "–".into(),
         Some(x) if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e5) => format!("{x:.3e}"),
         Some(x) => format!("{x:.4}"),
-        None if v.is_null() => "–".into(),
-        None => esc(&v.to_string()),
+        None => "–".into(),
     }
 }
+
+/// A column of the per-set table: its name, and how a set's cell is written.
+type Column = (&'static str, fn(&Group) -> String);
 
 /// The figures a report embeds, as PNG bytes with their file names.
 pub struct Figures {
@@ -427,45 +432,37 @@ pub struct Figures {
     pub typicality: Vec<u8>,
     pub grid: Vec<u8>,
     pub grids: Vec<ClassGrid>,
-    pub grid_set: String,
+    /// The set the grids are drawn from.
+    pub grid_set: SplitSet,
     /// `None` when no members-vs-non-members pair of sets was audited.
     pub roc: Option<Vec<u8>>,
 }
 
 /// The membership table: AUC with its bootstrap interval, TPR at low FPR with the threshold.
-fn membership_table(h: &mut String, summary: &Value) {
-    let rows = summary["membership"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+fn membership_table(h: &mut String, summary: &Summary) {
+    let rows = &summary.membership;
     if rows.is_empty() {
         return;
     }
     h.push_str("<h2>Membership evaluation</h2>\n<p>How well the score tells examples an encoder <em>f</em> was trained on (members) from examples neither encoder saw: ROC AUC with a 95% bootstrap interval, and the true-positive rate at a fixed low false-positive rate, with the score threshold that achieves it.</p>\n<table><tr><th class=\"l\">members</th><th class=\"l\">non-members</th><th>n</th><th>AUC [95% CI]</th><th>TPR at FPR 1% (FPR achieved, threshold)</th><th>TPR at FPR 0.1% (FPR achieved, threshold)</th></tr>\n");
     for m in rows {
-        let at = |i: usize| {
-            let t = &m["tpr_at_fpr"][i];
-            if t["reachable"] == true {
-                format!(
-                    "{} ({}, {})",
-                    num(&t["tpr"]),
-                    num(&t["fpr"]),
-                    num(&t["threshold"])
-                )
-            } else {
-                format!("not reachable with {} non-members", num(&t["non_members"]))
+        let at = |i: usize| match m.tpr_at_fpr.get(i) {
+            Some(t) if t.reachable => {
+                format!("{} ({}, {})", num(t.tpr), num(t.fpr), num(t.threshold))
             }
+            Some(t) => format!("not reachable with {} non-members", t.non_members),
+            None => "not reachable with – non-members".into(),
         };
         let _ = writeln!(
             h,
             "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{} / {}</td><td>{} [{}, {}]</td><td>{}</td><td>{}</td></tr>",
-            esc(m["members"].as_str().unwrap_or("")),
-            esc(m["non_members"].as_str().unwrap_or("")),
-            num(&m["n_members"]),
-            num(&m["n_non_members"]),
-            num(&m["auc"]),
-            num(&m["auc_ci95"][0]),
-            num(&m["auc_ci95"][1]),
+            esc(m.members.name()),
+            esc(m.non_members.name()),
+            m.n_members,
+            m.n_non_members,
+            num(m.auc),
+            num(m.auc_ci95[0]),
+            num(m.auc_ci95[1]),
             at(0),
             at(1)
         );
@@ -477,7 +474,7 @@ fn membership_table(h: &mut String, summary: &Value) {
 pub fn html(
     bundle: &Bundle,
     params: &AuditParams,
-    summary: &Value,
+    summary: &Summary,
     records: &[Record],
     figs: &Figures,
 ) -> Result<String> {
@@ -517,9 +514,14 @@ pub fn html(
         &mut h,
         "sets",
         &esc(&if params.sets.is_empty() {
-            "inputs".into()
+            SplitSet::Inputs.name().into()
         } else {
-            params.sets.join(", ")
+            params
+                .sets
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         }),
     );
     row(
@@ -528,29 +530,18 @@ pub fn html(
         &params.limit.map_or("none".into(), |l| l.to_string()),
     );
     if let Some(split) = &m.split {
-        let size = |k: &str| {
-            split[k].as_array().map_or(0, |r| {
-                r.iter()
-                    .map(|x| {
-                        x[1].as_u64()
-                            .unwrap_or(0)
-                            .saturating_sub(x[0].as_u64().unwrap_or(0))
-                    })
-                    .sum::<u64>()
-            })
-        };
         row(
             &mut h,
             "split",
             &format!(
                 "{}: shared {}, candidate {}, independent {}; extra {} from {} (split seed {})",
-                esc(split["dataset"].as_str().unwrap_or("?")),
-                size("shared"),
-                size("candidate"),
-                size("independent"),
-                size("extra"),
-                esc(split["extra_dataset"].as_str().unwrap_or("?")),
-                split["spec"]["seed"]
+                esc(&split.dataset),
+                split.shared.len(),
+                split.candidate.len(),
+                split.independent.len(),
+                split.extra.len(),
+                esc(&split.extra_dataset),
+                split.spec.seed
             ),
         );
     }
@@ -568,25 +559,28 @@ pub fn html(
 
     // Checks.
     h.push_str("<h2>Expected signs (docs/science.md#expected-signs)</h2><table><tr><th class=\"l\">check</th><th class=\"l\">rule</th><th>value</th><th>result</th></tr>\n");
-    for c in summary["checks"].as_array().into_iter().flatten() {
-        let pass = c["pass"] == true;
-        let value = if !c["auc"].is_null() {
-            format!(
-                "AUC {} [{}, {}]",
-                num(&c["auc"]),
-                num(&c["auc_ci95"][0]),
-                num(&c["auc_ci95"][1])
-            )
-        } else if c["p"].is_null() {
-            format!("mean {}", num(&c["mean"]))
-        } else {
-            format!("t {}, p {}", num(&c["t"]), num(&c["p"]))
+    for c in &summary.checks {
+        let pass = c.pass;
+        let value = match c.value {
+            CheckValue::Auc { auc, auc_ci95 } => {
+                format!(
+                    "AUC {} [{}, {}]",
+                    num(auc),
+                    num(auc_ci95[0]),
+                    num(auc_ci95[1])
+                )
+            }
+            CheckValue::NearZero { mean, .. } => format!("mean {}", num(mean)),
+            CheckValue::Test { t, p: Some(p) } => format!("t {}, p {}", num(t), num(p)),
+            // A test that could not be computed: no figures (written so since the first
+            // report, which told the kinds apart by the keys present).
+            CheckValue::Test { p: None, .. } => format!("mean {}", num(None)),
         };
         let _ = writeln!(
             h,
             "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
-            esc(c["check"].as_str().unwrap_or("")),
-            esc(c["rule"].as_str().unwrap_or("")),
+            esc(&c.check),
+            esc(&c.rule),
             value,
             if pass { "pass" } else { "fail" },
             if pass { "pass" } else { "fail" }
@@ -595,62 +589,65 @@ pub fn html(
     h.push_str("</table>\n");
 
     // Per-set statistics.
-    let cols = [
-        "count",
-        "mean",
-        "sd",
-        "q05",
-        "median",
-        "q95",
-        "significant_positive_fraction",
-        "score_ratio_mean",
+    fn spread(g: &Group, f: fn(&Spread) -> Option<f64>) -> String {
+        num(g.spread.as_ref().and_then(f))
+    }
+    let cols: [Column; 8] = [
+        ("count", |g| g.count.to_string()),
+        ("mean", |g| spread(g, |s| Some(s.mean))),
+        ("sd", |g| spread(g, |s| s.sd)),
+        ("q05", |g| spread(g, |s| Some(s.q05))),
+        ("median", |g| spread(g, |s| Some(s.median))),
+        ("q95", |g| spread(g, |s| Some(s.q95))),
+        ("significant_positive_fraction", |g| {
+            num(g.significant_positive_fraction)
+        }),
+        ("score_ratio_mean", |g| num(g.score_ratio_mean)),
     ];
     h.push_str("<h2>Scores by set</h2><table><tr><th class=\"l\">set</th>");
-    for c in cols {
+    for (c, _) in cols {
         let _ = write!(h, "<th>{}</th>", esc(&c.replace('_', " ")));
     }
     h.push_str("<th>Spearman(score, typicality)</th></tr>\n");
-    for (set, v) in summary["sets"].as_object().into_iter().flatten() {
-        let _ = write!(h, "<tr><td class=\"l\">{}</td>", esc(set));
-        for c in cols {
-            let _ = write!(h, "<td>{}</td>", num(&v[c]));
+    for (set, g) in &summary.sets {
+        let _ = write!(h, "<tr><td class=\"l\">{}</td>", esc(set.name()));
+        for (_, value) in cols {
+            let _ = write!(h, "<td>{}</td>", value(g));
         }
-        let sp = &summary["typicality"][set];
         let _ = writeln!(
             h,
             "<td>{}</td></tr>",
-            if sp.is_null() {
-                "–".into()
-            } else {
-                format!("ρ {} (p {})", num(&sp["rho"]), num(&sp["p_two_sided"]))
+            match summary.typicality.get(set).copied().flatten() {
+                None => "–".into(),
+                Some(sp) => format!("ρ {} (p {})", num(sp.rho), num(sp.p_two_sided)),
             }
         );
     }
     h.push_str("</table>\n<p><small>significant positive fraction: share of examples whose 95% interval over view pairs lies above zero.</small></p>\n");
 
     h.push_str("<h2>Tests against the reference set</h2><table><tr><th class=\"l\">set</th><th class=\"l\">against</th><th>mean difference</th><th>Student t (p two-sided / greater / less)</th><th>Welch t (df; p two-sided / greater / less)</th><th>Mann–Whitney U (p two-sided / greater / less)</th></tr>\n");
-    for t in summary["tests"].as_array().into_iter().flatten() {
-        let p3 = |x: &Value| {
+    for t in &summary.tests {
+        let p3 = |p: Option<PValues>| {
             format!(
                 "{} / {} / {}",
-                num(&x["p"]["two_sided"]),
-                num(&x["p"]["greater"]),
-                num(&x["p"]["less"])
+                num(p.map(|p| p.two_sided)),
+                num(p.map(|p| p.greater)),
+                num(p.map(|p| p.less))
             )
         };
         let _ = writeln!(
             h,
             "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{} ({})</td><td>{} ({}; {})</td><td>{} ({})</td></tr>",
-            esc(t["a"].as_str().unwrap_or("")),
-            esc(t["b"].as_str().unwrap_or("")),
-            num(&t["mean_difference"]),
-            num(&t["student"]["t"]),
-            p3(&t["student"]),
-            num(&t["welch"]["t"]),
-            num(&t["welch"]["df"]),
-            p3(&t["welch"]),
-            num(&t["mann_whitney"]["u"]),
-            p3(&t["mann_whitney"]),
+            esc(t.a.name()),
+            esc(t.b.name()),
+            num(t.mean_difference),
+            num(t.student.map(|x| x.t)),
+            p3(t.student.map(|x| x.p)),
+            num(t.welch.map(|x| x.t)),
+            num(t.welch.map(|x| x.df)),
+            p3(t.welch.map(|x| x.p)),
+            num(t.mann_whitney.map(|x| x.u)),
+            p3(t.mann_whitney.map(|x| x.p)),
         );
     }
     h.push_str("</table>\n");
@@ -686,7 +683,7 @@ pub fn html(
     let _ = writeln!(
         h,
         "<h2>Most and least memorized, by class ({} set)</h2>\n<p>Left: the {GRID_PER_END} highest scores of each class; right: the {GRID_PER_END} lowest (figures/memorized-grid.png). Scores under each image.</p>\n<table class=\"grid\">",
-        esc(&figs.grid_set)
+        esc(figs.grid_set.name())
     );
     for g in &figs.grids {
         let _ = write!(
@@ -720,7 +717,7 @@ pub fn html(
         &figs.grid,
         "The same examples in one picture (most memorized left, least right; one row per class).",
     );
-    let failed = summary["failed"].as_array().map_or(0, Vec::len);
+    let failed = summary.failed.len();
     let _ = writeln!(
         h,
         "<h2>Notes</h2><p>{} examples scored; {failed} could not be read (listed in summary.json). Typicality uses the first g encoder's representation of the un-augmented image and the audited examples of the same class as neighbours (k = {TYPICALITY_K}). Generated by sslmem {}.</p>",
@@ -777,7 +774,7 @@ pub fn roc_png(curves: &[Membership]) -> Result<Vec<u8>> {
             .label("chance")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
         for m in curves {
-            let color = set_color(&m.members);
+            let color = set_color(m.members);
             let pts: Vec<(f64, f64)> = m
                 .roc
                 .iter()

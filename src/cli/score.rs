@@ -11,7 +11,7 @@ use sslmem::data::inputs::{resolve, Input};
 use sslmem::engine::{Engine, EstimatorOptions, Quiet};
 use sslmem::error::{Error, Result};
 use sslmem::fsutil::write_atomic;
-use sslmem::output::{csv_field, progress_bar};
+use sslmem::output::progress_bar;
 use sslmem::runtime::RuntimeOptions;
 use sslmem::score::{
     set_normalize, Distance, ImageScore, RepNorm, ScoreOptions, SetNorm, ViewMode,
@@ -142,7 +142,7 @@ pub fn run(a: &ScoreArgs, rt: &RuntimeOptions) -> Result<bool> {
         .collect();
     let text = match a.format {
         Format::Jsonl => to_jsonl(&scored, &extra),
-        Format::Csv => to_csv(&scored, &extra),
+        Format::Csv => to_csv(&scored, &extra)?,
     };
     match &a.out {
         Some(p) => write_atomic(p, text.as_bytes())?,
@@ -192,17 +192,28 @@ fn to_jsonl(scored: &[(&Input, ImageScore)], extra: &[(SetNorm, Vec<Option<f64>>
     out
 }
 
-fn to_csv(scored: &[(&Input, ImageScore)], extra: &[(SetNorm, Vec<Option<f64>>)]) -> String {
+fn to_csv(
+    scored: &[(&Input, ImageScore)],
+    extra: &[(SetNorm, Vec<Option<f64>>)],
+) -> Result<String> {
+    // Numbers as Rust's `Display` writes them (`0.1`, `0.0000001`), as this table always had.
     let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
-    let mut out = String::from("input,label,align_f,align_g,score,score_ratio");
-    for (k, _) in extra {
-        out.push(',');
-        out.push_str(set_norm_field(*k));
-    }
-    out.push_str(",stderr,ci95_low,ci95_high,pairs\n");
+    let mut header: Vec<&str> = vec![
+        "input",
+        "label",
+        "align_f",
+        "align_g",
+        "score",
+        "score_ratio",
+    ];
+    header.extend(extra.iter().map(|(k, _)| set_norm_field(*k)));
+    header.extend(["stderr", "ci95_low", "ci95_high", "pairs"]);
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let fail = |e: csv::Error| Error::output("the CSV table", e);
+    w.write_record(&header).map_err(fail)?;
     for (i, (input, s)) in scored.iter().enumerate() {
         let mut row = vec![
-            csv_field(&input.name),
+            input.name.clone(),
             input.label().map(|l| l.to_string()).unwrap_or_default(),
             s.align_f.to_string(),
             s.align_g.to_string(),
@@ -214,8 +225,10 @@ fn to_csv(scored: &[(&Input, ImageScore)], extra: &[(SetNorm, Vec<Option<f64>>)]
         row.push(opt(s.ci95.map(|c| c[0])));
         row.push(opt(s.ci95.map(|c| c[1])));
         row.push(s.pairs.to_string());
-        out.push_str(&row.join(","));
-        out.push('\n');
+        w.write_record(&row).map_err(fail)?;
     }
-    out
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::output("the CSV table", e.error()))?;
+    String::from_utf8(bytes).map_err(|e| Error::output("the CSV table", e))
 }

@@ -75,9 +75,17 @@ pub struct CanarySpec {
     #[serde(default = "one")]
     pub repeats: usize,
     /// `patterns` only: the smallest fraction of pixels (on versus off) in which any two
-    /// canaries differ; 0 draws them independently.
-    #[serde(default)]
-    pub min_distance: f64,
+    /// canaries differ; 0 draws them independently. `None` (bundles made before the option
+    /// existed, which leave it out) means 0: see [`CanarySpec::min_distance`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_distance: Option<f64>,
+}
+
+impl CanarySpec {
+    /// The minimum fraction of differing pixels, in [0, 1); 0 when none is recorded.
+    pub fn min_distance(&self) -> f64 {
+        self.min_distance.unwrap_or(0.0)
+    }
 }
 
 fn one() -> usize {
@@ -100,12 +108,12 @@ pub fn make(spec: CanarySpec, channels: usize, height: usize, width: usize) -> R
     if spec.count == 0 {
         return Err(Error::Param("--canaries must be at least 1".into()));
     }
-    if !(0.0..1.0).contains(&spec.min_distance)
-        || (spec.min_distance > 0.0 && spec.kind != CanaryKind::Patterns)
+    let min_distance = spec.min_distance();
+    if !(0.0..1.0).contains(&min_distance)
+        || (min_distance > 0.0 && spec.kind != CanaryKind::Patterns)
     {
         return Err(Error::Param(format!(
-            "--canary-min-distance {} must be in [0, 1), and only patterns canaries take it",
-            spec.min_distance
+            "--canary-min-distance {min_distance} must be in [0, 1), and only patterns canaries take it"
         )));
     }
     let n = 3 * spec.count;
@@ -153,10 +161,7 @@ pub fn make(spec: CanarySpec, channels: usize, height: usize, width: usize) -> R
                 let plane = loop {
                     let plane = pattern(spec.seed, k, attempt, height, width);
                     let mask: Vec<bool> = plane.iter().map(|&v| v > 0.0).collect();
-                    if kept
-                        .iter()
-                        .all(|m| differing(m, &mask) >= spec.min_distance)
-                    {
+                    if kept.iter().all(|m| differing(m, &mask) >= min_distance) {
                         kept.push(mask);
                         break plane;
                     }
@@ -165,7 +170,7 @@ pub fn make(spec: CanarySpec, channels: usize, height: usize, width: usize) -> R
                         return Err(Error::Param(format!(
                             "cannot draw {n} pattern canaries at least {} apart (found {k}); \
                              lower --canary-min-distance or --canaries",
-                            spec.min_distance
+                            min_distance
                         )));
                     }
                 };
@@ -271,7 +276,7 @@ mod tests {
             count: 5,
             seed,
             repeats: 1,
-            min_distance: 0.0,
+            min_distance: Some(0.0),
         }
     }
 
@@ -279,7 +284,7 @@ mod tests {
     fn patterns_keep_their_distance_and_zero_changes_nothing() {
         let far = CanarySpec {
             count: 20,
-            min_distance: 0.3,
+            min_distance: Some(0.3),
             ..spec(CanaryKind::Patterns, 0)
         };
         let a = make(far, 1, 28, 28).expect("canaries");
@@ -294,7 +299,7 @@ mod tests {
         // Without the rule some pair is closer: the rule did something.
         let near = make(
             CanarySpec {
-                min_distance: 0.0,
+                min_distance: Some(0.0),
                 ..far
             },
             1,
@@ -321,7 +326,7 @@ mod tests {
         // Impossible distances and other kinds are refused.
         assert!(make(
             CanarySpec {
-                min_distance: 0.9,
+                min_distance: Some(0.9),
                 ..far
             },
             1,
@@ -330,7 +335,7 @@ mod tests {
         )
         .is_err());
         let noise = CanarySpec {
-            min_distance: 0.2,
+            min_distance: Some(0.2),
             ..spec(CanaryKind::Noise, 0)
         };
         assert!(make(noise, 1, 28, 28).is_err());

@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::split::{Split, SplitSpec};
+use super::split::{SplitRecord, SplitSpec};
 use super::{folder, idx, ImageArray};
 use crate::data::inputs::load_dataset;
 use crate::error::{Error, Result};
@@ -156,7 +156,7 @@ fn idx_labels_for(images: &Path) -> Option<PathBuf> {
 
 /// Holds out a seeded fifth of `all` as the test set (for datasets without one).
 fn hold_out(name: &str, all: ImageArray) -> Result<(ImageArray, ImageArray)> {
-    let s = Split::make(
+    let s = SplitRecord::make(
         name,
         all.len(),
         SplitSpec {

@@ -3,11 +3,82 @@
 //! neither encoder sees (by default the test set). `f` trains on shared ∪ candidate, `g` on
 //! shared ∪ independent. Index sets are stored compactly as `[start, end)` ranges.
 
+use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use super::canary::CanarySpec;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
+
+/// A set of examples an audit scores, as every record names it: the sets of docs/science.md#the-split
+/// (`candidate`, seen by `f` only; `shared`, seen by both; `independent`, seen by `g` only;
+/// `extra`, seen by neither), then the canary sets of a bundle trained with `--canaries`, in
+/// the order they are scored and reported (the order of `Ord`); last `inputs`, the examples
+/// of an audit of given inputs, which is not a set of the split (so no `--sets` value).
+/// Written in kebab-case (`canary-candidate`), as [`SplitSet::name`] spells it, in JSON, CSV
+/// and on the command line.
+///
+/// The four split sets carry no doc comments of their own: `--help` lists them bare.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitSet {
+    Candidate,
+    Shared,
+    Independent,
+    Extra,
+    /// Canaries seen by `f` only.
+    CanaryCandidate,
+    /// Canaries seen by `g` only.
+    CanaryIndependent,
+    /// Canaries seen by neither.
+    CanaryHeldout,
+    /// The inputs of an audit of given files, folders or datasets.
+    #[value(skip)]
+    Inputs,
+}
+
+impl SplitSet {
+    /// The sets of a split, canaries included, in order (not [`SplitSet::Inputs`]).
+    pub const ALL: [SplitSet; 7] = [
+        SplitSet::Candidate,
+        SplitSet::Shared,
+        SplitSet::Independent,
+        SplitSet::Extra,
+        SplitSet::CanaryCandidate,
+        SplitSet::CanaryIndependent,
+        SplitSet::CanaryHeldout,
+    ];
+
+    /// The set's name, as records and the command line write it (`canary-heldout`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SplitSet::Candidate => "candidate",
+            SplitSet::Shared => "shared",
+            SplitSet::Independent => "independent",
+            SplitSet::Extra => "extra",
+            SplitSet::CanaryCandidate => "canary-candidate",
+            SplitSet::CanaryIndependent => "canary-independent",
+            SplitSet::CanaryHeldout => "canary-heldout",
+            SplitSet::Inputs => "inputs",
+        }
+    }
+
+    /// Whether this is one of the canary sets.
+    pub fn is_canary(self) -> bool {
+        matches!(
+            self,
+            SplitSet::CanaryCandidate | SplitSet::CanaryIndependent | SplitSet::CanaryHeldout
+        )
+    }
+}
+
+impl std::fmt::Display for SplitSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Fractions of the training set; `shared` takes the rest.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,7 +99,7 @@ impl Default for SplitSpec {
 }
 
 /// A set of example indices as sorted, disjoint `[start, end)` ranges.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct IndexSet {
     pub ranges: Vec<[usize; 2]>,
@@ -59,8 +130,10 @@ impl IndexSet {
         }
     }
 
+    /// Indices in the set. An inverted range (which [`IndexSet::validate`] refuses, but a
+    /// manifest may hold) counts as empty.
     pub fn len(&self) -> usize {
-        self.ranges.iter().map(|r| r[1] - r[0]).sum()
+        self.ranges.iter().map(|r| r[1].saturating_sub(r[0])).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -93,23 +166,35 @@ impl IndexSet {
     }
 }
 
-/// The stored split record (the manifest's `split`).
+/// The stored split record: the manifest's `split` and the trainer's `split.json`.
+///
+/// `dataset`, `size` and the three training sets are required; `spec`, `extra_dataset` and
+/// `extra` default to the default spec and to no extra set when missing, `canaries` to none.
+/// Fields this version does not know are kept in `other`, so a record read and written back
+/// loses nothing. [`SplitRecord::validate`] checks that the sets fit together.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Split {
+pub struct SplitRecord {
     /// The training dataset, e.g. `fashion-mnist:train`.
     pub dataset: String,
     /// Examples in the training dataset.
     pub size: usize,
+    #[serde(default)]
     pub spec: SplitSpec,
     pub shared: IndexSet,
     pub candidate: IndexSet,
     pub independent: IndexSet,
     /// Data neither encoder saw, e.g. `fashion-mnist:test`, and which of its examples.
+    #[serde(default)]
     pub extra_dataset: String,
+    #[serde(default)]
     pub extra: IndexSet,
     /// Planted canaries (`--canaries`), absent in bundles without them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canaries: Option<CanaryRecord>,
+    /// Fields this version does not know, written back as they were read (after the known
+    /// ones).
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The canaries of a run: how they were made, where the bundle stores them, and which set
@@ -150,7 +235,7 @@ impl CanaryRecord {
     }
 }
 
-impl Split {
+impl SplitRecord {
     /// Shuffles `0..size` from the seed and cuts it; sizes are rounded, shared takes the rest.
     pub fn make(
         dataset: &str,
@@ -187,17 +272,19 @@ impl Split {
             extra_dataset: extra_dataset.into(),
             extra: IndexSet::range(0, extra_size),
             canaries: None,
+            other: serde_json::Map::new(),
         })
     }
 
-    /// Which training set an index of the training dataset belongs to.
-    pub fn set_of(&self, i: usize) -> Option<&'static str> {
+    /// Which training set (candidate, independent or shared) an index of the training
+    /// dataset belongs to; `None` outside the split.
+    pub fn set_of(&self, i: usize) -> Option<SplitSet> {
         if self.candidate.contains(i) {
-            Some("candidate")
+            Some(SplitSet::Candidate)
         } else if self.independent.contains(i) {
-            Some("independent")
+            Some(SplitSet::Independent)
         } else if self.shared.contains(i) {
-            Some("shared")
+            Some(SplitSet::Shared)
         } else {
             None
         }
@@ -251,7 +338,7 @@ mod tests {
 
     #[test]
     fn sets_are_disjoint_cover_everything_and_have_the_right_sizes() {
-        let s = Split::make("d", 1003, SplitSpec::default(), "t", 17).expect("split");
+        let s = SplitRecord::make("d", 1003, SplitSpec::default(), "t", 17).expect("split");
         s.validate().expect("valid");
         assert_eq!(
             (s.candidate.len(), s.independent.len(), s.shared.len()),
@@ -269,13 +356,16 @@ mod tests {
             .independent
             .iter()
             .all(|i| g.binary_search(&i).is_ok() && f.binary_search(&i).is_err()));
-        assert_eq!(s.set_of(s.candidate.ranges[0][0]), Some("candidate"));
+        assert_eq!(
+            s.set_of(s.candidate.ranges[0][0]),
+            Some(SplitSet::Candidate)
+        );
         assert_eq!(s.set_of(5000), None);
     }
 
     #[test]
     fn splits_are_deterministic_per_seed_and_survive_json() {
-        let a = Split::make(
+        let a = SplitRecord::make(
             "d",
             500,
             SplitSpec {
@@ -286,7 +376,7 @@ mod tests {
             0,
         )
         .expect("split");
-        let b = Split::make(
+        let b = SplitRecord::make(
             "d",
             500,
             SplitSpec {
@@ -297,7 +387,7 @@ mod tests {
             0,
         )
         .expect("split");
-        let c = Split::make(
+        let c = SplitRecord::make(
             "d",
             500,
             SplitSpec {
@@ -311,7 +401,10 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a.candidate, c.candidate);
         let json = serde_json::to_string(&a).expect("json");
-        assert_eq!(serde_json::from_str::<Split>(&json).expect("parse"), a);
+        assert_eq!(
+            serde_json::from_str::<SplitRecord>(&json).expect("parse"),
+            a
+        );
     }
 
     #[test]
@@ -326,7 +419,7 @@ mod tests {
         }
         .validate(10)
         .is_err());
-        assert!(Split::make(
+        assert!(SplitRecord::make(
             "d",
             10,
             SplitSpec {
@@ -338,8 +431,25 @@ mod tests {
             0
         )
         .is_err());
-        let mut bad = Split::make("d", 50, SplitSpec::default(), "t", 0).expect("split");
+        let mut bad = SplitRecord::make("d", 50, SplitSpec::default(), "t", 0).expect("split");
         bad.shared = IndexSet::range(0, 50);
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn set_names_are_the_same_in_json_and_on_the_command_line() {
+        for s in SplitSet::ALL.into_iter().chain([SplitSet::Inputs]) {
+            let json = serde_json::to_value(s).expect("json");
+            assert_eq!(json, s.name());
+            assert_eq!(serde_json::from_value::<SplitSet>(json).expect("parse"), s);
+            assert_eq!(s.to_string(), s.name());
+        }
+        for s in SplitSet::ALL {
+            let value = s.to_possible_value().expect("a --sets value");
+            assert_eq!(value.get_name(), s.name());
+        }
+        assert!(SplitSet::Inputs.to_possible_value().is_none());
+        assert!(SplitSet::ALL.windows(2).all(|w| w[0] < w[1]));
+        assert!(SplitSet::ALL.iter().all(|&s| s < SplitSet::Inputs));
     }
 }

@@ -13,11 +13,11 @@ use super::eval::{evaluate, exported_engine, images, raw_pixel_probe, EvalReport
 use super::model::Encoder;
 use super::monitor::{sample, Monitor, MonitorSets, MonitorSpec};
 use super::trainer::{TrainConfig, Trainer};
-use crate::bundle::{self, InputSpec, Manifest, ModelFile, RepresentationSpec};
+use crate::bundle::{self, InputSpec, Manifest, ModelFile, RepresentationSpec, TrainingRecord};
 use crate::data::canary::{self, CanarySpec};
 use crate::data::dataset;
 use crate::data::split::{CanaryFile, CanaryRecord, IndexSet};
-use crate::data::split::{Split, SplitSpec};
+use crate::data::split::{SplitRecord, SplitSpec};
 use crate::data::ImageArray;
 use crate::error::{Error, Result};
 use crate::fsutil::{sha256_file, write_atomic};
@@ -141,7 +141,7 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
             o.dataset
         );
     }
-    let mut split = Split::make(&train.name, train.len(), o.split, &test.name, test.len())?;
+    let mut split = SplitRecord::make(&train.name, train.len(), o.split, &test.name, test.len())?;
     fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
     // Canaries are appended to the training array: canary j is example `base + j`.
     let base = train.len();
@@ -317,23 +317,28 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
         f: files("f")?,
         g: files("g")?,
         architecture: serde_json::to_value(&config.arch).ok(),
-        split: serde_json::to_value(&split).ok(),
-        training: Some(serde_json::json!({
-            "representation": if o.score_output == onnx::PROJECTION {
-                "projector output (what the SSL loss sees)"
-            } else {
-                "backbone output after global average pooling"
-            },
-            "config": config,
-            "dataset": o.dataset,
-            "subset": o.subset,
-            "runs": records,
-            "raw_pixel_linear_probe_accuracy": raw,
-            "monitor": o.monitor,
-            "device": format!("{:?}", o.device),
-            "command": o.command,
-            "sslmem_version": env!("CARGO_PKG_VERSION"),
-        })),
+        split: Some(split),
+        training: Some(TrainingRecord {
+            representation: Some(
+                if o.score_output == onnx::PROJECTION {
+                    "projector output (what the SSL loss sees)"
+                } else {
+                    "backbone output after global average pooling"
+                }
+                .into(),
+            ),
+            config: Some(to_json(config)?),
+            dataset: Some(o.dataset.clone()),
+            subset: o.subset,
+            runs: Some(to_json(&records)?),
+            raw_pixel_linear_probe_accuracy: raw,
+            monitor: Some(to_json(&o.monitor)?),
+            device: Some(format!("{:?}", o.device)),
+            command: Some(o.command.clone()),
+            sslmem_version: Some(env!("CARGO_PKG_VERSION").into()),
+            eval_command: None,
+            other: serde_json::Map::new(),
+        }),
     };
     bundle::write_manifest(&o.out, &manifest)?;
     // The bundle must load as the scorer will load it.
@@ -398,6 +403,11 @@ pub fn read_canaries(dir: &Path, rec: &CanaryRecord, shape: [usize; 3]) -> Resul
     })
 }
 
+/// A record as JSON, for the manifest's `training` (errors are the serializer's).
+fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(v).map_err(|e| Error::Runtime(e.to_string()))
+}
+
 /// Folder of a bundle that holds its canaries.
 pub const CANARY_DIR: &str = "canaries";
 
@@ -410,25 +420,16 @@ pub fn reevaluate(
     command: &str,
 ) -> Result<Manifest> {
     let mut m = bundle::read_manifest(dir)?;
-    let split: Split = m
-        .split
-        .clone()
-        .and_then(|s| serde_json::from_value(s).ok())
-        .ok_or_else(|| {
-            Error::bundle(
-                dir.join(bundle::MANIFEST),
-                "has no split record from sslmem-train",
-            )
-        })?;
+    let split = m.split.clone().ok_or_else(|| {
+        Error::bundle(
+            dir.join(bundle::MANIFEST),
+            "has no split record from sslmem-train",
+        )
+    })?;
     split.validate()?;
-    let recorded = m
-        .training
-        .as_ref()
-        .and_then(|t| t["dataset"].as_str())
-        .map(str::to_string);
     let dataset = dataset
+        .or(m.training_dataset())
         .map(str::to_string)
-        .or(recorded)
         .ok_or_else(|| Error::Param("the bundle records no dataset; pass --dataset".into()))?;
     let dataset = dataset.as_str();
     let i = &m.input;
@@ -449,9 +450,12 @@ pub fn reevaluate(
     }
     let i = &m.input;
     let norm = crate::augment::Normalize::new(i.mean.clone(), i.std.clone(), i.channels)?;
-    let mut training = m.training.clone().unwrap_or_else(|| serde_json::json!({}));
-    let mut runs: Vec<RunRecord> =
-        serde_json::from_value(training["runs"].clone()).unwrap_or_default();
+    let mut training = m.training.clone().unwrap_or_default();
+    let mut runs: Vec<RunRecord> = training
+        .runs
+        .clone()
+        .and_then(|r| serde_json::from_value(r).ok())
+        .unwrap_or_default();
     for (side, files, idx) in [("f", &m.f, split.f_train()), ("g", &m.g, split.g_train())] {
         for (k, mf) in files.iter().enumerate() {
             let path = bundle::verify_file(dir, mf)?;
@@ -463,15 +467,15 @@ pub fn reevaluate(
             }
         }
     }
-    training["runs"] = serde_json::to_value(&runs).map_err(|e| Error::Runtime(e.to_string()))?;
-    training["raw_pixel_linear_probe_accuracy"] = serde_json::json!(raw_pixel_probe(
+    training.runs = Some(to_json(&runs)?);
+    training.raw_pixel_linear_probe_accuracy = Some(raw_pixel_probe(
         &train,
         &split.f_train(),
         &test,
         &norm,
-        Device::Cpu
+        Device::Cpu,
     )?);
-    training["eval_command"] = serde_json::json!(command);
+    training.eval_command = Some(command.into());
     m.training = Some(training);
     bundle::write_manifest(dir, &m)?;
     Ok(m)

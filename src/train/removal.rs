@@ -16,9 +16,10 @@ use tch::Device;
 use super::eval::{evaluate, exported_engine};
 use super::trainer::{TrainConfig, Trainer};
 use crate::audit::report::{RemovalPoint, RemovalSeries};
+use crate::audit::scores::read_csv;
+use crate::audit::SplitSet;
 use crate::bundle;
 use crate::data::dataset;
-use crate::data::split::Split;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::onnx::{self, ExportOptions};
@@ -48,47 +49,18 @@ pub struct RemovalRun {
     pub removed: Vec<usize>,
 }
 
-/// Candidate examples with their scores, most memorized first, from an audit's scores.csv.
+/// Candidate examples with their scores, most memorized first, from an audit's scores.csv
+/// (read by its header through the audit's [`crate::audit::scores::ScoreRow`]).
+///
+/// Errors: the file cannot be read or parsed, lacks the `set`, `index` or `score` column, or
+/// has no candidate rows.
 pub fn ranked_candidates(scores_csv: &Path) -> Result<Vec<(usize, f64)>> {
-    let text = fs::read_to_string(scores_csv).map_err(|e| Error::io(scores_csv, e))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let col = |name: &str| {
-        header.iter().position(|h| *h == name).ok_or_else(|| {
-            Error::Param(format!(
-                "{}: no column '{name}'; is it an audit's scores.csv?",
-                scores_csv.display()
-            ))
-        })
-    };
-    let (set, index, score) = (col("set")?, col("index")?, col("score")?);
-    let mut out = Vec::new();
-    for (n, line) in lines.enumerate() {
-        // Columns before `input` hold no commas; `input` may be quoted, so split from both ends.
-        let fields: Vec<&str> = line.split(',').collect();
-        let bad = || {
-            Error::Param(format!(
-                "{}: line {} is malformed",
-                scores_csv.display(),
-                n + 2
-            ))
-        };
-        let get = |i: usize| -> Option<&str> {
-            if i < 3 {
-                fields.get(i).copied()
-            } else {
-                fields
-                    .get(fields.len().checked_sub(header.len() - i)?)
-                    .copied()
-            }
-        };
-        if get(set).ok_or_else(bad)? != "candidate" {
-            continue;
-        }
-        let i: usize = get(index).and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-        let s: f64 = get(score).and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-        out.push((i, s));
-    }
+    let rows = read_csv(scores_csv, &["set", "index", "score"])?;
+    let mut out: Vec<(usize, f64)> = rows
+        .iter()
+        .filter(|r| r.set == SplitSet::Candidate)
+        .map(|r| (r.index, r.score))
+        .collect();
     if out.is_empty() {
         return Err(Error::Param(format!(
             "{}: no candidate rows; audit the candidate set first",
@@ -116,22 +88,28 @@ pub fn random_pick(candidates: &[(usize, f64)], k: usize, seed: u64) -> Vec<usiz
 
 pub fn run(o: &RemovalOptions) -> Result<Value> {
     let m = bundle::read_manifest(&o.bundle)?;
-    let training = m.training.clone().unwrap_or(Value::Null);
-    let mut config: TrainConfig = serde_json::from_value(training["config"].clone())
-        .map_err(|e| {
-            Error::bundle(
-                o.bundle.join(bundle::MANIFEST),
-                format!("no trainer recipe in `training.config` ({e}); was it made by sslmem-train pair?"),
-            )
-        })?;
+    let recipe = m
+        .training
+        .as_ref()
+        .and_then(|t| t.config.clone())
+        .unwrap_or(Value::Null);
+    let mut config: TrainConfig = serde_json::from_value(recipe).map_err(|e| {
+        Error::bundle(
+            o.bundle.join(bundle::MANIFEST),
+            format!(
+                "no trainer recipe in `training.config` ({e}); was it made by sslmem-train pair?"
+            ),
+        )
+    })?;
     if let Some(e) = o.epochs {
         config.epochs = e;
     }
-    let split: Split = m
-        .split_record(&o.bundle)?
+    let split = m
+        .split
+        .as_ref()
         .ok_or_else(|| Error::bundle(o.bundle.join(bundle::MANIFEST), "has no split record"))?;
-    let spec = training["dataset"]
-        .as_str()
+    let spec = m
+        .training_dataset()
         .ok_or_else(|| Error::Param("the bundle records no dataset".into()))?;
     let subset = m.training_subset();
     let arch = &config.arch;
@@ -371,9 +349,25 @@ mod tests {
     fn candidates_rank_by_score_and_random_picks_are_seeded_subsets() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("scores.csv");
+        // An audit's columns; only set, index and score matter here. `input` may hold commas.
+        let csv = |rows: &[(&str, usize, &str, &str, f64)]| {
+            let mut text = crate::audit::scores::COLUMNS.join(",") + "\n";
+            for (set, index, input, label, score) in rows {
+                let align_g = 0.5 + score;
+                text += &format!(
+                    "{set},{index},{input},{label},0.5,{align_g},{score},0,,,,false,1,,,,4\n"
+                );
+            }
+            text
+        };
         fs::write(
             &p,
-            "set,index,input,label,score\ncandidate,4,\"a,b\",1,0.5\nshared,1,x,1,0.9\ncandidate,2,y,,0.7\ncandidate,9,z,0,-0.1\n",
+            csv(&[
+                ("candidate", 4, "\"a,b\"", "1", 0.5),
+                ("shared", 1, "x", "1", 0.9),
+                ("candidate", 2, "y", "", 0.7),
+                ("candidate", 9, "z", "0", -0.1),
+            ]),
         )
         .expect("write");
         let r = ranked_candidates(&p).expect("ranked");
@@ -385,7 +379,9 @@ mod tests {
         let picks: std::collections::BTreeSet<Vec<usize>> =
             (0..20).map(|s| random_pick(&r, 2, s)).collect();
         assert!(picks.len() > 1, "different seeds pick differently");
-        fs::write(&p, "set,index,score\nshared,1,0.2\n").expect("write");
+        fs::write(&p, csv(&[("shared", 1, "x", "1", 0.2)])).expect("write");
+        assert!(ranked_candidates(&p).is_err());
+        fs::write(&p, "set,index\ncandidate,1\n").expect("write");
         assert!(ranked_candidates(&p).is_err());
     }
 }

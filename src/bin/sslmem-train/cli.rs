@@ -11,7 +11,7 @@ use sslmem::arch::ArchSpec;
 use sslmem::augment::AugmentSpec;
 use sslmem::data::canary::CanarySpec;
 use sslmem::data::dataset;
-use sslmem::data::split::{Split, SplitSpec};
+use sslmem::data::split::{SplitRecord, SplitSpec};
 use sslmem::error::{Error, Result};
 use sslmem::fsutil::write_atomic;
 use sslmem::train::method::{Method, MethodConfig};
@@ -302,7 +302,7 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
                 count: a.canaries,
                 seed: a.canary_seed,
                 repeats: a.canary_repeats,
-                min_distance: a.canary_min_distance,
+                min_distance: Some(a.canary_min_distance),
             })
         })
         .transpose()?;
@@ -397,7 +397,7 @@ fn bench_epoch(images: usize, batch_size: usize, dev: Device) -> Result<()> {
 
 fn split(a: &SplitArgs) -> Result<()> {
     let dataset::TrainTest { train, test, .. } = dataset::load(&a.dataset, None, None)?;
-    let s = Split::make(
+    let s = SplitRecord::make(
         &train.name,
         train.len(),
         SplitSpec {
