@@ -85,6 +85,23 @@ pub struct Limits {
     pub decode: DecodeLimits,
 }
 
+#[cfg(test)]
+impl Limits {
+    /// Small limits for unit tests.
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            max_images: 4,
+            max_pairs: 3,
+            max_body_bytes: 1 << 20,
+            max_concurrent: 2,
+            request_timeout: Duration::from_secs(5),
+            decode: DecodeLimits {
+                max_pixels: 1 << 20,
+            },
+        }
+    }
+}
+
 /// Values of the parameters a request leaves out.
 pub struct Defaults {
     pub pairs: usize,

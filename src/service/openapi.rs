@@ -23,6 +23,7 @@ use utoipa::{IntoResponses, OpenApi as _, PartialSchema, ToSchema};
 
 use super::error::{ErrorBody, ErrorType};
 use super::request::{json_images_field, Image, ImagePair, Images, NamedImage, Params};
+use super::v1;
 
 /// Swagger UI's script.
 pub const SWAGGER_JS: &[u8] = include_bytes!("../../vendor/swagger-ui/swagger-ui-bundle.js");
@@ -54,7 +55,16 @@ pub const DOCS_HTML: &str = r##"<!doctype html>
         description = "SSLMem memorization scores of images under an encoder pair \
                        (f trained with the data, g without)."
     ),
-    components(schemas(ErrorBody, ErrorType))
+    // Schemas that only parameters refer to (utoipa collects those of bodies and responses).
+    components(schemas(
+        ErrorBody,
+        ErrorType,
+        v1::ViewModeSchema,
+        v1::DistanceSchema,
+        v1::RepNormSchema,
+        v1::embed::SideSchema,
+        v1::ProviderSchema
+    ))
 )]
 struct ApiDoc;
 
@@ -472,6 +482,24 @@ mod tests {
         let form = &doc["paths"]["/v1/align"]["post"]["requestBody"]["content"]
             ["multipart/form-data"]["encoding"];
         assert_eq!(form["a"]["contentType"], "image/*");
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = document(&CFG);
+        let mut all = Vec::new();
+        walk(&doc, &mut all);
+        for r in all
+            .iter()
+            .filter_map(|v| v.get("$ref"))
+            .filter_map(Value::as_str)
+        {
+            let name = r.strip_prefix("#/components/schemas/").expect(r);
+            assert!(
+                doc["components"]["schemas"].get(name).is_some(),
+                "{r} does not resolve"
+            );
+        }
     }
 
     #[test]

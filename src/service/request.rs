@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::error::ApiError;
+use super::Limits;
 
 /// One uploaded image: its name (file name, JSON `name`, or its position) and its bytes.
 pub struct Upload {
@@ -44,8 +45,10 @@ pub trait Params: Default + utoipa::IntoParams {
     const NAMES: &'static [&'static str];
     /// Where its images are.
     const IMAGES: Images;
-    /// Sets one parameter; any name not in [`Self::NAMES`] is [`unknown`].
-    fn set(&mut self, key: &str, value: Field<'_>) -> Result<(), ApiError>;
+    /// Sets one parameter, checked against the server's `limits` wherever it came from (a
+    /// value in the query string that the body overrides must still be valid); any name not
+    /// in [`Self::NAMES`] is [`unknown`].
+    fn set(&mut self, key: &str, value: Field<'_>, limits: &Limits) -> Result<(), ApiError>;
 }
 
 /// The error for a parameter that `P`'s endpoint does not take.
@@ -74,16 +77,26 @@ impl Field<'_> {
         }
     }
 
-    /// A non-negative integer: text that parses as one, or a JSON integer (not a string).
-    /// `what` names the kind for the message ("a positive integer").
+    /// A non-negative integer: text that parses as one, or a JSON number with no fraction
+    /// (JSON Schema's integer: `2.0` is one), not a string. `what` names the kind for the
+    /// message ("a positive integer").
     pub fn integer<T: TryFrom<u64> + std::str::FromStr>(
         &self,
         key: &str,
         what: &str,
     ) -> Result<T, ApiError> {
+        // 2^64: the first f64 past u64::MAX.
+        const END: f64 = 18_446_744_073_709_551_616.0;
         let parsed = match self {
             Field::Text(s) => s.parse().ok(),
-            Field::Json(v) => v.as_u64().and_then(|n| T::try_from(n).ok()),
+            Field::Json(v) => v
+                .as_u64()
+                .or_else(|| {
+                    v.as_f64()
+                        .filter(|f| f.fract() == 0.0 && (0.0..END).contains(f))
+                        .map(|f| f as u64)
+                })
+                .and_then(|n| T::try_from(n).ok()),
         };
         parsed.ok_or_else(|| ApiError::invalid(format!("{key}: '{}' is not {what}", self.shown())))
     }
@@ -110,10 +123,10 @@ impl Field<'_> {
 }
 
 /// Sets parameters from a query string (`a=1&b=2`, percent-decoded).
-fn set_from_query<P: Params>(p: &mut P, q: Option<&str>) -> Result<(), ApiError> {
+fn set_from_query<P: Params>(p: &mut P, q: Option<&str>, limits: &Limits) -> Result<(), ApiError> {
     for pair in q.unwrap_or_default().split('&').filter(|s| !s.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        p.set(&percent_decode(k), Field::Text(&percent_decode(v)))?;
+        p.set(&percent_decode(k), Field::Text(&percent_decode(v)), limits)?;
     }
     Ok(())
 }
@@ -227,11 +240,12 @@ pub fn json_images_field(kind: Images) -> &'static str {
 }
 
 /// Reads a request's images and `P`'s parameters (query string first, then the body's).
-pub async fn read<P: Params>(req: Request, max_body: usize) -> Result<(Vec<Upload>, P), ApiError> {
+pub async fn read<P: Params>(req: Request, limits: &Limits) -> Result<(Vec<Upload>, P), ApiError> {
+    let max_body = limits.max_body_bytes;
     // Errors in parameters are reported only after the body is read, so that the client
     // gets the answer instead of a connection closed under its upload.
     let mut params = P::default();
-    let query = set_from_query(&mut params, req.uri().query());
+    let query = set_from_query(&mut params, req.uri().query(), limits);
     let ctype = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -269,7 +283,7 @@ pub async fn read<P: Params>(req: Request, max_body: usize) -> Result<(Vec<Uploa
         }
         query?;
         for (k, v) in texts {
-            params.set(&k, Field::Text(&v))?;
+            params.set(&k, Field::Text(&v), limits)?;
         }
     } else if ctype.starts_with("application/json") {
         let body = to_bytes(req.into_body(), max_body).await.map_err(|_| {
@@ -284,10 +298,8 @@ pub async fn read<P: Params>(req: Request, max_body: usize) -> Result<(Vec<Uploa
         for (k, v) in fields {
             if k == images {
                 uploads = json_images(P::IMAGES, v)?;
-            } else if v.is_null() && P::NAMES.contains(&k.as_str()) {
-                // null: the default, as if absent.
             } else {
-                params.set(&k, Field::Json(&v))?;
+                params.set(&k, Field::Json(&v), limits)?;
             }
         }
     } else {
@@ -326,7 +338,7 @@ mod tests {
         const NAME: &'static str = "Demo";
         const NAMES: &'static [&'static str] = &["pairs", "mode", "distance"];
         const IMAGES: Images = Images::List;
-        fn set(&mut self, key: &str, v: Field<'_>) -> Result<(), ApiError> {
+        fn set(&mut self, key: &str, v: Field<'_>, _: &Limits) -> Result<(), ApiError> {
             match key {
                 "pairs" => self.pairs = Some(v.integer(key, "a positive integer")?),
                 "mode" => self.mode = Some(v.choice(key)?),
@@ -339,14 +351,20 @@ mod tests {
 
     #[test]
     fn query_parameters_parse_and_fail_clearly() {
+        let limits = Limits::for_tests();
         let mut p = Demo::default();
-        set_from_query(&mut p, Some("pairs=5&mode=orig-vs-aug&distance=Cosine")).expect("parse");
+        set_from_query(
+            &mut p,
+            Some("pairs=5&mode=orig-vs-aug&distance=Cosine"),
+            &limits,
+        )
+        .expect("parse");
         assert_eq!(
             (p.pairs, p.mode, p.distance),
             (Some(5), Some(ViewMode::OrigVsAug), Some(Distance::Cosine))
         );
         let err = |q: &str| {
-            set_from_query(&mut Demo::default(), Some(q))
+            set_from_query(&mut Demo::default(), Some(q), &limits)
                 .expect_err(q)
                 .message
         };
@@ -366,19 +384,36 @@ mod tests {
 
     #[test]
     fn json_values_keep_their_types() {
-        let json = |v: Value| Demo::default().set("pairs", Field::Json(&v)).map(|_| ());
+        let limits = Limits::for_tests();
+        let json = |v: Value| {
+            Demo::default()
+                .set("pairs", Field::Json(&v), &limits)
+                .map(|_| ())
+        };
         assert!(json(serde_json::json!(3)).is_ok());
+        assert!(
+            json(serde_json::json!(3.0)).is_ok(),
+            "an integer to JSON Schema"
+        );
         for bad in [
             serde_json::json!("3"),
             serde_json::json!(1.5),
             serde_json::json!(-1),
+            serde_json::json!(1e300),
         ] {
             assert!(json(bad.clone()).is_err(), "{bad}");
         }
         let mut p = Demo::default();
-        assert!(p.set("mode", Field::Json(&serde_json::json!(1))).is_err());
-        p.set("mode", Field::Json(&serde_json::json!("aug-vs-aug")))
-            .expect("a string");
+        assert!(p
+            .set("mode", Field::Json(&serde_json::json!(1)), &limits)
+            .is_err());
+        assert!(p.set("mode", Field::Json(&Value::Null), &limits).is_err());
+        p.set(
+            "mode",
+            Field::Json(&serde_json::json!("aug-vs-aug")),
+            &limits,
+        )
+        .expect("a string");
         assert_eq!(p.mode, Some(ViewMode::AugVsAug));
     }
 }

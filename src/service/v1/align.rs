@@ -15,7 +15,7 @@ use crate::score::{Distance, RepNorm, ScoreOptions};
 use crate::service::error::ApiError;
 use crate::service::openapi::{BodyErrors, FormBody, JsonBody};
 use crate::service::request::{read, unknown, Field, Images, Params};
-use crate::service::AppState;
+use crate::service::{AppState, Limits};
 
 /// Parameters of `/v1/align`; absent ones take the defaults of `sslmem align`.
 #[derive(Debug, Default, IntoParams)]
@@ -35,7 +35,7 @@ impl Params for AlignParams {
     const NAMES: &'static [&'static str] = &["distance", "normalize"];
     const IMAGES: Images = Images::Pairs;
 
-    fn set(&mut self, key: &str, v: Field<'_>) -> Result<(), ApiError> {
+    fn set(&mut self, key: &str, v: Field<'_>, _: &Limits) -> Result<(), ApiError> {
         match key {
             "distance" => self.distance = Some(v.choice(key)?),
             "normalize" => self.normalize = Some(v.choice(key)?),
@@ -97,7 +97,7 @@ pub async fn align(
     State(state): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Json<AlignResponse>, ApiError> {
-    let (uploads, params) = read::<AlignParams>(req, state.limits.max_body_bytes).await?;
+    let (uploads, params) = read::<AlignParams>(req, &state.limits).await?;
     if uploads.len() % 2 != 0 {
         return Err(ApiError::invalid(format!(
             "align takes pairs of images; got {} images",

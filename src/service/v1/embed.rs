@@ -14,7 +14,7 @@ use crate::runtime::Provider;
 use crate::service::error::ApiError;
 use crate::service::openapi::{BodyErrors, FormBody, JsonBody};
 use crate::service::request::{read, unknown, Field, Images, Params};
-use crate::service::AppState;
+use crate::service::{AppState, Limits};
 
 /// Which encoders' representations to return.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -51,7 +51,7 @@ impl Params for EmbedParams {
     const NAMES: &'static [&'static str] = &["side"];
     const IMAGES: Images = Images::List;
 
-    fn set(&mut self, key: &str, v: Field<'_>) -> Result<(), ApiError> {
+    fn set(&mut self, key: &str, v: Field<'_>, _: &Limits) -> Result<(), ApiError> {
         match key {
             "side" => self.side = Some(v.choice(key)?),
             _ => return Err(unknown::<Self>(key)),
@@ -117,7 +117,7 @@ pub async fn embed(
     State(state): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Json<EmbedResponse>, ApiError> {
-    let (uploads, params) = read::<EmbedParams>(req, state.limits.max_body_bytes).await?;
+    let (uploads, params) = read::<EmbedParams>(req, &state.limits).await?;
     let side = params.side.unwrap_or_default();
     let (want_f, want_g) = (side != Side::G, side != Side::F);
     check_count(&state, uploads.len(), "images")?;

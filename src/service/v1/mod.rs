@@ -181,6 +181,7 @@ mod tests {
 
     /// The names `set` accepts are the names the document lists, and no others.
     fn names_match<P: Params>() {
+        let limits = crate::service::Limits::for_tests();
         let documented: Vec<String> = P::into_params(|| None)
             .into_iter()
             .map(|p| p.name)
@@ -188,7 +189,7 @@ mod tests {
         assert_eq!(documented, P::NAMES, "{}", P::ROUTE);
         for n in P::NAMES {
             let err = P::default()
-                .set(n, crate::service::request::Field::Text("?"))
+                .set(n, crate::service::request::Field::Text("?"), &limits)
                 .expect_err("'?' is no value");
             assert!(
                 !err.message.contains("unknown parameter"),
@@ -197,7 +198,11 @@ mod tests {
             );
         }
         assert!(P::default()
-            .set("colour", crate::service::request::Field::Text("red"))
+            .set(
+                "colour",
+                crate::service::request::Field::Text("red"),
+                &limits
+            )
             .expect_err("unknown")
             .message
             .starts_with("unknown parameter 'colour'"));

@@ -15,7 +15,7 @@ use crate::score::{Distance, ImageScore, RepNorm, ScoreOptions, ViewMode};
 use crate::service::error::ApiError;
 use crate::service::openapi::{pairs_count, BodyErrors, FormBody, JsonBody};
 use crate::service::request::{read, unknown, Field, Images, Params};
-use crate::service::AppState;
+use crate::service::{AppState, Limits};
 
 /// Parameters of `/v1/score`; absent ones take the server's defaults.
 #[derive(Debug, Default, IntoParams)]
@@ -44,9 +44,18 @@ impl Params for ScoreParams {
     const NAMES: &'static [&'static str] = &["pairs", "seed", "mode", "distance", "normalize"];
     const IMAGES: Images = Images::List;
 
-    fn set(&mut self, key: &str, v: Field<'_>) -> Result<(), ApiError> {
+    fn set(&mut self, key: &str, v: Field<'_>, limits: &Limits) -> Result<(), ApiError> {
         match key {
-            "pairs" => self.pairs = Some(v.integer(key, "a positive integer")?),
+            "pairs" => {
+                let n = v.integer(key, "a positive integer")?;
+                if n == 0 || n > limits.max_pairs {
+                    return Err(ApiError::invalid(format!(
+                        "pairs must lie in 1..={} (got {n})",
+                        limits.max_pairs
+                    )));
+                }
+                self.pairs = Some(n);
+            }
             "seed" => self.seed = Some(v.integer(key, "an unsigned integer")?),
             "mode" => self.mode = Some(v.choice(key)?),
             "distance" => self.distance = Some(v.choice(key)?),
@@ -122,22 +131,16 @@ pub struct ScoreResponse {
     pub results: Vec<ScoreResult>,
 }
 
-fn score_options(state: &AppState, p: &ScoreParams) -> Result<ScoreOptions, ApiError> {
+/// The request's options, defaults filled in (`set` checked the values given).
+fn score_options(state: &AppState, p: &ScoreParams) -> ScoreOptions {
     let d = ScoreOptions::default();
-    let pairs = p.pairs.unwrap_or(state.defaults.pairs);
-    if pairs == 0 || pairs > state.limits.max_pairs {
-        return Err(ApiError::invalid(format!(
-            "pairs must lie in 1..={} (got {pairs})",
-            state.limits.max_pairs
-        )));
-    }
-    Ok(ScoreOptions {
-        pairs,
+    ScoreOptions {
+        pairs: p.pairs.unwrap_or(state.defaults.pairs),
         seed: p.seed.unwrap_or(state.defaults.seed),
         mode: p.mode.unwrap_or(d.mode),
         distance: p.distance.unwrap_or(d.distance),
         normalize: p.normalize.unwrap_or(d.normalize),
-    })
+    }
 }
 
 /// SSLMem scores of uploaded images (the numbers of `sslmem score`).
@@ -159,9 +162,9 @@ pub async fn score(
     State(state): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Json<ScoreResponse>, ApiError> {
-    let (uploads, params) = read::<ScoreParams>(req, state.limits.max_body_bytes).await?;
+    let (uploads, params) = read::<ScoreParams>(req, &state.limits).await?;
     check_count(&state, uploads.len(), "images")?;
-    let opts = score_options(&state, &params)?;
+    let opts = score_options(&state, &params);
     let names: Vec<String> = uploads.iter().map(|u| u.name.clone()).collect();
     let images = decode_uploads(&state, uploads).await?;
     state.metrics.images.inc_by(names.len() as u64);
