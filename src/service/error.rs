@@ -1,25 +1,71 @@
 //! The one place where errors become HTTP responses: a status code and a JSON body
-//! `{"error": "...", "error_type": "..."}`.
+//! [`ErrorBody`] `{"error": "...", "error_type": "..."}`.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::engine::EngineError;
 use crate::error::Error;
 
+/// What kind of error a response reports (`error_type`); clients branch on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    /// 400: a malformed JSON or multipart body.
+    BadRequest,
+    /// 401: `--api-key` is set and `Authorization: Bearer <key>` is missing or wrong.
+    Unauthorized,
+    /// 404: no such route.
+    NotFound,
+    /// 405: the route does not take this method.
+    MethodNotAllowed,
+    /// 413: the body is over `--max-body-bytes`.
+    PayloadTooLarge,
+    /// 415: neither multipart nor JSON.
+    UnsupportedMediaType,
+    /// 422: a bad image or parameter, or too few or too many images.
+    InvalidInput,
+    /// 429: more than `--max-concurrent` requests in flight.
+    Overloaded,
+    /// 503: the inference queue is full.
+    QueueFull,
+    /// 503: the request took longer than `--request-timeout`.
+    Timeout,
+    /// 503: the service is shutting down.
+    Draining,
+    /// 503: starting up or draining (`/readyz`).
+    NotReady,
+    /// 503: the inference engine stopped.
+    EngineStopped,
+    /// 500: a bug or an environment failure; the log says more.
+    Internal,
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+    /// What kind of error, for programs.
+    pub error_type: ErrorType,
+}
+
+/// An error on its way to becoming a response.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub error_type: &'static str,
+    pub error_type: ErrorType,
     pub message: String,
     /// Seconds for a `Retry-After` header (429, 503).
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, error_type: &'static str, message: impl Into<String>) -> Self {
+    /// An error with this status, type and message.
+    pub fn new(status: StatusCode, error_type: ErrorType, message: impl Into<String>) -> Self {
         Self {
             status,
             error_type,
@@ -28,42 +74,74 @@ impl ApiError {
         }
     }
 
+    /// 400: a body that cannot be parsed.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorType::BadRequest, message)
     }
 
+    /// 422: a bad image or parameter.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorType::InvalidInput,
+            message,
+        )
     }
 
+    /// 413: a body over the size limit.
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorType::PayloadTooLarge,
+            message,
+        )
     }
 
+    /// 415: a content type that is neither multipart nor JSON.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorType::UnsupportedMediaType,
+            message,
+        )
+    }
+
+    /// 401: a missing or wrong API key.
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorType::Unauthorized,
             "missing or wrong API key (Authorization: Bearer <key>)",
         )
     }
 
+    /// 429 with `Retry-After`.
     pub fn overloaded(message: impl Into<String>) -> Self {
         Self {
             retry_after: Some(1),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", message)
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorType::Overloaded,
+                message,
+            )
         }
     }
 
-    pub fn unavailable(error_type: &'static str, message: impl Into<String>) -> Self {
+    /// 503 with `Retry-After`.
+    pub fn unavailable(error_type: ErrorType, message: impl Into<String>) -> Self {
         Self {
             retry_after: Some(1),
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, error_type, message)
         }
     }
 
+    /// 500.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorType::Internal,
+            message,
+        )
     }
 }
 
@@ -73,11 +151,11 @@ impl From<Error> for ApiError {
             Error::Param(m) => ApiError::invalid(m),
             e @ Error::Input { .. } => ApiError::invalid(e.to_string()),
             Error::Engine(EngineError::QueueFull) => {
-                ApiError::unavailable("queue_full", EngineError::QueueFull.to_string())
+                ApiError::unavailable(ErrorType::QueueFull, EngineError::QueueFull.to_string())
             }
             Error::Engine(e @ EngineError::Stopped(_)) => {
                 tracing::error!("{e}");
-                ApiError::unavailable("engine_stopped", e.to_string())
+                ApiError::unavailable(ErrorType::EngineStopped, e.to_string())
             }
             e => {
                 tracing::error!("internal error: {e}");
@@ -89,12 +167,32 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": self.message, "error_type": self.error_type}));
+        let body = Json(ErrorBody {
+            error: self.message,
+            error_type: self.error_type,
+        });
         let mut resp = (self.status, body).into_response();
         if let Some(s) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_types_are_snake_case_strings() {
+        let b = ErrorBody {
+            error: "x".into(),
+            error_type: ErrorType::UnsupportedMediaType,
+        };
+        assert_eq!(
+            serde_json::to_string(&b).expect("json"),
+            r#"{"error":"x","error_type":"unsupported_media_type"}"#
+        );
     }
 }

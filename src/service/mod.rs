@@ -1,13 +1,15 @@
 //! `sslmem serve`: the scoring service. A request goes: middlewares (request id and metrics,
-//! then for `/v1/*`: draining check, API key, concurrency limit, timeout) -> a handler in
-//! [`routes`] (parse, decode on the CPU worker pool) -> the [`Engine`] (views, the queue that
-//! batches across requests, encoder threads, the estimator) -> the handler's JSON.
+//! then for `/v1/*`: draining check, API key, body size, concurrency limit, timeout) -> the
+//! route table in [`routes`] -> a handler in [`v1`] (parse into the endpoint's parameter type,
+//! decode on the CPU worker pool) -> the [`Engine`] (views, the queue that batches across
+//! requests, encoder threads, the estimator) -> the endpoint's response type as JSON.
 
 pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod request;
 pub mod routes;
+pub mod v1;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,17 +17,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use self::error::ApiError;
+use self::error::{ApiError, ErrorType};
 use self::metrics::Metrics;
 use crate::bundle::Bundle;
 use crate::engine::{Engine, QueueOptions};
@@ -39,6 +41,7 @@ use crate::score::ScoreOptions;
 pub struct ServeOptions {
     /// Model bundle folder (holds sslmem.json).
     pub bundle: PathBuf,
+    /// Address to listen on.
     pub host: String,
     /// Port; 0 picks a free one (the log says which).
     pub port: u16,
@@ -72,6 +75,7 @@ pub struct ServeOptions {
     pub workers: usize,
 }
 
+/// What one request may ask for (the `--max-*` flags and the timeout).
 pub struct Limits {
     pub max_images: usize,
     pub max_pairs: usize,
@@ -81,18 +85,41 @@ pub struct Limits {
     pub decode: DecodeLimits,
 }
 
+#[cfg(test)]
+impl Limits {
+    /// Small limits for unit tests.
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            max_images: 4,
+            max_pairs: 3,
+            max_body_bytes: 1 << 20,
+            max_concurrent: 2,
+            request_timeout: Duration::from_secs(5),
+            decode: DecodeLimits {
+                max_pixels: 1 << 20,
+            },
+        }
+    }
+}
+
+/// Values of the parameters a request leaves out.
 pub struct Defaults {
     pub pairs: usize,
     pub seed: u64,
 }
 
+/// What every handler shares: the engine, the metrics and the configuration.
 pub struct AppState {
     pub engine: Engine,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
     pub defaults: Defaults,
+    /// The device asked for.
     pub device: Device,
+    /// The execution provider really in use.
     pub provider: Provider,
+    /// The OpenAPI document, with this server's limits, as served.
+    pub openapi: Bytes,
     api_key: Option<[u8; 32]>,
     permits: Arc<Semaphore>,
     ready: AtomicBool,
@@ -108,6 +135,7 @@ impl AppState {
             && self.engine.alive()
     }
 
+    /// The loaded bundle.
     pub fn bundle(&self) -> &Bundle {
         self.engine.bundle()
     }
@@ -155,7 +183,7 @@ async fn guard_v1(State(state): State<Arc<AppState>>, req: Request, next: Next) 
     if state.draining.load(Ordering::SeqCst) {
         return reject(
             req,
-            ApiError::unavailable("draining", "the service is shutting down"),
+            ApiError::unavailable(ErrorType::Draining, "the service is shutting down"),
             cap,
         )
         .await;
@@ -193,7 +221,7 @@ async fn guard_v1(State(state): State<Arc<AppState>>, req: Request, next: Next) 
         Ok(resp) => resp,
         // Dropping the handler drops its reply channel: the engine skips its work.
         Err(_) => ApiError::unavailable(
-            "timeout",
+            ErrorType::Timeout,
             format!(
                 "the request took longer than {:.1} s",
                 state.limits.request_timeout.as_secs_f64()
@@ -243,22 +271,15 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
     resp
 }
 
+/// The service's router: the route table of [`routes::api`], the `/v1` routes behind
+/// [`guard_v1`], JSON errors for unknown routes and methods, and [`observe`] around all.
 pub fn router(state: Arc<AppState>) -> Router {
-    let v1 = Router::new()
-        .route("/v1/score", post(routes::score))
-        .route("/v1/align", post(routes::align))
-        .route("/v1/embed", post(routes::embed))
-        .route("/v1/bundle", get(routes::bundle))
-        .route_layer(middleware::from_fn_with_state(state.clone(), guard_v1));
+    let api = routes::api();
+    let (guarded, _) = api.guarded.split_for_parts();
+    let (open, _) = api.open.split_for_parts();
     Router::new()
-        .merge(v1)
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .route("/metrics", get(routes::metrics))
-        .route("/openapi.json", get(routes::openapi_json))
-        .route("/docs", get(routes::docs))
-        .route("/docs/swagger-ui-bundle.js", get(routes::docs_js))
-        .route("/docs/swagger-ui.css", get(routes::docs_css))
+        .merge(guarded.route_layer(middleware::from_fn_with_state(state.clone(), guard_v1)))
+        .merge(open)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -373,6 +394,14 @@ pub fn run(args: &ServeOptions, rt: &RuntimeOptions) -> Result<()> {
         },
         device: rt.device,
         provider,
+        openapi: Bytes::from(
+            openapi::document(&openapi::DocConfig {
+                max_images: args.max_images,
+                max_pairs: args.max_pairs,
+                api_key: args.api_key.is_some(),
+            })
+            .to_string(),
+        ),
         api_key: args
             .api_key
             .as_ref()

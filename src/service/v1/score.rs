@@ -1,0 +1,188 @@
+//! `POST /v1/score`: SSLMem scores of uploaded images, the numbers of `sslmem score`.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::Json;
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{
+    check_count, decode_uploads, DistanceSchema, ProviderSchema, RepNormSchema, ViewModeSchema,
+};
+use crate::runtime::Provider;
+use crate::score::{Distance, ImageScore, RepNorm, ScoreOptions, ViewMode};
+use crate::service::error::ApiError;
+use crate::service::openapi::{pairs_count, BodyErrors, FormBody, JsonBody};
+use crate::service::request::{read, unknown, Field, Images, Params};
+use crate::service::{AppState, Limits};
+
+/// Parameters of `/v1/score`; absent ones take the server's defaults.
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScoreParams {
+    /// View pairs per image (K); default `--pairs`, at most `--max-pairs`.
+    #[param(schema_with = pairs_count)]
+    pub pairs: Option<usize>,
+    /// Seed of the augmentations; default `--seed`.
+    #[param(minimum = 0, maximum = 18446744073709551615_u64)]
+    pub seed: Option<u64>,
+    /// How the two views of a pair are made.
+    #[param(value_type = Option<ViewModeSchema>)]
+    pub mode: Option<ViewMode>,
+    /// Distance between two representations.
+    #[param(value_type = Option<DistanceSchema>)]
+    pub distance: Option<Distance>,
+    /// What is done to each representation before the distance.
+    #[param(value_type = Option<RepNormSchema>)]
+    pub normalize: Option<RepNorm>,
+}
+
+impl Params for ScoreParams {
+    const ROUTE: &'static str = "/v1/score";
+    const NAME: &'static str = "Score";
+    const NAMES: &'static [&'static str] = &["pairs", "seed", "mode", "distance", "normalize"];
+    const IMAGES: Images = Images::List;
+
+    fn set(&mut self, key: &str, v: Field<'_>, limits: &Limits) -> Result<(), ApiError> {
+        match key {
+            "pairs" => {
+                let n = v.integer(key, "a positive integer")?;
+                if n == 0 || n > limits.max_pairs {
+                    return Err(ApiError::invalid(format!(
+                        "pairs must lie in 1..={} (got {n})",
+                        limits.max_pairs
+                    )));
+                }
+                self.pairs = Some(n);
+            }
+            "seed" => self.seed = Some(v.integer(key, "an unsigned integer")?),
+            "mode" => self.mode = Some(v.choice(key)?),
+            "distance" => self.distance = Some(v.choice(key)?),
+            "normalize" => self.normalize = Some(v.choice(key)?),
+            _ => return Err(unknown::<Self>(key)),
+        }
+        Ok(())
+    }
+}
+
+/// The JSON body of `/v1/score`.
+pub type ScoreJson = JsonBody<ScoreParams>;
+/// The multipart body of `/v1/score`.
+pub type ScoreForm = FormBody<ScoreParams>;
+
+/// The options a score was computed with, defaults filled in.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScoreSettings {
+    pub pairs: usize,
+    pub seed: u64,
+    #[schema(value_type = ViewModeSchema)]
+    pub mode: ViewMode,
+    #[schema(value_type = DistanceSchema)]
+    pub distance: Distance,
+    #[schema(value_type = RepNormSchema)]
+    pub normalize: RepNorm,
+}
+
+/// One image's score (fields as in docs/scoring.md).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScoreResult {
+    /// The image's file name, JSON `name`, or `image#N`.
+    pub input: String,
+    /// Mean distance between paired views under the `f` encoders (trained with the image).
+    pub align_f: f64,
+    /// The same under the `g` encoders (trained without it).
+    pub align_g: f64,
+    /// Raw SSLMem score: align_g - align_f.
+    pub score: f64,
+    /// (align_g - align_f) / (align_g + align_f), in [-1, 1]; 0 when both are 0.
+    pub score_ratio: f64,
+    /// Standard error of `score`; null for one pair.
+    pub stderr: Option<f64>,
+    /// 95% interval of `score`; null for one pair.
+    pub ci95: Option<[f64; 2]>,
+    /// View pairs behind the numbers.
+    pub pairs: usize,
+}
+
+impl ScoreResult {
+    fn new(input: String, s: ImageScore) -> Self {
+        Self {
+            input,
+            align_f: s.align_f,
+            align_g: s.align_g,
+            score: s.score,
+            score_ratio: s.score_ratio,
+            stderr: s.stderr,
+            ci95: s.ci95,
+            pairs: s.pairs,
+        }
+    }
+}
+
+/// The answer of `/v1/score`: one result per image, in the order sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScoreResponse {
+    /// The bundle's name; null when its manifest has none.
+    pub bundle: Option<String>,
+    #[schema(value_type = ProviderSchema)]
+    pub provider: Provider,
+    pub params: ScoreSettings,
+    pub results: Vec<ScoreResult>,
+}
+
+/// The request's options, defaults filled in (`set` checked the values given).
+fn score_options(state: &AppState, p: &ScoreParams) -> ScoreOptions {
+    let d = ScoreOptions::default();
+    ScoreOptions {
+        pairs: p.pairs.unwrap_or(state.defaults.pairs),
+        seed: p.seed.unwrap_or(state.defaults.seed),
+        mode: p.mode.unwrap_or(d.mode),
+        distance: p.distance.unwrap_or(d.distance),
+        normalize: p.normalize.unwrap_or(d.normalize),
+    }
+}
+
+/// SSLMem scores of uploaded images (the numbers of `sslmem score`).
+#[utoipa::path(
+    post,
+    path = "/v1/score",
+    params(ScoreParams),
+    request_body(
+        description = "One or more images, as multipart file parts or base64 in JSON. \
+                       Parameters may also go in the query string.",
+        content((ScoreJson = "application/json"), (ScoreForm = "multipart/form-data")),
+    ),
+    responses(
+        (status = 200, description = "One result per image, in the order sent.", body = ScoreResponse),
+        BodyErrors,
+    ),
+)]
+pub async fn score(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+) -> Result<Json<ScoreResponse>, ApiError> {
+    let (uploads, params) = read::<ScoreParams>(req, &state.limits).await?;
+    check_count(&state, uploads.len(), "images")?;
+    let opts = score_options(&state, &params);
+    let names: Vec<String> = uploads.iter().map(|u| u.name.clone()).collect();
+    let images = decode_uploads(&state, uploads).await?;
+    state.metrics.images.inc_by(names.len() as u64);
+    let scores = state.engine.score_async(images, opts.clone()).await?;
+    Ok(Json(ScoreResponse {
+        bundle: state.bundle().manifest.name.clone(),
+        provider: state.provider,
+        params: ScoreSettings {
+            pairs: opts.pairs,
+            seed: opts.seed,
+            mode: opts.mode,
+            distance: opts.distance,
+            normalize: opts.normalize,
+        },
+        results: names
+            .into_iter()
+            .zip(scores)
+            .map(|(n, s)| ScoreResult::new(n, s))
+            .collect(),
+    }))
+}
