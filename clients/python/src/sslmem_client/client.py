@@ -284,10 +284,25 @@ class Client(_Base):
         self,
         base_url: str = DEFAULT_URL,
         *,
+        api_key: Optional[str] = None,
+        timeout: Optional[float] = 120.0,
+        max_retries: int = 3,
+        max_retry_wait: float = 30.0,
+        batch_size: Optional[int] = None,
+        on_retry: Optional[RetryHook] = None,
+        headers: Optional[Dict[str, str]] = None,
         transport: Optional[httpx.BaseTransport] = None,
-        **kw: Any,
     ) -> None:
-        super().__init__(base_url, **kw)
+        super().__init__(
+            base_url,
+            api_key=api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_retry_wait=max_retry_wait,
+            batch_size=batch_size,
+            on_retry=on_retry,
+            headers=headers,
+        )
         self._http = httpx.Client(transport=transport, **self._client_args)
 
     def __enter__(self) -> "Client":
@@ -424,10 +439,25 @@ class AsyncClient(_Base):
         self,
         base_url: str = DEFAULT_URL,
         *,
+        api_key: Optional[str] = None,
+        timeout: Optional[float] = 120.0,
+        max_retries: int = 3,
+        max_retry_wait: float = 30.0,
+        batch_size: Optional[int] = None,
+        on_retry: Optional[RetryHook] = None,
+        headers: Optional[Dict[str, str]] = None,
         transport: Optional[httpx.AsyncBaseTransport] = None,
-        **kw: Any,
     ) -> None:
-        super().__init__(base_url, **kw)
+        super().__init__(
+            base_url,
+            api_key=api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_retry_wait=max_retry_wait,
+            batch_size=batch_size,
+            on_retry=on_retry,
+            headers=headers,
+        )
         self._http = httpx.AsyncClient(transport=transport, **self._client_args)
 
     async def __aenter__(self) -> "AsyncClient":
