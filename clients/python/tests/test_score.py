@@ -148,7 +148,7 @@ def test_bad_inputs_fail_before_sending(server, images):
             c.score([np.zeros((28, 28, 2), dtype=np.uint8)])
         with pytest.raises(TypeError, match="list"):
             c.score(images[0])
-        with pytest.raises(TypeError, match=r"list\(batch\)"):
+        with pytest.raises(TypeError, match=r"list\(stack\)"):
             c.score(np.zeros((3, 28, 28), dtype=np.uint8))
         with pytest.raises(TypeError, match="cannot send int"):
             c.score([3])

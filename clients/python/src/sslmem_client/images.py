@@ -116,10 +116,10 @@ def to_uploads(images: Images, names: Optional[Sequence[str]] = None) -> List[Up
     """(name, bytes) for each image. Names: ``names`` if given, else the keys of a mapping,
     else the file's name, else ``image#<position>``."""
     if _is_single(images):
-        hint = "list(batch) for a stack of arrays" if _is_ndarray(images) else "[image]"
-        raise TypeError(
-            f"images must be a list (or a dict of name -> image); for one image pass {hint}"
+        hint = (
+            "[image], or list(stack) for an (N, H, W) stack" if _is_ndarray(images) else "[image]"
         )
+        raise TypeError(f"images must be a list (or a dict of name -> image): pass {hint}")
     if isinstance(images, Mapping):
         if names is not None:
             raise TypeError("give names either as the keys of a dict or as names=, not both")
