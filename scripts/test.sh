@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite, with its own set-up: formatting, lints (with and without the
 # trainer), unit, property and integration tests (real ONNX Runtime, real Fashion-MNIST,
-# the `onnx` checker, libtorch for the trainer, the container images' entry points), and the
-# deployment files' checks (hadolint, compose, Kubernetes schemas; scripts/check-deploy.sh).
+# the `onnx` checker, libtorch for the trainer, the container images' entry points), the
+# deployment files' checks (hadolint, compose, Kubernetes schemas; scripts/check-deploy.sh),
+# and the Python client's tests against real `sslmem serve` processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --datasets --python --train --browser
+scripts/setup.sh --datasets --python --train --browser --client
 LIBTORCH=$(cat "${SSLMEM_HOME:-$HOME/.cache/sslmem}/torch/LIBTORCH")
 export LIBTORCH SSLMEM_REQUIRE_ONNX_CHECKER=1 SSLMEM_REQUIRE_BROWSER=1
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked --features train -- -D warnings
 cargo test --lib --tests --locked --features train
+# The Python client (clients/python) against the sslmem binary `cargo test` just built.
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+SSLMEM_BIN="$target_dir/debug/sslmem" \
+  "${SSLMEM_HOME:-$HOME/.cache/sslmem}/pyclient/bin/python" -m pytest -q clients/python/tests
 scripts/check-deploy.sh

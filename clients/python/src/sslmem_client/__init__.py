@@ -1,0 +1,68 @@
+"""Python client for the sslmem scoring service (``sslmem serve``).
+
+    >>> from sslmem_client import Client
+    >>> client = Client("http://127.0.0.1:8080")
+    >>> client.score(["shirt.png"]).results[0].score   # doctest: +SKIP
+
+See ``docs/python.md`` in the sslmem repository.
+"""
+
+from .client import DEFAULT_URL, AsyncClient, Client
+from .errors import (
+    BadRequest,
+    ConnectionFailed,
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    ServerError,
+    SslmemError,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+)
+from .frame import score_frame
+from .models import (
+    Alignment,
+    AlignResponse,
+    BundleInfo,
+    Defaults,
+    Embedding,
+    EmbedResponse,
+    ImageScore,
+    Limits,
+    ScoreParams,
+    ScoreResponse,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_URL",
+    "Client",
+    "AsyncClient",
+    "score_frame",
+    "SslmemError",
+    "ConnectionFailed",
+    "BadRequest",
+    "Unauthorized",
+    "NotFound",
+    "MethodNotAllowed",
+    "PayloadTooLarge",
+    "UnsupportedMediaType",
+    "InvalidInput",
+    "Overloaded",
+    "Unavailable",
+    "ServerError",
+    "ImageScore",
+    "ScoreParams",
+    "ScoreResponse",
+    "Alignment",
+    "AlignResponse",
+    "Embedding",
+    "EmbedResponse",
+    "Limits",
+    "Defaults",
+    "BundleInfo",
+]

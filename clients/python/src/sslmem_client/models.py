@@ -1,0 +1,261 @@
+"""Typed results: dataclasses with the field names of the service's JSON.
+
+Each has ``from_json`` (fields the client does not know yet are ignored, so a newer server
+still parses) and, for results, ``to_dict``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+__all__ = [
+    "ImageScore",
+    "ScoreParams",
+    "ScoreResponse",
+    "Alignment",
+    "AlignResponse",
+    "Embedding",
+    "EmbedResponse",
+    "Limits",
+    "Defaults",
+    "BundleInfo",
+]
+
+
+def _opt_float(v: Any) -> Optional[float]:
+    return None if v is None else float(v)
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """One image's SSLMem score (fields as in ``docs/scoring.md``).
+
+    ``score`` = ``align_g`` - ``align_f``; ``stderr`` and ``ci95`` are ``None`` for one pair.
+    """
+
+    input: str
+    align_f: float
+    align_g: float
+    score: float
+    score_ratio: float
+    stderr: Optional[float]
+    ci95: Optional[Tuple[float, float]]
+    pairs: int
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "ImageScore":
+        ci = d.get("ci95")
+        return cls(
+            input=d["input"],
+            align_f=float(d["align_f"]),
+            align_g=float(d["align_g"]),
+            score=float(d["score"]),
+            score_ratio=float(d["score_ratio"]),
+            stderr=_opt_float(d.get("stderr")),
+            ci95=None if ci is None else (float(ci[0]), float(ci[1])),
+            pairs=int(d["pairs"]),
+        )
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["ci95"] = None if self.ci95 is None else list(self.ci95)
+        return d
+
+
+@dataclass(frozen=True)
+class ScoreParams:
+    """The parameters the server scored with (its defaults fill what the request left out)."""
+
+    pairs: int
+    seed: int
+    mode: str
+    distance: str
+    normalize: str
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "ScoreParams":
+        return cls(
+            pairs=int(d["pairs"]),
+            seed=int(d["seed"]),
+            mode=d["mode"],
+            distance=d["distance"],
+            normalize=d["normalize"],
+        )
+
+
+@dataclass(frozen=True)
+class ScoreResponse:
+    """``POST /v1/score``: the bundle's name, the execution provider, the parameters and one
+    :class:`ImageScore` per image, in the order given."""
+
+    bundle: Optional[str]
+    provider: str
+    params: ScoreParams
+    results: List[ImageScore] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "ScoreResponse":
+        return cls(
+            bundle=d.get("bundle"),
+            provider=d["provider"],
+            params=ScoreParams.from_json(d["params"]),
+            results=[ImageScore.from_json(r) for r in d["results"]],
+        )
+
+    def to_frame(self):  # -> pandas.DataFrame
+        """One row per image (needs pandas): see :func:`sslmem_client.frame.score_frame`."""
+        from .frame import to_frame
+
+        return to_frame(self)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Distance between images ``a`` and ``b`` under the ``f`` and the ``g`` encoders."""
+
+    a: str
+    b: str
+    d_f: float
+    d_g: float
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "Alignment":
+        return cls(a=d["a"], b=d["b"], d_f=float(d["d_f"]), d_g=float(d["d_g"]))
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AlignResponse:
+    """``POST /v1/align``: one :class:`Alignment` per pair, in the order given."""
+
+    bundle: Optional[str]
+    provider: str
+    distance: str
+    normalize: str
+    results: List[Alignment] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "AlignResponse":
+        return cls(
+            bundle=d.get("bundle"),
+            provider=d["provider"],
+            distance=d["distance"],
+            normalize=d["normalize"],
+            results=[Alignment.from_json(r) for r in d["results"]],
+        )
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """One image's representations: one vector per encoder of each side asked for
+    (``f``/``g`` is ``None`` for the side not asked for)."""
+
+    input: str
+    f: Optional[List[List[float]]]
+    g: Optional[List[List[float]]]
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "Embedding":
+        return cls(input=d["input"], f=d.get("f"), g=d.get("g"))
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EmbedResponse:
+    """``POST /v1/embed``: ``output`` names the model output the vectors come from."""
+
+    bundle: Optional[str]
+    provider: str
+    output: str
+    results: List[Embedding] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "EmbedResponse":
+        return cls(
+            bundle=d.get("bundle"),
+            provider=d["provider"],
+            output=d["output"],
+            results=[Embedding.from_json(r) for r in d["results"]],
+        )
+
+    def array(self, side: str):  # -> numpy.ndarray
+        """The ``side`` (``"f"`` or ``"g"``) vectors as a float32 array of shape
+        (images, encoders, dimension); needs numpy."""
+        import numpy as np
+
+        rows = [getattr(r, side) for r in self.results]
+        if any(r is None for r in rows):
+            raise ValueError(f"side {side!r} was not asked for")
+        return np.asarray(rows, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The server's per-request limits (its command-line flags)."""
+
+    max_images: int
+    max_pairs: int
+    max_pixels: int
+    max_body_bytes: int
+    max_concurrent: int
+    request_timeout_seconds: float
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "Limits":
+        return cls(
+            max_images=int(d["max_images"]),
+            max_pairs=int(d["max_pairs"]),
+            max_pixels=int(d["max_pixels"]),
+            max_body_bytes=int(d["max_body_bytes"]),
+            max_concurrent=int(d["max_concurrent"]),
+            request_timeout_seconds=float(d["request_timeout_seconds"]),
+        )
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The server's defaults for requests that leave ``pairs`` or ``seed`` out."""
+
+    pairs: int
+    seed: int
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "Defaults":
+        return cls(pairs=int(d["pairs"]), seed=int(d["seed"]))
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """``GET /v1/bundle``: the bundle's folder on the server, its manifest (``sslmem.json``
+    as a dict), the device asked for, the execution provider in use, the number of encoders
+    per side, the limits and the defaults."""
+
+    bundle: str
+    manifest: Dict[str, Any]
+    device: str
+    provider: str
+    encoders: Dict[str, int]
+    limits: Limits
+    defaults: Defaults
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "BundleInfo":
+        return cls(
+            bundle=d["bundle"],
+            manifest=d["manifest"],
+            device=d["device"],
+            provider=d["provider"],
+            encoders={k: int(v) for k, v in d["encoders"].items()},
+            limits=Limits.from_json(d["limits"]),
+            defaults=Defaults.from_json(d["defaults"]),
+        )
+
+    @property
+    def name(self) -> Optional[str]:
+        """The bundle's name from its manifest (as in score responses' ``bundle``)."""
+        return self.manifest.get("name")
