@@ -175,6 +175,10 @@ if [[ $want_train == 1 ]]; then
     python3 -m venv "$tv"
     "$tv/bin/python" -m pip install --quiet "torch==$TORCH_VERSION"
   fi
+  # onnxscript: torch.onnx.export's dynamo exporter, for tests/exporters.rs (real exports).
+  if ! "$tv/bin/python" -c 'import onnxscript; assert onnxscript.__version__ == "0.7.2"' 2>/dev/null; then
+    "$tv/bin/python" -m pip install --quiet "onnxscript==0.7.2"
+  fi
   # torchvision only for the PyTorch baseline of scripts/bench-train.sh.
   if ! "$tv/bin/python" -c 'import torchvision' 2>/dev/null; then
     "$tv/bin/python" -m pip install --quiet --no-deps "torchvision==0.28.0" && "$tv/bin/python" -m pip install --quiet pillow

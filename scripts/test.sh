@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --datasets --python --train --browser --client
 LIBTORCH=$(cat "${SSLMEM_HOME:-$HOME/.cache/sslmem}/torch/LIBTORCH")
-export LIBTORCH SSLMEM_REQUIRE_ONNX_CHECKER=1 SSLMEM_REQUIRE_BROWSER=1 SSLMEM_REQUIRE_SCHEMATHESIS=1
+export LIBTORCH SSLMEM_REQUIRE_ONNX_CHECKER=1 SSLMEM_REQUIRE_BROWSER=1 SSLMEM_REQUIRE_SCHEMATHESIS=1 SSLMEM_REQUIRE_TORCH_EXPORT=1
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked --features train -- -D warnings

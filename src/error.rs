@@ -20,6 +20,9 @@ pub enum InputError {
     },
     #[error("bad image shape: {0}")]
     Shape(String),
+    /// The model, not the image, failed: its representation of this image is NaN or infinite.
+    #[error("encoder {encoder} returned a non-finite representation (NaN or infinity) for this image; the model or its export is broken for such inputs")]
+    NotFinite { encoder: String },
 }
 
 /// Why the engine could not run a job.

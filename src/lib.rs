@@ -4,12 +4,20 @@
 //!
 //! Where things live:
 //! - [`augment`]: the training augmentations, one small module each;
-//! - [`pixels`]: decoding and resampling; [`data`]: datasets and command-line inputs;
+//! - [`pixels`]: decoding and resampling; [`data`]: datasets, splits, canaries, inputs;
 //! - [`arch`] + [`onnx`]: the encoder description and the ONNX writer;
-//! - [`bundle`]: model bundles (manifest + ONNX files); [`runtime`]: ONNX Runtime sessions;
-//! - [`score`]: the estimator and the batched scoring pipeline;
+//! - [`bundle`]: model bundles (manifest + ONNX files, the contract check); [`runtime`]:
+//!   ONNX Runtime sessions on their own threads;
+//! - [`engine`]: the scoring engine, the only code that feeds encoders (views, the batching
+//!   queue, typed score/align/embed calls);
+//! - [`score`]: scoring options and the estimator on representations;
+//! - [`audit`], [`stats`], [`membership`]: dataset audits, their statistics and reports;
 //! - [`service`]: the HTTP scoring service (`sslmem serve`);
-//! - [`cli`]: the `sslmem` command line.
+//! - [`train`] (feature `train`): the trainer on libtorch;
+//! - [`error`], [`output`], [`fsutil`], [`rng`]: typed errors, logging and progress bars,
+//!   atomic files and hashes, the seeded generator.
+//!
+//! The command lines are in the binaries (`src/cli/`, `src/bin/sslmem-train/`).
 
 pub mod arch;
 pub mod audit;

@@ -144,12 +144,12 @@ pub fn decode(
             .map_err(|e| InputError::Decode(e.to_string()))
     };
     let reader = open()?;
-    if reader.format().is_none() {
+    let Some(format) = reader.format() else {
         return Err(InputError::Decode("unrecognised image format".into()));
-    }
-    let (w, h) = open()?
-        .into_dimensions()
-        .map_err(|e| InputError::Decode(e.to_string()))?;
+    };
+    // Errors name the format: "a float TIFF" reads better than a decoder's internals alone.
+    let named = |e: image::ImageError| InputError::Decode(format!("{format:?}: {e}"));
+    let (w, h) = open()?.into_dimensions().map_err(named)?;
     if w == 0 || h == 0 {
         return Err(InputError::Empty);
     }
@@ -168,9 +168,7 @@ pub fn decode(
     // Room for the widest pixel format (16-bit RGBA) plus the decoder's own buffers.
     img_limits.max_alloc = Some(pixels.saturating_mul(8).saturating_add(64 << 20));
     reader.limits(img_limits);
-    let img = reader
-        .decode()
-        .map_err(|e| InputError::Decode(e.to_string()))?;
+    let img = reader.decode().map_err(named)?;
     from_dynamic(&img, channels)
 }
 

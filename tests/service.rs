@@ -901,3 +901,197 @@ fn schemathesis_finds_nothing_against_the_document() {
     );
     run_schemathesis(&bin, &keyed, "10", &["--header", "Authorization: Bearer k"]);
 }
+
+/// An encoder that passes the contract check (a batch of 2 views gives 2 rows) but breaks on
+/// larger batches: a Reshape to `[2, -1]`, as exporters bake a traced batch size into a graph.
+fn write_breaks_above_two(path: &Path) {
+    use onnx_protobuf::{
+        tensor_proto::DataType, tensor_shape_proto, type_proto, Message, ModelProto, NodeProto,
+        OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    };
+    let info = |name: &str, dims: &[Option<i64>]| {
+        let mut shape = TensorShapeProto::new();
+        shape.dim = dims
+            .iter()
+            .map(|d| {
+                let mut dim = tensor_shape_proto::Dimension::new();
+                dim.value = Some(match d {
+                    Some(n) => tensor_shape_proto::dimension::Value::DimValue(*n),
+                    None => tensor_shape_proto::dimension::Value::DimParam("batch".into()),
+                });
+                dim
+            })
+            .collect();
+        let mut tt = type_proto::Tensor::new();
+        tt.elem_type = DataType::FLOAT as i32;
+        tt.shape = Some(shape).into();
+        let mut ty = TypeProto::new();
+        ty.value = Some(type_proto::Value::TensorType(tt));
+        let mut vi = ValueInfoProto::new();
+        vi.name = name.into();
+        vi.type_ = Some(ty).into();
+        vi
+    };
+    let mut shape = TensorProto::new();
+    shape.name = "shape".into();
+    shape.dims = vec![2];
+    shape.data_type = DataType::INT64 as i32;
+    shape.int64_data = vec![2, -1];
+    let mut node = NodeProto::new();
+    node.op_type = "Reshape".into();
+    node.input = vec!["input".into(), "shape".into()];
+    node.output = vec!["representation".into()];
+    let mut graph = onnx_protobuf::GraphProto::new();
+    graph.name = "breaks-above-two".into();
+    graph.node = vec![node];
+    graph.initializer = vec![shape];
+    graph.input = vec![info("input", &[None, Some(1), Some(28), Some(28)])];
+    graph.output = vec![info("representation", &[None, None])];
+    let mut opset = OperatorSetIdProto::new();
+    opset.version = 17;
+    let mut m = ModelProto::new();
+    m.ir_version = 8;
+    m.opset_import = vec![opset];
+    m.graph = Some(graph).into();
+    std::fs::write(path, m.write_to_bytes().expect("encode")).expect("write model");
+}
+
+/// When inference keeps failing the engine stops; then health, readiness and `sslmem_ready`
+/// say so, requests get 503 `engine_stopped` (JSON), and the process exits non-zero so that an
+/// orchestrator restarts it.
+#[test]
+fn a_service_whose_engine_stops_says_so_and_exits_non_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("m.onnx");
+    write_breaks_above_two(&model);
+    let bundle = dir.path().join("b");
+    let m = model.to_str().expect("utf8");
+    let o = run(&[
+        "bundle",
+        "create",
+        "--out",
+        bundle.to_str().expect("utf8"),
+        "--f",
+        m,
+        "--g",
+        m,
+        "--mean",
+        "0.5",
+        "--std",
+        "0.5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // K = 1: the warm-up's 2 views pass; requests with K = 2 (4 views) break the model.
+    let mut server = Server::start(&bundle, &["--pairs", "1", "--drain-timeout", "3"]);
+    let c = client();
+    let png = pngs(dir.path(), 1, 28).remove(0);
+    let send = || {
+        let form = multipart::Form::new()
+            .file("image", &png)
+            .expect("file")
+            .text("pairs", "2");
+        c.post(server.url("/v1/score"))
+            .multipart(form)
+            .send()
+            .expect("response")
+    };
+    assert_eq!(
+        c.get(server.url("/readyz")).send().expect("ready").status(),
+        200
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let r = send();
+        let status = r.status().as_u16();
+        let body: Value = r.json().expect("a JSON error");
+        statuses.push((
+            status,
+            body["error_type"].as_str().unwrap_or("").to_string(),
+        ));
+        if status == 503 {
+            break;
+        }
+    }
+    assert!(
+        statuses
+            .iter()
+            .take(5)
+            .all(|(s, t)| *s == 500 && t == "internal"),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.last().map(|(s, t)| (*s, t.as_str())),
+        Some((503, "engine_stopped")),
+        "{statuses:?}"
+    );
+    for path in ["/healthz", "/readyz"] {
+        let r = c.get(server.url(path)).send().expect(path);
+        assert_eq!(r.status(), 503, "{path}");
+    }
+    let metrics = c
+        .get(server.url("/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(metrics.contains("sslmem_ready 0"), "{metrics}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(s) = server.child.try_wait().expect("wait") {
+            break s.code();
+        }
+        assert!(Instant::now() < deadline, "the service did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, Some(2), "{}", server.log.lock().expect("log"));
+    assert!(server
+        .log
+        .lock()
+        .expect("log")
+        .contains("engine has stopped"));
+}
+
+/// Base64 as clients send it (line breaks, the URL-safe alphabet, no padding) is accepted; a
+/// multipart text field that is not a parameter is named as such.
+#[test]
+fn inputs_arrive_as_clients_really_send_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = random_bundle(dir.path(), "b", &[]);
+    let server = Server::start(&bundle, &[]);
+    let c = client();
+    let png = std::fs::read(pngs(dir.path(), 1, 28).remove(0)).expect("png");
+    let std_b64 = base64::engine::general_purpose::STANDARD.encode(&png);
+    let wrapped: String = std_b64
+        .as_bytes()
+        .chunks(76)
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&png);
+    let unpadded = std_b64.trim_end_matches('=').to_string();
+    let mut scores = Vec::new();
+    for data in [&std_b64, &wrapped, &url_safe, &unpadded] {
+        let r = c
+            .post(server.url("/v1/score"))
+            .json(&json!({"images": [data], "pairs": 2}))
+            .send()
+            .expect("score");
+        assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+        let v: Value = r.json().expect("json");
+        scores.push(v["results"][0]["score"].clone());
+    }
+    assert!(scores.windows(2).all(|w| w[0] == w[1]), "{scores:?}");
+
+    let form = multipart::Form::new()
+        .part("image", multipart::Part::bytes(png).file_name("a.png"))
+        .text("pairz", "3");
+    let r = c
+        .post(server.url("/v1/score"))
+        .multipart(form)
+        .send()
+        .expect("score");
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().expect("json");
+    let msg = v["error"].as_str().unwrap_or_default();
+    assert!(msg.contains("unknown parameter 'pairz'"), "{msg}");
+}

@@ -425,11 +425,22 @@ fn score_remaining(
             }
         }
         let mut scores = engine
-            .score(&images, &a.est.score, &|n| pb.inc(n as u64))?
+            .score_each(&images, &a.est.score, &|n| pb.inc(n as u64))?
             .into_iter();
         let mut text = String::new();
         for (it, error) in chunk.iter().zip(errors) {
-            let score = if error.is_none() { scores.next() } else { None };
+            // Only the images that loaded were scored, in order.
+            let (score, error) = match error {
+                Some(e) => (None, Some(e)),
+                None => match scores.next() {
+                    Some(Ok(s)) => (Some(s), None),
+                    Some(Err(e)) => {
+                        pb.suspend(|| tracing::error!(input = %it.input.name, "not scored: {e}"));
+                        (None, Some(e.to_string()))
+                    }
+                    None => (None, Some("no score was returned".to_string())),
+                },
+            };
             let rec = Record {
                 set: it.set,
                 index: it.index,
@@ -438,7 +449,9 @@ fn score_remaining(
                 score,
                 error,
             };
-            text.push_str(&serde_json::to_string(&rec).map_err(|e| Error::Runtime(e.to_string()))?);
+            text.push_str(
+                &serde_json::to_string(&rec).map_err(|e| Error::output("the audit journal", e))?,
+            );
             text.push('\n');
             records.push(rec);
         }

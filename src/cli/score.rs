@@ -129,8 +129,16 @@ pub fn run(a: &ScoreArgs, rt: &RuntimeOptions) -> Result<bool> {
                 }
             }
         }
-        let scores = engine.score(&images, &est.score, &|n| pb.inc(n as u64))?;
-        scored.extend(ok_inputs.into_iter().zip(scores));
+        let scores = engine.score_each(&images, &est.score, &|n| pb.inc(n as u64))?;
+        for (input, s) in ok_inputs.into_iter().zip(scores) {
+            match s {
+                Ok(s) => scored.push((input, s)),
+                Err(e) => {
+                    failed += 1;
+                    pb.suspend(|| tracing::error!(input = %input.name, "not scored: {e}"));
+                }
+            }
+        }
     }
     pb.finish_and_clear();
 

@@ -24,7 +24,7 @@ pub use views::{originals, Preprocess, ViewMaker};
 
 use crate::bundle::{Bundle, InputSpec, Manifest, RepresentationSpec};
 pub use crate::error::EngineError;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputError, Result};
 use crate::pixels::SourceImage;
 use crate::runtime::{EncoderSession, Provider, RuntimeOptions};
 use crate::score::{
@@ -91,6 +91,9 @@ pub struct Representations {
     pub g: Vec<Array2<f32>>,
 }
 
+/// One image's score, or why the encoders could not give it one.
+pub type Scored = std::result::Result<ImageScore, InputError>;
+
 /// The engine handle; cloning it is cheap (all clones share one queue).
 #[derive(Clone)]
 pub struct Engine {
@@ -98,6 +101,8 @@ pub struct Engine {
     queue: Queue,
     max_batch_views: usize,
     output: Arc<str>,
+    /// `f0`, `f1`, ..., `g0`, ...: how errors name the encoders.
+    names: Arc<[String]>,
 }
 
 impl Engine {
@@ -110,11 +115,16 @@ impl Engine {
         let bundle = Arc::new(bundle);
         let output: Arc<str> = bundle.manifest.representation.output.as_str().into();
         let queue = Queue::start(bundle.clone(), opts, observer)?;
+        let names = (0..bundle.f.len())
+            .map(|k| format!("f{k}"))
+            .chain((0..bundle.g.len()).map(|k| format!("g{k}")))
+            .collect();
         Ok(Self {
             bundle,
             queue,
             max_batch_views: opts.max_batch_views,
             output,
+            names,
         })
     }
 
@@ -181,17 +191,18 @@ impl Engine {
     /// SSLMem of each image: its views through every encoder, then the estimator. Views are
     /// made for the next group of images while the current one runs, and groups are sized so
     /// that each forward pass holds at most `max_batch_views` views. `progress(n)` is called
-    /// after each group of `n` images.
+    /// after each group of `n` images. An image whose representation under some encoder is
+    /// not finite gets [`InputError::NotFinite`] naming the encoder, never a number.
     ///
     /// # Errors
     /// [`Error::Param`] for an image with the wrong channel count or K = 0; an
     /// [`EngineError`] or [`Error::Model`] when inference fails.
-    pub fn score(
+    pub fn score_each(
         &self,
         images: &[SourceImage],
         opts: &ScoreOptions,
         progress: &(dyn Fn(usize) + Sync),
-    ) -> Result<Vec<ImageScore>> {
+    ) -> Result<Vec<Scored>> {
         views::check_channels(self.input(), images)?;
         let maker = self.view_maker(opts)?;
         let per_job = (self.max_batch_views / maker.views_per_image()).max(1);
@@ -201,31 +212,74 @@ impl Engine {
             let data = maker.views(chunk);
             let rx = self.queue.submit(data, self.output.clone())?;
             if let Some((n, prev)) = in_flight.replace((chunk.len(), rx)) {
-                let reps = wait(prev)?;
-                out.extend(scores_from_representations(opts, &reps.f, &reps.g));
+                out.extend(self.checked_scores(opts, &wait(prev)?));
                 progress(n);
             }
         }
         if let Some((n, prev)) = in_flight {
-            let reps = wait(prev)?;
-            out.extend(scores_from_representations(opts, &reps.f, &reps.g));
+            out.extend(self.checked_scores(opts, &wait(prev)?));
             progress(n);
         }
         Ok(out)
     }
 
-    /// [`Engine::score`] for a service: views made on the rayon pool, the job refused with
-    /// [`EngineError::QueueFull`] when the queue is full.
+    /// [`Engine::score_each`] where any image that cannot be scored fails the call, naming
+    /// the image by its position.
+    pub fn score(
+        &self,
+        images: &[SourceImage],
+        opts: &ScoreOptions,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<ImageScore>> {
+        self.score_each(images, opts, progress)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.map_err(|source| Error::Input {
+                    input: format!("image {i}"),
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    /// [`Engine::score_each`] for a service: views made on the rayon pool, the job refused
+    /// with [`EngineError::QueueFull`] when the queue is full.
     pub async fn score_async(
         &self,
         images: Vec<SourceImage>,
         opts: ScoreOptions,
-    ) -> Result<Vec<ImageScore>> {
+    ) -> Result<Vec<Scored>> {
         views::check_channels(self.input(), &images)?;
         let maker = self.view_maker(&opts)?;
         let data = on_pool(move || maker.views(&images)).await?;
         let reps = wait_async(self.queue.try_submit(data, self.output.clone())?).await?;
-        Ok(scores_from_representations(&opts, &reps.f, &reps.g))
+        Ok(self.checked_scores(&opts, &reps))
+    }
+
+    /// The estimator on one job's rows, image by image; an image with a non-finite row under
+    /// any encoder fails with that encoder's name.
+    fn checked_scores(&self, opts: &ScoreOptions, reps: &Representations) -> Vec<Scored> {
+        let vpi = opts.views_per_image();
+        let scores = scores_from_representations(opts, &reps.f, &reps.g);
+        scores
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let rows = i * vpi..(i + 1) * vpi;
+                let bad = reps.f.iter().chain(&reps.g).position(|m| {
+                    m.slice(ndarray::s![rows.clone(), ..])
+                        .iter()
+                        .any(|v| !v.is_finite())
+                });
+                match bad {
+                    Some(e) => Err(InputError::NotFinite {
+                        encoder: self.names.get(e).cloned().unwrap_or_default(),
+                    }),
+                    None => Ok(s),
+                }
+            })
+            .collect()
     }
 
     /// Distances of image pairs `(a, b)` under `f` and `g`, with no augmentation; every
@@ -270,7 +324,7 @@ impl Engine {
         for rx in rxs {
             parts.push(wait(rx)?);
         }
-        Ok(join(parts))
+        self.finite(join(parts))
     }
 
     /// [`Engine::embed`] for a service.
@@ -282,7 +336,7 @@ impl Engine {
         views::check_channels(self.input(), &images)?;
         let input = self.input().clone();
         let data = on_pool(move || originals(&input, &images, how)).await??;
-        wait_async(self.queue.try_submit(data, self.output.clone())?).await
+        self.finite(wait_async(self.queue.try_submit(data, self.output.clone())?).await?)
     }
 
     /// Representations of inputs that are already normalised tensors (`n * C*H*W` values,
@@ -306,7 +360,27 @@ impl Engine {
             .map(|c| self.queue.submit(c.to_vec(), self.output.clone()))
             .collect::<Result<Vec<_>>>()?;
         let parts = rxs.into_iter().map(wait).collect::<Result<Vec<_>>>()?;
-        Ok(join(parts))
+        self.finite(join(parts))
+    }
+
+    /// The representations, unless some row is NaN or infinite: then the first such row fails
+    /// the call, naming the image (by position) and the encoder.
+    fn finite(&self, reps: Representations) -> Result<Representations> {
+        for (e, m) in reps.f.iter().chain(&reps.g).enumerate() {
+            if let Some(row) = m
+                .rows()
+                .into_iter()
+                .position(|r| r.iter().any(|v| !v.is_finite()))
+            {
+                return Err(Error::Input {
+                    input: format!("image {row}"),
+                    source: InputError::NotFinite {
+                        encoder: self.names.get(e).cloned().unwrap_or_default(),
+                    },
+                });
+            }
+        }
+        Ok(reps)
     }
 
     /// Runs a full batch of real augmented views of `image` through every encoder (the

@@ -152,7 +152,13 @@ pub(crate) async fn wait_async(rx: Reply) -> Result<Representations> {
         .map_err(|_| EngineError::Stopped("the batching thread dropped a job".into()))?
 }
 
+/// Forward passes that may fail in a row before the engine stops: a model that keeps failing
+/// is broken for this traffic, and a stopped engine makes the service unhealthy, so that an
+/// orchestrator restarts it (or a person looks).
+pub const MAX_CONSECUTIVE_FAILURES: usize = 5;
+
 fn run(bundle: &Bundle, opts: QueueOptions, observer: &dyn Observer, rx: mpsc::Receiver<Job>) {
+    let mut failures = 0usize;
     let names: Vec<String> = (0..bundle.f.len())
         .map(|k| format!("f{k}"))
         .chain((0..bundle.g.len()).map(|k| format!("g{k}")))
@@ -213,6 +219,7 @@ fn run(bundle: &Bundle, opts: QueueOptions, observer: &dyn Observer, rx: mpsc::R
             .collect::<Result<Vec<_>>>();
         match result {
             Ok(reps) => {
+                failures = 0;
                 let nf = bundle.f.len();
                 let mut start = 0;
                 for j in jobs {
@@ -224,12 +231,20 @@ fn run(bundle: &Bundle, opts: QueueOptions, observer: &dyn Observer, rx: mpsc::R
                 }
             }
             Err(e) => {
-                tracing::error!("inference failed: {e}");
+                failures += 1;
+                tracing::error!(failures, "inference failed: {e}");
                 let msg = e.to_string();
                 for j in jobs {
                     let _ = j
                         .reply
                         .send(Err(EngineError::Inference(msg.clone()).into()));
+                }
+                if failures >= MAX_CONSECUTIVE_FAILURES {
+                    tracing::error!(
+                        "{failures} forward passes failed in a row; the engine stops (the \
+                         service then reports itself unhealthy and exits)"
+                    );
+                    return;
                 }
             }
         }

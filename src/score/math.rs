@@ -59,7 +59,10 @@ pub fn distance(a: &[f32], b: &[f32], norm: RepNorm, dist: Distance) -> f64 {
             .map(|(x, y)| (f64::from(*x) * sa - f64::from(*y) * sb).abs())
             .sum(),
         // Cosine does not depend on scale, so normalisation does not change it.
-        Distance::Cosine => 1.0 - ab / (aa.sqrt().max(NORM_EPS) * bb.sqrt().max(NORM_EPS)),
+        // Rounding can leave 1 - cos a hair below 0 for parallel vectors; a distance is not.
+        Distance::Cosine => {
+            (1.0 - ab / (aa.sqrt().max(NORM_EPS) * bb.sqrt().max(NORM_EPS))).max(0.0)
+        }
     }
 }
 
@@ -93,8 +96,12 @@ pub fn estimate(d_f: &[f64], d_g: &[f64]) -> ImageScore {
     let diffs: Vec<f64> = d_g.iter().zip(d_f).map(|(g, f)| g - f).collect();
     let score = diffs.iter().sum::<f64>() / n;
     let denom = align_g + align_f;
+    // Both alignments 0 (identical views) is a ratio of 0; an undefined one stays NaN (null
+    // in JSON), never a number that reads as "no memorization".
     let score_ratio = if denom > 0.0 {
         (align_g - align_f) / denom
+    } else if denom.is_nan() {
+        f64::NAN
     } else {
         0.0
     };
@@ -182,6 +189,25 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9
+    }
+
+    /// Found by schemathesis: cosine distances of parallel vectors rounded to -2e-16 made the
+    /// ratio's denominator negative. Distances are never negative, and an undefined ratio (NaN
+    /// distances) stays NaN instead of reading as 0.
+    #[test]
+    fn distances_are_never_negative_and_undefined_ratios_stay_undefined() {
+        let a = [0.1f32, 0.7, -0.3, 0.2];
+        let b: Vec<f32> = a.iter().map(|v| v * 3.0).collect();
+        for norm in [RepNorm::L2, RepNorm::None] {
+            for dist in [Distance::L2, Distance::Cosine, Distance::L1] {
+                assert!(distance(&a, &b, RepNorm::L2, dist) >= 0.0);
+                assert!(distance(&a, &a, norm, dist) >= 0.0);
+            }
+        }
+        let s = estimate(&[0.0, 0.0], &[0.0, 0.0]);
+        assert_eq!(s.score_ratio, 0.0);
+        let s = estimate(&[f64::NAN, 0.1], &[0.2, 0.1]);
+        assert!(s.score_ratio.is_nan() && s.score.is_nan());
     }
 
     #[test]

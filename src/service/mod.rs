@@ -180,6 +180,13 @@ pub(crate) async fn drain_body(mut body: axum::body::Body, cap: usize) {
 
 async fn guard_v1(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let cap = state.limits.max_body_bytes.saturating_mul(2);
+    if !state.engine.alive() {
+        let err = ApiError::unavailable(
+            ErrorType::EngineStopped,
+            "the inference engine has stopped; the service is exiting",
+        );
+        return reject(req, err, cap).await;
+    }
     if state.draining.load(Ordering::SeqCst) {
         return reject(
             req,
@@ -442,16 +449,32 @@ async fn serve(args: &ServeOptions, state: Arc<AppState>) -> Result<()> {
     let drain = Duration::from_secs_f64(args.drain_timeout);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let st = state.clone();
+    let engine_died = Arc::new(AtomicBool::new(false));
+    let died = engine_died.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        let dead = tokio::select! {
+            () = shutdown_signal() => false,
+            () = engine_stopped(&st) => true,
+        };
         st.draining.store(true, Ordering::SeqCst);
         st.metrics.ready.set(0.0);
-        tracing::info!(
-            "shutting down: draining in-flight requests (up to {:.0} s)",
-            drain.as_secs_f64()
-        );
-        // Keep the listener open while requests finish, so probes see 503 on /readyz.
         let deadline = Instant::now() + drain;
+        if dead {
+            died.store(true, Ordering::SeqCst);
+            tracing::error!(
+                "the inference engine has stopped: answering 503 for {:.0} s (--drain-timeout), \
+                 then exiting with status 2 so that the service is restarted",
+                drain.as_secs_f64()
+            );
+            // Probes and scrapes see the failure before the process goes.
+            tokio::time::sleep_until(deadline.into()).await;
+        } else {
+            tracing::info!(
+                "shutting down: draining in-flight requests (up to {:.0} s)",
+                drain.as_secs_f64()
+            );
+        }
+        // Keep the listener open while requests finish, so probes see 503 on /readyz.
         while st.permits.available_permits() < st.limits.max_concurrent && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -465,8 +488,20 @@ async fn serve(args: &ServeOptions, state: Arc<AppState>) -> Result<()> {
     server
         .await
         .map_err(|e| Error::Service(format!("server error: {e}")))?;
+    if engine_died.load(Ordering::SeqCst) {
+        return Err(Error::Service(
+            "stopped because the inference engine stopped (see the errors above)".into(),
+        ));
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves when the engine's batching thread has stopped.
+async fn engine_stopped(state: &AppState) {
+    while state.engine.alive() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn shutdown_signal() {

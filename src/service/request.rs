@@ -187,11 +187,23 @@ pub struct ImagePair {
     pub b: Image,
 }
 
-fn decode_b64(name: &str, data: &str) -> Result<Vec<u8>, ApiError> {
-    // Accept data URLs too: "data:image/png;base64,...."
+/// Base64 as clients really send it: the standard or the URL-safe alphabet, with or without
+/// `=` padding, with line breaks (MIME's 76-column lines) or spaces anywhere, or a `data:` URL.
+pub fn decode_b64(name: &str, data: &str) -> Result<Vec<u8>, ApiError> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
     let payload = data.split_once(";base64,").map_or(data, |(_, d)| d);
-    base64::engine::general_purpose::STANDARD
-        .decode(payload.trim())
+    let compact: String = payload
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    let bare = compact.trim_end_matches('=');
+    let engine = if bare.contains(['-', '_']) {
+        URL_SAFE_NO_PAD
+    } else {
+        STANDARD_NO_PAD
+    };
+    engine
+        .decode(bare)
         .map_err(|e| ApiError::invalid(format!("{name}: invalid base64 ({e})")))
 }
 
@@ -266,11 +278,16 @@ pub async fn read<P: Params>(req: Request, limits: &Limits) -> Result<(Vec<Uploa
             };
             let name = field.name().unwrap_or_default().to_string();
             let file = field.file_name().map(str::to_string);
-            let is_param = file.is_none() && TEXT_FIELDS.contains(&name.as_str());
             let bytes = field
                 .bytes()
                 .await
                 .map_err(|e| multipart_error(e.status(), e.body_text()))?;
+            // A text part without a file name is a parameter, known or not ("unknown parameter
+            // NAME" beats "cannot decode image"); image bytes without a file name are an image.
+            let is_param = file.is_none()
+                && (TEXT_FIELDS.contains(&name.as_str())
+                    || (image::guess_format(&bytes).is_err()
+                        && std::str::from_utf8(&bytes).is_ok()));
             if is_param {
                 texts.push((name, String::from_utf8_lossy(&bytes).trim().to_string()));
             } else {

@@ -1,4 +1,5 @@
-//! The `sslmem-train` command line: `split` and `pair`. Every flag can also be set from an
+//! The `sslmem-train` command line: `split`, `pair`, `eval`, `removal` and `bench-epoch`, over
+//! the library's [`sslmem::train`]. Every flag can also be set from an `SSLMEM_TRAIN_*`
 //! environment variable.
 
 use std::path::PathBuf;

@@ -168,7 +168,12 @@ pub async fn score(
     let names: Vec<String> = uploads.iter().map(|u| u.name.clone()).collect();
     let images = decode_uploads(&state, uploads).await?;
     state.metrics.images.inc_by(names.len() as u64);
-    let scores = state.engine.score_async(images, opts.clone()).await?;
+    let scored = state.engine.score_async(images, opts.clone()).await?;
+    // One image the encoders cannot score fails the request, naming it (as a bad image does).
+    let mut scores = Vec::with_capacity(scored.len());
+    for (name, s) in names.iter().zip(scored) {
+        scores.push(s.map_err(|e| ApiError::invalid(format!("{name}: {e}")))?);
+    }
     Ok(Json(ScoreResponse {
         bundle: state.bundle().manifest.name.clone(),
         provider: state.provider,
