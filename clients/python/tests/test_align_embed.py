@@ -110,7 +110,8 @@ def test_bundle_health_and_ready(server):
     with Client(server.url) as c:
         info = c.bundle()
         assert info == BundleInfo.from_json(raw)
-        assert info.provider == "cpu" and info.encoders == {"f": 2, "g": 2}
+        sides = {k: len(info.manifest[k]) for k in ("f", "g")}
+        assert info.provider == "cpu" and info.encoders == sides and sides["f"] >= 1
         assert info.manifest["format"] == "sslmem-bundle/1"
         assert info.limits.max_images == 64 and info.defaults.pairs == 10
         assert c.health() is True and c.ready() is True

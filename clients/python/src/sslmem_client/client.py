@@ -348,7 +348,7 @@ class Client(_Base):
     ) -> List[Dict[str, Any]]:
         if not uploads:
             # Let the server say what is wrong with an empty request (422 invalid_input).
-            return [_json(self._request("POST", path, params=query, json={"images": []}))]
+            return [_json(self._request("POST", path, params=query, json={"pairs": []} if align else {"images": []}))]
         lim = self.limits()
         group = 2 if align else 1
         chunks = _plan(uploads, self._max_items(lim, batch_size, group), lim.max_body_bytes, group)
@@ -501,7 +501,7 @@ class AsyncClient(_Base):
         align: bool = False,
     ) -> List[Dict[str, Any]]:
         if not uploads:
-            return [_json(await self._request("POST", path, params=query, json={"images": []}))]
+            return [_json(await self._request("POST", path, params=query, json={"pairs": []} if align else {"images": []}))]
         lim = await self.limits()
         group = 2 if align else 1
         chunks = _plan(uploads, self._max_items(lim, batch_size, group), lim.max_body_bytes, group)
