@@ -23,7 +23,7 @@ use crate::data::inputs::{resolve, Input};
 use crate::data::split::SplitRecord;
 use crate::engine::{Engine, EstimatorOptions, Quiet};
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use crate::fsutil::{sha256_file, write_atomic};
 use crate::output::progress_bar;
 use crate::runtime::RuntimeOptions;
 use crate::score::{set_normalize, ImageScore, SetNorm};
@@ -51,6 +51,9 @@ pub struct AuditOptions {
     pub chunk: usize,
     /// Score these inputs (files, folders, datasets) as one set `inputs` instead of the split.
     pub inputs: Vec<String>,
+    /// When the report says the files were written: seconds since 1970, UTC (the command
+    /// line takes `SOURCE_DATE_EPOCH`, else the clock).
+    pub date: i64,
 }
 
 /// What a journal was started with; a resume must match it.
@@ -91,6 +94,17 @@ struct Item {
 
 const JOURNAL_DIR: &str = ".audit";
 
+/// An audit's examples in their fixed order, with what they were chosen from.
+struct WorkList {
+    items: Vec<Item>,
+    /// The dataset spec the split indexes; `None` for an audit of inputs.
+    dataset: Option<String>,
+    /// The sets scored, in order; empty for an audit of inputs.
+    sets: Vec<SplitSet>,
+    /// Class names by label, where the dataset has them.
+    classes: Vec<String>,
+}
+
 /// Runs (or resumes, or recognises as finished) an audit; `Ok(true)` when every example was
 /// scored.
 pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
@@ -99,7 +113,12 @@ pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
     }
     let engine = Engine::start(Bundle::load(&a.bundle, rt)?, a.est.queue(), Arc::new(Quiet))?;
     let bundle = engine.bundle();
-    let (items, dataset, sets) = work_list(a, bundle)?;
+    let WorkList {
+        items,
+        dataset,
+        sets,
+        classes,
+    } = work_list(a, bundle)?;
     if items.is_empty() {
         return Err(Error::Param(
             "nothing to audit: the chosen sets are empty".into(),
@@ -198,7 +217,7 @@ pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
     score_remaining(a, &engine, &items, &journal, &mut records)?;
 
     let failed = records.iter().filter(|r| r.error.is_some()).count();
-    finish(a, &engine, &params, &items, &records)?;
+    finish(a, &engine, &params, &items, &records, &classes)?;
     fs::remove_dir_all(&journal_dir).map_err(|e| Error::io(&journal_dir, e))?;
     tracing::info!(
         scored = records.len() - failed,
@@ -207,6 +226,56 @@ pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
         a.out.display()
     );
     Ok(failed == 0)
+}
+
+/// A command that runs this audit again, as a shell would read it: the bundle, what was
+/// scored and the estimator's parameters, without `--out` or the settings that change no
+/// result.
+pub fn command_line(bundle: &Path, p: &AuditParams) -> String {
+    let mut w: Vec<String> = ["sslmem", "audit", "--bundle"].map(String::from).to_vec();
+    w.push(bundle.display().to_string());
+    if p.inputs.is_empty() {
+        if let Some(d) = &p.dataset {
+            w.extend(["--dataset".into(), d.clone()]);
+        }
+        let sets: Vec<&str> = p.sets.iter().map(|s| s.name()).collect();
+        w.extend(["--sets".into(), sets.join(",")]);
+    }
+    if let Some(l) = p.limit {
+        w.extend(["--limit".into(), l.to_string()]);
+    }
+    w.extend([
+        "--pairs".into(),
+        p.pairs.to_string(),
+        "--seed".into(),
+        p.seed.to_string(),
+        "--mode".into(),
+        p.mode.clone(),
+        "--distance".into(),
+        p.distance.clone(),
+        "--normalize".into(),
+        p.normalize.clone(),
+    ]);
+    if !p.inputs.is_empty() {
+        w.push("--".into());
+        w.extend(p.inputs.iter().cloned());
+    }
+    w.iter()
+        .map(|s| shell_word(s))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `s` as one word of a POSIX shell: as is when it is plain, else single-quoted.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// The command-line spelling of a flag's value (`aug-vs-aug`, `l2`).
@@ -236,11 +305,8 @@ impl AuditOptions {
     }
 }
 
-/// The examples to score, in their fixed order, the dataset they come from, and the sets.
-fn work_list(
-    a: &AuditOptions,
-    bundle: &Bundle,
-) -> Result<(Vec<Item>, Option<String>, Vec<SplitSet>)> {
+/// The examples to score, in their fixed order, with what they were chosen from.
+fn work_list(a: &AuditOptions, bundle: &Bundle) -> Result<WorkList> {
     let limit = a.limit.unwrap_or(usize::MAX);
     if !a.inputs.is_empty() {
         let items = resolve(&a.inputs)?
@@ -253,7 +319,12 @@ fn work_list(
                 input,
             })
             .collect();
-        return Ok((items, None, Vec::new()));
+        return Ok(WorkList {
+            items,
+            dataset: None,
+            sets: Vec::new(),
+            classes: Vec::new(),
+        });
     }
     let m = &bundle.manifest;
     let split = m.split.as_ref().ok_or_else(|| {
@@ -306,7 +377,12 @@ fn work_list(
             input: Input::example(format!("{name}#{index}"), data.clone(), index),
         }));
     }
-    Ok((items, Some(spec), sets))
+    Ok(WorkList {
+        items,
+        dataset: Some(spec),
+        sets,
+        classes: tt.classes,
+    })
 }
 
 /// The canaries of one canary set, as files of the bundle whose hashes are checked.
@@ -470,6 +546,7 @@ fn finish(
     params: &AuditParams,
     items: &[Item],
     records: &[Record],
+    classes: &[String],
 ) -> Result<()> {
     tracing::info!("typicality, statistics and figures");
     let bundle = engine.bundle();
@@ -563,7 +640,7 @@ fn finish(
     let figs = report::Figures {
         histogram: report::histogram_png(&by_set)?,
         typicality: report::typicality_png(&points)?,
-        grid: report::grid_png(&grids)?,
+        grid: report::grid_png(&grids, grid_set, classes)?,
         grids,
         grid_set,
         roc: if membership.is_empty() {
@@ -579,6 +656,12 @@ fn finish(
     if let Some(roc) = &figs.roc {
         write_atomic(&dir.join("roc.png"), roc)?;
     }
-    let html = report::html(bundle, params, &summary, records, &figs)?;
+    let run = report::RunRecord {
+        date: a.date,
+        command: command_line(&bundle.dir, params),
+        manifest_sha256: sha256_file(&bundle.dir.join(bundle::MANIFEST))?,
+        classes: classes.to_vec(),
+    };
+    let html = report::html(bundle, params, &summary, records, &figs, &run)?;
     write_atomic(&a.out.join("report.html"), html.as_bytes())
 }

@@ -1,10 +1,11 @@
 //! `sslmem audit`: the flags of a dataset audit.
 
 use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use sslmem::audit::{AuditOptions, SplitSet};
-use sslmem::error::Result;
+use sslmem::error::{Error, Result};
 
 use super::score::EstimatorArgs;
 
@@ -55,6 +56,22 @@ impl AuditArgs {
             est: self.est.options()?,
             chunk: self.chunk,
             inputs: self.inputs.clone(),
+            date: report_date()?,
         })
+    }
+}
+
+/// The date the report states: `SOURCE_DATE_EPOCH` (seconds since 1970, the reproducible-builds
+/// convention) when set, so that two runs can write the same bytes; else now.
+fn report_date() -> Result<i64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v.trim().parse().map_err(|_| {
+            Error::Param(format!(
+                "SOURCE_DATE_EPOCH is '{v}'; it must be whole seconds since 1970-01-01 UTC"
+            ))
+        }),
+        Err(_) => Ok(SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
     }
 }
