@@ -1,7 +1,7 @@
 //! `sslmem audit` on the default pair and real Fashion-MNIST: the files it writes, a run killed
 //! mid-way (with a torn journal line) that resumes to the same files as an uninterrupted run,
-//! reruns, mismatched parameters, unreadable inputs, and the report as headless Chromium
-//! renders it.
+//! reruns, mismatched parameters, unreadable inputs, an audit run as shards and merged into
+//! the same files, and the report as headless Chromium renders it.
 
 mod common;
 
@@ -49,7 +49,8 @@ const DATE: &str = "1700000000";
 /// `sslmem` with the report's date fixed.
 fn sslmem() -> Command {
     let mut c = bin();
-    c.env("SOURCE_DATE_EPOCH", DATE);
+    c.env("SOURCE_DATE_EPOCH", DATE)
+        .env_remove("SSLMEM_AUDIT_SHARD");
     c
 }
 
@@ -279,7 +280,7 @@ fn an_unfinished_audit_refuses_other_parameters() {
     }
     child.kill().expect("kill");
     let _ = child.wait();
-    assert!(out.join(".audit/params.json").is_file());
+    assert!(out.join(".audit/shard.json").is_file());
     let mut other = args(&out, "60");
     other.extend(["--seed".to_string(), "3".to_string()]);
     let o = sslmem().args(&other).output().expect("run");
@@ -288,6 +289,160 @@ fn an_unfinished_audit_refuses_other_parameters() {
     // The original command still finishes it.
     let o = sslmem().args(args(&out, "60")).output().expect("resume");
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn merge(shards: &[&Path], out: &Path) -> std::process::Output {
+    sslmem()
+        .arg("audit-merge")
+        .args(shards)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("merge")
+}
+
+#[test]
+fn a_sharded_audit_merges_to_the_files_of_the_unsharded_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let whole = dir.path().join("whole");
+    let o = sslmem().args(args(&whole, "20")).output().expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Three shards, each into its own folder; shard 2 is told through the environment.
+    let parent = dir.path().join("shards");
+    let shard_dir = |i: usize| parent.join(i.to_string());
+    let shard = |i: usize| {
+        let mut c = sslmem();
+        c.args(args(&shard_dir(i), "20"));
+        if i == 2 {
+            c.env("SSLMEM_AUDIT_SHARD", "2/3");
+        } else {
+            c.args(["--shard", &format!("{i}/3")]);
+        }
+        c.output().expect("shard")
+    };
+    for i in 0..2 {
+        let o = shard(i);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    // 7 sets x 20 = 140 examples: contiguous slices 0..46, 46..93, 93..140.
+    let rec: Value = serde_json::from_str(&read(&shard_dir(1), "shard.json")).expect("shard.json");
+    assert_eq!(rec["shard"], serde_json::json!({"index": 1, "count": 3}));
+    assert_eq!(
+        (rec["start"].as_u64(), rec["end"].as_u64()),
+        (Some(46), Some(93))
+    );
+    assert_eq!(rec["params"]["items"], 140);
+    for f in FILES {
+        assert!(!shard_dir(0).join(f).exists(), "a shard writes no {f}");
+    }
+
+    // A missing shard, and an unfinished one, are refused.
+    let merged = dir.path().join("merged");
+    let o = merge(&[&shard_dir(0), &shard_dir(1)], &merged);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("shard 2/3 of this audit is missing"),
+        "{}",
+        stderr(&o)
+    );
+    let mut child = sslmem()
+        .args(args(&shard_dir(2), "20"))
+        .env("SSLMEM_AUDIT_SHARD", "2/3")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let journal = shard_dir(2).join("journal.jsonl");
+    let lines = || {
+        std::fs::read_to_string(&journal)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let start = Instant::now();
+    while lines() < 3 {
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "ended before it was killed"
+        );
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let mut text = std::fs::read_to_string(&journal).expect("journal");
+    assert!(text.lines().count() < 47, "killed before the end");
+    text.push_str("{\"set\":\"canary-ca");
+    std::fs::write(&journal, text).expect("tear");
+    let o = merge(&[&parent], &merged);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unfinished"), "{}", stderr(&o));
+    assert!(!merged.join("summary.json").exists());
+    // The killed shard resumes with its own command.
+    let o = shard(2);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lines(), 47);
+
+    // All three, given as the folder that holds them: the unsharded audit's files, byte for byte.
+    let o = merge(&[&parent], &merged);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in FILES {
+        let (a, b) = (std::fs::read(whole.join(f)), std::fs::read(merged.join(f)));
+        assert!(
+            a.expect(f) == b.expect(f),
+            "{f} differs between 3 shards and 1"
+        );
+    }
+    assert!(
+        shard_dir(0).join("journal.jsonl").is_file(),
+        "shards are left as they were"
+    );
+    // Merging again changes nothing; a shard rerun finds itself complete.
+    let o = merge(&[&shard_dir(2), &shard_dir(0), &shard_dir(1)], &merged);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = shard(1);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("already complete"), "{}", stderr(&o));
+
+    // Shards that do not make one audit are refused.
+    let o = merge(
+        &[&shard_dir(0), &shard_dir(0), &shard_dir(1), &shard_dir(2)],
+        &dir.path().join("x"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("given twice"), "{}", stderr(&o));
+    let other = dir.path().join("other");
+    let mut a = args(&other, "20");
+    a[8] = "5".into(); // --pairs
+    let o = sslmem()
+        .args(&a)
+        .args(["--shard", "0/3"])
+        .output()
+        .expect("shard");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = merge(
+        &[&other, &shard_dir(1), &shard_dir(2)],
+        &dir.path().join("y"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("different audits"), "{}", stderr(&o));
+    // A shard folder holds one shard.
+    let o = sslmem()
+        .args(args(&shard_dir(0), "20"))
+        .args(["--shard", "1/3"])
+        .output()
+        .expect("shard");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("holds shard 0/3"), "{}", stderr(&o));
+
+    // The run record names an equivalent command: the same for the sharded and whole audits.
+    let html = read(&merged, "report.html");
+    let command = format!(
+        "sslmem audit --bundle {BUNDLE} --dataset fashion-mnist --sets candidate,shared,independent,extra,canary-candidate,canary-independent,canary-heldout --limit 20 --pairs 4 --seed 0 --mode aug-vs-aug --distance l2 --normalize l2"
+    );
+    assert!(
+        html.contains(&format!("<code id=\"command\">{command}</code>")),
+        "run record without the command"
+    );
 }
 
 #[test]

@@ -12,8 +12,8 @@
 //!
 //! Plots are drawn with `plotters` (bitmap backend, the embedded DejaVu Sans font); the only
 //! thing in the page that depends on the clock is the run record's date, which the caller
-//! passes in (the command line takes `SOURCE_DATE_EPOCH` when set), so a resumed audit writes
-//! the same bytes as an uninterrupted one given the same date.
+//! passes in (the command line takes `SOURCE_DATE_EPOCH` when set), so a resumed or merged
+//! audit writes the same bytes as an uninterrupted one given the same date.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -633,7 +633,7 @@ fn run_record(h: &mut String, bundle: &Bundle, params: &AuditParams, run: &RunRe
         h,
         "command",
         &format!(
-            "<code id=\"command\">{}</code><br><small>an equivalent command: add <code>--out DIR</code></small>",
+            "<code id=\"command\">{}</code><br><small>an equivalent command: add <code>--out DIR</code>; the same audit run as shards (<code>--shard I/N</code>) and merged with <code>sslmem audit-merge</code> records the same command and writes the same files</small>",
             esc(&run.command)
         ),
     );
