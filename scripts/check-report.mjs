@@ -1,6 +1,8 @@
 // Opens an audit's report.html in headless Chromium (Playwright driving Debian's chromium)
-// and prints a JSON verdict: page errors, console errors, failed requests, and every figure
-// and image with whether it loaded and rendered. Used by tests/audit.rs:
+// and prints a JSON verdict: page errors, console errors, failed requests, every figure and
+// image with whether it loaded and rendered, each figure's caption, the section headings in
+// order, the run record's rows as rendered, and the rows of the per-class table. With a
+// second argument, saves a full-page screenshot (PNG) there. Used by tests/audit.rs:
 //   NPM_DIR=<folder with node_modules/playwright-core> node scripts/check-report.mjs REPORT.html [SCREENSHOT.png]
 import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
@@ -21,7 +23,10 @@ const browser = await chromium.launch({
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
   ],
 });
-const verdict = { pageErrors: [], consoleErrors: [], failedRequests: [], images: [], figures: 0, title: "" };
+const verdict = {
+  pageErrors: [], consoleErrors: [], failedRequests: [], images: [], figures: 0, title: "",
+  captions: [], headings: [], runRecord: {}, classRows: 0,
+};
 try {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
   page.on("pageerror", (e) => verdict.pageErrors.push(String(e)));
@@ -38,6 +43,14 @@ try {
       figure: i.closest("figure") !== null,
     })),
   );
+  verdict.captions = await page.$$eval("figure", (fs) =>
+    fs.map((f) => ({ id: f.id, text: (f.querySelector("figcaption") || { innerText: "" }).innerText })),
+  );
+  verdict.headings = await page.$$eval("h2", (hs) => hs.map((h) => h.innerText.trim()));
+  verdict.runRecord = await page.$$eval("#run-record + table tr", (rows) =>
+    Object.fromEntries(rows.map((r) => [r.querySelector("th").innerText.trim(), r.querySelector("td").innerText.trim()])),
+  );
+  verdict.classRows = await page.locator("#class-table tr").count();
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
 } finally {
   await browser.close();

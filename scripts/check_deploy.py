@@ -2,7 +2,7 @@
 paths, drain timing, selectors and names must agree between the Dockerfiles, the rendered
 Kubernetes manifests, the compose file and the Prometheus configuration.
 
-    python scripts/check_deploy.py RENDERED_BASE RENDERED_GPU RENDERED_TRAIN
+    python scripts/check_deploy.py RENDERED_BASE RENDERED_GPU RENDERED_TRAIN RENDERED_AUDIT RENDERED_AUDIT_MERGE
 
 (scripts/check-deploy.sh renders the kustomizations and runs this with PyYAML.)
 """
@@ -49,7 +49,50 @@ def one(ds, kind):
     return found[0] if found else {}
 
 
-def main(base_path, gpu_path, train_path):
+def audit_checks(audit_path, merge_path):
+    """The sharded audit: an Indexed Job whose index picks the shard and its folder on a shared
+    volume, N in one place, and a merge Job that reads those folders with the same image,
+    bundle and dataset."""
+    ds = docs(audit_path)
+    job, pvc = one(ds, "Job"), one(ds, "PersistentVolumeClaim")
+    merge = one(docs(merge_path), "Job")
+    spec = job["spec"]
+    check(spec.get("completionMode") == "Indexed", "audit: Indexed Job")
+    pod = spec["template"]["spec"]
+    c = pod["containers"][0]
+    check(c.get("command") == ["sslmem", "audit"], "audit: runs `sslmem audit`")
+    env = {e["name"]: e for e in c.get("env", [])}
+    idx = [n for n, e in env.items() if "job-completion-index" in json.dumps(e)]
+    n = spec.get("completions")
+    shard = env.get("SSLMEM_AUDIT_SHARD", {}).get("value")
+    check(bool(idx) and shard == f"$({idx[0]})/{n}", f"audit: shard I/N from the index, N = completions ({shard}, completions {n})")
+    out = env.get("SSLMEM_AUDIT_OUT", {}).get("value", "")
+    check(bool(idx) and out.endswith(f"/$({idx[0]})"), f"audit: each index writes its own folder ({out})")
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    vols = {v["name"]: v for v in pod["volumes"]}
+    shared = [p for p in mounts if out.startswith(p + "/")]
+    claim = vols[mounts[shared[0]]].get("persistentVolumeClaim", {}).get("claimName") if shared else None
+    check(claim == pvc["metadata"]["name"] and "ReadWriteMany" in pvc["spec"]["accessModes"], "audit: shard folders go to the ReadWriteMany volume")
+    check(pod["securityContext"].get("runAsNonRoot") is True and c["securityContext"].get("readOnlyRootFilesystem") is True, "audit: non-root, read-only root filesystem")
+
+    mpod = merge["spec"]["template"]["spec"]
+    m = mpod["containers"][0]
+    check(m.get("command") == ["sslmem", "audit-merge"], "audit merge: runs `sslmem audit-merge`")
+    check(m["image"] == c["image"], "audit merge: the shards' image (the bundle path they recorded is in it)")
+    menv = {e["name"]: e.get("value") for e in m.get("env", [])}
+    parent = out.rsplit("/", 1)[0]
+    check(m.get("args", [])[:1] == [parent], f"audit merge: reads the shards' folder {parent}")
+    for k in ["SSLMEM_FASHION_MNIST", "SSLMEM_BUNDLE", "SSLMEM_DATASET"]:
+        check(menv.get(k) == env.get(k, {}).get("value"), f"audit merge: same {k} as the shards")
+    mout = menv.get("SSLMEM_AUDIT_OUT") or ""
+    check(bool(mout) and not mout.startswith(parent + "/"), f"audit merge: writes outside the shards' folder ({mout})")
+    mmounts = {mm["mountPath"]: mm["name"] for mm in m["volumeMounts"]}
+    mvols = {v["name"]: v for v in mpod["volumes"]}
+    mclaim = mvols.get(mmounts.get(shared[0] if shared else "", ""), {}).get("persistentVolumeClaim", {}).get("claimName")
+    check(mclaim == claim, "audit merge: mounts the shards' volume at the same path")
+
+
+def main(base_path, gpu_path, train_path, audit_path, merge_path):
     env, entry, cmd, expose = dockerfile_env("docker/Dockerfile")
     port = int(env["SSLMEM_PORT"])
     drain = int(env["SSLMEM_DRAIN_TIMEOUT"])
@@ -118,6 +161,8 @@ def main(base_path, gpu_path, train_path):
     vols = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
     check(vols[[k for k, v in mounts.items() if v == "/bundles"][0]]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"], "train: bundles go to the persistent volume")
 
+    audit_checks(audit_path, merge_path)
+
     compose = yaml.safe_load((ROOT / "docker/compose.yaml").read_text())
     check(compose["services"]["sslmem"]["ports"] == [f"{port}:{port}"], "compose: service port")
     grace = compose["services"]["sslmem"].get("stop_grace_period", "10s")
@@ -133,4 +178,4 @@ def main(base_path, gpu_path, train_path):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:6])

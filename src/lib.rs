@@ -40,3 +40,8 @@ pub mod stats;
 pub mod train;
 
 pub use error::{Error, InputError, Result};
+
+/// This build's version (Cargo's).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit this build was made from, abbreviated, or `unknown` (see `build.rs`).
+pub const GIT_REVISION: &str = env!("SSLMEM_BUILD_GIT_REVISION");

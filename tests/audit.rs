@@ -1,11 +1,12 @@
 //! `sslmem audit` on the default pair and real Fashion-MNIST: the files it writes, a run killed
 //! mid-way (with a torn journal line) that resumes to the same files as an uninterrupted run,
-//! reruns, mismatched parameters, and unreadable inputs.
+//! reruns, mismatched parameters, unreadable inputs, an audit run as shards and merged into
+//! the same files, and the report as headless Chromium renders it.
 
 mod common;
 
-use std::path::Path;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{bin, random_bundle, stderr};
@@ -42,6 +43,17 @@ fn args(out: &Path, limit: &str) -> Vec<String> {
     .collect()
 }
 
+/// The report's date (`SOURCE_DATE_EPOCH`), fixed so that two audits write the same bytes.
+const DATE: &str = "1700000000";
+
+/// `sslmem` with the report's date fixed.
+fn sslmem() -> Command {
+    let mut c = bin();
+    c.env("SOURCE_DATE_EPOCH", DATE)
+        .env_remove("SSLMEM_AUDIT_SHARD");
+    c
+}
+
 fn read(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
@@ -50,7 +62,7 @@ fn read(dir: &Path, name: &str) -> String {
 fn audit_writes_scores_statistics_and_checks() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("a");
-    let o = bin().args(args(&out, "30")).output().expect("run");
+    let o = sslmem().args(args(&out, "30")).output().expect("run");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         !out.join(".audit").exists(),
@@ -172,11 +184,11 @@ fn journal_lines(out: &Path) -> usize {
 fn a_killed_audit_resumes_to_the_same_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let straight = dir.path().join("straight");
-    let o = bin().args(args(&straight, "60")).output().expect("run");
+    let o = sslmem().args(args(&straight, "60")).output().expect("run");
     assert!(o.status.success(), "{}", stderr(&o));
 
     let resumed = dir.path().join("resumed");
-    let mut child = bin()
+    let mut child = sslmem()
         .args(args(&resumed, "60"))
         .stderr(Stdio::null())
         .spawn()
@@ -207,7 +219,10 @@ fn a_killed_audit_resumes_to_the_same_files() {
     text.push_str("{\"set\":\"shared\",\"index\":12,\"inp");
     std::fs::write(&journal, text).expect("tear");
 
-    let o = bin().args(args(&resumed, "60")).output().expect("resume");
+    let o = sslmem()
+        .args(args(&resumed, "60"))
+        .output()
+        .expect("resume");
     assert!(o.status.success(), "{}", stderr(&o));
     for f in FILES {
         let (a, b) = (
@@ -237,13 +252,13 @@ fn a_killed_audit_resumes_to_the_same_files() {
 
     // Running the finished audit again changes nothing and succeeds.
     let before = read(&resumed, "summary.json");
-    let o = bin().args(args(&resumed, "60")).output().expect("again");
+    let o = sslmem().args(args(&resumed, "60")).output().expect("again");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(before, read(&resumed, "summary.json"));
     // Other parameters on a finished audit: refused, nothing overwritten.
     let mut other = args(&resumed, "60");
     other[8] = "5".into(); // --pairs
-    let o = bin().args(&other).output().expect("other");
+    let o = sslmem().args(&other).output().expect("other");
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("other parameters"), "{}", stderr(&o));
     assert_eq!(before, read(&resumed, "summary.json"));
@@ -253,7 +268,7 @@ fn a_killed_audit_resumes_to_the_same_files() {
 fn an_unfinished_audit_refuses_other_parameters() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("a");
-    let mut child = bin()
+    let mut child = sslmem()
         .args(args(&out, "60"))
         .stderr(Stdio::null())
         .spawn()
@@ -265,15 +280,169 @@ fn an_unfinished_audit_refuses_other_parameters() {
     }
     child.kill().expect("kill");
     let _ = child.wait();
-    assert!(out.join(".audit/params.json").is_file());
+    assert!(out.join(".audit/shard.json").is_file());
     let mut other = args(&out, "60");
     other.extend(["--seed".to_string(), "3".to_string()]);
-    let o = bin().args(&other).output().expect("run");
+    let o = sslmem().args(&other).output().expect("run");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unfinished audit"), "{}", stderr(&o));
     // The original command still finishes it.
-    let o = bin().args(args(&out, "60")).output().expect("resume");
+    let o = sslmem().args(args(&out, "60")).output().expect("resume");
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn merge(shards: &[&Path], out: &Path) -> std::process::Output {
+    sslmem()
+        .arg("audit-merge")
+        .args(shards)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("merge")
+}
+
+#[test]
+fn a_sharded_audit_merges_to_the_files_of_the_unsharded_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let whole = dir.path().join("whole");
+    let o = sslmem().args(args(&whole, "20")).output().expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Three shards, each into its own folder; shard 2 is told through the environment.
+    let parent = dir.path().join("shards");
+    let shard_dir = |i: usize| parent.join(i.to_string());
+    let shard = |i: usize| {
+        let mut c = sslmem();
+        c.args(args(&shard_dir(i), "20"));
+        if i == 2 {
+            c.env("SSLMEM_AUDIT_SHARD", "2/3");
+        } else {
+            c.args(["--shard", &format!("{i}/3")]);
+        }
+        c.output().expect("shard")
+    };
+    for i in 0..2 {
+        let o = shard(i);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    // 7 sets x 20 = 140 examples: contiguous slices 0..46, 46..93, 93..140.
+    let rec: Value = serde_json::from_str(&read(&shard_dir(1), "shard.json")).expect("shard.json");
+    assert_eq!(rec["shard"], serde_json::json!({"index": 1, "count": 3}));
+    assert_eq!(
+        (rec["start"].as_u64(), rec["end"].as_u64()),
+        (Some(46), Some(93))
+    );
+    assert_eq!(rec["params"]["items"], 140);
+    for f in FILES {
+        assert!(!shard_dir(0).join(f).exists(), "a shard writes no {f}");
+    }
+
+    // A missing shard, and an unfinished one, are refused.
+    let merged = dir.path().join("merged");
+    let o = merge(&[&shard_dir(0), &shard_dir(1)], &merged);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("shard 2/3 of this audit is missing"),
+        "{}",
+        stderr(&o)
+    );
+    let mut child = sslmem()
+        .args(args(&shard_dir(2), "20"))
+        .env("SSLMEM_AUDIT_SHARD", "2/3")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let journal = shard_dir(2).join("journal.jsonl");
+    let lines = || {
+        std::fs::read_to_string(&journal)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let start = Instant::now();
+    while lines() < 3 {
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "ended before it was killed"
+        );
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let mut text = std::fs::read_to_string(&journal).expect("journal");
+    assert!(text.lines().count() < 47, "killed before the end");
+    text.push_str("{\"set\":\"canary-ca");
+    std::fs::write(&journal, text).expect("tear");
+    let o = merge(&[&parent], &merged);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unfinished"), "{}", stderr(&o));
+    assert!(!merged.join("summary.json").exists());
+    // The killed shard resumes with its own command.
+    let o = shard(2);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lines(), 47);
+
+    // All three, given as the folder that holds them: the unsharded audit's files, byte for byte.
+    let o = merge(&[&parent], &merged);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in FILES {
+        let (a, b) = (std::fs::read(whole.join(f)), std::fs::read(merged.join(f)));
+        assert!(
+            a.expect(f) == b.expect(f),
+            "{f} differs between 3 shards and 1"
+        );
+    }
+    assert!(
+        shard_dir(0).join("journal.jsonl").is_file(),
+        "shards are left as they were"
+    );
+    // Merging again changes nothing; a shard rerun finds itself complete.
+    let o = merge(&[&shard_dir(2), &shard_dir(0), &shard_dir(1)], &merged);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = shard(1);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("already complete"), "{}", stderr(&o));
+
+    // Shards that do not make one audit are refused.
+    let o = merge(
+        &[&shard_dir(0), &shard_dir(0), &shard_dir(1), &shard_dir(2)],
+        &dir.path().join("x"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("given twice"), "{}", stderr(&o));
+    let other = dir.path().join("other");
+    let mut a = args(&other, "20");
+    a[8] = "5".into(); // --pairs
+    let o = sslmem()
+        .args(&a)
+        .args(["--shard", "0/3"])
+        .output()
+        .expect("shard");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = merge(
+        &[&other, &shard_dir(1), &shard_dir(2)],
+        &dir.path().join("y"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("different audits"), "{}", stderr(&o));
+    // A shard folder holds one shard.
+    let o = sslmem()
+        .args(args(&shard_dir(0), "20"))
+        .args(["--shard", "1/3"])
+        .output()
+        .expect("shard");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("holds shard 0/3"), "{}", stderr(&o));
+
+    // The run record names an equivalent command: the same for the sharded and whole audits.
+    let html = read(&merged, "report.html");
+    let command = format!(
+        "sslmem audit --bundle {BUNDLE} --dataset fashion-mnist --sets candidate,shared,independent,extra,canary-candidate,canary-independent,canary-heldout --limit 20 --pairs 4 --seed 0 --mode aug-vs-aug --distance l2 --normalize l2"
+    );
+    assert!(
+        html.contains(&format!("<code id=\"command\">{command}</code>")),
+        "run record without the command"
+    );
 }
 
 #[test]
@@ -340,7 +509,7 @@ fn report_renders_in_headless_chromium_with_every_figure() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("a");
-    let o = bin().args(args(&out, "40")).output().expect("run");
+    let o = sslmem().args(args(&out, "40")).output().expect("run");
     assert!(o.status.success(), "{}", stderr(&o));
     for f in [
         "score-histogram.png",
@@ -358,16 +527,31 @@ fn report_renders_in_headless_chromium_with_every_figure() {
         "self-contained"
     );
 
+    // The rendered page is kept for a person to look at: target/tmp/audit-report/.
+    let keep = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("audit-report");
+    std::fs::create_dir_all(&keep).expect("mkdir");
+    let shot = keep.join("report.png");
+    let _ = std::fs::remove_file(&shot);
+    std::fs::copy(out.join("report.html"), keep.join("report.html")).expect("copy report");
     let o = std::process::Command::new("node")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/scripts/check-report.mjs"
         ))
         .arg(out.join("report.html"))
+        .arg(&shot)
         .env("NPM_DIR", &npm_dir)
         .output()
         .expect("node");
     assert!(o.status.success(), "{}", stderr(&o));
+    eprintln!("screenshot of the rendered report: {}", shot.display());
+    let png = image::open(&shot).expect("the screenshot is a PNG");
+    assert!(
+        png.width() >= 1000 && png.height() > 3000,
+        "a full page: {}x{}",
+        png.width(),
+        png.height()
+    );
     let v: Value = serde_json::from_str(common::stdout(&o).trim()).expect("verdict");
     assert_eq!(v["title"], "SSLMem audit");
     for k in ["pageErrors", "consoleErrors", "failedRequests"] {
@@ -384,6 +568,55 @@ fn report_renders_in_headless_chromium_with_every_figure() {
             "not shown: {i}"
         );
     }
+    // Every figure says what it shows and how to read it.
+    for c in v["captions"].as_array().expect("captions") {
+        let text = c["text"].as_str().unwrap_or_default();
+        assert!(
+            text.contains("What it shows.") && text.contains("How to read it.") && text.len() > 150,
+            "caption of {}: {text}",
+            c["id"]
+        );
+    }
+    // The run record comes first and says who wrote the files, from what, how and when.
+    let headings = v["headings"].as_array().expect("headings");
+    assert_eq!(headings.first().and_then(Value::as_str), Some("Run record"));
+    let r = &v["runRecord"];
+    assert_eq!(r["written"], "2023-11-14 22:13:20 UTC", "SOURCE_DATE_EPOCH");
+    let program = r["program"].as_str().unwrap_or_default();
+    assert!(
+        program.starts_with(&format!("sslmem {} (git revision ", sslmem::VERSION))
+            && program.contains(sslmem::GIT_REVISION),
+        "{program}"
+    );
+    assert!(
+        r["command"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("sslmem audit --bundle ")),
+        "{}",
+        r["command"]
+    );
+    assert!(
+        r["manifest"].as_str().is_some_and(|m| m.contains("sha256")),
+        "{}",
+        r["manifest"]
+    );
+    for k in [
+        "bundle",
+        "f (trained with the audited data)",
+        "g (trained without it)",
+        "dataset",
+        "sets",
+        "examples",
+        "estimator",
+    ] {
+        assert!(
+            r[k].as_str().is_some_and(|t| !t.is_empty()),
+            "run record without {k}: {r}"
+        );
+    }
+    // Scores by class: two header rows and the ten Fashion-MNIST classes.
+    assert!(headings.iter().any(|h| h == "Scores by class"));
+    assert_eq!(v["classRows"], 12);
 }
 
 #[test]

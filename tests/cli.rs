@@ -403,12 +403,13 @@ fn asking_for_cuda_without_it_fails_clearly() {
 /// variable means one thing: where two subcommands share one, it is the same flag.
 #[test]
 fn every_flag_reads_an_environment_variable_with_one_meaning() {
-    let subcommands: [&[&str]; 8] = [
+    let subcommands: [&[&str]; 9] = [
         &["score"],
         &["align"],
         &["inspect"],
         &["serve"],
         &["audit"],
+        &["audit-merge"],
         &["health"],
         &["bundle", "create"],
         &["bundle", "random"],

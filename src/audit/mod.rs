@@ -1,20 +1,25 @@
 //! `sslmem audit`: scores every example of the chosen sets of a bundle's split (or any inputs),
 //! streaming each chunk of results to a journal as it is computed, so that a killed run
 //! resumes where it stopped with the same command and ends with the same files as an
-//! uninterrupted one. The final files (`scores.jsonl`, `scores.csv`, `summary.json`) are
-//! written atomically from the journal; then the journal is removed.
+//! uninterrupted one. The final files (`scores.jsonl`, `scores.csv`, `summary.json`, the
+//! figures and `report.html`) are written atomically from the journal by [`finish`]; then
+//! the journal is removed.
+//!
+//! An audit can also run as `N` shards ([`shard`]: each scores a contiguous slice of the same
+//! work list into its own folder) whose folders [`merge`] turns into the files an unsharded
+//! audit writes, through the same [`finish`].
 
+pub mod merge;
 pub mod report;
 pub mod scores;
+pub mod shard;
 pub mod summary;
 
-use std::fs::{self, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::ValueEnum;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{self, Bundle};
@@ -23,11 +28,11 @@ use crate::data::inputs::{resolve, Input};
 use crate::data::split::SplitRecord;
 use crate::engine::{Engine, EstimatorOptions, Quiet};
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
-use crate::output::progress_bar;
+use crate::fsutil::{sha256_file, write_atomic};
 use crate::runtime::RuntimeOptions;
 use crate::score::{set_normalize, ImageScore, SetNorm};
 use scores::ScoreRow;
+use shard::{ShardRecord, ShardSpec};
 
 pub use crate::data::split::SplitSet;
 
@@ -36,7 +41,8 @@ pub use crate::data::split::SplitSet;
 pub struct AuditOptions {
     /// Model bundle folder (holds sslmem.json; its `split` says which example is in which set).
     pub bundle: PathBuf,
-    /// Output folder: scores.jsonl, scores.csv, summary.json, figures, report.html.
+    /// Output folder: scores.jsonl, scores.csv, summary.json, figures, report.html; with
+    /// `shard`, the shard folder.
     pub out: PathBuf,
     /// Dataset the split indexes (default: the one the bundle was trained on).
     pub dataset: Option<String>,
@@ -46,38 +52,59 @@ pub struct AuditOptions {
     pub all: bool,
     /// Score only the first N examples of each set (in index order).
     pub limit: Option<usize>,
+    /// How each example is scored (estimator settings, batch size, largest image).
     pub est: EstimatorOptions,
     /// Images written to the journal at a time (a killed run loses at most one chunk).
     pub chunk: usize,
     /// Score these inputs (files, folders, datasets) as one set `inputs` instead of the split.
     pub inputs: Vec<String>,
+    /// Score only this shard of the work list into `out`, for `sslmem audit-merge`.
+    pub shard: Option<ShardSpec>,
+    /// When the report says the files were written: seconds since 1970, UTC (the command
+    /// line takes `SOURCE_DATE_EPOCH`, else the clock).
+    pub date: i64,
 }
 
-/// What a journal was started with; a resume must match it.
+/// What an audit is: what a journal was started with (a resume must match it), what every
+/// shard of one audit shares, and `params` in `summary.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditParams {
     /// `sha256` of each encoder file, f then g.
     pub encoders: Vec<String>,
+    /// The dataset the split indexes; `None` for an audit of inputs.
     pub dataset: Option<String>,
     /// The sets scored, in order; empty for an audit of inputs.
     pub sets: Vec<SplitSet>,
+    /// The inputs scored as the set `inputs`, as given; empty for a split audit.
     pub inputs: Vec<String>,
+    /// Examples scored per set at most (the first ones, in index order).
     pub limit: Option<usize>,
+    /// View pairs per example.
     pub pairs: usize,
+    /// Seed of the augmentations.
     pub seed: u64,
+    /// `aug-vs-aug` or `orig-vs-aug`.
     pub mode: String,
+    /// Distance between representations (`l2`, `cosine`, `l1`).
     pub distance: String,
+    /// Representation normalisation before the distance (`l2`, `none`).
     pub normalize: String,
+    /// Examples in the work list.
     pub items: usize,
 }
 
 /// One scored example, as journaled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
+    /// The set it belongs to.
     pub set: SplitSet,
+    /// Its index in its dataset (its position among the inputs for an audit of inputs).
     pub index: usize,
+    /// Its name (`fashion-mnist:train#12`, a file path).
     pub input: String,
+    /// Its class, when known.
     pub label: Option<u8>,
+    /// Its score; `None` when it could not be scored.
     pub score: Option<ImageScore>,
     /// Why the example could not be scored.
     pub error: Option<String>,
@@ -89,117 +116,99 @@ struct Item {
     input: Input,
 }
 
+/// Where an unsharded audit journals: a shard folder (see [`shard`]) inside `--out`.
 const JOURNAL_DIR: &str = ".audit";
 
-/// Runs (or resumes, or recognises as finished) an audit; `Ok(true)` when every example was
-/// scored.
+/// An audit's examples in their fixed order, with what they were chosen from.
+pub(super) struct WorkList {
+    items: Vec<Item>,
+    /// The dataset spec the split indexes; `None` for an audit of inputs.
+    dataset: Option<String>,
+    /// The sets scored, in order; empty for an audit of inputs.
+    sets: Vec<SplitSet>,
+    /// Class names by label, where the dataset has them.
+    classes: Vec<String>,
+}
+
+/// `sha256` of each encoder file of a bundle, f then g.
+fn encoder_hashes(bundle: &Bundle) -> Vec<String> {
+    let m = &bundle.manifest;
+    m.f.iter().chain(&m.g).map(|f| f.sha256.clone()).collect()
+}
+
+/// Runs (or resumes, or recognises as finished) an audit, or with `shard` one shard of it;
+/// `Ok(true)` when every example was scored (a shard: when its slice is journaled, unreadable
+/// examples included; the merge reports those).
 pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
     if a.chunk == 0 {
         return Err(Error::Param("--chunk must be at least 1".into()));
     }
     let engine = Engine::start(Bundle::load(&a.bundle, rt)?, a.est.queue(), Arc::new(Quiet))?;
     let bundle = engine.bundle();
-    let (items, dataset, sets) = work_list(a, bundle)?;
-    if items.is_empty() {
+    let has_canaries = bundle
+        .manifest
+        .split
+        .as_ref()
+        .is_some_and(|s| s.canaries.is_some());
+    let work = work_list(
+        bundle,
+        a.dataset.as_deref(),
+        &a.selected_sets(has_canaries),
+        &a.inputs,
+        a.limit,
+    )?;
+    if work.items.is_empty() {
         return Err(Error::Param(
             "nothing to audit: the chosen sets are empty".into(),
         ));
     }
+    let s = &a.est.score;
     let params = AuditParams {
-        encoders: bundle
-            .manifest
-            .f
-            .iter()
-            .chain(&bundle.manifest.g)
-            .map(|m| m.sha256.clone())
-            .collect(),
-        dataset,
-        sets,
+        encoders: encoder_hashes(bundle),
+        dataset: work.dataset.clone(),
+        sets: work.sets.clone(),
         inputs: a.inputs.clone(),
         limit: a.limit,
-        pairs: a.est.score.pairs,
-        seed: a.est.score.seed,
-        mode: value_name(a.est.score.mode),
-        distance: value_name(a.est.score.distance),
-        normalize: value_name(a.est.score.normalize),
-        items: items.len(),
+        pairs: s.pairs,
+        seed: s.seed,
+        mode: value_name(s.mode),
+        distance: value_name(s.distance),
+        normalize: value_name(s.normalize),
+        items: work.items.len(),
     };
-    let journal_dir = a.out.join(JOURNAL_DIR);
-    let summary_path = a.out.join("summary.json");
-    if summary_path.is_file() && !journal_dir.exists() {
-        let text = fs::read_to_string(&summary_path).map_err(|e| Error::io(&summary_path, e))?;
-        // Valid JSON of another shape (another version's summary) is another audit.
-        let done = match serde_json::from_str::<summary::Summary>(&text) {
-            Ok(done) => Some(done),
-            Err(e) if e.is_data() => None,
-            Err(e) => return Err(Error::Param(format!("{}: {e}", summary_path.display()))),
-        };
-        let Some(done) = done.filter(|d| d.params == params) else {
-            return Err(Error::Param(format!(
-                "{} holds a finished audit with other parameters; choose another --out",
-                a.out.display()
-            )));
-        };
-        tracing::info!("{} is already complete", a.out.display());
-        return Ok(done.failed.is_empty());
+    match a.shard {
+        Some(spec) => run_shard(a, &engine, &work, &params, spec),
+        None => run_whole(a, &engine, &work, &params),
     }
-    fs::create_dir_all(&journal_dir).map_err(|e| Error::io(&journal_dir, e))?;
-    let params_path = journal_dir.join("params.json");
-    if params_path.is_file() {
-        let old: AuditParams = serde_json::from_str(
-            &fs::read_to_string(&params_path).map_err(|e| Error::io(&params_path, e))?,
-        )
-        .map_err(|e| Error::Param(format!("{}: {e}", params_path.display())))?;
-        if old != params {
-            return Err(Error::Param(format!(
-                "{} holds an unfinished audit with other parameters (bundle, sets, limit, \
-                 pairs, seed or options); rerun it with its own command, or choose another --out",
-                a.out.display()
-            )));
-        }
-    } else {
-        write_atomic(
-            &params_path,
-            &serde_json::to_vec_pretty(&params).map_err(|e| Error::Runtime(e.to_string()))?,
-        )?;
-    }
+}
 
-    let journal = journal_dir.join("journal.jsonl");
-    let mut records = read_journal(&journal)?;
-    for (r, it) in records.iter().zip(&items) {
-        if (r.set, r.index) != (it.set, it.index) {
-            return Err(Error::Param(format!(
-                "{}: the journal does not match this audit ({} #{} where {} #{} was expected); \
-                 remove {} to start over",
-                journal.display(),
-                r.set,
-                r.index,
-                it.set,
-                it.index,
-                journal_dir.display()
-            )));
-        }
+/// The unsharded audit: shard `0/1` journaled in `OUT/.audit/`, then the final files.
+fn run_whole(
+    a: &AuditOptions,
+    engine: &Engine,
+    work: &WorkList,
+    params: &AuditParams,
+) -> Result<bool> {
+    if let Some(all_scored) = finished(&a.out, params)? {
+        tracing::info!("{} is already complete", a.out.display());
+        return Ok(all_scored);
     }
-    if records.len() > items.len() {
-        return Err(Error::Param(format!(
-            "{}: more records than examples; remove {} to start over",
-            journal.display(),
-            journal_dir.display()
-        )));
-    }
+    let dir = a.out.join(JOURNAL_DIR);
+    let rec = ShardRecord::new(&a.bundle, params, ShardSpec::WHOLE);
+    let mut records = shard::open(&dir, &a.out, &rec, &work.items)?;
     if !records.is_empty() {
         tracing::info!(
             done = records.len(),
-            total = items.len(),
+            total = work.items.len(),
             "resuming {}",
             a.out.display()
         );
     }
-    score_remaining(a, &engine, &items, &journal, &mut records)?;
+    shard::score_remaining(a, engine, &dir, &work.items, &mut records)?;
 
     let failed = records.iter().filter(|r| r.error.is_some()).count();
-    finish(a, &engine, &params, &items, &records)?;
-    fs::remove_dir_all(&journal_dir).map_err(|e| Error::io(&journal_dir, e))?;
+    finish(&a.out, engine, params, work, &records, a.date)?;
+    fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     tracing::info!(
         scored = records.len() - failed,
         failed,
@@ -207,6 +216,122 @@ pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
         a.out.display()
     );
     Ok(failed == 0)
+}
+
+/// One shard: its slice of the work list journaled in `--out` (a shard folder), kept for
+/// `sslmem audit-merge`.
+fn run_shard(
+    a: &AuditOptions,
+    engine: &Engine,
+    work: &WorkList,
+    params: &AuditParams,
+    spec: ShardSpec,
+) -> Result<bool> {
+    let rec = ShardRecord::new(&a.bundle, params, spec);
+    let items = &work.items[rec.start..rec.end];
+    let mut records = shard::open(&a.out, &a.out, &rec, items)?;
+    if records.len() == items.len() {
+        tracing::info!("{}: shard {spec} is already complete", a.out.display());
+    } else {
+        if !records.is_empty() {
+            tracing::info!(
+                done = records.len(),
+                total = items.len(),
+                "resuming shard {spec} in {}",
+                a.out.display()
+            );
+        }
+        shard::score_remaining(a, engine, &a.out, items, &mut records)?;
+    }
+    let failed = records.iter().filter(|r| r.error.is_some()).count();
+    if failed > 0 {
+        tracing::warn!(
+            failed,
+            "examples could not be read (journaled; `sslmem audit-merge` lists them and exits 1)"
+        );
+    }
+    tracing::info!(
+        examples = items.len(),
+        of = work.items.len(),
+        "shard {spec} (work list {}..{}) written to {}; merge the shards with `sslmem audit-merge`",
+        rec.start,
+        rec.end,
+        a.out.display()
+    );
+    Ok(true)
+}
+
+/// `Some(whether every example was scored)` when `out` holds the finished audit `params`;
+/// `None` when it holds no finished audit; an error when it holds another one.
+fn finished(out: &Path, params: &AuditParams) -> Result<Option<bool>> {
+    let summary_path = out.join("summary.json");
+    if !summary_path.is_file() || out.join(JOURNAL_DIR).exists() {
+        return Ok(None);
+    }
+    let text = fs::read_to_string(&summary_path).map_err(|e| Error::io(&summary_path, e))?;
+    // Valid JSON of another shape (another version's summary) is another audit.
+    let done = match serde_json::from_str::<summary::Summary>(&text) {
+        Ok(done) => Some(done),
+        Err(e) if e.is_data() => None,
+        Err(e) => return Err(Error::Param(format!("{}: {e}", summary_path.display()))),
+    };
+    match done.filter(|d| d.params == *params) {
+        Some(d) => Ok(Some(d.failed.is_empty())),
+        None => Err(Error::Param(format!(
+            "{} holds a finished audit with other parameters; choose another --out",
+            out.display()
+        ))),
+    }
+}
+
+/// A command that runs this audit again, as a shell would read it: the bundle, what was
+/// scored and the estimator's parameters, without `--out`, `--shard` or the settings that
+/// change no result. A sharded audit records the same command as an unsharded one.
+pub fn command_line(bundle: &Path, p: &AuditParams) -> String {
+    let mut w: Vec<String> = ["sslmem", "audit", "--bundle"].map(String::from).to_vec();
+    w.push(bundle.display().to_string());
+    if p.inputs.is_empty() {
+        if let Some(d) = &p.dataset {
+            w.extend(["--dataset".into(), d.clone()]);
+        }
+        let sets: Vec<&str> = p.sets.iter().map(|s| s.name()).collect();
+        w.extend(["--sets".into(), sets.join(",")]);
+    }
+    if let Some(l) = p.limit {
+        w.extend(["--limit".into(), l.to_string()]);
+    }
+    w.extend([
+        "--pairs".into(),
+        p.pairs.to_string(),
+        "--seed".into(),
+        p.seed.to_string(),
+        "--mode".into(),
+        p.mode.clone(),
+        "--distance".into(),
+        p.distance.clone(),
+        "--normalize".into(),
+        p.normalize.clone(),
+    ]);
+    if !p.inputs.is_empty() {
+        w.push("--".into());
+        w.extend(p.inputs.iter().cloned());
+    }
+    w.iter()
+        .map(|s| shell_word(s))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `s` as one word of a POSIX shell: as is when it is plain, else single-quoted.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// The command-line spelling of a flag's value (`aug-vs-aug`, `l2`).
@@ -236,14 +361,19 @@ impl AuditOptions {
     }
 }
 
-/// The examples to score, in their fixed order, the dataset they come from, and the sets.
+/// The examples to score, in their fixed order: the first `limit` of each of `sets` (already
+/// chosen, in [`SplitSet`]'s order) of the bundle's split, images from `dataset` (default:
+/// the bundle's training dataset); or, when `inputs` are given, those.
 fn work_list(
-    a: &AuditOptions,
     bundle: &Bundle,
-) -> Result<(Vec<Item>, Option<String>, Vec<SplitSet>)> {
-    let limit = a.limit.unwrap_or(usize::MAX);
-    if !a.inputs.is_empty() {
-        let items = resolve(&a.inputs)?
+    dataset: Option<&str>,
+    sets: &[SplitSet],
+    inputs: &[String],
+    limit: Option<usize>,
+) -> Result<WorkList> {
+    let limit = limit.unwrap_or(usize::MAX);
+    if !inputs.is_empty() {
+        let items = resolve(inputs)?
             .into_iter()
             .take(limit)
             .enumerate()
@@ -253,7 +383,12 @@ fn work_list(
                 input,
             })
             .collect();
-        return Ok((items, None, Vec::new()));
+        return Ok(WorkList {
+            items,
+            dataset: None,
+            sets: Vec::new(),
+            classes: Vec::new(),
+        });
     }
     let m = &bundle.manifest;
     let split = m.split.as_ref().ok_or_else(|| {
@@ -264,10 +399,9 @@ fn work_list(
         )
     })?;
     split.validate()?;
-    let spec = a
-        .dataset
-        .clone()
-        .or_else(|| m.training_dataset().map(str::to_string))
+    let spec = dataset
+        .or_else(|| m.training_dataset())
+        .map(str::to_string)
         .ok_or_else(|| Error::Param("the bundle records no dataset; pass --dataset".into()))?;
     let subset = m.training_subset();
     let i = &m.input;
@@ -281,9 +415,8 @@ fn work_list(
         )));
     }
     let (train, test) = (Arc::new(tt.train), Arc::new(tt.test));
-    let sets = a.selected_sets(split.canaries.is_some());
     let mut items = Vec::new();
-    for &set in &sets {
+    for &set in sets {
         let (idx, data, name) = match set {
             SplitSet::Candidate => (&split.candidate, &train, &split.dataset),
             SplitSet::Shared => (&split.shared, &train, &split.dataset),
@@ -306,7 +439,12 @@ fn work_list(
             input: Input::example(format!("{name}#{index}"), data.clone(), index),
         }));
     }
-    Ok((items, Some(spec), sets))
+    Ok(WorkList {
+        items,
+        dataset: Some(spec),
+        sets: sets.to_vec(),
+        classes: tt.classes,
+    })
 }
 
 /// The canaries of one canary set, as files of the bundle whose hashes are checked.
@@ -341,128 +479,6 @@ fn canary_items(
         .collect()
 }
 
-/// Journal records so far; a torn last line (a crash mid-write) is cut off.
-fn read_journal(path: &Path) -> Result<Vec<Record>> {
-    let file = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    let mut records = Vec::new();
-    let mut good_bytes = 0u64;
-    let mut reader = BufReader::new(file);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = reader
-            .read_line(&mut line)
-            .map_err(|e| Error::io(path, e))?;
-        if n == 0 || !line.ends_with('\n') {
-            break;
-        }
-        match serde_json::from_str::<Record>(&line) {
-            Ok(r) => {
-                records.push(r);
-                good_bytes += n as u64;
-            }
-            Err(_) => break,
-        }
-    }
-    let len = fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-    if len != good_bytes {
-        tracing::warn!(
-            bytes = len - good_bytes,
-            "{}: dropping an incomplete tail (the previous run stopped mid-write)",
-            path.display()
-        );
-        let f = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
-        f.set_len(good_bytes).map_err(|e| Error::io(path, e))?;
-        f.sync_all().map_err(|e| Error::io(path, e))?;
-    }
-    Ok(records)
-}
-
-fn score_remaining(
-    a: &AuditOptions,
-    engine: &Engine,
-    items: &[Item],
-    journal: &Path,
-    records: &mut Vec<Record>,
-) -> Result<()> {
-    let todo = &items[records.len()..];
-    if todo.is_empty() {
-        return Ok(());
-    }
-    let (channels, limits) = (engine.input().channels, a.est.limits());
-    let pb = progress_bar(items.len(), "auditing");
-    pb.set_position(records.len() as u64);
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(journal)
-        .map_err(|e| Error::io(journal, e))?;
-    for chunk in todo.chunks(a.chunk) {
-        let loaded: Vec<_> = chunk
-            .par_iter()
-            .map(|it| it.input.load(channels, limits))
-            .collect();
-        let mut images = Vec::with_capacity(chunk.len());
-        let mut errors = Vec::with_capacity(chunk.len());
-        for (it, r) in chunk.iter().zip(loaded) {
-            match r {
-                Ok(img) => {
-                    images.push(img);
-                    errors.push(None);
-                }
-                Err(e) => {
-                    pb.inc(1);
-                    pb.suspend(|| tracing::error!(input = %it.input.name, "skipped: {e}"));
-                    errors.push(Some(e.to_string()));
-                }
-            }
-        }
-        let mut scores = engine
-            .score_each(&images, &a.est.score, &|n| pb.inc(n as u64))?
-            .into_iter();
-        let mut text = String::new();
-        for (it, error) in chunk.iter().zip(errors) {
-            // Only the images that loaded were scored, in order.
-            let (score, error) = match error {
-                Some(e) => (None, Some(e)),
-                None => match scores.next() {
-                    Some(Ok(s)) => (Some(s), None),
-                    Some(Err(e)) => {
-                        pb.suspend(|| tracing::error!(input = %it.input.name, "not scored: {e}"));
-                        (None, Some(e.to_string()))
-                    }
-                    None => (None, Some("no score was returned".to_string())),
-                },
-            };
-            let rec = Record {
-                set: it.set,
-                index: it.index,
-                input: it.input.name.clone(),
-                label: it.input.label(),
-                score,
-                error,
-            };
-            text.push_str(
-                &serde_json::to_string(&rec).map_err(|e| Error::output("the audit journal", e))?,
-            );
-            text.push('\n');
-            records.push(rec);
-        }
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_data())
-            .map_err(|e| Error::io(journal, e))?;
-    }
-    pb.finish_and_clear();
-    Ok(())
-}
-
 /// The sets of the records, in the order they first appear: the order they were scored in,
 /// which is [`SplitSet`]'s.
 fn sets_of(records: &[Record]) -> Vec<SplitSet> {
@@ -476,16 +492,20 @@ fn sets_of(records: &[Record]) -> Vec<SplitSet> {
 }
 
 /// Writes scores.jsonl, scores.csv, summary.json, the figures and report.html (each
-/// atomically) from the records.
+/// atomically) into `out` from the records of the whole work list: the one ending of an
+/// unsharded audit and of `sslmem audit-merge`, so that both write the same bytes. `date`
+/// (seconds since 1970, UTC) is the report's.
 fn finish(
-    a: &AuditOptions,
+    out: &Path,
     engine: &Engine,
     params: &AuditParams,
-    items: &[Item],
+    work: &WorkList,
     records: &[Record],
+    date: i64,
 ) -> Result<()> {
     tracing::info!("typicality, statistics and figures");
     let bundle = engine.bundle();
+    let items = &work.items;
     let typ = report::typicality(engine, items, records)?;
     // Per set: rank by score (1 = most memorized), set-level normalisations over the set.
     let sets = sets_of(records);
@@ -536,14 +556,14 @@ fn finish(
         }
     }
     write_atomic(
-        &a.out.join("scores.jsonl"),
+        &out.join("scores.jsonl"),
         scores::to_jsonl(&rows)?.as_bytes(),
     )?;
-    write_atomic(&a.out.join("scores.csv"), &scores::to_csv(&rows)?)?;
+    write_atomic(&out.join("scores.csv"), &scores::to_csv(&rows)?)?;
     let membership = summary::membership(records, params.seed);
     let summary = summary::summarize(bundle, params, records, &typ, &membership)?;
-    let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::Runtime(e.to_string()))?;
-    write_atomic(&a.out.join("summary.json"), (text + "\n").as_bytes())?;
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::output("JSON", e))?;
+    write_atomic(&out.join("summary.json"), (text + "\n").as_bytes())?;
 
     // Figures, as files and in the report.
     let by_set: Vec<(SplitSet, Vec<f64>)> = sets
@@ -576,7 +596,7 @@ fn finish(
     let figs = report::Figures {
         histogram: report::histogram_png(&by_set)?,
         typicality: report::typicality_png(&points)?,
-        grid: report::grid_png(&grids)?,
+        grid: report::grid_png(&grids, grid_set, &work.classes)?,
         grids,
         grid_set,
         roc: if membership.is_empty() {
@@ -585,13 +605,19 @@ fn finish(
             Some(report::roc_png(&membership)?)
         },
     };
-    let dir = a.out.join("figures");
+    let dir = out.join("figures");
     write_atomic(&dir.join("score-histogram.png"), &figs.histogram)?;
     write_atomic(&dir.join("score-vs-typicality.png"), &figs.typicality)?;
     write_atomic(&dir.join("memorized-grid.png"), &figs.grid)?;
     if let Some(roc) = &figs.roc {
         write_atomic(&dir.join("roc.png"), roc)?;
     }
-    let html = report::html(bundle, params, &summary, records, &figs)?;
-    write_atomic(&a.out.join("report.html"), html.as_bytes())
+    let run = report::RunRecord {
+        date,
+        command: command_line(&bundle.dir, params),
+        manifest_sha256: sha256_file(&bundle.dir.join(bundle::MANIFEST))?,
+        classes: work.classes.clone(),
+    };
+    let html = report::html(bundle, params, &summary, records, &figs, &run)?;
+    write_atomic(&out.join("report.html"), html.as_bytes())
 }

@@ -6,8 +6,14 @@
 //! - histograms of the score per set; score against typicality; for each class, the most and
 //!   the least memorized examples with their scores.
 //!
-//! Plots are drawn with `plotters` (bitmap backend, the embedded DejaVu Sans font); nothing in
-//! the page depends on the clock, so a resumed audit writes the same bytes.
+//! The page opens with a run record (program version and git revision, an equivalent command,
+//! the bundle's name and file hashes, the parameters, the date) and gives every figure a
+//! caption saying what it shows and how to read it.
+//!
+//! Plots are drawn with `plotters` (bitmap backend, the embedded DejaVu Sans font); the only
+//! thing in the page that depends on the clock is the run record's date, which the caller
+//! passes in (the command line takes `SOURCE_DATE_EPOCH` when set), so a resumed or merged
+//! audit writes the same bytes as an uninterrupted one given the same date.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,6 +23,7 @@ use std::sync::OnceLock;
 use base64::Engine;
 use ndarray::Array2;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use rayon::prelude::*;
 
 use super::summary::{CheckValue, Group, Spread, Summary};
@@ -42,14 +49,15 @@ fn font_ready() -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Runtime(
-            "the embedded font could not be loaded".into(),
+        Err(Error::output(
+            "a figure",
+            "the embedded font could not be loaded",
         ))
     }
 }
 
 fn plot_err<E: std::fmt::Display>(e: E) -> Error {
-    Error::Runtime(format!("drawing a figure: {e}"))
+    Error::output("a figure", e)
 }
 
 /// `g0`'s representations of the examples' un-augmented images (rows l2-normalised), through
@@ -141,7 +149,7 @@ fn set_color(set: SplitSet) -> RGBColor {
 
 fn png(buf: Vec<u8>, w: u32, h: u32) -> Result<Vec<u8>> {
     let img = image::RgbImage::from_raw(w, h, buf)
-        .ok_or_else(|| Error::Runtime("figure buffer has the wrong size".into()))?;
+        .ok_or_else(|| Error::output("a figure", "its buffer has the wrong size"))?;
     let mut out = Vec::new();
     img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
         .map_err(plot_err)?;
@@ -361,43 +369,121 @@ fn encode_png(img: &image::RgbImage) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// All classes in one picture: a row per class, the most memorized on the left, a gap, the
-/// least memorized on the right.
-pub fn grid_png(grids: &[ClassGrid]) -> Result<Vec<u8>> {
+/// A class as the report names it: `3 Dress` where the dataset has names, else `class 3`;
+/// `unlabelled` without a label.
+fn class_name(label: Option<u8>, classes: &[String]) -> String {
+    match label {
+        Some(l) => match classes.get(usize::from(l)) {
+            Some(name) => format!("{l} {name}"),
+            None => format!("class {l}"),
+        },
+        None => "unlabelled".into(),
+    }
+}
+
+/// All classes in one picture, titled: a row per class (its name on the left), the most
+/// memorized on the left half (highest score first), a gap, the least memorized on the right
+/// half (lowest score first); under each tile its class and score.
+pub fn grid_png(grids: &[ClassGrid], set: SplitSet, classes: &[String]) -> Result<Vec<u8>> {
+    font_ready()?;
     let (scale, pad) = (2u32, 4u32);
-    let cell = grids
+    let tile = grids
         .iter()
         .flat_map(|g| g.top.iter().chain(&g.bottom))
         .map(|(_, im, _)| (im.width.max(im.height)) as u32 * scale)
         .max()
         .unwrap_or(56);
-    let cols = 2 * GRID_PER_END as u32 + 1;
-    let (w, h) = (
-        cols * (cell + pad) + pad,
-        grids.len().max(1) as u32 * (cell + pad) + pad,
-    );
+    // Room under each tile for two lines of text: the class and the score.
+    let (cell_w, cell_h) = (tile.max(66), tile + 30);
+    let (label_w, gap, title_h, halves_h) = (108u32, 28u32, 36u32, 26u32);
+    let per = GRID_PER_END as u32;
+    let half_w = per * (cell_w + pad);
+    let w = label_w + 2 * half_w + gap + pad;
+    let rows = grids.len().max(1) as u32;
+    let top = title_h + halves_h;
+    let h = top + rows * (cell_h + pad) + pad;
     let mut canvas = image::RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    let x_of =
+        |right: bool, c: u32| label_w + if right { half_w + gap } else { 0 } + c * (cell_w + pad);
+    let y_of = |row: u32| top + row * (cell_h + pad);
     for (row, g) in grids.iter().enumerate() {
-        let y = pad + row as u32 * (cell + pad);
-        for (c, (_, im, _)) in g.top.iter().enumerate() {
-            image::imageops::overlay(
-                &mut canvas,
-                &to_rgb(im, scale),
-                i64::from(pad + c as u32 * (cell + pad)),
-                i64::from(y),
-            );
-        }
-        for (c, (_, im, _)) in g.bottom.iter().enumerate() {
-            let col = GRID_PER_END as u32 + 1 + c as u32;
-            image::imageops::overlay(
-                &mut canvas,
-                &to_rgb(im, scale),
-                i64::from(pad + col * (cell + pad)),
-                i64::from(y),
-            );
+        for (right, tiles) in [(false, &g.top), (true, &g.bottom)] {
+            for (c, (_, im, _)) in tiles.iter().enumerate() {
+                let img = to_rgb(im, scale);
+                let x = x_of(right, c as u32) + (cell_w - img.width()) / 2;
+                image::imageops::overlay(
+                    &mut canvas,
+                    &img,
+                    i64::from(x),
+                    i64::from(y_of(row as u32)),
+                );
+            }
         }
     }
-    encode_png(&canvas)
+    let mut buf = canvas.into_raw();
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        let style = |size: u32, pos: HPos| {
+            TextStyle::from(("sans-serif", size).into_font())
+                .color(&BLACK)
+                .pos(Pos::new(pos, VPos::Top))
+        };
+        let at = |x: u32, y: u32| (x as i32, y as i32);
+        root.draw_text(
+            &format!(
+                "Most and least memorized examples per class ({} set)",
+                set.name()
+            ),
+            &style(20, HPos::Center),
+            at(w / 2, 8),
+        )
+        .map_err(plot_err)?;
+        let halves = [
+            (false, "most memorized: highest scores, highest first"),
+            (true, "least memorized: lowest scores, lowest first"),
+        ];
+        for (right, text) in halves {
+            let x = x_of(right, 0);
+            root.draw_text(text, &style(15, HPos::Center), at(x + half_w / 2, title_h))
+                .map_err(plot_err)?;
+            let y = title_h + halves_h - 4;
+            root.draw(&PathElement::new(
+                vec![at(x, y), at(x + half_w - pad, y)],
+                BLACK.mix(0.5),
+            ))
+            .map_err(plot_err)?;
+        }
+        if grids.is_empty() {
+            root.draw_text("no scored examples", &style(14, HPos::Left), at(pad, top))
+                .map_err(plot_err)?;
+        }
+        for (row, g) in grids.iter().enumerate() {
+            let y = y_of(row as u32);
+            let number = g
+                .label
+                .map_or("unlabelled".into(), |l| format!("class {l}"));
+            let name = g.label.and_then(|l| classes.get(usize::from(l)));
+            root.draw_text(&number, &style(14, HPos::Left), at(pad, y + tile / 2 - 16))
+                .map_err(plot_err)?;
+            if let Some(name) = name {
+                root.draw_text(name, &style(14, HPos::Left), at(pad, y + tile / 2))
+                    .map_err(plot_err)?;
+            }
+            // Each tile names its class: by name where the dataset has names.
+            let tile_class = name.cloned().unwrap_or_else(|| number.clone());
+            for (right, tiles) in [(false, &g.top), (true, &g.bottom)] {
+                for (c, (_, _, score)) in tiles.iter().enumerate() {
+                    let x = x_of(right, c as u32) + cell_w / 2;
+                    root.draw_text(&tile_class, &style(11, HPos::Center), at(x, y + tile + 2))
+                        .map_err(plot_err)?;
+                    root.draw_text(&num(*score), &style(11, HPos::Center), at(x, y + tile + 15))
+                        .map_err(plot_err)?;
+                }
+            }
+        }
+        root.present().map_err(plot_err)?;
+    }
+    png(buf, w, h)
 }
 
 fn esc(s: &str) -> String {
@@ -470,68 +556,152 @@ fn membership_table(h: &mut String, summary: &Summary) {
     h.push_str("</table>\n");
 }
 
-/// `report.html`: what was audited, the tables of `summary`, and the figures.
-pub fn html(
-    bundle: &Bundle,
-    params: &AuditParams,
-    summary: &Summary,
-    records: &[Record],
-    figs: &Figures,
-) -> Result<String> {
-    let mut h = String::new();
-    let m = &bundle.manifest;
-    let w = |h: &mut String, s: &str| h.push_str(s);
-    w(&mut h, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>SSLMem audit</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}\ntable{border-collapse:collapse;margin:0.6em 0 1.4em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}\n.pass{color:#1a7f37;font-weight:600}.fail{color:#c62828;font-weight:600}\nfigure{margin:1em 0}figcaption{font-size:90%;color:#555}img.fig{max-width:100%;border:1px solid #ddd}\n.grid td{border:none;padding:2px;text-align:center;font-size:11px}.grid img{image-rendering:pixelated;width:56px;height:56px}\ncode,pre{background:#f6f6f6;padding:1px 4px}pre{padding:8px;overflow-x:auto;font-size:12px}\n</style></head><body>\n");
-    let _ = writeln!(h, "<h1>SSLMem audit</h1>");
+/// The report's run record beyond the audit's parameters.
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    /// When the final files were written: seconds since 1970, UTC.
+    pub date: i64,
+    /// A command that runs the audit again ([`super::command_line`]).
+    pub command: String,
+    /// `sha256` of the bundle's manifest (`sslmem.json`: split, augmentations, encoders).
+    pub manifest_sha256: String,
+    /// Class names by label, where the dataset has them.
+    pub classes: Vec<String>,
+}
+
+/// `secs` since 1970 as `YYYY-MM-DD HH:MM:SS UTC` (the proleptic Gregorian calendar, as
+/// `date -u` writes it).
+fn utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// A figure of the page: its file, what it shows and how to read it.
+struct Caption<'a> {
+    file: &'a str,
+    shows: &'a str,
+    read: &'a str,
+}
+
+fn figure(h: &mut String, id: &str, png: &[u8], c: &Caption) {
     let _ = writeln!(
         h,
-        "<p>Memorization score of each example: <code>score = align_g − align_f</code>, the mean distance between paired augmented views under the encoder trained without the example minus under the one trained with it (docs/science.md#the-estimator); {} view pairs per example, seed {}, distance {}, normalisation {}, mode {}.</p>",
-        params.pairs, params.seed, esc(&params.distance), esc(&params.normalize), esc(&params.mode)
+        "<figure id=\"{id}\"><img class=\"fig\" alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption><b>What it shows.</b> {} <b>How to read it.</b> {} <span class=\"file\">({})</span></figcaption></figure>",
+        esc(c.shows),
+        b64(png),
+        esc(c.shows),
+        esc(c.read),
+        esc(c.file)
     );
-    let _ = writeln!(h, "<h2>What was audited</h2><table>");
+}
+
+/// The run record: what produced these files, from what, with which parameters, and when.
+fn run_record(h: &mut String, bundle: &Bundle, params: &AuditParams, run: &RunRecord) {
+    let m = &bundle.manifest;
     let row = |h: &mut String, k: &str, v: &str| {
         let _ = writeln!(
             h,
             "<tr><th class=\"l\">{k}</th><td class=\"l\">{v}</td></tr>"
         );
     };
-    row(&mut h, "bundle", &esc(&bundle.dir.display().to_string()));
-    row(&mut h, "name", &esc(m.name.as_deref().unwrap_or("–")));
+    h.push_str("<h2 id=\"run-record\">Run record</h2><table class=\"record\">\n");
+    row(h, "written", &esc(&utc(run.date)));
+    row(
+        h,
+        "program",
+        &format!(
+            "sslmem {} (git revision {})",
+            esc(crate::VERSION),
+            esc(crate::GIT_REVISION)
+        ),
+    );
+    row(
+        h,
+        "command",
+        &format!(
+            "<code id=\"command\">{}</code><br><small>an equivalent command: add <code>--out DIR</code>; the same audit run as shards (<code>--shard I/N</code>) and merged with <code>sslmem audit-merge</code> records the same command and writes the same files</small>",
+            esc(&run.command)
+        ),
+    );
+    row(
+        h,
+        "bundle",
+        &format!(
+            "{} <small>({})</small>",
+            esc(m.name.as_deref().unwrap_or("unnamed")),
+            esc(&bundle.dir.display().to_string())
+        ),
+    );
+    row(
+        h,
+        "manifest",
+        &format!(
+            "{} <small>sha256 {}</small>",
+            esc(crate::bundle::MANIFEST),
+            esc(&run.manifest_sha256)
+        ),
+    );
     let files = |v: &[crate::bundle::ModelFile]| {
         v.iter()
             .map(|f| format!("{} <small>sha256 {}</small>", esc(&f.path), esc(&f.sha256)))
             .collect::<Vec<_>>()
             .join("<br>")
     };
-    row(&mut h, "f (trained with the audited data)", &files(&m.f));
-    row(&mut h, "g (trained without it)", &files(&m.g));
+    row(h, "f (trained with the audited data)", &files(&m.f));
+    row(h, "g (trained without it)", &files(&m.g));
     row(
-        &mut h,
+        h,
         "dataset",
         &esc(params.dataset.as_deref().unwrap_or("(inputs)")),
     );
+    let sets = if params.sets.is_empty() {
+        SplitSet::Inputs.name().to_string()
+    } else {
+        let names: Vec<&str> = params.sets.iter().map(|s| s.name()).collect();
+        names.join(", ")
+    };
+    row(h, "sets", &esc(&sets));
     row(
-        &mut h,
-        "sets",
-        &esc(&if params.sets.is_empty() {
-            SplitSet::Inputs.name().into()
-        } else {
+        h,
+        "examples",
+        &format!(
+            "{} ({} per set)",
+            params.items,
             params
-                .sets
-                .iter()
-                .map(|s| s.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }),
+                .limit
+                .map_or("no limit".into(), |l| format!("at most {l}"))
+        ),
     );
     row(
-        &mut h,
-        "limit per set",
-        &params.limit.map_or("none".into(), |l| l.to_string()),
+        h,
+        "estimator",
+        &format!(
+            "{} view pairs per example, seed {}, mode {}, distance {}, normalisation {}",
+            params.pairs,
+            params.seed,
+            esc(&params.mode),
+            esc(&params.distance),
+            esc(&params.normalize)
+        ),
     );
     if let Some(split) = &m.split {
         row(
-            &mut h,
+            h,
             "split",
             &format!(
                 "{}: shared {}, candidate {}, independent {}; extra {} from {} (split seed {})",
@@ -549,13 +719,84 @@ pub fn html(
         .augment
         .as_ref()
         .map(|a| serde_json::to_string_pretty(a).unwrap_or_default())
-        .unwrap_or_else(|| "none recorded".into());
+        .unwrap_or_else(|| "none recorded (SimCLR's defaults)".into());
     row(
-        &mut h,
+        h,
         "augmentations",
-        &format!("<pre>{}</pre>", esc(&aug)),
+        &format!(
+            "<details><summary>training augmentations</summary><pre>{}</pre></details>",
+            esc(&aug)
+        ),
     );
     h.push_str("</table>\n");
+}
+
+/// Per class and set: examples, mean score, share significantly above zero.
+fn class_table(h: &mut String, summary: &Summary, classes: &[String]) {
+    if summary.classes.is_empty() {
+        return;
+    }
+    let mut labels: Vec<u8> = summary
+        .classes
+        .values()
+        .flat_map(|c| c.keys().copied())
+        .collect();
+    labels.sort_unstable();
+    labels.dedup();
+    h.push_str("<h2>Scores by class</h2>\n<p>For each class and set: the examples scored (n), their mean score, and the share whose 95% interval over view pairs lies above zero (% significant). Memorization shows as candidate classes with a higher mean and share than the same class in shared; a class far above the others is one <em>f</em> memorized more of.</p>\n<table id=\"class-table\"><tr><th class=\"l\" rowspan=\"2\">class</th>");
+    for set in summary.classes.keys() {
+        let _ = write!(h, "<th colspan=\"3\">{}</th>", esc(set.name()));
+    }
+    h.push_str("</tr>\n<tr>");
+    for _ in summary.classes.keys() {
+        h.push_str("<th>n</th><th>mean</th><th>% significant</th>");
+    }
+    h.push_str("</tr>\n");
+    for l in labels {
+        let _ = write!(
+            h,
+            "<tr><td class=\"l\">{}</td>",
+            esc(&class_name(Some(l), classes))
+        );
+        for by_label in summary.classes.values() {
+            match by_label.get(&l) {
+                Some(g) => {
+                    let _ = write!(
+                        h,
+                        "<td>{}</td><td>{}</td><td>{}</td>",
+                        g.count,
+                        num(g.spread.as_ref().map(|s| s.mean)),
+                        g.significant_positive_fraction
+                            .map_or("–".into(), |f| format!("{:.1}", 100.0 * f))
+                    );
+                }
+                None => h.push_str("<td>0</td><td>–</td><td>–</td>"),
+            }
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
+}
+
+/// `report.html`: the run record, the tables of `summary`, and the figures, each with a
+/// caption that says what it shows and how to read it.
+pub fn html(
+    bundle: &Bundle,
+    params: &AuditParams,
+    summary: &Summary,
+    records: &[Record],
+    figs: &Figures,
+    run: &RunRecord,
+) -> Result<String> {
+    let mut h = String::new();
+    h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>SSLMem audit</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}\ntable{border-collapse:collapse;margin:0.6em 0 1.4em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}\n.pass{color:#1a7f37;font-weight:600}.fail{color:#c62828;font-weight:600}\nfigure{margin:1em 0 2em}figcaption{font-size:90%;color:#444;max-width:900px}figcaption .file{color:#777}img.fig{max-width:100%;border:1px solid #ddd}\n.record th{width:16em;vertical-align:top}.record code{white-space:pre-wrap;word-break:break-all}\n.grid td{border:none;padding:2px;text-align:center;font-size:11px}.grid th{font-weight:600}.grid img{image-rendering:pixelated;width:56px;height:56px}\ncode,pre{background:#f6f6f6;padding:1px 4px}pre{padding:8px;overflow-x:auto;font-size:12px}\n</style></head><body>\n");
+    h.push_str("<h1>SSLMem audit</h1>\n");
+    run_record(&mut h, bundle, params, run);
+    let _ = writeln!(
+        h,
+        "<p>Memorization score of each example: <code>score = align_g − align_f</code>, the mean distance between paired augmented views under the encoder trained without the example minus under the one trained with it (docs/science.md#the-estimator); {} view pairs per example. Above zero: <em>f</em> maps the example's views closer together than <em>g</em> does, as it does for what it memorized.</p>",
+        params.pairs
+    );
 
     // Checks.
     h.push_str("<h2>Expected signs (docs/science.md#expected-signs)</h2><table><tr><th class=\"l\">check</th><th class=\"l\">rule</th><th>value</th><th>result</th></tr>\n");
@@ -625,6 +866,8 @@ pub fn html(
     }
     h.push_str("</table>\n<p><small>significant positive fraction: share of examples whose 95% interval over view pairs lies above zero.</small></p>\n");
 
+    class_table(&mut h, summary, &run.classes);
+
     h.push_str("<h2>Tests against the reference set</h2><table><tr><th class=\"l\">set</th><th class=\"l\">against</th><th>mean difference</th><th>Student t (p two-sided / greater / less)</th><th>Welch t (df; p two-sided / greater / less)</th><th>Mann–Whitney U (p two-sided / greater / less)</th></tr>\n");
     for t in &summary.tests {
         let p3 = |p: Option<PValues>| {
@@ -654,75 +897,97 @@ pub fn html(
 
     membership_table(&mut h, summary);
 
-    let fig = |h: &mut String, id: &str, png: &[u8], caption: &str| {
-        let _ = writeln!(
-            h,
-            "<figure id=\"{id}\"><img class=\"fig\" alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption>{}</figcaption></figure>",
-            esc(caption),
-            b64(png),
-            esc(caption)
-        );
-    };
     h.push_str("<h2>Figures</h2>\n");
-    fig(
+    figure(
         &mut h,
         "fig-histogram",
         &figs.histogram,
-        "Distribution of the score in each set (figures/score-histogram.png).",
+        &Caption {
+            file: "figures/score-histogram.png",
+            shows: "the distribution of the score in each audited set, as a density over bins shared by all sets (n per set in the legend); the grey vertical line is a score of zero.",
+            read: "zero means f and g treat an example alike. Memorization shows as the candidate curve (seen by f only) lying to the right of shared (seen by both) and extra (seen by neither), which should sit around zero; independent (seen by g only) lies to the left. Canary sets: candidate canaries far to the right of held-out ones.",
+        },
     );
     if let Some(roc) = &figs.roc {
-        fig(
+        figure(
             &mut h,
             "fig-roc",
             roc,
-            "ROC of the score as a membership test, log-log axes (figures/roc.png): each curve calls an example a member when its score is at or above a threshold; the further above the diagonal at low false-positive rates, the more the score gives training membership away. A rate of zero is drawn at the axis edge.",
+            &Caption {
+                file: "figures/roc.png",
+                shows: "the ROC curve of the score used as a membership test, on log-log axes: for every threshold, the share of members (examples f was trained on) scoring at or above it against the share of non-members that do; the grey diagonal is guessing. A rate of zero is drawn at the axis edge.",
+                read: "the further a curve lies above the diagonal at low false-positive rates (the left), the more the score gives training membership away; the AUC in the legend summarises the whole curve (0.5: no information, 1: perfect).",
+            },
         );
     }
-    fig(&mut h, "fig-typicality", &figs.typicality, "Score against typicality: atypical examples lie to the right (figures/score-vs-typicality.png).");
+    figure(
+        &mut h,
+        "fig-typicality",
+        &figs.typicality,
+        &Caption {
+            file: "figures/score-vs-typicality.png",
+            shows: &format!("one point per example: its typicality (x: mean distance to its {TYPICALITY_K} nearest same-class neighbours in g's representation; higher is more atypical) against its score (y), one colour per set."),
+            read: "if memorization concentrates on atypical examples, the candidate points rise to the right while the others stay flat; Spearman's ρ per set is in the table of scores by set.",
+        },
+    );
 
     let _ = writeln!(
         h,
-        "<h2>Most and least memorized, by class ({} set)</h2>\n<p>Left: the {GRID_PER_END} highest scores of each class; right: the {GRID_PER_END} lowest (figures/memorized-grid.png). Scores under each image.</p>\n<table class=\"grid\">",
+        "<h2>Most and least memorized, by class ({} set)</h2>",
         esc(figs.grid_set.name())
+    );
+    figure(
+        &mut h,
+        "fig-grid",
+        &figs.grid,
+        &Caption {
+            file: "figures/memorized-grid.png",
+            shows: &format!("for each class of the {} set (a row each), up to {GRID_PER_END} of its highest-scoring examples (left half, highest first) and as many of its lowest-scoring ones (right half, lowest first); under each tile, its class and score.", figs.grid_set.name()),
+            read: "the left half is what f memorized most, the right half what it memorized least; compare the two halves of a row for what sets the memorized examples apart (SSLMem finds them mostly atypical). A class with fewer than twice as many scored examples shows fewer tiles, and with one the same example on both sides. The table below shows the same examples with their input names (hover over a thumbnail).",
+        },
+    );
+    let _ = writeln!(
+        h,
+        "<table class=\"grid\"><tr><th class=\"l\">class</th><th colspan=\"{GRID_PER_END}\">most memorized (highest score first)</th><th></th><th colspan=\"{GRID_PER_END}\">least memorized (lowest score first)</th></tr>"
     );
     for g in &figs.grids {
         let _ = write!(
             h,
-            "<tr><th class=\"l\">class {}</th>",
-            g.label.map_or("–".into(), |l| l.to_string())
+            "<tr><th class=\"l\">{}</th>",
+            esc(&class_name(g.label, &run.classes))
         );
         let cell = |h: &mut String, (k, im, s): &(usize, SourceImage, f64)| -> Result<()> {
             let png = encode_png(&to_rgb(im, 1))?;
             let _ = write!(
                 h,
-                "<td><img alt=\"{}\" src=\"data:image/png;base64,{}\"><br>{s:.4}</td>",
+                "<td><img alt=\"{}\" title=\"{}\" src=\"data:image/png;base64,{}\"><br>{s:.4}</td>",
+                esc(&records[*k].input),
                 esc(&records[*k].input),
                 b64(&png)
             );
             Ok(())
         };
+        // Each half padded to its full width, so that the halves line up under their headers.
+        let empty = |h: &mut String, n: usize| {
+            h.push_str(&"<td></td>".repeat(GRID_PER_END.saturating_sub(n)))
+        };
         for c in &g.top {
             cell(&mut h, c)?;
         }
+        empty(&mut h, g.top.len());
         h.push_str("<td style=\"width:24px\"></td>");
         for c in &g.bottom {
             cell(&mut h, c)?;
         }
+        empty(&mut h, g.bottom.len());
         h.push_str("</tr>\n");
     }
     h.push_str("</table>\n");
-    fig(
-        &mut h,
-        "fig-grid",
-        &figs.grid,
-        "The same examples in one picture (most memorized left, least right; one row per class).",
-    );
     let failed = summary.failed.len();
     let _ = writeln!(
         h,
-        "<h2>Notes</h2><p>{} examples scored; {failed} could not be read (listed in summary.json). Typicality uses the first g encoder's representation of the un-augmented image and the audited examples of the same class as neighbours (k = {TYPICALITY_K}). Generated by sslmem {}.</p>",
+        "<h2>Notes</h2><p>{} examples scored; {failed} could not be read (listed in summary.json). Typicality uses the first g encoder's representation of the un-augmented image and the audited examples of the same class as neighbours (k = {TYPICALITY_K}).</p>",
         records.iter().filter(|r| r.score.is_some()).count(),
-        env!("CARGO_PKG_VERSION")
     );
     h.push_str("</body></html>\n");
     Ok(h)
@@ -896,4 +1161,27 @@ pub fn removal_png(series: &[RemovalSeries]) -> Result<Vec<u8>> {
         root.present().map_err(plot_err)?;
     }
     png(buf, w, h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_calendar_dates() {
+        // As `date -u -d @SECS '+%F %T'` writes them.
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc(4_102_444_799), "2099-12-31 23:59:59 UTC");
+        assert_eq!(utc(-1), "1969-12-31 23:59:59 UTC");
+    }
+
+    #[test]
+    fn classes_are_named_where_the_dataset_has_names() {
+        let names = vec!["T-shirt/top".to_string(), "Trouser".to_string()];
+        assert_eq!(class_name(Some(1), &names), "1 Trouser");
+        assert_eq!(class_name(Some(7), &names), "class 7");
+        assert_eq!(class_name(None, &names), "unlabelled");
+    }
 }

@@ -114,7 +114,7 @@ impl<N> ScoreRow<N> {
 }
 
 fn runtime<E: fmt::Display>(e: E) -> Error {
-    Error::Runtime(e.to_string())
+    Error::output("JSON", e)
 }
 
 /// `scores.jsonl`: one JSON object per row, each line ending in `\n`. Non-finite numbers

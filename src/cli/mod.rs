@@ -82,8 +82,12 @@ pub enum Command {
     /// Serve scores over HTTP (REST API, Prometheus metrics, OpenAPI).
     Serve(Box<serve::ServeArgs>),
     /// Audit a dataset: score every example of the bundle's split sets (resumable), with
-    /// statistics and the expected-sign checks (scores.jsonl, scores.csv, summary.json).
+    /// statistics and the expected-sign checks (scores.jsonl, scores.csv, summary.json,
+    /// report.html); or, with --shard I/N, one slice of it for audit-merge.
     Audit(Box<audit::AuditArgs>),
+    /// Merge the folders of `sslmem audit --shard I/N` (all N shards of one audit) into the
+    /// files the unsharded audit writes, byte for byte.
+    AuditMerge(audit::MergeArgs),
     /// Probe a running service: exits 0 when GET PATH answers 200 (container health checks;
     /// needs no curl in the image).
     Health(health::HealthArgs),
@@ -101,6 +105,9 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Serve(a) => sslmem::service::run(&a.options(), &rt).map(|()| true),
         Command::Health(a) => health::run(&a),
         Command::Audit(a) => a.options().and_then(|o| sslmem::audit::run(&o, &rt)),
+        Command::AuditMerge(a) => a
+            .options()
+            .and_then(|o| sslmem::audit::merge::merge(&o, &rt)),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -24,9 +24,24 @@ use crate::error::{Error, Result};
 pub struct TrainTest {
     pub train: ImageArray,
     pub test: ImageArray,
-    /// Class names of folder datasets (label `k` is `classes[k]`); empty otherwise.
+    /// Class names where known (label `k` is `classes[k]`): a folder dataset's subfolders,
+    /// Fashion-MNIST's ten; empty otherwise.
     pub classes: Vec<String>,
 }
+
+/// Fashion-MNIST's class names, by label (the dataset's own documentation).
+pub const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
 
 /// Loads `spec` (see the module docs). `shape` (`[channels, height, width]`) converts folder
 /// images and checks their size; `subset` keeps the first `(train, test)` examples.
@@ -57,10 +72,11 @@ fn load_full(spec: &str, shape: Option<[usize; 3]>) -> Result<TrainTest> {
     };
     match spec {
         "fashion-mnist" => {
-            return Ok(plain(
-                load_dataset("fashion-mnist:train")?,
-                load_dataset("fashion-mnist:test")?,
-            ))
+            return Ok(TrainTest {
+                train: load_dataset("fashion-mnist:train")?,
+                test: load_dataset("fashion-mnist:test")?,
+                classes: FASHION_MNIST_CLASSES.map(String::from).to_vec(),
+            })
         }
         "mnist" => {
             let (train, test) = hold_out("mnist", load_dataset("mnist")?)?;

@@ -98,7 +98,7 @@ impl SslModel {
             let mut tvs = nn::VarStore::new(device);
             let t = Encoder::new(&(tvs.root() / "encoder"), arch)?;
             tvs.copy(&vs)
-                .map_err(|e| Error::Runtime(format!("cannot initialise the BYOL target: {e}")))?;
+                .map_err(|e| Error::Train(format!("cannot initialise the BYOL target: {e}")))?;
             tvs.freeze();
             (Some(tvs), Some(t))
         } else {

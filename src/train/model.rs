@@ -169,7 +169,7 @@ impl Encoder {
                     .contiguous();
                 let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
                 let data = Vec::<f32>::try_from(t.flatten(0, -1))
-                    .map_err(|e| Error::Runtime(format!("cannot read parameter {name}: {e}")))?;
+                    .map_err(|e| Error::Train(format!("cannot read parameter {name}: {e}")))?;
                 Ok((name.clone(), ArchTensor::new(shape, data)?))
             })
             .collect()

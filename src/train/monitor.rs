@@ -133,7 +133,7 @@ fn alignments(
         ] {
             let d = t.size()[1] as usize;
             let v = Vec::<f32>::try_from(t.to_device(Device::Cpu).flatten(0, -1))
-                .map_err(|e| Error::Runtime(format!("monitor: {e}")))?;
+                .map_err(|e| Error::Train(format!("monitor: {e}")))?;
             for img in v.chunks_exact(views * d) {
                 let mean = img
                     .chunks_exact(2 * d)

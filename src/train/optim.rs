@@ -84,7 +84,7 @@ impl Optimizer {
         self.steps += 1;
         let c = self.config.clone();
         let t = self.steps as f64;
-        let fail = |e: tch::TchError| Error::Runtime(format!("optimiser step: {e}"));
+        let fail = |e: tch::TchError| Error::Train(format!("optimiser step: {e}"));
         tch::no_grad(|| -> Result<()> {
             for (name, p) in &mut self.params {
                 let grad = p.grad();

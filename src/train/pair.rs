@@ -42,10 +42,10 @@ pub fn check_parity(
         for (name, mut t) in cpu_vs.variables() {
             let src = w
                 .get(&name)
-                .ok_or_else(|| Error::Runtime(format!("no weight {name}")))?;
+                .ok_or_else(|| Error::Train(format!("no weight {name}")))?;
             let shape: Vec<i64> = src.shape.iter().map(|&d| d as i64).collect();
             t.f_copy_(&tch::Tensor::from_slice(&src.data).reshape(shape))
-                .map_err(|e| Error::Runtime(e.to_string()))?;
+                .map_err(|e| Error::Train(e.to_string()))?;
         }
         Ok(())
     })?;
@@ -58,7 +58,7 @@ pub fn check_parity(
         .first()
         .ok_or_else(|| Error::Train("the export check's engine has no encoder".into()))?;
     let want = Vec::<f32>::try_from(want.to_kind(Kind::Float).flatten(0, -1))
-        .map_err(|e| Error::Runtime(e.to_string()))?;
+        .map_err(|e| Error::Train(e.to_string()))?;
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
     let err = got
         .iter()
@@ -163,7 +163,7 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
     let repeats = o.canaries.map_or(1, |c| c.repeats);
     write_atomic(
         &o.out.join("split.json"),
-        &serde_json::to_vec_pretty(&split).map_err(|e| Error::Runtime(e.to_string()))?,
+        &serde_json::to_vec_pretty(&split).map_err(|e| Error::output("JSON", e))?,
     )?;
     let norm = crate::augment::Normalize::new(
         config.mean.clone(),
@@ -261,7 +261,7 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
             write_atomic(&o.out.join(format!("train-{label}.jsonl")), &log)?;
             write_atomic(
                 &done,
-                &serde_json::to_vec_pretty(&record).map_err(|e| Error::Runtime(e.to_string()))?,
+                &serde_json::to_vec_pretty(&record).map_err(|e| Error::output("JSON", e))?,
             )?;
             records.push(record);
         }
@@ -355,7 +355,7 @@ fn write_canaries(out: &Path, canaries: &ImageArray, spec: CanarySpec) -> Result
     let mut files = Vec::with_capacity(canaries.len());
     for j in 0..canaries.len() {
         let png = crate::pixels::encode_png(&canary::image(canaries, j)?)
-            .map_err(|e| Error::Runtime(format!("canary {j}: {e}")))?;
+            .map_err(|e| Error::Train(format!("canary {j}: {e}")))?;
         let path = format!("{CANARY_DIR}/{j:04}.png");
         write_atomic(&out.join(&path), &png)?;
         files.push(CanaryFile {
@@ -405,7 +405,7 @@ pub fn read_canaries(dir: &Path, rec: &CanaryRecord, shape: [usize; 3]) -> Resul
 
 /// A record as JSON, for the manifest's `training` (errors are the serializer's).
 fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(v).map_err(|e| Error::Runtime(e.to_string()))
+    serde_json::to_value(v).map_err(|e| Error::output("JSON", e))
 }
 
 /// Folder of a bundle that holds its canaries.

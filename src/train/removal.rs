@@ -234,7 +234,7 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
         };
         write_atomic(
             &result_path,
-            &serde_json::to_vec_pretty(&r).map_err(|e| Error::Runtime(e.to_string()))?,
+            &serde_json::to_vec_pretty(&r).map_err(|e| Error::output("JSON", e))?,
         )?;
         let _ = fs::remove_dir_all(&work);
         tracing::info!(run = %name, linear_probe = r.linear_probe_accuracy, "done");
@@ -243,7 +243,7 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
     let summary = summarize(&results, &config, o);
     write_atomic(
         &o.out.join("removal.json"),
-        (serde_json::to_string_pretty(&summary).map_err(|e| Error::Runtime(e.to_string()))? + "\n")
+        (serde_json::to_string_pretty(&summary).map_err(|e| Error::output("JSON", e))? + "\n")
             .as_bytes(),
     )?;
     let png = crate::audit::report::removal_png(&series(&results))?;

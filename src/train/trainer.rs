@@ -49,7 +49,7 @@ struct CheckpointMeta {
 }
 
 fn tch_err(what: &str) -> impl Fn(tch::TchError) -> Error + '_ {
-    move |e| Error::Runtime(format!("{what}: {e}"))
+    move |e| Error::Train(format!("{what}: {e}"))
 }
 
 /// One training run in `workdir` (checkpoints and `log.jsonl`).
@@ -190,7 +190,7 @@ impl Trainer<'_> {
                     model.after_step(step, total);
                     let l = loss.double_value(&[]);
                     if !l.is_finite() {
-                        return Err(Error::Runtime(format!(
+                        return Err(Error::Train(format!(
                             "{}: the loss became {l} at step {step}; lower the learning rate",
                             self.label
                         )));
@@ -253,7 +253,7 @@ impl Trainer<'_> {
             });
             if let Some(r) = &report {
                 line["memorization"] =
-                    serde_json::to_value(r).map_err(|e| Error::Runtime(e.to_string()))?;
+                    serde_json::to_value(r).map_err(|e| Error::output("JSON", e))?;
             }
             pending.push(line);
             // Log lines are written with the checkpoint that covers them, so a resumed run
@@ -318,7 +318,7 @@ impl Trainer<'_> {
             file: file.clone(),
             config: self.config.clone(),
         };
-        let text = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Runtime(e.to_string()))?;
+        let text = serde_json::to_vec_pretty(&meta).map_err(|e| Error::output("JSON", e))?;
         write_atomic(&self.checkpoint_meta(), &text)?;
         // Older checkpoints are no longer needed.
         if let Ok(entries) = fs::read_dir(&self.workdir) {

@@ -391,7 +391,7 @@ fn bench_epoch(images: usize, batch_size: usize, dev: Device) -> Result<()> {
     let log = std::fs::read_to_string(dir.join("log.jsonl")).map_err(|e| Error::io(&dir, e))?;
     let _ = std::fs::remove_dir_all(&dir);
     let v: serde_json::Value = serde_json::from_str(log.lines().next().unwrap_or_default())
-        .map_err(|e| Error::Runtime(e.to_string()))?;
+        .map_err(|e| Error::Train(e.to_string()))?;
     println!("{:.1}", v["images_per_second"].as_f64().unwrap_or(f64::NAN));
     Ok(())
 }
@@ -409,7 +409,7 @@ fn split(a: &SplitArgs) -> Result<()> {
         &test.name,
         test.len(),
     )?;
-    let text = serde_json::to_string_pretty(&s).map_err(|e| Error::Runtime(e.to_string()))? + "\n";
+    let text = serde_json::to_string_pretty(&s).map_err(|e| Error::output("JSON", e))? + "\n";
     match &a.out {
         Some(p) => write_atomic(p, text.as_bytes()),
         None => {
