@@ -195,6 +195,16 @@ impl Manifest {
         if self.f.is_empty() || self.g.is_empty() {
             return bad("needs at least one encoder in each of `f` and `g`".into());
         }
+        // uint8 inputs get the normalised values rounded to bytes: they must span 0..=255.
+        let bytes = |m: f32, s: f32| m.abs() < 1e-6 && (s * 255.0 - 1.0).abs() < 1e-4;
+        if i.element == ElementType::Uint8 && !i.mean.iter().zip(&i.std).all(|(m, s)| bytes(*m, *s))
+        {
+            return bad(
+                "the model takes uint8 pixels: give mean 0 and std 0.00392156862745098 (1/255) \
+                 for every channel, so that the values fed are the pixel bytes 0-255"
+                    .into(),
+            );
+        }
         if let Some(a) = &self.augment {
             a.validate()
                 .map_err(|e| Error::bundle(&at, e.to_string()))?;
@@ -513,6 +523,12 @@ pub fn create(
             "give at least one --f and one --g model".into(),
         ));
     }
+    if out.exists() && !out.is_dir() {
+        return Err(Error::bundle(
+            out,
+            "exists and is not a folder; choose a new folder",
+        ));
+    }
     let occupied = out.exists()
         && fs::read_dir(out)
             .map_err(|e| Error::io(out, e))?
@@ -557,9 +573,24 @@ pub fn create(
     })();
     let placed = built.and_then(|m| {
         if out.exists() {
-            fs::remove_dir(out).map_err(|e| Error::io(out, e))?;
+            // An empty folder (perhaps a mount point, which cannot be replaced): move the files
+            // in, the manifest last, so that a folder without it is never taken for a bundle.
+            let mut names: Vec<_> = fs::read_dir(&tmp)
+                .map_err(|e| Error::io(&tmp, e))?
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            names.sort_by_key(|n| n == MANIFEST);
+            for n in names {
+                let (from, to) = (tmp.join(&n), out.join(&n));
+                if fs::rename(&from, &to).is_err() {
+                    copy_tree(&from, &to)?;
+                }
+            }
+            let _ = fs::remove_dir_all(&tmp);
+        } else {
+            fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
         }
-        fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
         Ok(m)
     });
     if placed.is_err() {
@@ -680,6 +711,27 @@ fn copy_model(src: &Path, dir: &Path, stem: &str) -> Result<ModelFile> {
             entry.value = data_name(stem, k);
         }
     }
+    // Initializers are where exporters put external weights; anywhere else is refused by name
+    // rather than failing later with a confusing file-not-found.
+    let elsewhere = model.graph.as_ref().is_some_and(|g| {
+        g.sparse_initializer
+            .iter()
+            .any(|t| !t.values.external_data.is_empty() || !t.indices.external_data.is_empty())
+            || g.node.iter().any(|n| {
+                n.attribute.iter().any(|a| {
+                    !a.t.external_data.is_empty()
+                        || a.tensors.iter().any(|t| !t.external_data.is_empty())
+                })
+            })
+    });
+    if elsewhere {
+        return Err(Error::bundle(
+            src,
+            "has external data outside the graph's initializers (in a Constant node or a sparse \
+             tensor); save it with its weights inside the model (onnx.save(onnx.load(path), new_path)) \
+             or as initializers",
+        ));
+    }
     let mut external_data = Vec::new();
     let bytes = if locations.is_empty() {
         bytes
@@ -721,6 +773,24 @@ fn copy_model(src: &Path, dir: &Path, stem: &str) -> Result<ModelFile> {
         path: file,
         external_data,
     })
+}
+
+/// Copies a file or a folder (across file systems, where a rename cannot).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    if from.is_dir() {
+        fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
+        for e in fs::read_dir(from)
+            .map_err(|e| Error::io(from, e))?
+            .flatten()
+        {
+            copy_tree(&e.path(), &to.join(e.file_name()))?;
+        }
+        Ok(())
+    } else {
+        fs::copy(from, to)
+            .map(|_| ())
+            .map_err(|e| Error::io(from, e))
+    }
 }
 
 fn data_name(stem: &str, k: usize) -> String {

@@ -534,6 +534,12 @@ impl EncoderSession {
                         model: model(),
                         reason: e.to_string(),
                     })?;
+                if t.dim().1 == 0 {
+                    return Err(Error::Model {
+                        model: model(),
+                        reason: format!("output '{output}' has no tokens to pool"),
+                    });
+                }
                 Ok(pool(&t, p))
             }
             (3, None) => Err(Error::Model {
@@ -557,7 +563,7 @@ impl EncoderSession {
 }
 
 /// Pools token outputs `[batch, tokens, dim]` into `[batch, dim]` (`[batch, tokens * dim]`
-/// for [`Pooling::Flatten`]).
+/// for [`Pooling::Flatten`]). `tokens` must be at least 1.
 pub fn pool(t: &ndarray::Array3<f32>, how: Pooling) -> Array2<f32> {
     let (n, tokens, dim) = t.dim();
     match how {
@@ -649,4 +655,45 @@ fn run_one(session: &mut Session, feed: &Feed, job: &Job) -> Result<Vec<ArrayD<f
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_last_moves_each_value_to_its_nhwc_place() {
+        // [n=2, c=3, h=2, w=2], values numbered in NCHW order.
+        let x: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        let y = to_channels_last(&x, [2, 3, 2, 2]);
+        for b in 0..2 {
+            for c in 0..3 {
+                for h in 0..2 {
+                    for w in 0..2 {
+                        let nchw = ((b * 3 + c) * 2 + h) * 2 + w;
+                        let nhwc = ((b * 2 + h) * 2 + w) * 3 + c;
+                        assert_eq!(y[nhwc], x[nchw]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pooling_reads_tokens_as_documented() {
+        // 2 images, 3 tokens, 2 dims: token t of image b is [10b + t, -(10b + t)].
+        let t = ndarray::Array3::from_shape_fn((2, 3, 2), |(b, tok, d)| {
+            let v = (10 * b + tok) as f32;
+            if d == 0 {
+                v
+            } else {
+                -v
+            }
+        });
+        assert_eq!(pool(&t, Pooling::Cls).row(1).to_vec(), [10.0, -10.0]);
+        assert_eq!(pool(&t, Pooling::Mean).row(1).to_vec(), [11.0, -11.0]);
+        let flat = pool(&t, Pooling::Flatten);
+        assert_eq!(flat.dim(), (2, 6));
+        assert_eq!(flat.row(0).to_vec(), [0.0, -0.0, 1.0, -1.0, 2.0, -2.0]);
+    }
 }

@@ -27,12 +27,24 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf8")
 }
 
-/// Two different 28x28 greyscale PNGs.
-fn images(dir: &Path) -> (PathBuf, PathBuf) {
-    let paths = (dir.join("a.png"), dir.join("b.png"));
-    for (k, p) in [&paths.0, &paths.1].into_iter().enumerate() {
+/// Two different 28x28 greyscale PNGs and two different RGB ones (whose channels differ, so
+/// that a channels-last input read as channels-first gives other numbers).
+fn images(dir: &Path) -> [PathBuf; 4] {
+    let paths = ["a.png", "b.png", "ra.png", "rb.png"].map(|n| dir.join(n));
+    for (k, p) in paths[..2].iter().enumerate() {
         let img = image::GrayImage::from_fn(28, 28, |x, y| {
             image::Luma([((x * 9 + y * (3 + 5 * k as u32)) % 256) as u8])
+        });
+        img.save(p).expect("png");
+    }
+    for (k, p) in paths[2..].iter().enumerate() {
+        let k = k as u32;
+        let img = image::RgbImage::from_fn(28, 28, |x, y| {
+            image::Rgb([
+                ((x * 9 + k * 40) % 256) as u8,
+                ((y * 7 + x * k) % 256) as u8,
+                ((x * y + 13 * k) % 256) as u8,
+            ])
         });
         img.save(p).expect("png");
     }
@@ -50,11 +62,11 @@ fn models_from_torch_onnx_export_are_bundled_or_refused_and_match_pytorch() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let (a, b) = images(dir.path());
+    let [a, b, ra, rb] = images(dir.path());
     let models = dir.path().join("models");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/exporters/export.py");
     let o = Command::new(&python)
-        .args([s(&script), s(&models), s(&a), s(&b)])
+        .args([s(&script), s(&models), s(&a), s(&b), s(&ra), s(&rb)])
         .output()
         .expect("python");
     assert!(o.status.success(), "export.py: {}", stderr(&o));
@@ -125,4 +137,32 @@ fn models_from_torch_onnx_export_are_bundled_or_refused_and_match_pytorch() {
         );
         assert_eq!(v["d_f"], v["d_g"], "{name}: f and g are the same model");
     }
+
+    // Channels last with three channels: the transpose at the session's boundary matters.
+    let want = expected["distance_rgb"].as_f64().expect("distance_rgb");
+    let model = models.join("nhwc_rgb.onnx");
+    let out = dir.path().join("nhwc_rgb");
+    let o = run(&[
+        "bundle",
+        "create",
+        "--out",
+        s(&out),
+        "--f",
+        s(&model),
+        "--g",
+        s(&model),
+        "--mean",
+        "0.5,0.5,0.5",
+        "--std",
+        "0.5,0.5,0.5",
+    ]);
+    assert!(o.status.success(), "nhwc_rgb: {}", stderr(&o));
+    let o = run(&["align", "--bundle", s(&out), s(&ra), s(&rb)]);
+    assert!(o.status.success(), "nhwc_rgb: {}", stderr(&o));
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("json line");
+    let got = v["d_f"].as_f64().expect("d_f");
+    assert!(
+        (got - want).abs() <= 1e-4 * want.max(1.0),
+        "nhwc_rgb: sslmem {got}, PyTorch {want}"
+    );
 }

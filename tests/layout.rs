@@ -1,7 +1,7 @@
 //! The shape of the code, read from its source: the library's top-level modules import each
 //! other without a cycle, the library never imports a command line (clap's `Parser`, `Args`
-//! and `Subcommand` types live in the binaries), and only the engine (and the runtime it is
-//! built on) feeds encoders.
+//! and `Subcommand` types live in the binaries), and only the engine feeds encoders (the
+//! runtime defines the sessions and the bundle's load-time contract check runs them once).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

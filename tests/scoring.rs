@@ -88,8 +88,10 @@ fn results_do_not_depend_on_batch_size_or_order() {
             .expect("score")
     };
     let base = score(&imgs, 256);
+    assert_eq!(base.len(), imgs.len());
     for bs in [1, 5, 6, 17] {
         let other = score(&imgs, bs);
+        assert_eq!(other.len(), imgs.len(), "batch size {bs} lost results");
         for (a, o) in base.iter().zip(&other) {
             // Batch composition may change ONNX Runtime's kernels' summation order slightly.
             assert!(

@@ -1012,6 +1012,7 @@ fn a_service_whose_engine_stops_says_so_and_exits_non_zero() {
             break;
         }
     }
+    assert_eq!(statuses.len(), 6, "5 failures, then the stop: {statuses:?}");
     assert!(
         statuses
             .iter()

@@ -75,13 +75,17 @@ fn representations(engine: &engine::Engine, items: &[Item]) -> Result<Vec<Option
             .map(|it| it.input.load(channels, Default::default()).ok())
             .collect();
         let ok: Vec<SourceImage> = imgs.iter().flatten().cloned().collect();
-        let reps = engine.embed(&ok, Preprocess::Resize)?;
+        // A row that is not finite (already recorded as a failed score) has no typicality.
+        let reps = engine.embed_unchecked(&ok, Preprocess::Resize)?;
         let empty = Array2::zeros((0, 0));
         let g = reps.g.first().unwrap_or(&empty);
         let mut rows = g.rows().into_iter();
         for im in &imgs {
             out.push(im.as_ref().and_then(|_| {
                 let r = rows.next()?;
+                if r.iter().any(|v| !v.is_finite()) {
+                    return None;
+                }
                 let n = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
                 Some(r.iter().map(|v| v / n).collect())
             }));

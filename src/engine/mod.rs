@@ -251,10 +251,20 @@ impl Engine {
         opts: ScoreOptions,
     ) -> Result<Vec<Scored>> {
         views::check_channels(self.input(), &images)?;
-        let maker = self.view_maker(&opts)?;
-        let data = on_pool(move || maker.views(&images)).await?;
-        let reps = wait_async(self.queue.try_submit(data, self.output.clone())?).await?;
-        Ok(self.checked_scores(&opts, &reps))
+        let maker = Arc::new(self.view_maker(&opts)?);
+        // One pass's worth of images at a time: a request's views never all sit in memory at
+        // once, whatever its size (64 images x 200 views of 3x224x224 would be 7.7 GB).
+        let per_job = (self.max_batch_views / maker.views_per_image()).max(1);
+        let images = Arc::new(images);
+        let mut out = Vec::with_capacity(images.len());
+        for start in (0..images.len()).step_by(per_job) {
+            let end = (start + per_job).min(images.len());
+            let (m, imgs) = (maker.clone(), images.clone());
+            let data = on_pool(move || m.views(&imgs[start..end])).await?;
+            let reps = wait_async(self.queue.try_submit(data, self.output.clone())?).await?;
+            out.extend(self.checked_scores(&opts, &reps));
+        }
+        Ok(out)
     }
 
     /// The estimator on one job's rows, image by image; an image with a non-finite row under
@@ -324,7 +334,25 @@ impl Engine {
         for rx in rxs {
             parts.push(wait(rx)?);
         }
-        self.finite(join(parts))
+        self.finite(join(parts)?)
+    }
+
+    /// [`Engine::embed`] without the finiteness check: rows may be NaN or infinite, and the
+    /// caller decides per image (the audit's typicality leaves such an image out).
+    pub fn embed_unchecked(
+        &self,
+        images: &[SourceImage],
+        how: Preprocess,
+    ) -> Result<Representations> {
+        views::check_channels(self.input(), images)?;
+        let rxs = images
+            .chunks(self.max_batch_views.max(1))
+            .map(|chunk| {
+                let data = originals(self.input(), chunk, how)?;
+                self.queue.submit(data, self.output.clone())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        join(rxs.into_iter().map(wait).collect::<Result<Vec<_>>>()?)
     }
 
     /// [`Engine::embed`] for a service.
@@ -360,7 +388,7 @@ impl Engine {
             .map(|c| self.queue.submit(c.to_vec(), self.output.clone()))
             .collect::<Result<Vec<_>>>()?;
         let parts = rxs.into_iter().map(wait).collect::<Result<Vec<_>>>()?;
-        self.finite(join(parts))
+        self.finite(join(parts)?)
     }
 
     /// The representations, unless some row is NaN or infinite: then the first such row fails
@@ -407,24 +435,29 @@ fn flatten_pairs(pairs: &[(SourceImage, SourceImage)]) -> Vec<SourceImage> {
 }
 
 /// Stacks the rows of several jobs' representations, encoder by encoder.
-fn join(mut parts: Vec<Representations>) -> Representations {
+///
+/// # Errors
+/// [`EngineError::Inference`] when the jobs' representations differ in width.
+fn join(mut parts: Vec<Representations>) -> Result<Representations> {
     if parts.len() <= 1 {
-        return parts.pop().unwrap_or_default();
+        return Ok(parts.pop().unwrap_or_default());
     }
-    let stack = |side: fn(&Representations) -> &Vec<Array2<f32>>| -> Vec<Array2<f32>> {
+    let stack = |side: fn(&Representations) -> &Vec<Array2<f32>>| -> Result<Vec<Array2<f32>>> {
         let encoders = parts.first().map_or(0, |p| side(p).len());
         (0..encoders)
             .map(|e| {
                 let views: Vec<_> = parts.iter().map(|p| side(p)[e].view()).collect();
-                ndarray::concatenate(ndarray::Axis(0), &views)
-                    .unwrap_or_else(|_| Array2::zeros((0, 0)))
+                ndarray::concatenate(ndarray::Axis(0), &views).map_err(|err| {
+                    EngineError::Inference(format!("cannot stack the representations: {err}"))
+                        .into()
+                })
             })
             .collect()
     };
-    Representations {
-        f: stack(|p| &p.f),
-        g: stack(|p| &p.g),
-    }
+    Ok(Representations {
+        f: stack(|p| &p.f)?,
+        g: stack(|p| &p.g)?,
+    })
 }
 
 /// Runs CPU work on the rayon pool and awaits it, off the async runtime's threads.

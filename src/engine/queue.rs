@@ -6,8 +6,9 @@
 //! A job is never split across passes unless it alone is larger than a pass, so a caller
 //! that submits jobs of at most `max_batch_views` views gets exactly the forward passes it
 //! asked for (scores do not depend on what else is in the queue). Jobs whose caller has gone
-//! away are skipped. When the thread stops (it never should; a panic would), [`Queue::alive`]
-//! turns false and every submission fails with [`EngineError::Stopped`].
+//! away are skipped. The thread stops after [`MAX_CONSECUTIVE_FAILURES`] failed passes in a
+//! row (or on a panic); then [`Queue::alive`] turns false and every submission fails with
+//! [`EngineError::Stopped`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
@@ -317,7 +318,7 @@ mod tests {
         let seen = Arc::new(Count::default());
         let opts = QueueOptions {
             max_batch_views: 256,
-            max_delay: Duration::from_millis(300),
+            max_delay: Duration::from_secs(2), // ample time for the submissions below
             capacity: 8,
         };
         let q = queue(dir.path(), opts, seen.clone());
@@ -355,7 +356,7 @@ mod tests {
         let passes = Arc::new(Passes::default());
         let opts = QueueOptions {
             max_batch_views: 10,
-            max_delay: Duration::from_millis(300),
+            max_delay: Duration::from_secs(2), // ample time for the submissions below
             capacity: 8,
         };
         let q = Queue::start(Arc::new(bundle), opts, passes.clone()).expect("start");

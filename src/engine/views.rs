@@ -104,13 +104,7 @@ pub fn originals(input: &InputSpec, images: &[SourceImage], how: Preprocess) -> 
         {
             return Err(Error::Param(format!(
                 "image {}: is {}x{}x{}, the model takes {}x{}x{} (align does not resize)",
-                n + 1,
-                im.channels,
-                im.height,
-                im.width,
-                want.0,
-                want.1,
-                want.2
+                n, im.channels, im.height, im.width, want.0, want.1, want.2
             )));
         }
     }

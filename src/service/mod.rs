@@ -466,8 +466,11 @@ async fn serve(args: &ServeOptions, state: Arc<AppState>) -> Result<()> {
                  then exiting with status 2 so that the service is restarted",
                 drain.as_secs_f64()
             );
-            // Probes and scrapes see the failure before the process goes.
-            tokio::time::sleep_until(deadline.into()).await;
+            // Probes and scrapes see the failure before the process goes (SIGTERM ends it early).
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline.into()) => {},
+                () = shutdown_signal() => {},
+            }
         } else {
             tracing::info!(
                 "shutting down: draining in-flight requests (up to {:.0} s)",

@@ -69,11 +69,17 @@ pub enum Field<'a> {
 
 impl Field<'_> {
     /// The value as the user wrote it, for messages.
+    /// The value as an error message shows it: at most 64 characters (a part holding an
+    /// image under a parameter's name is not echoed back whole).
     fn shown(&self) -> String {
-        match self {
+        let full = match self {
             Field::Text(s) => (*s).to_string(),
             Field::Json(Value::String(s)) => s.clone(),
             Field::Json(v) => v.to_string(),
+        };
+        match full.char_indices().nth(64) {
+            Some((cut, _)) => format!("{}...", &full[..cut]),
+            None => full,
         }
     }
 

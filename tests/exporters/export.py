@@ -1,6 +1,6 @@
 """Exports one small encoder the ways people export encoders, for tests/exporters.rs.
 
-Usage: python export.py OUT_DIR IMAGE_A.png IMAGE_B.png
+Usage: python export.py OUT_DIR GREY_A.png GREY_B.png RGB_A.png RGB_B.png
 
 Writes into OUT_DIR, from one seeded PyTorch encoder (conv, ReLU, pooling, linear):
   legacy_dynamic.onnx   torch.onnx.export(dynamo=False) with a dynamic batch axis
@@ -9,10 +9,13 @@ Writes into OUT_DIR, from one seeded PyTorch encoder (conv, ReLU, pooling, linea
   dynamo_external.onnx  the same with its weights in an external data file
   fp16.onnx             the encoder in float16, float16 input and output
   nhwc.onnx             a channels-last wrapper: input [N, 28, 28, 1]
-and expected.json: the l2-normalised distance between the two images' representations, as
-PyTorch computes it, with the input normalisation (x / 255 - 0.5) / 0.5.
+  nhwc_rgb.onnx         a channels-last wrapper of a 3-channel encoder: input [N, 28, 28, 3]
+and expected.json: the l2-normalised distance between the two grey images' representations
+(`distance`) and between the two RGB images' under the 3-channel encoder (`distance_rgb`), as
+PyTorch computes them, with the input normalisation (x / 255 - 0.5) / 0.5.
 """
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -23,9 +26,9 @@ from PIL import Image
 
 
 class Encoder(torch.nn.Module):
-    def __init__(self):
+    def __init__(self, channels=1):
         super().__init__()
-        self.conv = torch.nn.Conv2d(1, 8, 3, stride=2, padding=1)
+        self.conv = torch.nn.Conv2d(channels, 8, 3, stride=2, padding=1)
         self.pool = torch.nn.AdaptiveAvgPool2d(7)
         self.fc = torch.nn.Linear(8 * 49, 32)
 
@@ -44,7 +47,7 @@ class ChannelsLast(torch.nn.Module):
 
 
 def main():
-    out, a, b = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    out, a, b, ra, rb = Path(sys.argv[1]), *sys.argv[2:6]
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     enc = Encoder().eval()
@@ -59,24 +62,32 @@ def main():
                       dynamic_shapes={"x": {0: batch}}, external_data=False, **names)
     torch.onnx.export(enc, (x,), out / "dynamo_external.onnx", dynamo=True,
                       dynamic_shapes={"x": {0: batch}}, external_data=True, **names)
-    torch.onnx.export(enc.half(), (x.half(),), out / "fp16.onnx", dynamo=False,
+    # A copy: .half() converts in place, and the reference below uses the float32 weights.
+    torch.onnx.export(copy.deepcopy(enc).half(), (x.half(),), out / "fp16.onnx", dynamo=False,
                       dynamic_axes={"input": {0: "batch"}, "representation": {0: "batch"}},
                       **names)
-    enc = enc.float()
     torch.onnx.export(ChannelsLast(enc), (x.permute(0, 2, 3, 1),), out / "nhwc.onnx",
                       dynamo=False,
                       dynamic_axes={"input": {0: "batch"}, "representation": {0: "batch"}},
                       **names)
 
-    def rep(path):
-        img = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+    rgb = Encoder(channels=3).eval()
+    torch.onnx.export(ChannelsLast(rgb), (torch.zeros(2, 28, 28, 3),), out / "nhwc_rgb.onnx",
+                      dynamo=False,
+                      dynamic_axes={"input": {0: "batch"}, "representation": {0: "batch"}},
+                      **names)
+
+    def rep(model, path, mode):
+        img = np.asarray(Image.open(path).convert(mode), dtype=np.float32)
         t = (torch.from_numpy(img) / 255.0 - 0.5) / 0.5
+        t = t[None, None] if mode == "L" else t.permute(2, 0, 1)[None]
         with torch.no_grad():
-            r = enc(t[None, None]).double()[0]
+            r = model(t).double()[0]
         return r / r.norm().clamp_min(1e-12)
 
-    d = float((rep(a) - rep(b)).norm())
-    (out / "expected.json").write_text(json.dumps({"distance": d}))
+    d = float((rep(enc, a, "L") - rep(enc, b, "L")).norm())
+    d_rgb = float((rep(rgb, ra, "RGB") - rep(rgb, rb, "RGB")).norm())
+    (out / "expected.json").write_text(json.dumps({"distance": d, "distance_rgb": d_rgb}))
 
 
 if __name__ == "__main__":
