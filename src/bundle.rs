@@ -541,6 +541,16 @@ pub fn create(
         ));
     }
     let manifest = describe(&f[0], opts, rt)?;
+    let channels = manifest.input.channels;
+    let assumed_channels = EncoderSession::load(&f[0], rt)
+        .map(|p| {
+            let axis = match manifest.input.layout {
+                Layout::Nchw => 1,
+                Layout::Nhwc => 3,
+            };
+            p.input.shape.get(axis).copied().flatten().is_none()
+        })
+        .unwrap_or(false);
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -596,7 +606,28 @@ pub fn create(
     if placed.is_err() {
         let _ = fs::remove_dir_all(&tmp);
     }
-    placed
+    placed.map_err(|e| {
+        // Errors name the folder the user asked for, not the temporary one.
+        let e = match e {
+            Error::Bundle { path, reason } => Error::Bundle {
+                path: path
+                    .strip_prefix(&tmp)
+                    .map_or_else(|_| path.clone(), |rel| out.join(rel)),
+                reason,
+            },
+            other => other,
+        };
+        if assumed_channels && !matches!(e, Error::Io { .. }) {
+            let c = channels;
+            Error::Param(format!(
+                "{e}\nhint: the model's channel axis is dynamic and {c} channel(s) were assumed \
+                 (from --channels or the number of --mean values); if it takes another count, \
+                 give --channels N (or N comma-separated --mean/--std values)"
+            ))
+        } else {
+            e
+        }
+    })
 }
 
 /// The manifest (without model files) that fits the first model and the options.
@@ -637,6 +668,11 @@ fn describe(model: &Path, opts: &CreateOptions, rt: &RuntimeOptions) -> Result<M
         (None, Some(asked)) => asked,
         (None, None) => opts.mean.len(),
     };
+    // One mean/std value for several channels is the same value for each.
+    let per_channel = |v: &[f32]| match v {
+        [one] if channels > 1 => vec![*one; channels],
+        _ => v.to_vec(),
+    };
     let (height, width) = match (h, w, opts.size) {
         (_, _, Some(s)) => s,
         (Some(h), Some(w), None) => (h, w),
@@ -669,8 +705,8 @@ fn describe(model: &Path, opts: &CreateOptions, rt: &RuntimeOptions) -> Result<M
             channels,
             height,
             width,
-            mean: opts.mean.clone(),
-            std: opts.std.clone(),
+            mean: per_channel(&opts.mean),
+            std: per_channel(&opts.std),
             layout,
             element,
         },

@@ -305,7 +305,9 @@ fn bundle_create_wraps_foreign_onnx_files() {
     let o = run(&["score", "--bundle", s(&out), "--pairs", "2", s(&img)]);
     assert!(o.status.success(), "{}", stderr(&o));
 
-    // Wrong number of mean values, and an existing bundle, are refused.
+    // A wrong number of mean values (one value serves every channel, as torchvision's
+    // Normalize broadcasts it; two for three channels do not), and an existing bundle, are
+    // refused.
     let o = run(&[
         "bundle",
         "create",
@@ -316,9 +318,9 @@ fn bundle_create_wraps_foreign_onnx_files() {
         "--g",
         s(&src.join("g0.onnx")),
         "--mean",
-        "0.5",
+        "0.5,0.4",
         "--std",
-        "0.25",
+        "0.25,0.25",
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("need 3 values"), "{}", stderr(&o));

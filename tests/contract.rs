@@ -220,7 +220,7 @@ fn case_09_all_dynamic_inputs_take_the_channels_from_the_normalisation() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(manifest(&out)["input"]["channels"], 3);
     score_sample(&out, &case("09-all-dynamic/sample.png"));
-    // --channels says it outright.
+    // --channels says it outright, and one mean/std value then serves every channel.
     let out = dir.path().join("c");
     let o = create(
         &out,
@@ -229,9 +229,9 @@ fn case_09_all_dynamic_inputs_take_the_channels_from_the_normalisation() {
             "--channels",
             "3",
             "--mean",
-            "0.5,0.5,0.5",
+            "0.5",
             "--std",
-            "0.5,0.5,0.5",
+            "0.5",
             "--height",
             "28",
             "--width",
@@ -241,6 +241,32 @@ fn case_09_all_dynamic_inputs_take_the_channels_from_the_normalisation() {
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        manifest(&out)["input"]["mean"],
+        serde_json::json!([0.5, 0.5, 0.5])
+    );
+    // Without either, one channel is assumed; the refusal says so and names the user's folder.
+    let out = dir.path().join("d");
+    let o = create(
+        &out,
+        &model,
+        &[
+            "--height",
+            "28",
+            "--width",
+            "28",
+            "--output",
+            "pooler_output",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("--channels N") && e.contains("1 channel(s) were assumed"),
+        "{e}"
+    );
+    assert!(!e.contains(".partial-"), "names the temporary folder: {e}");
+    assert!(!out.exists());
 }
 
 #[test]

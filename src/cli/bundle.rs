@@ -28,7 +28,8 @@ pub struct CreateArgs {
     /// Encoder trained WITHOUT the audited data; repeat for several.
     #[arg(long = "g", env = "SSLMEM_BUNDLE_CREATE_G", required = true)]
     pub g: Vec<PathBuf>,
-    /// Per-channel mean of the input normalisation.
+    /// Per-channel mean of the input normalisation, comma-separated (0.485,0.456,0.406); one
+    /// value serves every channel.
     #[arg(
         long,
         env = "SSLMEM_BUNDLE_CREATE_MEAN",
@@ -36,7 +37,8 @@ pub struct CreateArgs {
         required = true
     )]
     pub mean: Vec<f32>,
-    /// Per-channel std of the input normalisation.
+    /// Per-channel std of the input normalisation, comma-separated; one value serves every
+    /// channel.
     #[arg(
         long,
         env = "SSLMEM_BUNDLE_CREATE_STD",
@@ -75,8 +77,10 @@ pub struct CreateArgs {
     /// Input height, for models with a dynamic size.
     #[arg(long, env = "SSLMEM_BUNDLE_CREATE_HEIGHT", requires = "width")]
     pub height: Option<usize>,
+    /// Input width, for models with a dynamic size.
     #[arg(long, env = "SSLMEM_BUNDLE_CREATE_WIDTH", requires = "height")]
     pub width: Option<usize>,
+    /// A name for the bundle (free text, shown by inspect, the service and reports).
     #[arg(long, env = "SSLMEM_BUNDLE_CREATE_NAME")]
     pub name: Option<String>,
 }
