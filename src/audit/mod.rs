@@ -141,7 +141,9 @@ fn encoder_hashes(bundle: &Bundle) -> Vec<String> {
 /// examples included; the merge reports those).
 pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
     if a.chunk == 0 {
-        return Err(Error::Param("--chunk must be at least 1".into()));
+        return Err(Error::Param(
+            "the journal chunk must be at least 1 example".into(),
+        ));
     }
     let engine = Engine::start(Bundle::load(&a.bundle, rt)?, a.est.queue(), Arc::new(Quiet))?;
     let bundle = engine.bundle();

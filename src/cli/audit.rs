@@ -101,6 +101,11 @@ fn report_date() -> Result<i64> {
 
 impl AuditArgs {
     pub fn options(&self) -> Result<AuditOptions> {
+        if self.chunk == 0 {
+            return Err(sslmem::error::Error::Param(
+                "--chunk must be at least 1".into(),
+            ));
+        }
         Ok(AuditOptions {
             bundle: self.bundle.clone(),
             out: self.out.clone(),

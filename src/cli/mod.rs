@@ -102,7 +102,10 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Align(a) => align::run(&a, &rt).map(|()| true),
         Command::Inspect(a) => inspect::run(&a, &rt).map(|()| true),
         Command::Bundle(c) => bundle::run(&c, &rt).map(|()| true),
-        Command::Serve(a) => sslmem::service::run(&a.options(), &rt).map(|()| true),
+        Command::Serve(a) => a
+            .options()
+            .and_then(|o| sslmem::service::run(&o, &rt))
+            .map(|()| true),
         Command::Health(a) => health::run(&a),
         Command::Audit(a) => a.options().and_then(|o| sslmem::audit::run(&o, &rt)),
         Command::AuditMerge(a) => a

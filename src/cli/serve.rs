@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use sslmem::error::{Error, Result};
 use sslmem::service::ServeOptions;
 
 #[derive(Args, Debug, Clone)]
@@ -64,8 +65,32 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    pub fn options(&self) -> ServeOptions {
-        ServeOptions {
+    /// The service's options, after the checks that name this command line's flags (the
+    /// library checks the same things again in its own terms).
+    pub fn options(&self) -> Result<ServeOptions> {
+        let bad = |m: String| Err(Error::Param(m));
+        if self.max_batch_views == 0
+            || self.max_images == 0
+            || self.max_pairs == 0
+            || self.max_concurrent == 0
+        {
+            return bad(
+                "--max-batch-views, --max-images, --max-pairs and --max-concurrent must be positive"
+                    .into(),
+            );
+        }
+        if self.pairs == 0 || self.pairs > self.max_pairs {
+            return bad(format!("--pairs must lie in 1..={}", self.max_pairs));
+        }
+        if !(self.request_timeout > 0.0 && self.drain_timeout >= 0.0) {
+            return bad(
+                "--request-timeout must be positive and --drain-timeout not negative".into(),
+            );
+        }
+        if self.api_key.as_deref() == Some("") {
+            return bad("--api-key is empty".into());
+        }
+        Ok(ServeOptions {
             bundle: self.bundle.clone(),
             host: self.host.clone(),
             port: self.port,
@@ -83,6 +108,6 @@ impl ServeArgs {
             api_key: self.api_key.clone(),
             drain_timeout: self.drain_timeout,
             workers: self.workers,
-        }
+        })
     }
 }

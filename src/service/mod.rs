@@ -316,23 +316,22 @@ pub fn run(args: &ServeOptions, rt: &RuntimeOptions) -> Result<()> {
         || args.max_concurrent == 0
     {
         return Err(bad_arg(
-            "--max-batch-views, --max-images, --max-pairs and --max-concurrent must be positive"
-                .into(),
+            "max_batch_views, max_images, max_pairs and max_concurrent must be positive".into(),
         ));
     }
     if args.pairs == 0 || args.pairs > args.max_pairs {
         return Err(bad_arg(format!(
-            "--pairs must lie in 1..={}",
+            "the default pairs must lie in 1..=max_pairs ({})",
             args.max_pairs
         )));
     }
     if !(args.request_timeout > 0.0 && args.drain_timeout >= 0.0) {
         return Err(bad_arg(
-            "--request-timeout must be positive and --drain-timeout not negative".into(),
+            "request_timeout must be positive and drain_timeout not negative".into(),
         ));
     }
     if args.api_key.as_deref() == Some("") {
-        return Err(bad_arg("--api-key is empty".into()));
+        return Err(bad_arg("the API key is empty".into()));
     }
     if args.workers > 0 {
         rayon::ThreadPoolBuilder::new()
