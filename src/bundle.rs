@@ -37,6 +37,19 @@ pub struct InputSpec {
     pub element: ElementType,
 }
 
+impl InputSpec {
+    /// A smooth gradient at the input's size: real pixels for the load-time contract check and
+    /// the service's warm-up, independent of any dataset.
+    pub fn probe_image(&self) -> Result<crate::pixels::SourceImage> {
+        let plane = (self.height * self.width).max(1);
+        let pixels = (0..self.channels * self.height * self.width)
+            .map(|k| ((k % plane) * 255 / plane) as u8)
+            .collect();
+        crate::pixels::SourceImage::new(self.channels, self.height, self.width, pixels)
+            .map_err(|e| Error::Param(format!("the bundle's input size: {e}")))
+    }
+}
+
 /// Which output is the representation, and how it is read.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RepresentationSpec {
@@ -298,11 +311,8 @@ impl Bundle {
     /// [`Error::Bundle`] naming the encoder, the cause and the fix.
     pub fn check_contract(&self) -> Result<()> {
         let i = &self.manifest.input;
-        let plane = (i.height * i.width).max(1);
-        let pixels: Vec<u8> = (0..i.channels * i.height * i.width)
-            .map(|k| ((k % plane) * 255 / plane) as u8)
-            .collect();
-        let image = crate::pixels::SourceImage::new(i.channels, i.height, i.width, pixels)
+        let image = i
+            .probe_image()
             .map_err(|e| Error::bundle(self.dir.join(MANIFEST), e.to_string()))?;
         let augmenter = crate::augment::Augmenter::new(self.manifest.augment(), i.height, i.width)?;
         let norm = crate::augment::Normalize::new(i.mean.clone(), i.std.clone(), i.channels)?;
@@ -540,17 +550,8 @@ pub fn create(
             "already exists and is not empty; choose a new folder",
         ));
     }
-    let manifest = describe(&f[0], opts, rt)?;
+    let (manifest, assumed_channels) = describe(&f[0], opts, rt)?;
     let channels = manifest.input.channels;
-    let assumed_channels = EncoderSession::load(&f[0], rt)
-        .map(|p| {
-            let axis = match manifest.input.layout {
-                Layout::Nchw => 1,
-                Layout::Nhwc => 3,
-            };
-            p.input.shape.get(axis).copied().flatten().is_none()
-        })
-        .unwrap_or(false);
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -630,8 +631,9 @@ pub fn create(
     })
 }
 
-/// The manifest (without model files) that fits the first model and the options.
-fn describe(model: &Path, opts: &CreateOptions, rt: &RuntimeOptions) -> Result<Manifest> {
+/// The manifest (without model files) that fits the first model and the options, and whether
+/// the channel count was assumed (the model's channel axis is dynamic).
+fn describe(model: &Path, opts: &CreateOptions, rt: &RuntimeOptions) -> Result<(Manifest, bool)> {
     let probe = EncoderSession::load(model, rt)?;
     let name = model.display().to_string();
     let refuse = |reason: String| Error::Model {
@@ -697,7 +699,7 @@ fn describe(model: &Path, opts: &CreateOptions, rt: &RuntimeOptions) -> Result<M
                 })?,
         },
     };
-    Ok(Manifest {
+    let manifest = Manifest {
         format: FORMAT.into(),
         name: opts.name.clone(),
         input: InputSpec {
@@ -721,7 +723,8 @@ fn describe(model: &Path, opts: &CreateOptions, rt: &RuntimeOptions) -> Result<M
         architecture: None,
         split: None,
         training: None,
-    })
+    };
+    Ok((manifest, c.is_none()))
 }
 
 /// Copies a model into `dir` as `STEM.onnx`; a model whose weights live in external data

@@ -110,59 +110,54 @@ fn models_from_torch_onnx_export_are_bundled_or_refused_and_match_pytorch() {
         ("fp16.onnx", 2e-2),
         ("nhwc.onnx", 1e-4),
     ] {
-        let model = models.join(name);
-        let out = dir.path().join(name);
-        let o = run(&[
-            "bundle",
-            "create",
-            "--out",
-            s(&out),
-            "--f",
-            s(&model),
-            "--g",
-            s(&model),
-            "--mean",
-            "0.5",
-            "--std",
-            "0.5",
-        ]);
-        assert!(o.status.success(), "{name}: {}", stderr(&o));
-        let o = run(&["align", "--bundle", s(&out), s(&a), s(&b)]);
-        assert!(o.status.success(), "{name}: {}", stderr(&o));
-        let v: Value = serde_json::from_str(stdout(&o).trim()).expect("json line");
-        let got = v["d_f"].as_f64().expect("d_f");
+        let (d_f, d_g) =
+            bundle_and_align(&models.join(name), &dir.path().join(name), "0.5", [&a, &b]);
         assert!(
-            (got - want).abs() <= tol * want.max(1.0),
-            "{name}: sslmem {got}, PyTorch {want}"
+            (d_f - want).abs() <= tol * want.max(1.0),
+            "{name}: sslmem {d_f}, PyTorch {want}"
         );
-        assert_eq!(v["d_f"], v["d_g"], "{name}: f and g are the same model");
+        assert_eq!(d_f, d_g, "{name}: f and g are the same model");
     }
 
     // Channels last with three channels: the transpose at the session's boundary matters.
     let want = expected["distance_rgb"].as_f64().expect("distance_rgb");
-    let model = models.join("nhwc_rgb.onnx");
     let out = dir.path().join("nhwc_rgb");
-    let o = run(&[
-        "bundle",
-        "create",
-        "--out",
-        s(&out),
-        "--f",
-        s(&model),
-        "--g",
-        s(&model),
-        "--mean",
+    let (got, _) = bundle_and_align(
+        &models.join("nhwc_rgb.onnx"),
+        &out,
         "0.5,0.5,0.5",
-        "--std",
-        "0.5,0.5,0.5",
-    ]);
-    assert!(o.status.success(), "nhwc_rgb: {}", stderr(&o));
-    let o = run(&["align", "--bundle", s(&out), s(&ra), s(&rb)]);
-    assert!(o.status.success(), "nhwc_rgb: {}", stderr(&o));
-    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("json line");
-    let got = v["d_f"].as_f64().expect("d_f");
+        [&ra, &rb],
+    );
     assert!(
         (got - want).abs() <= 1e-4 * want.max(1.0),
         "nhwc_rgb: sslmem {got}, PyTorch {want}"
     );
+}
+
+/// `bundle create` with `model` as both `f` and `g` (normalisation `norm` for mean and std),
+/// then `sslmem align` of one image pair: `(d_f, d_g)`.
+fn bundle_and_align(model: &Path, out: &Path, norm: &str, [a, b]: [&Path; 2]) -> (f64, f64) {
+    let name = model.display();
+    let o = run(&[
+        "bundle",
+        "create",
+        "--out",
+        s(out),
+        "--f",
+        s(model),
+        "--g",
+        s(model),
+        "--mean",
+        norm,
+        "--std",
+        norm,
+    ]);
+    assert!(o.status.success(), "{name}: {}", stderr(&o));
+    let o = run(&["align", "--bundle", s(out), s(a), s(b)]);
+    assert!(o.status.success(), "{name}: {}", stderr(&o));
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("json line");
+    (
+        v["d_f"].as_f64().expect("d_f"),
+        v["d_g"].as_f64().expect("d_g"),
+    )
 }

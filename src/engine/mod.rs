@@ -323,18 +323,7 @@ impl Engine {
 
     /// The representation (`[n, dim]` per encoder) of each un-augmented image.
     pub fn embed(&self, images: &[SourceImage], how: Preprocess) -> Result<Representations> {
-        views::check_channels(self.input(), images)?;
-        let mut parts = Vec::new();
-        let per_job = self.max_batch_views.max(1);
-        let mut rxs = Vec::new();
-        for chunk in images.chunks(per_job) {
-            let data = originals(self.input(), chunk, how)?;
-            rxs.push(self.queue.submit(data, self.output.clone())?);
-        }
-        for rx in rxs {
-            parts.push(wait(rx)?);
-        }
-        self.finite(join(parts)?)
+        self.finite(self.embed_unchecked(images, how)?)
     }
 
     /// [`Engine::embed`] without the finiteness check: rows may be NaN or infinite, and the
@@ -460,8 +449,12 @@ fn join(mut parts: Vec<Representations>) -> Result<Representations> {
     })
 }
 
-/// Runs CPU work on the rayon pool and awaits it, off the async runtime's threads.
-async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+/// Runs CPU work (decoding, augmentation) on the rayon pool and awaits it, off the async
+/// runtime's threads.
+///
+/// # Errors
+/// [`EngineError::Stopped`] when the worker went away without an answer (it panicked).
+pub async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     rayon::spawn(move || {
         let _ = tx.send(f());

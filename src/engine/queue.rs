@@ -303,7 +303,7 @@ mod tests {
         }
     }
 
-    fn queue(dir: &std::path::Path, opts: QueueOptions, seen: Arc<Count>) -> Queue {
+    fn queue(dir: &std::path::Path, opts: QueueOptions, seen: Arc<dyn Observer>) -> Queue {
         let arch = ArchSpec::resnet_mini_28();
         let aug = AugmentSpec::preset("simclr").expect("preset");
         crate::bundle::write_random(dir, &arch, 0, 1, false, false, aug).expect("bundle");
@@ -349,17 +349,13 @@ mod tests {
             }
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let arch = ArchSpec::resnet_mini_28();
-        let aug = AugmentSpec::preset("simclr").expect("preset");
-        crate::bundle::write_random(dir.path(), &arch, 0, 1, false, false, aug).expect("bundle");
-        let bundle = Bundle::load(dir.path(), &RuntimeOptions::default()).expect("load");
         let passes = Arc::new(Passes::default());
         let opts = QueueOptions {
             max_batch_views: 10,
             max_delay: Duration::from_secs(2), // ample time for the submissions below
             capacity: 8,
         };
-        let q = Queue::start(Arc::new(bundle), opts, passes.clone()).expect("start");
+        let q = queue(dir.path(), opts, passes.clone());
         let out: Arc<str> = "representation".into();
         let rxs: Vec<_> = [4, 4, 4, 12]
             .iter()

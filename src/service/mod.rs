@@ -294,16 +294,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// A smooth gradient at the model's input size: real pixels for the warm-up's views.
-fn warm_up_image(i: &crate::bundle::InputSpec) -> Result<crate::pixels::SourceImage> {
-    let plane = (i.height * i.width).max(1);
-    let data = (0..i.channels * i.height * i.width)
-        .map(|k| ((k % plane) * 255 / plane) as u8)
-        .collect();
-    crate::pixels::SourceImage::new(i.channels, i.height, i.width, data)
-        .map_err(|e| Error::Param(format!("the bundle's input size: {e}")))
-}
-
 fn bad_arg(m: String) -> Error {
     Error::Param(m)
 }
@@ -374,7 +364,7 @@ pub fn run(args: &ServeOptions, rt: &RuntimeOptions) -> Result<()> {
     // Warm-up: a full request's worth of real augmented views through every encoder, before
     // the listener opens.
     engine.warm_up(
-        &warm_up_image(&engine.bundle().manifest.input)?,
+        &engine.bundle().manifest.input.probe_image()?,
         &ScoreOptions {
             pairs: args.pairs,
             seed: args.seed,

@@ -24,16 +24,6 @@ use crate::pixels::{decode, DecodeLimits, SourceImage};
 use crate::runtime::Provider;
 use crate::score::{Distance, RepNorm, ViewMode};
 
-/// Runs CPU work (decoding) on the rayon pool, off the async runtime's threads.
-async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    rayon::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.await
-        .map_err(|_| ApiError::internal("a worker stopped unexpectedly"))
-}
-
 fn check_count(state: &AppState, n: usize, what: &str) -> Result<(), ApiError> {
     let max = state.limits.max_images;
     if n == 0 {
@@ -69,7 +59,9 @@ async fn decode_uploads(
 ) -> Result<Vec<SourceImage>, ApiError> {
     let channels = state.bundle().manifest.input.channels;
     let limits = state.limits.decode;
-    on_pool(move || decode_all(&uploads, channels, limits)).await?
+    crate::engine::on_pool(move || decode_all(&uploads, channels, limits))
+        .await
+        .map_err(|_| ApiError::internal("a worker stopped unexpectedly"))?
 }
 
 /// An enum parameter, parsed from its names (any case); its schema is a named component
