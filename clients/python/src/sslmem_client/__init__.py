@@ -22,6 +22,7 @@ from .errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from . import errors
 from .frame import score_frame
 from .models import (
     Alignment,
@@ -43,18 +44,7 @@ __all__ = [
     "Client",
     "AsyncClient",
     "score_frame",
-    "SslmemError",
-    "ConnectionFailed",
-    "BadRequest",
-    "Unauthorized",
-    "NotFound",
-    "MethodNotAllowed",
-    "PayloadTooLarge",
-    "UnsupportedMediaType",
-    "InvalidInput",
-    "Overloaded",
-    "Unavailable",
-    "ServerError",
+    *errors.__all__,
     "ImageScore",
     "ScoreParams",
     "ScoreResponse",
