@@ -236,6 +236,44 @@ impl ArchSpec {
         out
     }
 
+    /// Floating-point operations of one view's forward pass up to the projection: 2 per
+    /// multiply-add of every convolution (stem, both convolutions of each block, 1x1
+    /// shortcuts) and every projector layer, as FLOP counts are usually quoted (e.g. the
+    /// ResNet paper's "FLOPs" counted multiply-adds; this counts each as 2). Batch norm is
+    /// folded into the convolutions at export; ReLU, the residual add and the poolings are
+    /// left out (they are elementwise, a fraction of a percent here). Unit: FLOPs per view
+    /// (one image through one encoder). `scripts/bench-score.sh` divides measured throughput
+    /// by it to compare the forward pass with the machine's matrix-multiply rate.
+    pub fn forward_flops(&self) -> u64 {
+        let conv = |c_out: usize, c_in: usize, k: usize, h: usize, w: usize| {
+            2 * (c_out * c_in * k * k * h * w) as u64
+        };
+        let (mut h, mut w) = (
+            conv_out(self.height, self.stem.kernel, self.stem.stride),
+            conv_out(self.width, self.stem.kernel, self.stem.stride),
+        );
+        let mut flops = conv(self.stem.channels, self.in_channels, self.stem.kernel, h, w);
+        if self.stem.max_pool {
+            h /= 2;
+            w /= 2;
+        }
+        let mut c_in = self.stem.channels;
+        for (i, b) in self.blocks.iter().enumerate() {
+            let (ho, wo) = (conv_out(h, 3, b.stride), conv_out(w, 3, b.stride));
+            flops += conv(b.channels, c_in, 3, ho, wo) + conv(b.channels, b.channels, 3, ho, wo);
+            if self.block_has_projection_shortcut(i) {
+                flops += conv(b.channels, c_in, 1, ho, wo);
+            }
+            (h, w, c_in) = (ho, wo, b.channels);
+        }
+        let mut d_in = self.representation_dim();
+        for &d in &self.projector {
+            flops += 2 * (d * d_in) as u64;
+            d_in = d;
+        }
+        flops
+    }
+
     /// Whether block `i` needs a 1x1 conv shortcut (stride or width change).
     pub fn block_has_projection_shortcut(&self, i: usize) -> bool {
         let c_in = if i == 0 {
@@ -331,9 +369,48 @@ impl ArchSpec {
     }
 }
 
+/// Output size of a convolution with kernel `k` (odd), padding `k / 2` and stride `s` over
+/// `n` pixels (PyTorch's formula with dilation 1).
+pub(crate) fn conv_out(n: usize, k: usize, s: usize) -> usize {
+    (n + 2 * (k / 2) - k) / s + 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forward_flops_count_every_multiply_add_twice() {
+        // resnet-mini-28x28x1 with a stride-2 stem (the default bundle), by hand:
+        // stem 32x1x3x3 at 14x14; block 0 two 32x32x3x3 at 14x14; block 1 64x32x3x3,
+        // 64x64x3x3 and a 64x32 shortcut at 7x7; block 2 128x64x3x3, 128x128x3x3 and a
+        // 128x64 shortcut at 4x4; projector 128->128->64.
+        let macs = 32 * 9 * 196
+            + 2 * 32 * 32 * 9 * 196
+            + (64 * 32 * 9 + 64 * 64 * 9 + 64 * 32) * 49
+            + (128 * 64 * 9 + 128 * 128 * 9 + 128 * 64) * 16
+            + 128 * 128
+            + 128 * 64;
+        let mut a = ArchSpec::resnet_mini_28();
+        a.stem.stride = 2;
+        assert_eq!(a.forward_flops(), 2 * macs as u64);
+        // Stride 1: the stem and block 0 at 28x28, block 1 at 14x14, block 2 at 7x7.
+        let body = |s0: usize, s1: usize, s2: usize| {
+            2 * 32 * 32 * 9 * s0
+                + (64 * 32 * 9 + 64 * 64 * 9 + 64 * 32) * s1
+                + (128 * 64 * 9 + 128 * 128 * 9 + 128 * 64) * s2
+        };
+        let head = 128 * 128 + 128 * 64;
+        let one = ArchSpec::resnet_mini_28().forward_flops();
+        assert_eq!(one, 2 * (32 * 9 * 784 + body(784, 196, 49) + head) as u64);
+        // A 2x2 max-pool after a stride-1 stem: the stem at 28x28, the blocks as with stride 2.
+        let mut pooled = ArchSpec::resnet_mini_28();
+        pooled.stem.max_pool = true;
+        assert_eq!(
+            pooled.forward_flops(),
+            2 * (32 * 9 * 784 + body(196, 49, 16) + head) as u64
+        );
+    }
 
     #[test]
     fn preset_28_has_the_documented_size() {

@@ -11,7 +11,7 @@ use onnx_protobuf::{
     TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
-use crate::arch::{ArchSpec, Weights};
+use crate::arch::{conv_out, ArchSpec, Weights};
 use crate::error::{Error, Result};
 
 pub const INPUT: &str = "input";
@@ -161,7 +161,6 @@ impl Graph<'_> {
         let layer_names = a.layer_names();
         let mut outputs = Vec::new();
         // Spatial size after each step, for the declared output shapes.
-        let conv_out = |n: usize, k: usize, s: usize| (n + 2 * (k / 2) - k) / s + 1;
         let (mut h, mut w) = (
             conv_out(a.height, a.stem.kernel, a.stem.stride),
             conv_out(a.width, a.stem.kernel, a.stem.stride),

@@ -281,11 +281,17 @@ fn element_name(t: ort::value::TensorElementType) -> String {
     format!("{t:?}").to_lowercase()
 }
 
+/// Graph optimisations: every level ONNX Runtime has (`ORT_ENABLE_ALL`), which on top of
+/// the NCHWc layout level adds the remaining fusions; 8% faster forward passes on the default
+/// pair than `ORT_ENABLE_LAYOUT` in `scripts/bench-score.sh` (docs/benchmarks.md), with the
+/// same scores to the tolerance of the exactness tests.
+const OPTIMIZATION: GraphOptimizationLevel = GraphOptimizationLevel::All;
+
 fn base_builder(
     env: &Environment,
     opts: &RuntimeOptions,
 ) -> ort::Result<ort::session::builder::SessionBuilder> {
-    let mut b = Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::Level3)?;
+    let mut b = Session::builder(env)?.with_optimization_level(OPTIMIZATION)?;
     if opts.threads > 0 {
         b = b.with_intra_threads(opts.threads)?;
     }
@@ -295,26 +301,38 @@ fn base_builder(
     Ok(b)
 }
 
+/// Where a session's model comes from: its file, or bytes made from it (the
+/// representation-only graph of [`representation_only`]).
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    File(&'a Path),
+    Memory(&'a [u8]),
+}
+
+impl Source<'_> {
+    fn commit(self, b: &mut ort::session::builder::SessionBuilder) -> ort::Result<Session> {
+        match self {
+            Source::File(p) => b.commit_from_file(p),
+            Source::Memory(bytes) => b.commit_from_memory(bytes),
+        }
+    }
+}
+
 /// Builds a session on the requested device; returns the provider really in use.
 fn build_session(
     env: &Environment,
-    path: &Path,
+    src: Source<'_>,
     opts: &RuntimeOptions,
 ) -> ort::Result<(Session, Provider)> {
     match opts.device {
-        Device::Cpu => Ok((
-            base_builder(env, opts)?.commit_from_file(path)?,
-            Provider::Cpu,
-        )),
+        Device::Cpu => Ok((src.commit(&mut base_builder(env, opts)?)?, Provider::Cpu)),
         Device::Cuda(n) => Ok((
-            with_cuda(base_builder(env, opts)?, n)?.commit_from_file(path)?,
+            src.commit(&mut with_cuda(base_builder(env, opts)?, n)?)?,
             Provider::Cuda,
         )),
         Device::Auto => {
             if CUDA_BUILT {
-                match with_cuda(base_builder(env, opts)?, 0)
-                    .and_then(|mut b| b.commit_from_file(path))
-                {
+                match with_cuda(base_builder(env, opts)?, 0).and_then(|mut b| src.commit(&mut b)) {
                     Ok(s) => return Ok((s, Provider::Cuda)),
                     Err(e) => {
                         tracing::warn!("device auto: CUDA unavailable ({e}); falling back to CPU")
@@ -323,10 +341,7 @@ fn build_session(
             } else {
                 tracing::debug!("device auto: built without the `cuda` feature; using CPU");
             }
-            Ok((
-                base_builder(env, opts)?.commit_from_file(path)?,
-                Provider::Cpu,
-            ))
+            Ok((src.commit(&mut base_builder(env, opts)?)?, Provider::Cpu))
         }
     }
 }
@@ -424,23 +439,36 @@ impl EncoderSession {
     /// Loads the model and starts its thread; inputs are fed channels first and token
     /// outputs are refused (see [`EncoderSession::load_with`]).
     pub fn load(path: &Path, opts: &RuntimeOptions) -> Result<Self> {
-        Self::load_with(path, opts, Boundary::default())
+        Self::load_with(path, opts, Boundary::default(), None)
     }
 
     /// Loads the model with the bundle's layout and pooling, and starts its thread. Inputs
     /// are always given as float32 `[N, C, H, W]`; the session transposes them to its layout
     /// and casts them to its input's element type.
     ///
+    /// With `primary` (the output nearly every call asks for: the bundle's representation)
+    /// and a model that has other outputs too (per-layer feature maps, a projection head),
+    /// the session runs a representation-only graph ([`representation_only`]): ONNX Runtime
+    /// then neither computes nor copies out the rest. A call for another output loads the
+    /// whole model on first use and keeps it.
+    ///
     /// # Errors
     /// [`Error::Model`] when the model cannot be loaded, has other than one input, or its
     /// input's element type is not float32, float16 or uint8.
-    pub fn load_with(path: &Path, opts: &RuntimeOptions, boundary: Boundary) -> Result<Self> {
+    pub fn load_with(
+        path: &Path,
+        opts: &RuntimeOptions,
+        boundary: Boundary,
+        primary: Option<&str>,
+    ) -> Result<Self> {
         let env = environment(opts)?;
         let model = path.display().to_string();
-        let (session, provider) = build_session(env, path, opts).map_err(|e| Error::Model {
+        let model_error = |e: ort::Error| Error::Model {
             model: model.clone(),
             reason: e.to_string(),
-        })?;
+        };
+        let (session, provider) =
+            build_session(env, Source::File(path), opts).map_err(model_error)?;
         let inputs: Vec<TensorInfo> = session.inputs().iter().map(outlet_info).collect();
         let outputs: Vec<TensorInfo> = session.outputs().iter().map(outlet_info).collect();
         let input = match inputs.as_slice() {
@@ -464,11 +492,26 @@ impl EncoderSession {
                 ),
             });
         };
+        let primary = primary.filter(|p| outputs.len() > 1 && outputs.iter().any(|o| o.name == *p));
+        let sessions = match primary.map(|p| specialise(env, path, opts, p, provider)) {
+            Some(Some(fast)) => Sessions {
+                main: fast,
+                main_outputs: primary.iter().map(|p| p.to_string()).collect(),
+                whole: None,
+            },
+            _ => Sessions {
+                main: session,
+                main_outputs: outputs.iter().map(|o| o.name.clone()).collect(),
+                whole: None,
+            },
+        };
         let (tx, rx) = mpsc::channel::<Job>();
         let feed = Feed {
             name: input.name.clone(),
             element,
             boundary,
+            path: path.to_path_buf(),
+            opts: opts.clone(),
         };
         thread::Builder::new()
             .name(format!(
@@ -477,7 +520,7 @@ impl EncoderSession {
                     .map(|f| f.to_string_lossy())
                     .unwrap_or_default()
             ))
-            .spawn(move || serve(session, &feed, rx))
+            .spawn(move || serve(sessions, &feed, rx))
             .map_err(|e| Error::Runtime(format!("cannot start encoder thread: {e}")))?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -579,16 +622,140 @@ pub fn pool(t: &ndarray::Array3<f32>, how: Pooling) -> Array2<f32> {
     }
 }
 
-/// What the session's thread needs to feed its model.
+/// What the session's thread needs to feed its model (and to load the whole model when a
+/// call asks for an output the representation-only graph lacks).
 struct Feed {
     name: String,
     element: ElementType,
     boundary: Boundary,
+    path: PathBuf,
+    opts: RuntimeOptions,
 }
 
-fn serve(mut session: Session, feed: &Feed, rx: mpsc::Receiver<Job>) {
+/// The sessions of one encoder's thread.
+struct Sessions {
+    /// The representation-only graph, or the whole model when there is nothing to remove.
+    main: Session,
+    /// The outputs `main` has.
+    main_outputs: Vec<String>,
+    /// The whole model, loaded on the first call for an output `main` lacks.
+    whole: Option<Session>,
+}
+
+impl Sessions {
+    fn for_job(&mut self, feed: &Feed, job: &Job) -> Result<&mut Session> {
+        if job.outputs.iter().all(|o| self.main_outputs.contains(o)) {
+            return Ok(&mut self.main);
+        }
+        if self.whole.is_none() {
+            let env = environment(&feed.opts)?;
+            let (session, _) =
+                build_session(env, Source::File(&feed.path), &feed.opts).map_err(|e| {
+                    Error::Model {
+                        model: feed.path.display().to_string(),
+                        reason: e.to_string(),
+                    }
+                })?;
+            tracing::debug!(model = %feed.path.display(), outputs = ?job.outputs, "loaded the whole model for outputs outside the representation");
+            self.whole = Some(session);
+        }
+        self.whole
+            .as_mut()
+            .ok_or_else(|| Error::Runtime("the whole model is not loaded".into()))
+    }
+}
+
+/// A session of the representation-only graph of `path` on the same provider, or `None`
+/// (logged) when the model cannot be reduced (see [`representation_only`]) or the reduced
+/// graph does not load: the caller then keeps the whole model, which gives the same results.
+fn specialise(
+    env: &Environment,
+    path: &Path,
+    opts: &RuntimeOptions,
+    output: &str,
+    provider: Provider,
+) -> Option<Session> {
+    let bytes = match representation_only(path, output) {
+        Ok(Some(b)) => b,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::debug!(model = %path.display(), "keeping the whole model: {e}");
+            return None;
+        }
+    };
+    match build_session(env, Source::Memory(&bytes), opts) {
+        Ok((s, p)) if p == provider => Some(s),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(model = %path.display(), "keeping the whole model: {e}");
+            None
+        }
+    }
+}
+
+/// The model at `path` reduced to the one graph output `output` and the nodes and
+/// initializers it depends on, serialised; `None` when there is nothing to remove, or when
+/// the model keeps weights in external data files (they are found relative to the model's
+/// file, which bytes in memory do not have) or has control-flow subgraphs.
+///
+/// Nodes are kept by walking the graph backwards from `output` (ONNX requires nodes in
+/// topological order), so the reduced graph computes `output` with exactly the same
+/// operators and weights as the whole one.
+///
+/// # Errors
+/// [`Error::Model`] when the file is not a readable ONNX model.
+pub fn representation_only(path: &Path, output: &str) -> Result<Option<Vec<u8>>> {
+    use onnx_protobuf::Message;
+    let model_err = |reason: String| Error::Model {
+        model: path.display().to_string(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut model = onnx_protobuf::ModelProto::parse_from_bytes(&bytes)
+        .map_err(|e| model_err(format!("not an ONNX model: {e}")))?;
+    let Some(graph) = model.graph.as_mut() else {
+        return Ok(None);
+    };
+    let external = graph
+        .initializer
+        .iter()
+        .any(|t| !t.external_data.is_empty());
+    let subgraphs = graph.node.iter().any(|n| {
+        n.attribute
+            .iter()
+            .any(|a| a.g.is_some() || !a.graphs.is_empty())
+    });
+    if external
+        || subgraphs
+        || graph.output.len() < 2
+        || !graph.output.iter().any(|o| o.name == output)
+    {
+        return Ok(None);
+    }
+    let mut needed: std::collections::HashSet<String> = [output.to_string()].into();
+    let mut keep = vec![false; graph.node.len()];
+    for (k, node) in graph.node.iter().enumerate().rev() {
+        if node.output.iter().any(|o| needed.contains(o)) {
+            keep[k] = true;
+            needed.extend(node.input.iter().filter(|i| !i.is_empty()).cloned());
+        }
+    }
+    let mut flags = keep.into_iter();
+    graph.node.retain(|_| flags.next().unwrap_or(true));
+    graph.initializer.retain(|t| needed.contains(&t.name));
+    graph.output.retain(|o| o.name == output);
+    graph.value_info.retain(|v| needed.contains(&v.name));
+    model
+        .write_to_bytes()
+        .map(Some)
+        .map_err(|e| model_err(format!("cannot write the reduced graph: {e}")))
+}
+
+fn serve(mut sessions: Sessions, feed: &Feed, rx: mpsc::Receiver<Job>) {
     while let Ok(job) = rx.recv() {
-        let result = run_one(&mut session, feed, &job);
+        let result = sessions
+            .for_job(feed, &job)
+            .and_then(|session| run_one(session, feed, &job));
         // The caller may have gone away; nothing to do then.
         let _ = job.reply.send(result);
     }
