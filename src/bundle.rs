@@ -269,7 +269,12 @@ impl Bundle {
                     for data in &mf.external_data {
                         verify_file(dir, data)?;
                     }
-                    let enc = EncoderSession::load_with(&path, opts, boundary)?;
+                    let enc = EncoderSession::load_with(
+                        &path,
+                        opts,
+                        boundary,
+                        Some(&manifest.representation.output),
+                    )?;
                     check_interface(&enc, &manifest)?;
                     Ok(enc)
                 })

@@ -145,3 +145,84 @@ fn dynamic_batch_axis_takes_any_batch_size() {
         assert_eq!(reps.shape(), [n, 128]);
     }
 }
+
+/// The representation-only graph: one output, no node the output does not need (the
+/// projection head and nothing else goes), and the same values as the whole model; a session
+/// loaded with it still answers calls for the other outputs (through the whole model).
+#[test]
+fn representation_only_graph_computes_the_same_output_with_fewer_nodes() {
+    use onnx_protobuf::Message;
+    let arch = ArchSpec::resnet_mini_28();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("enc.onnx");
+    let w = arch.random_weights(5);
+    onnx::write(
+        &path,
+        &arch,
+        &w,
+        ExportOptions {
+            layer_outputs: true,
+        },
+    )
+    .expect("write onnx");
+    let whole = onnx_protobuf::ModelProto::parse_from_bytes(&std::fs::read(&path).expect("read"))
+        .expect("parse");
+    let bytes = sslmem::runtime::representation_only(&path, onnx::REPRESENTATION)
+        .expect("reduce")
+        .expect("a model with layer outputs and a projection head reduces");
+    let reduced = onnx_protobuf::ModelProto::parse_from_bytes(&bytes).expect("parse");
+    let (g, r) = (whole.graph.unwrap(), reduced.graph.unwrap());
+    assert_eq!(g.output.len(), 2 + arch.layer_names().len());
+    let names: Vec<&str> = r.output.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, [onnx::REPRESENTATION]);
+    // Gemm, Relu, Gemm of the projector are gone, with their four initializers.
+    assert_eq!(r.node.len(), g.node.len() - 3);
+    assert!(r.node.iter().all(|n| n.op_type != "Gemm"));
+    assert_eq!(r.initializer.len(), g.initializer.len() - 4);
+    // Reducing to the projection keeps every node; a one-output model is left alone.
+    let to_projection = sslmem::runtime::representation_only(&path, onnx::PROJECTION)
+        .expect("reduce")
+        .expect("layer outputs go");
+    let p = onnx_protobuf::ModelProto::parse_from_bytes(&to_projection).expect("parse");
+    assert_eq!(p.graph.unwrap().node.len(), g.node.len());
+    let single = dir.path().join("single.onnx");
+    std::fs::write(&single, &bytes).expect("write");
+    assert!(
+        sslmem::runtime::representation_only(&single, onnx::REPRESENTATION)
+            .expect("reduce")
+            .is_none()
+    );
+
+    // Same values: the whole model and a session specialised to the representation.
+    let shape = [4, arch.in_channels, arch.height, arch.width];
+    let mut rng = Rng::from_seed(6);
+    let input: Vec<f32> = (0..shape.iter().product::<usize>())
+        .map(|_| rng.uniform(-2.0, 2.0) as f32)
+        .collect();
+    let opts = RuntimeOptions::default();
+    let all = EncoderSession::load(&path, &opts).expect("load whole");
+    let fast =
+        EncoderSession::load_with(&path, &opts, Default::default(), Some(onnx::REPRESENTATION))
+            .expect("load specialised");
+    assert_eq!(
+        fast.outputs, all.outputs,
+        "the interface is the whole model's"
+    );
+    let want = all
+        .embed(input.clone(), shape, onnx::REPRESENTATION)
+        .expect("whole");
+    let got = fast
+        .embed(input.clone(), shape, onnx::REPRESENTATION)
+        .expect("fast");
+    let diff = (&got - &want).iter().fold(0f32, |m, d| m.max(d.abs()));
+    assert!(diff <= 1e-5, "max |difference| {diff}");
+    // Another output: the whole model is loaded on demand and answers.
+    let layer = fast
+        .run_owned(input.clone(), shape, &["layer2".to_string()])
+        .expect("layer output");
+    let layer_want = all
+        .run_owned(input, shape, &["layer2".to_string()])
+        .expect("layer output");
+    assert_eq!(layer[0].shape(), layer_want[0].shape());
+    assert_eq!(layer[0], layer_want[0]);
+}
