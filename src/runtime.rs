@@ -291,7 +291,16 @@ fn base_builder(
     env: &Environment,
     opts: &RuntimeOptions,
 ) -> ort::Result<ort::session::builder::SessionBuilder> {
-    let mut b = Session::builder(env)?.with_optimization_level(OPTIMIZATION)?;
+    // ONNX Runtime's memory pattern plans one allocation per distinct input shape and keeps
+    // the plan; the service's forward passes take every batch size up to --max-batch-views,
+    // so it is switched off (ONNX Runtime's own advice for varying shapes). Intermediate
+    // tensors then come from the CPU arena, which reuses its blocks across sizes: resident
+    // memory stays flat under mixed load (scripts/bench-memory.sh, and the service test
+    // `resident_memory_stops_growing_after_the_first_round_of_shapes`) at no measurable cost
+    // for fixed batches (docs/benchmarks.md).
+    let mut b = Session::builder(env)?
+        .with_optimization_level(OPTIMIZATION)?
+        .with_memory_pattern(false)?;
     if opts.threads > 0 {
         b = b.with_intra_threads(opts.threads)?;
     }

@@ -1096,3 +1096,64 @@ fn inputs_arrive_as_clients_really_send_them() {
     let msg = v["error"].as_str().unwrap_or_default();
     assert!(msg.contains("unknown parameter 'pairz'"), "{msg}");
 }
+
+/// The server's resident memory in KiB (VmRSS).
+fn rss_kib(server: &Server) -> f64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Memory under requests of every size: a first round sends one request of each size (one
+/// image at K = 1..=16, so forward passes of 2 to 32 views: every shape the batcher can
+/// make with --max-batch-views 32 from these requests), then eight more rounds of the same
+/// sizes in shuffled order from four clients at once (so passes also join requests). The
+/// server's resident memory after the later rounds stays within 10% (plus 4 MiB for the
+/// allocator's slack) of what it was after the first: whatever memory a shape needs is
+/// paid once, never again per request.
+#[test]
+fn resident_memory_stops_growing_after_the_first_round_of_shapes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = random_bundle(dir.path(), "b", &[]);
+    let files = pngs(dir.path(), 4, 28);
+    let server = Server::start(&bundle, &["--max-batch-views", "32", "--max-delay-ms", "1"]);
+    let c = client();
+    let send = |c: &Client, pairs: u64, file: &PathBuf| {
+        let r = c
+            .post(server.url(&format!("/v1/score?pairs={pairs}")))
+            .multipart(form(std::slice::from_ref(file)))
+            .send()
+            .expect("score");
+        assert_eq!(r.status(), 200, "K = {pairs}");
+    };
+    for pairs in 1..=16 {
+        send(&c, pairs, &files[0]);
+    }
+    let first = rss_kib(&server);
+    std::thread::scope(|s| {
+        for w in 0..4u64 {
+            let (c, files, send) = (c.clone(), &files, &send);
+            s.spawn(move || {
+                let mut rng = sslmem::rng::Rng::from_seed(w + 1);
+                for _ in 0..8 {
+                    let mut sizes: Vec<u64> = (1..=16).collect();
+                    for i in (1..sizes.len()).rev() {
+                        sizes.swap(i, rng.below(i as u64 + 1) as usize);
+                    }
+                    for pairs in sizes {
+                        send(&c, pairs, &files[rng.below(files.len() as u64) as usize]);
+                    }
+                }
+            });
+        }
+    });
+    let last = rss_kib(&server);
+    assert!(
+        last <= first * 1.10 + 4096.0,
+        "resident memory grew from {first} KiB after the first round to {last} KiB"
+    );
+}
