@@ -18,4 +18,7 @@ target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 SSLMEM_BIN="$target_dir/debug/sslmem" \
   "${SSLMEM_HOME:-$HOME/.cache/sslmem}/pyclient/bin/python" -m pytest -q clients/python/tests
+# scripts/gpu-check.sh without a GPU: its arguments, refusals and --cpu-only report (builds
+# debug sslmem with and without `cuda`, the plain one last).
+scripts/test-gpu-check.sh
 scripts/check-deploy.sh
