@@ -12,6 +12,7 @@ export LIBTORCH SSLMEM_REQUIRE_ONNX_CHECKER=1 SSLMEM_REQUIRE_BROWSER=1 SSLMEM_RE
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked --features train -- -D warnings
+cargo clippy --all-targets --locked --features cuda -- -D warnings
 cargo test --lib --tests --locked --features train
 # The Python client (clients/python) against the sslmem binary `cargo test` just built.
 target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
