@@ -12,10 +12,17 @@ the trainer exports: Conv, Relu, Add, Gemm, GlobalAveragePool, Flatten, MaxPool,
 BatchNormalization), so both sides compute with the same weights.
 
     python bench_score.py BUNDLE IMAGES_DIR K      prints images per second
+
+Options (scripts/gpu-check.sh uses them; without them the run is the one above):
+    --device cuda[:N]   run the encoders on a GPU (augmentation stays on the CPU, as a
+                        DataLoader would do it); TF32 off, as in sslmem's CUDA sessions
+    --batch N[,N...]    views per forward pass (whole images: max(1, N // 2K) images a pass);
+                        one run per value. Default: one image (2K views) a pass
+    --json              one JSON line per run instead of the bare figure
 """
+import argparse
 import json
 import pathlib
-import sys
 import time
 
 import numpy as np
@@ -40,6 +47,10 @@ class Eager:
         self.nodes = list(m.graph.node)
         self.input = m.graph.input[0].name
         self.output = output
+
+    def to(self, device):
+        self.weights = {k: v.to(device) for k, v in self.weights.items()}
+        return self
 
     def __call__(self, x):
         env = dict(self.weights)
@@ -76,12 +87,56 @@ class Eager:
         return env[self.output]
 
 
+def batch_sizes(text):
+    try:
+        sizes = [int(b) for b in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a list of positive view counts (e.g. 64,256)")
+    return sizes
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description="PyTorch eager SSLMem baseline: images per second.")
+    ap.add_argument("bundle", type=pathlib.Path)
+    ap.add_argument("images_dir", type=pathlib.Path)
+    ap.add_argument("k", type=int)
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    ap.add_argument("--batch", type=batch_sizes, default=[None],
+                    help="views per forward pass, comma-separated for a sweep (default: 2K, one image)")
+    ap.add_argument("--json", action="store_true", help="one JSON line per run")
+    a = ap.parse_args()
+    if a.k < 1:
+        ap.error("K must be at least 1")
+    return a
+
+
+def device_of(name):
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise SystemExit(f"bench_score.py: --device {name}: {e}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"bench_score.py: --device {name} asked for, but PyTorch {torch.__version__} "
+                             f"(CUDA {torch.version.cuda}) sees no CUDA device")
+        # Full float32 as sslmem's CUDA sessions compute (cuDNN's TF32 is on by default).
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    elif device.type != "cpu":
+        raise SystemExit(f"bench_score.py: --device {name}: cpu, cuda or cuda:N")
+    return device
+
+
 def main():
-    bundle, images_dir, k = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), int(sys.argv[3])
+    a = parse_args()
+    bundle, images_dir, k = a.bundle, a.images_dir, a.k
+    device = device_of(a.device)
     man = json.loads((bundle / "sslmem.json").read_text())
     inp, aug, out = man["input"], man["augment"], man["representation"]["output"]
-    f = [Eager(bundle / e["path"], out) for e in man["f"]]
-    g = [Eager(bundle / e["path"], out) for e in man["g"]]
+    f = [Eager(bundle / e["path"], out).to(device) for e in man["f"]]
+    g = [Eager(bundle / e["path"], out).to(device) for e in man["g"]]
     steps = [v2.RandomResizedCrop((inp["height"], inp["width"]), scale=tuple(aug["crop"]["scale"]),
                                   ratio=tuple(aug["crop"]["ratio"]), antialias=True),
              v2.RandomHorizontalFlip(aug["flip_p"])]
@@ -94,29 +149,55 @@ def main():
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(inp["mean"], inp["std"])]
     transform = v2.Compose(steps)
     paths = sorted(images_dir.glob("*.png"))
-    torch.manual_seed(0)
+    if not paths:
+        raise SystemExit(f"bench_score.py: no *.png in {images_dir}")
+    mode = "L" if inp["channels"] == 1 else "RGB"
 
-    def align(encoders, views):
+    def views_of(p):
+        x = torch.from_numpy(np.array(Image.open(p).convert(mode)))
+        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
+        return torch.stack([transform(x) for _ in range(2 * k)])
+
+    def align(encoders, views, n):
+        """Mean distance of each image's K view pairs (consecutive views), per image."""
         d = []
         for e in encoders:
             z = F.normalize(e(views), dim=1)
-            d.append((z[0::2] - z[1::2]).norm(dim=1).mean())
-        return torch.stack(d).mean()
+            d.append((z[0::2] - z[1::2]).norm(dim=1).view(n, k).mean(dim=1))
+        return torch.stack(d).mean(dim=0)
 
-    scores = []
-    with torch.inference_mode():
-        align(f + g, torch.zeros(2 * k, inp["channels"], inp["height"], inp["width"]))  # warm-up
-        start = time.perf_counter()
-        for p in paths:
-            mode = "L" if inp["channels"] == 1 else "RGB"
-            x = torch.from_numpy(np.array(Image.open(p).convert(mode)))
-            x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
-            views = torch.stack([transform(x) for _ in range(2 * k)])
-            scores.append(float(align(g, views) - align(f, views)))
-        secs = time.perf_counter() - start
-    if len(scores) != len(paths) or not all(np.isfinite(scores)):
-        raise SystemExit("bench_score.py: missing or non-finite scores")
-    print(f"{len(paths) / secs:.2f}")
+    for batch in a.batch:
+        per_pass = 1 if batch is None else max(1, batch // (2 * k))
+        torch.manual_seed(0)
+        scores = []
+        with torch.inference_mode():
+            zeros = torch.zeros(per_pass * 2 * k, inp["channels"], inp["height"], inp["width"], device=device)
+            align(f + g, zeros, per_pass)  # warm-up
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            for i in range(0, len(paths), per_pass):
+                group = paths[i:i + per_pass]
+                views = torch.cat([views_of(p) for p in group]).to(device)
+                # tolist() waits for the GPU: every score is computed when the clock stops.
+                scores += (align(g, views, len(group)) - align(f, views, len(group))).tolist()
+            secs = time.perf_counter() - start
+        if len(scores) != len(paths) or not all(np.isfinite(scores)):
+            raise SystemExit("bench_score.py: missing or non-finite scores")
+        if a.json:
+            print(json.dumps({
+                "device": str(device),
+                "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+                "batch_views": per_pass * 2 * k,
+                "images_per_pass": per_pass,
+                "images": len(paths),
+                "pairs": k,
+                "seconds": secs,
+                "images_per_s": len(paths) / secs,
+                "torch": torch.__version__,
+            }), flush=True)
+        else:
+            print(f"{len(paths) / secs:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,14 @@ export LIBTORCH SSLMEM_REQUIRE_ONNX_CHECKER=1 SSLMEM_REQUIRE_BROWSER=1 SSLMEM_RE
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked --features train -- -D warnings
+cargo clippy --all-targets --locked --features cuda -- -D warnings
 cargo test --lib --tests --locked --features train
 # The Python client (clients/python) against the sslmem binary `cargo test` just built.
 target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 SSLMEM_BIN="$target_dir/debug/sslmem" \
   "${SSLMEM_HOME:-$HOME/.cache/sslmem}/pyclient/bin/python" -m pytest -q clients/python/tests
+# scripts/gpu-check.sh without a GPU: its arguments, refusals and --cpu-only report (builds
+# debug sslmem with and without `cuda`, the plain one last).
+scripts/test-gpu-check.sh
 scripts/check-deploy.sh

@@ -53,6 +53,19 @@ pub enum Error {
         version: &'static str,
         hint: &'static str,
     },
+    /// `--device cuda[:N]` was asked for and ONNX Runtime's CUDA execution provider did not
+    /// start: a CPU-only library, the CUDA or cuDNN libraries missing, or no GPU. Never a
+    /// silent fall-back to the CPU.
+    #[error(
+        "device {device}: ONNX Runtime's CUDA execution provider did not start with {library} \
+         ({reason}); point --ort-lib (or ORT_DYLIB_PATH) at the onnxruntime-gpu build that \
+         `scripts/setup.sh --cuda` installs, check that `nvidia-smi` sees a GPU, or use --device cpu"
+    )]
+    CudaUnavailable {
+        device: String,
+        library: PathBuf,
+        reason: String,
+    },
     /// ONNX Runtime failed (loading the library, building or running a session).
     #[error("ONNX Runtime: {0}")]
     Runtime(String),

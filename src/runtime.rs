@@ -168,6 +168,13 @@ pub fn environment(opts: &RuntimeOptions) -> Result<&'static Environment> {
         )));
     }
     let path = library_path(opts);
+    if path.is_dir() {
+        return Err(Error::Runtime(format!(
+            "{} is a folder; --ort-lib and ORT_DYLIB_PATH name the library file itself \
+             (libonnxruntime.so.{ORT_VERSION} in that folder?)",
+            path.display()
+        )));
+    }
     if !path.is_file() {
         let hint = if matches!(opts.device, Device::Cuda(_)) {
             " --cuda"
@@ -182,7 +189,7 @@ pub fn environment(opts: &RuntimeOptions) -> Result<&'static Environment> {
     }
     #[cfg(feature = "cuda")]
     if !matches!(opts.device, Device::Cpu) {
-        preload_cuda_libraries();
+        preload_cuda_libraries(&path);
     }
     let builder = ort::init_from(&path)
         .map_err(|e| Error::Runtime(format!("cannot load {}: {e}", path.display())))?;
@@ -327,32 +334,57 @@ impl Source<'_> {
     }
 }
 
-/// Builds a session on the requested device; returns the provider really in use.
+/// Builds a session of the model at `path` (from `src`: that file or bytes made from it) on
+/// the requested device; returns the provider really in use. Under `--device cuda[:N]` a
+/// CUDA provider that cannot be registered is [`Error::CudaUnavailable`] (never a fall-back
+/// to the CPU); other failures are the model's.
 fn build_session(
+    env: &Environment,
+    path: &Path,
+    src: Source<'_>,
+    opts: &RuntimeOptions,
+) -> Result<(Session, Provider)> {
+    let model = |e: String| Error::Model {
+        model: path.display().to_string(),
+        reason: e,
+    };
+    match opts.device {
+        Device::Cpu => cpu_session(env, src, opts)
+            .map(|s| (s, Provider::Cpu))
+            .map_err(|e| model(e.to_string())),
+        Device::Auto => auto_session(env, src, opts).map_err(|e| model(e.to_string())),
+        Device::Cuda(n) => {
+            let builder = base_builder(env, opts).map_err(|e| model(e.to_string()))?;
+            let mut builder = with_cuda(builder, n).map_err(|e| Error::CudaUnavailable {
+                device: opts.device.to_string(),
+                library: loaded_library().map_or_else(|| library_path(opts), Path::to_path_buf),
+                reason: e.to_string(),
+            })?;
+            let session = src.commit(&mut builder).map_err(|e| model(e.to_string()))?;
+            Ok((session, Provider::Cuda))
+        }
+    }
+}
+
+fn cpu_session(env: &Environment, src: Source<'_>, opts: &RuntimeOptions) -> ort::Result<Session> {
+    src.commit(&mut base_builder(env, opts)?)
+}
+
+/// `--device auto`: CUDA when it starts, else the CPU, saying why in the log.
+fn auto_session(
     env: &Environment,
     src: Source<'_>,
     opts: &RuntimeOptions,
 ) -> ort::Result<(Session, Provider)> {
-    match opts.device {
-        Device::Cpu => Ok((src.commit(&mut base_builder(env, opts)?)?, Provider::Cpu)),
-        Device::Cuda(n) => Ok((
-            src.commit(&mut with_cuda(base_builder(env, opts)?, n)?)?,
-            Provider::Cuda,
-        )),
-        Device::Auto => {
-            if CUDA_BUILT {
-                match with_cuda(base_builder(env, opts)?, 0).and_then(|mut b| src.commit(&mut b)) {
-                    Ok(s) => return Ok((s, Provider::Cuda)),
-                    Err(e) => {
-                        tracing::warn!("device auto: CUDA unavailable ({e}); falling back to CPU")
-                    }
-                }
-            } else {
-                tracing::debug!("device auto: built without the `cuda` feature; using CPU");
-            }
-            Ok((src.commit(&mut base_builder(env, opts)?)?, Provider::Cpu))
+    if CUDA_BUILT {
+        match with_cuda(base_builder(env, opts)?, 0).and_then(|mut b| src.commit(&mut b)) {
+            Ok(s) => return Ok((s, Provider::Cuda)),
+            Err(e) => tracing::warn!("device auto: CUDA unavailable ({e}); falling back to CPU"),
         }
+    } else {
+        tracing::debug!("device auto: built without the `cuda` feature; using CPU");
     }
+    Ok((cpu_session(env, src, opts)?, Provider::Cpu))
 }
 
 #[cfg(feature = "cuda")]
@@ -361,8 +393,12 @@ fn with_cuda(
     device: i32,
 ) -> ort::Result<ort::session::builder::SessionBuilder> {
     // Without error_on_failure a failed registration silently falls back to the CPU.
+    // TF32 off: ONNX Runtime turns it on by default, which rounds convolution and Gemm inputs
+    // to 10 mantissa bits on Ampere and later GPUs; a score must not depend on the device it
+    // was computed on (scripts/gpu-check.sh holds CUDA to the CPU within 1e-4).
     Ok(b.with_execution_providers([ort::ep::CUDA::default()
         .with_device_id(device)
+        .with_tf32(false)
         .build()
         .error_on_failure()])?)
 }
@@ -377,17 +413,34 @@ fn with_cuda(
     ))
 }
 
+/// The `nvidia` folders whose `*/lib` hold the CUDA and cuDNN libraries of `onnxruntime-gpu`'s
+/// `nvidia-*` wheels: the one beside the library in use when it sits in a pip site
+/// (`SITE/onnxruntime/capi/libonnxruntime.so.*`, wherever that site was copied to), then the
+/// one `scripts/setup.sh --cuda` installs.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn nvidia_dirs(library: &Path) -> Vec<PathBuf> {
+    let beside = library
+        .parent()
+        .filter(|capi| capi.ends_with("onnxruntime/capi"))
+        .and_then(|capi| capi.parent()?.parent())
+        .map(|site| site.join("nvidia"));
+    let mut dirs: Vec<PathBuf> = beside.into_iter().collect();
+    let installed = gpu_site().join("nvidia");
+    if !dirs.contains(&installed) {
+        dirs.push(installed);
+    }
+    dirs
+}
+
 /// Loads the CUDA and cuDNN libraries that `onnxruntime-gpu`'s `nvidia-*` wheels ship, so that
 /// the CUDA provider finds them by soname without LD_LIBRARY_PATH (as the Python package's
 /// `preload_dlls` does).
 #[cfg(feature = "cuda")]
-fn preload_cuda_libraries() {
-    let nvidia = gpu_site().join("nvidia");
-    let Ok(pkgs) = std::fs::read_dir(&nvidia) else {
-        return;
-    };
-    let mut libs: Vec<PathBuf> = pkgs
-        .flatten()
+fn preload_cuda_libraries(library: &Path) {
+    let mut libs: Vec<PathBuf> = nvidia_dirs(library)
+        .iter()
+        .filter_map(|nvidia| std::fs::read_dir(nvidia).ok())
+        .flat_map(|pkgs| pkgs.flatten())
         .filter_map(|p| std::fs::read_dir(p.path().join("lib")).ok())
         .flat_map(|d| d.flatten().map(|e| e.path()))
         .filter(|p| p.to_string_lossy().contains(".so"))
@@ -472,12 +525,7 @@ impl EncoderSession {
     ) -> Result<Self> {
         let env = environment(opts)?;
         let model = path.display().to_string();
-        let model_error = |e: ort::Error| Error::Model {
-            model: model.clone(),
-            reason: e.to_string(),
-        };
-        let (session, provider) =
-            build_session(env, Source::File(path), opts).map_err(model_error)?;
+        let (session, provider) = build_session(env, path, Source::File(path), opts)?;
         let inputs: Vec<TensorInfo> = session.inputs().iter().map(outlet_info).collect();
         let outputs: Vec<TensorInfo> = session.outputs().iter().map(outlet_info).collect();
         let input = match inputs.as_slice() {
@@ -659,12 +707,7 @@ impl Sessions {
         if self.whole.is_none() {
             let env = environment(&feed.opts)?;
             let (session, _) =
-                build_session(env, Source::File(&feed.path), &feed.opts).map_err(|e| {
-                    Error::Model {
-                        model: feed.path.display().to_string(),
-                        reason: e.to_string(),
-                    }
-                })?;
+                build_session(env, &feed.path, Source::File(&feed.path), &feed.opts)?;
             tracing::debug!(model = %feed.path.display(), outputs = ?job.outputs, "loaded the whole model for outputs outside the representation");
             self.whole = Some(session);
         }
@@ -692,7 +735,7 @@ fn specialise(
             return None;
         }
     };
-    match build_session(env, Source::Memory(&bytes), opts) {
+    match build_session(env, path, Source::Memory(&bytes), opts) {
         Ok((s, p)) if p == provider => Some(s),
         Ok(_) => None,
         Err(e) => {
@@ -853,6 +896,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn cuda_libraries_are_looked_for_beside_a_copied_pip_site_first() {
+        let lib = Path::new("/opt/gpu/site/onnxruntime/capi/libonnxruntime.so.1.31.1");
+        let dirs = nvidia_dirs(lib);
+        assert_eq!(dirs[0], Path::new("/opt/gpu/site/nvidia"));
+        assert_eq!(dirs.last(), Some(&gpu_site().join("nvidia")));
+        // A library outside a pip site: only the installed wheels' folder.
+        assert_eq!(
+            nvidia_dirs(Path::new("/usr/lib/libonnxruntime.so")),
+            [gpu_site().join("nvidia")]
+        );
+        // The installed library itself: its folder once, not twice.
+        let installed = gpu_site()
+            .join("onnxruntime/capi")
+            .join(format!("libonnxruntime.so.{ORT_VERSION}"));
+        assert_eq!(nvidia_dirs(&installed), [gpu_site().join("nvidia")]);
     }
 
     #[test]

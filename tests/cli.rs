@@ -394,6 +394,49 @@ fn asking_for_cuda_without_it_fails_clearly() {
             stderr(&o)
         );
     }
+    // The CPU-only library that the other tests use: no CUDA provider in it. Asking it for
+    // CUDA must refuse, name the library, and score nothing (no silent CPU fall-back).
+    let cpu_lib = sslmem::runtime::library_path(&sslmem::runtime::RuntimeOptions::default());
+    let image = dir.path().join("one.png");
+    png(&image, 28, 28, false);
+    let out = dir.path().join("cuda.jsonl");
+    let o = run(&[
+        "--device",
+        "cuda",
+        "--ort-lib",
+        s(&cpu_lib),
+        "score",
+        "--bundle",
+        s(&b),
+        "--out",
+        s(&out),
+        s(&image),
+    ]);
+    no_panic(&o);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!out.exists(), "a refused device wrote scores");
+    let expected = if sslmem::runtime::CUDA_BUILT {
+        "CUDA execution provider did not start with"
+    } else {
+        "without the `cuda` feature"
+    };
+    assert!(stderr(&o).contains(expected), "{}", stderr(&o));
+    if sslmem::runtime::CUDA_BUILT {
+        assert!(stderr(&o).contains(s(&cpu_lib)), "{}", stderr(&o));
+    }
+    // A folder is not a library: say so rather than "not found".
+    let folder = cpu_lib.parent().expect("library folder");
+    let o = run(&[
+        "--device",
+        "cpu",
+        "--ort-lib",
+        s(folder),
+        "inspect",
+        "--bundle",
+        s(&b),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is a folder"), "{}", stderr(&o));
     let o = run(&["--device", "tpu", "inspect", "--bundle", s(&b)]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not a device"), "{}", stderr(&o));
