@@ -250,6 +250,19 @@ pub struct Bundle {
     pub manifest: Manifest,
     pub f: Vec<EncoderSession>,
     pub g: Vec<EncoderSession>,
+    /// Whether a forward pass runs every encoder at once, each session on its share of the
+    /// cores ([`side_by_side_threads`]), rather than one after the other on all of them.
+    pub side_by_side: bool,
+}
+
+/// Intra-op threads per session when a bundle's `encoders` run side by side on `cores`
+/// cores, or `None` to run them one after the other: side by side when the thread count is
+/// left to sslmem (`threads` 0) and every encoder gets at least one core of its own. One
+/// single-threaded session per core does no cross-thread synchronisation inside an
+/// operator; on the default pair on two cores this was 3-5% faster than two-thread sessions
+/// in turn, with the same scores (docs/benchmarks.md).
+pub fn side_by_side_threads(threads: usize, encoders: usize, cores: usize) -> Option<usize> {
+    (threads == 0 && encoders >= 2 && encoders <= cores).then(|| cores / encoders)
 }
 
 impl Bundle {
@@ -257,6 +270,20 @@ impl Bundle {
     /// manifest's input and has the same outputs with the same shapes.
     pub fn load(dir: &Path, opts: &RuntimeOptions) -> Result<Self> {
         let manifest = read_manifest(dir)?;
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let side_by_side =
+            side_by_side_threads(opts.threads, manifest.f.len() + manifest.g.len(), cores);
+        let shared;
+        let opts = match side_by_side {
+            Some(threads) => {
+                shared = RuntimeOptions {
+                    threads,
+                    ..opts.clone()
+                };
+                &shared
+            }
+            None => opts,
+        };
         let boundary = Boundary {
             layout: manifest.input.layout,
             pooling: manifest.representation.pooling,
@@ -303,6 +330,7 @@ impl Bundle {
             manifest,
             f,
             g,
+            side_by_side: side_by_side.is_some(),
         };
         bundle.check_contract()?;
         Ok(bundle)
@@ -947,6 +975,17 @@ pub fn write_random(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoders_run_side_by_side_only_when_each_gets_a_core() {
+        assert_eq!(side_by_side_threads(0, 2, 2), Some(1));
+        assert_eq!(side_by_side_threads(0, 2, 8), Some(4));
+        assert_eq!(side_by_side_threads(0, 3, 8), Some(2));
+        // More encoders than cores, one encoder, or a thread count the user chose: in turn.
+        assert_eq!(side_by_side_threads(0, 4, 2), None);
+        assert_eq!(side_by_side_threads(0, 1, 2), None);
+        assert_eq!(side_by_side_threads(2, 2, 2), None);
+    }
 
     /// Writes `m` with [`write_manifest`] and returns the file's text.
     fn written(m: &Manifest) -> String {

@@ -77,7 +77,8 @@ pub struct RuntimeOptions {
     /// Explicit path of `libonnxruntime.so` (`--ort-lib` / `ORT_DYLIB_PATH`).
     pub library: Option<PathBuf>,
     pub device: Device,
-    /// Intra-op threads per session; 0 lets ONNX Runtime choose.
+    /// Intra-op threads per session; 0 lets ONNX Runtime choose (and lets a bundle run its
+    /// encoders side by side: [`crate::bundle::side_by_side_threads`]).
     pub threads: usize,
     /// Whether ONNX Runtime's idle threads spin-wait. Off by default: augmentation, decoding
     /// and HTTP share the cores with inference, and spinning threads starve them (measured in

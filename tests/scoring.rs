@@ -148,6 +148,42 @@ fn views_are_identical_across_batches_threads_and_calls() {
     assert_ne!(a[..784], a[784..2 * 784]);
 }
 
+/// Encoders side by side (one single-threaded session per core, the default when each gets a
+/// core) and one after the other (a fixed thread count) give the same scores.
+#[test]
+fn encoders_side_by_side_score_as_encoders_in_turn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = random_bundle(dir.path(), "b", &[]);
+    let imgs = images(6, 1, 28, 28, 3);
+    let opts = ScoreOptions {
+        pairs: 5,
+        ..Default::default()
+    };
+    let side = Engine::load(&path, &RuntimeOptions::default(), QueueOptions::default())
+        .expect("bundle loads");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(side.bundle().side_by_side, cores >= 2);
+    let turn = Engine::load(
+        &path,
+        &RuntimeOptions {
+            threads: cores,
+            ..Default::default()
+        },
+        QueueOptions::default(),
+    )
+    .expect("bundle loads");
+    assert!(!turn.bundle().side_by_side);
+    let a = side.score(&imgs, &opts, &|_| {}).expect("score");
+    let b = turn.score(&imgs, &opts, &|_| {}).expect("score");
+    assert_eq!(a.len(), imgs.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            (x.score - y.score).abs() < 1e-6 && (x.align_g - y.align_g).abs() < 1e-6,
+            "{x:?} vs {y:?}"
+        );
+    }
+}
+
 #[test]
 fn identity_augmentation_gives_zero_alignment() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -48,7 +48,9 @@ pub struct RuntimeArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
-    /// Intra-op threads per encoder session (0: ONNX Runtime's choice).
+    /// Intra-op threads per encoder session. 0: when the bundle has no more encoders than the
+    /// machine has cores, the encoders run side by side with an equal share of the cores
+    /// each; otherwise one after the other with ONNX Runtime's choice.
     #[arg(long, global = true, env = "SSLMEM_THREADS", default_value_t = 0)]
     pub threads: usize,
     /// Whether ONNX Runtime's idle threads spin-wait (`true` may help when inference has the

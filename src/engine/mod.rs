@@ -157,6 +157,7 @@ impl Engine {
             manifest,
             f: vec![session],
             g: Vec::new(),
+            side_by_side: false,
         };
         Self::start(bundle, QueueOptions::default(), Arc::new(Quiet))
     }

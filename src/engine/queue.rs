@@ -208,16 +208,38 @@ fn run(bundle: &Bundle, opts: QueueOptions, observer: &dyn Observer, rx: mpsc::R
             jobs.iter().flat_map(|j| j.data.iter().copied()).collect()
         };
         observer.batch(total);
-        let result = bundle
-            .encoders()
-            .zip(&names)
-            .map(|(enc, name)| {
-                let t = Instant::now();
-                let reps = embed_chunked(enc, &data, total, shape, opts.max_batch_views, &output);
-                observer.inference(name, t.elapsed());
-                reps
+        let one = |enc: &EncoderSession, name: &str| {
+            let t = Instant::now();
+            let reps = embed_chunked(enc, &data, total, shape, opts.max_batch_views, &output);
+            observer.inference(name, t.elapsed());
+            reps
+        };
+        let result = if bundle.side_by_side {
+            thread::scope(|scope| {
+                let running: Vec<_> = bundle
+                    .encoders()
+                    .zip(&names)
+                    .map(|(enc, name)| scope.spawn(|| one(enc, name)))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|r| {
+                        r.join().unwrap_or_else(|_| {
+                            Err(
+                                EngineError::Inference("an encoder's thread panicked".into())
+                                    .into(),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
             })
-            .collect::<Result<Vec<_>>>();
+        } else {
+            bundle
+                .encoders()
+                .zip(&names)
+                .map(|(enc, name)| one(enc, name))
+                .collect::<Result<Vec<_>>>()
+        };
         match result {
             Ok(reps) => {
                 failures = 0;
