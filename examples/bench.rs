@@ -9,8 +9,9 @@
 //!                                         rate in GFLOP/s: an N x N by N x N MatMul in ONNX
 //!                                         Runtime (its MLAS kernels, the sessions' settings)
 //!
-//! The forward baseline uses the same sessions (`Bundle::load`) and batch size as
-//! `sslmem score`, with inputs made before the clock starts.
+//! The forward baseline uses the same sessions (`Bundle::load`), batch size and encoder
+//! schedule (side by side or in turn) as `sslmem score`, with inputs made before the clock
+//! starts.
 
 use std::path::Path;
 use std::time::Instant;
@@ -62,12 +63,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut done = 0;
             while done < views {
                 let n = batch.min(views - done);
-                for e in b.encoders() {
-                    e.embed(
-                        data[..n * len].to_vec(),
-                        [n, i.channels, i.height, i.width],
-                        out,
-                    )?;
+                let shape = [n, i.channels, i.height, i.width];
+                // As the engine runs them: every encoder at once when the bundle loaded them
+                // side by side, else one after the other.
+                if b.side_by_side {
+                    std::thread::scope(|s| {
+                        let running: Vec<_> = b
+                            .encoders()
+                            .map(|e| s.spawn(|| e.embed(data[..n * len].to_vec(), shape, out)))
+                            .collect();
+                        running
+                            .into_iter()
+                            .try_for_each(|r| r.join().map_err(|_| "encoder panicked")?.map(drop).map_err(|e| e.to_string()))
+                    })?;
+                } else {
+                    for e in b.encoders() {
+                        e.embed(data[..n * len].to_vec(), shape, out)?;
+                    }
                 }
                 done += n;
             }
