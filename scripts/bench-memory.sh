@@ -7,6 +7,8 @@
 # tests/service.rs (resident_memory_stops_growing_after_the_first_round_of_shapes) asserts
 # the same property on a smaller scale.
 #
+# SSLMEM_BIN runs another sslmem binary (e.g. an older build, to compare).
+#
 #   scripts/bench-memory.sh [SECONDS=60] [CONCURRENCY=32] [BUNDLE=models/fashion-mnist-canaries] [serve flags...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +16,7 @@ SECONDS_=${1:-60} CONC=${2:-32} BUNDLE=${3:-models/fashion-mnist-canaries}
 shift $(( $# > 3 ? 3 : $# ))
 scripts/setup.sh --datasets >/dev/null 2>&1
 cargo build --release --quiet --bin sslmem --example bench --example load
-bin=target/release/sslmem
+bin=${SSLMEM_BIN:-target/release/sslmem}
 work=$(mktemp -d)
 server=""
 cleanup() { [[ -n $server ]] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
