@@ -8,5 +8,6 @@ pub mod model;
 pub mod monitor;
 pub mod optim;
 pub mod pair;
+pub mod profile;
 pub mod removal;
 pub mod trainer;

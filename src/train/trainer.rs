@@ -18,6 +18,7 @@ use tch::{Device, Tensor};
 use super::method::{MethodConfig, SslModel};
 use super::monitor::{measure, Monitor};
 use super::optim::{lr_at, OptimConfig, Optimizer};
+use super::profile::{Lap, Profile};
 use crate::arch::ArchSpec;
 use crate::augment::{AugmentSpec, Augmenter, Normalize};
 use crate::data::ImageArray;
@@ -75,6 +76,11 @@ impl Trainer<'_> {
 
     /// Trains (resuming from the last checkpoint when `resume`) and returns the model.
     pub fn run(&self, resume: bool) -> Result<SslModel> {
+        self.run_profiled(resume).map(|(m, _)| m)
+    }
+
+    /// [`Self::run`], also returning where the epoch loop's time went.
+    pub fn run_profiled(&self, resume: bool) -> Result<(SslModel, Profile)> {
         let c = &self.config;
         if c.batch_size < 2 || self.indices.len() < c.batch_size {
             return Err(Error::Param(format!(
@@ -134,8 +140,15 @@ impl Trainer<'_> {
         let mut last_save = Instant::now();
         let mut measured = String::new();
         let mut pending = Vec::new();
+        let mut total_profile = Profile::default();
+        let run_started = Instant::now();
         for epoch in start_epoch..c.epochs {
             let started = Instant::now();
+            let mut prof = Profile {
+                epochs: 1,
+                ..Profile::default()
+            };
+            let mut lap = Lap::start();
             // (example, copy): the k-th repeat of an example in `indices` is copy k, and gets
             // views of its own.
             let mut order = with_copies(&self.indices);
@@ -153,7 +166,9 @@ impl Trainer<'_> {
                 let seed = c.seed;
                 let batch = c.batch_size;
                 let epochs = c.epochs;
-                scope.spawn(move || {
+                let producer = scope.spawn(move || {
+                    let (mut aug, mut blocked) = (0.0, 0.0);
+                    let mut lap = Lap::start();
                     for chunk in order.chunks_exact(batch) {
                         // Views 0 and 1 of every image, both batches in one buffer.
                         let mut buf = vec![0f32; 2 * batch * view_len];
@@ -172,12 +187,20 @@ impl Trainer<'_> {
                                     );
                                 }
                             });
+                        aug += lap.lap();
                         if tx.send(buf).is_err() {
-                            return;
+                            break;
                         }
+                        blocked += lap.lap();
                     }
+                    (aug, blocked)
                 });
                 for buf in rx {
+                    if n == 0 {
+                        prof.first_batch += lap.lap();
+                    } else {
+                        prof.waiting += lap.lap();
+                    }
                     let step = epoch * steps_per_epoch + n;
                     let (a, b) = buf.split_at(batch * view_len);
                     let x1 = Tensor::from_slice(a).reshape(shape).to_device(self.device);
@@ -197,6 +220,7 @@ impl Trainer<'_> {
                     }
                     loss_sum += l;
                     n += 1;
+                    prof.step += lap.lap();
                     pb.inc(1);
                     let secs = started.elapsed().as_secs_f64();
                     pb.set_message(format!(
@@ -205,7 +229,13 @@ impl Trainer<'_> {
                         loss_sum / n as f64,
                         (n * batch) as f64 / secs
                     ));
+                    prof.bookkeeping += lap.lap();
                 }
+                if let Ok((aug, blocked)) = producer.join() {
+                    prof.augment = aug;
+                    prof.producer_blocked = blocked;
+                }
+                prof.bookkeeping += lap.lap();
                 Ok(())
             })?;
             let secs = started.elapsed().as_secs_f64();
@@ -246,6 +276,7 @@ impl Trainer<'_> {
                 }
                 _ => None,
             };
+            prof.monitor = lap.lap();
             let mut line = serde_json::json!({
                 "run": self.label, "epoch": epoch + 1, "steps": (epoch + 1) * steps_per_epoch,
                 "loss": loss_sum / n.max(1) as f64, "lr": lr, "seconds": secs,
@@ -268,9 +299,15 @@ impl Trainer<'_> {
                 self.save(&model, &opt, epoch + 1)?;
                 last_save = Instant::now();
             }
+            prof.save = lap.lap();
+            prof.images = n * c.batch_size;
+            prof.wall = started.elapsed().as_secs_f64();
+            tracing::debug!(run = %self.label, epoch = epoch + 1, "{prof}");
+            total_profile.add(&prof);
         }
+        total_profile.wall = run_started.elapsed().as_secs_f64();
         pb.finish_and_clear();
-        Ok(model)
+        Ok((model, total_profile))
     }
 
     fn append_log(&self, line: &serde_json::Value) -> Result<()> {
