@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-/// Seconds spent in each phase. The main thread's phases add up to `wall`; `augment` and
-/// `producer_blocked` are the producer thread's, which run at the same time.
+/// Seconds spent in each phase. The main thread's phases add up to `wall`; `augment` is the
+/// producer thread's, which runs at the same time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Profile {
     /// Epochs and images trained.
@@ -17,23 +17,21 @@ pub struct Profile {
     pub images: usize,
     /// Wall time of the epoch loop (model set-up before it not included).
     pub wall: f64,
-    /// Epoch start to its first batch: shuffle, producer start and any augmentation that
-    /// the previous epoch did not already do (the pipeline fill).
+    /// Epoch start to its first batch: augmentation the producer has not done ahead (the
+    /// pipeline fill).
     pub first_batch: f64,
     /// Waiting on the producer for the epoch's later batches.
     pub waiting: f64,
     /// Tensor copy, forward, backward, optimiser step and reading the loss back.
     pub step: f64,
-    /// Progress bar and the end of the epoch's producer.
+    /// Progress bar.
     pub bookkeeping: f64,
     /// The memorization monitor.
     pub monitor: f64,
     /// Log lines and checkpoints.
     pub save: f64,
-    /// Producer: making views (on the rayon pool).
+    /// Producer: making the epoch's views (on the rayon pool).
     pub augment: f64,
-    /// Producer: waiting for room in the queue (it is ahead of training).
-    pub producer_blocked: f64,
 }
 
 impl Profile {
@@ -48,7 +46,6 @@ impl Profile {
         self.monitor += o.monitor;
         self.save += o.save;
         self.augment += o.augment;
-        self.producer_blocked += o.producer_blocked;
     }
 
     pub fn images_per_second(&self) -> f64 {
@@ -62,7 +59,7 @@ impl fmt::Display for Profile {
         let e = self.epochs.max(1) as f64;
         write!(
             f,
-            "{} epochs, {} images in {:.2} s ({:.1} images/s); per epoch: {:.3} s = first batch {:.3} + waiting {:.3} + steps {:.3} + bookkeeping {:.3} + monitor {:.3} + log/checkpoint {:.3}; producer: augment {:.3}, blocked {:.3}",
+            "{} epochs, {} images in {:.2} s ({:.1} images/s); per epoch: {:.3} s = first batch {:.3} + waiting {:.3} + steps {:.3} + bookkeeping {:.3} + monitor {:.3} + log/checkpoint {:.3}; producer: augment {:.3}",
             self.epochs,
             self.images,
             self.wall,
@@ -75,7 +72,6 @@ impl fmt::Display for Profile {
             self.monitor / e,
             self.save / e,
             self.augment / e,
-            self.producer_blocked / e,
         )
     }
 }
