@@ -3,6 +3,7 @@
 
 pub mod eval;
 pub mod loss;
+pub mod malloc;
 pub mod method;
 pub mod model;
 pub mod monitor;
