@@ -39,6 +39,11 @@ pub struct TrainConfig {
     pub batch_size: usize,
     pub warmup_epochs: f64,
     pub seed: u64,
+    /// Convolution weights, and so activations and gradients, stored channels-last (NHWC):
+    /// about 1.25x faster on CPU than NCHW, with other rounding (so other weights from the
+    /// same seed). Records made before it existed trained NCHW.
+    #[serde(default)]
+    pub channels_last: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -110,6 +115,9 @@ impl Trainer<'_> {
 
         tch::manual_seed(splitmix64(c.seed) as i64);
         let mut model = SslModel::new(&c.arch, c.method.clone(), self.device)?;
+        if c.channels_last {
+            model.to_channels_last();
+        }
         let mut opt = Optimizer::new(c.optim.clone(), model.trainable())?;
         let mut start_epoch = 0;
         if resume && self.checkpoint_meta().is_file() {
