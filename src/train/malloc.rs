@@ -1,8 +1,8 @@
 //! glibc's allocator set for a training process. By default it serves large allocations
 //! with an `mmap` of their own and gives freed memory at the top of its heap back to the
 //! kernel, so every training step maps, page-faults and zeroes its activations and
-//! gradients afresh (2.4 million page faults in 24 steps of `bench-epoch`, a tenth of the
-//! time on two cores). Kept, freed memory serves the next step instead; the process keeps
+//! gradients afresh (over 2 million page faults in 24 steps of `bench-epoch`, a tenth of
+//! the time on two cores). Kept, freed memory serves the next step instead; the process keeps
 //! its peak footprint.
 
 /// Serves every allocation from the heap and never trims it (Linux with glibc; elsewhere

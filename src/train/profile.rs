@@ -6,11 +6,9 @@
 use std::fmt;
 use std::time::Instant;
 
-use serde::Serialize;
-
 /// Seconds spent in each phase. The main thread's phases add up to `wall`; `augment` is the
 /// producer thread's, which runs at the same time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Profile {
     /// Epochs and images trained.
     pub epochs: usize,

@@ -1,8 +1,9 @@
 //! The training loop of one encoder: seeded shuffles, two augmented views per image made
-//! on the CPU pool while the previous batch trains, the method's loss, the optimiser and
-//! schedule, a progress bar, a JSON-lines log with the memorization monitor's measurements
-//! ([`super::monitor`]), and atomic checkpoints at most every `checkpoint_seconds` (and after
-//! the last epoch) from which a killed run resumes exactly.
+//! on the CPU pool by one producer thread that stays ahead of training across epochs, the
+//! method's loss, the optimiser and schedule, a progress bar, a JSON-lines log with the
+//! memorization monitor's measurements ([`super::monitor`]), atomic checkpoints at most
+//! every `checkpoint_seconds` (and after measured epochs and the last) from which a killed
+//! run resumes exactly, and where the time went ([`super::profile`]).
 
 use std::fs;
 use std::io::Write;
