@@ -1,19 +1,41 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): images per second of one SimCLR epoch in `sslmem-train` against the
-# same model, batch and augmentations in Python with PyTorch eager (scripts/bench_train.py),
-# on the same machine in the same run. Target: at least as fast as the PyTorch script.
+# Benchmark (not a test): images per second of SimCLR training in `sslmem-train bench-epoch`
+# against the same recipe in Python with PyTorch eager (scripts/bench_train.py), on the same
+# machine in the same run, in two configurations:
+#   - memorization: what `sslmem-train pair --subset SUBSET` trains as f (90% of the first
+#     SUBSET images) for EPOCHS epochs, with pair's memorization monitor every 5 epochs and
+#     its checkpoints; target: at least 1.5x PyTorch;
+#   - full size: one epoch over the first IMAGES images; target: at least as fast as PyTorch.
+# Images per second cover the whole epoch loop (monitor and checkpoints included).
 #
-#   scripts/bench-train.sh [IMAGES=10240] [BATCH=256] [PYTORCH_WORKERS=2]
+#   [SUBSET=2000] [EPOCHS=10] [IMAGES=10240] [BATCH=256] [STEM_STRIDE=1] [WORKERS=2] \
+#       scripts/bench-train.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-IMAGES=${1:-10240} BATCH=${2:-256} WORKERS=${3:-2}
+SUBSET=${SUBSET:-2000} EPOCHS=${EPOCHS:-10} IMAGES=${IMAGES:-10240} BATCH=${BATCH:-256}
+STEM_STRIDE=${STEM_STRIDE:-1} WORKERS=${WORKERS:-2}
 scripts/setup.sh --datasets --train >/dev/null 2>&1
 home=${SSLMEM_HOME:-$HOME/.cache/sslmem}
 LIBTORCH=$(cat "$home/torch/LIBTORCH"); export LIBTORCH
 cargo build --release --quiet --features train --bin sslmem-train
-rust=$(target/release/sslmem-train --device cpu bench-epoch --images "$IMAGES" --batch-size "$BATCH" 2>/dev/null)
-py=$("$home/torch/2.13.0/bin/python" scripts/bench_train.py "$IMAGES" "$BATCH" "$WORKERS")
-printf 'machine: %s, %s cores; one SimCLR epoch, %d Fashion-MNIST images, batch %d, resnet-mini-28x28x1\n' "$(uname -m)" "$(nproc)" "$IMAGES" "$BATCH"
-printf 'sslmem-train (tch):            %8s images/s\n' "$rust"
-printf 'PyTorch eager (%d workers):     %8s images/s\n' "$WORKERS" "$py"
-awk -v a="$rust" -v b="$py" 'BEGIN { printf "ratio sslmem-train / PyTorch: %.2f\n", a / b }'
+python="$home/torch/2.13.0/bin/python"
+breakdown=$(mktemp); trap 'rm -f "$breakdown"' EXIT
+
+printf 'machine: %s, %s cores; SimCLR, batch %d, resnet-mini-28x28x1, stem stride %d\n' \
+    "$(uname -m)" "$(nproc)" "$BATCH" "$STEM_STRIDE"
+compare() { # label, sslmem-train bench-epoch args, bench_train.py args
+    local rust py
+    rust=$(RUST_LOG=warn target/release/sslmem-train --device cpu bench-epoch $2 \
+        --batch-size "$BATCH" --stem-stride "$STEM_STRIDE" 2>"$breakdown")
+    py=$("$python" scripts/bench_train.py $3 --batch "$BATCH" --stem-stride "$STEM_STRIDE" \
+        --workers "$WORKERS")
+    printf '%s\n' "$1"
+    printf '  sslmem-train (tch):          %8s images/s\n' "$rust"
+    printf '  PyTorch eager (%d workers):   %8s images/s\n' "$WORKERS" "$py"
+    awk -v a="$rust" -v b="$py" 'BEGIN { printf "  ratio sslmem-train / PyTorch: %.2f\n", a / b }'
+    printf '  sslmem-train: %s\n' "$(tail -n 1 "$breakdown")"
+}
+compare "memorization: pair --subset $SUBSET's f, $EPOCHS epochs, monitor every 5, checkpoints" \
+    "--subset $SUBSET --epochs $EPOCHS" "--subset $SUBSET --epochs $EPOCHS --monitor-every 5"
+compare "full size: one epoch over the first $IMAGES images" \
+    "--images $IMAGES" "--images $IMAGES"

@@ -1,15 +1,27 @@
 """PyTorch eager baseline for scripts/bench-train.sh (a benchmark, not a test).
 
-The same model (resnet-mini-28x28x1: stem 32, blocks 32/64(s2)/128(s2), projector 128-64),
-SimCLR loss (NT-Xent, temperature 0.5), SGD (lr 0.06, momentum 0.9, wd 5e-4), batch size
-and augmentations (torchvision v2: RandomResizedCrop(28, antialias), flip, ColorJitter
-(0.4, 0.4, 0.4, 0.1) p 0.8, RandomGrayscale 0.2, normalise) as `sslmem-train`, on the first
-N Fashion-MNIST training images. Prints images per second of one epoch.
+The same recipe as `sslmem-train bench-epoch`: model (resnet-mini-28x28x1: stem 32 with
+--stem-stride, blocks 32/64(s2)/128(s2), projector 128-64), SimCLR loss (NT-Xent,
+temperature 0.5), SGD (lr 0.06, momentum 0.9, wd 5e-4), batch size and augmentations
+(torchvision v2: RandomResizedCrop(28, antialias), flip, ColorJitter (0.4, 0.4, 0.4, 0.1)
+p 0.8, RandomGrayscale 0.2, normalise), in eager mode with a DataLoader of WORKERS processes.
 
-    python bench_train.py IMAGES BATCH WORKERS
+--images N trains on the first N Fashion-MNIST training images. --subset N trains what
+`sslmem-train pair --subset N` trains as f: 90% of the first N images (the rest are the
+independent set), with pair's memorization monitor every --monitor-every epochs and after the
+last (4 view pairs of 256 training and 256 independent images through the model in eval mode,
+mean l2 distance of the normalised representation and projection per image, AUC of seen
+against unseen) and a checkpoint (model and optimiser state) after each measured epoch and
+every 120 s. Prints images per second of the epoch loop (monitor and checkpoints included).
+
+    python bench_train.py (--images N | --subset N) [--epochs E] [--batch B] [--workers W]
+        [--stem-stride S] [--monitor-every M]
 """
+import argparse
 import gzip
+import os
 import sys
+import tempfile
 import time
 
 import torch
@@ -17,11 +29,29 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-N, BATCH, WORKERS = (int(a) for a in sys.argv[1:4])
+p = argparse.ArgumentParser()
+size = p.add_mutually_exclusive_group(required=True)
+size.add_argument("--images", type=int)
+size.add_argument("--subset", type=int)
+p.add_argument("--epochs", type=int, default=1)
+p.add_argument("--batch", type=int, default=256)
+p.add_argument("--workers", type=int, default=2)
+p.add_argument("--stem-stride", type=int, default=1)
+p.add_argument("--monitor-every", type=int, default=5)
+args = p.parse_args()
 
 with gzip.open("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") as f:
     raw = f.read()
-images = torch.frombuffer(bytearray(raw[16:]), dtype=torch.uint8).reshape(-1, 1, 28, 28)[:N]
+n = args.subset or args.images
+images = torch.frombuffer(bytearray(raw[16:]), dtype=torch.uint8).reshape(-1, 1, 28, 28)[:n]
+if args.subset:
+    # pair's split: 10% candidate (trained by f), 10% independent (never trained by f).
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    independent = order[: round(0.1 * n)]
+    train = order[round(0.1 * n):]
+else:
+    independent = torch.arange(0)
+    train = torch.arange(n)
 
 aug = v2.Compose([
     v2.RandomResizedCrop(28, scale=(0.08, 1.0), antialias=True),
@@ -35,10 +65,10 @@ aug = v2.Compose([
 
 class Pairs(torch.utils.data.Dataset):
     def __len__(self):
-        return len(images)
+        return len(train)
 
     def __getitem__(self, i):
-        x = images[i]
+        x = images[train[i]]
         return aug(x), aug(x)
 
 
@@ -57,10 +87,12 @@ class Block(nn.Module):
         return F.relu(self.b(F.relu(self.a(x))) + self.short(x))
 
 
-model = nn.Sequential(
-    conv_bn(1, 32, 1), nn.ReLU(), Block(32, 32, 1), Block(32, 64, 2), Block(64, 128, 2),
-    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 64),
+backbone = nn.Sequential(
+    conv_bn(1, 32, args.stem_stride), nn.ReLU(), Block(32, 32, 1), Block(32, 64, 2),
+    Block(64, 128, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
 )
+projector = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 64))
+model = nn.Sequential(backbone, projector)
 opt = torch.optim.SGD(model.parameters(), lr=0.06, momentum=0.9, weight_decay=5e-4)
 
 
@@ -73,16 +105,58 @@ def nt_xent(z1, z2, t=0.5):
     return F.cross_entropy(sim, target)
 
 
-loader = torch.utils.data.DataLoader(Pairs(), batch_size=BATCH, shuffle=True, drop_last=True,
-                                     num_workers=WORKERS, persistent_workers=WORKERS > 0)
+def sample(pool, k=256):
+    return pool if len(pool) <= k else pool[torch.arange(k) * len(pool) // k]
+
+
+def alignments(idx, pairs=4):
+    rep, proj = [], []
+    for chunk in idx.split(64):
+        views = torch.stack([aug(images[i]) for i in chunk for _ in range(2 * pairs)])
+        r = backbone(views)
+        for out, acc in ((r, rep), (projector(r), proj)):
+            z = F.normalize(out, dim=1).reshape(len(chunk), pairs, 2, -1)
+            acc.append((z[:, :, 0] - z[:, :, 1]).norm(dim=2).mean(dim=1))
+    return torch.cat(rep), torch.cat(proj)
+
+
+def auc(seen, unseen):
+    # P(an unseen image aligns looser than a seen one), ties counted half.
+    d = unseen[None, :] - seen[:, None]
+    return ((d > 0).float().mean() + 0.5 * (d == 0).float().mean()).item()
+
+
+def monitor():
+    model.eval()
+    with torch.no_grad():
+        (sr, sp), (ur, up) = alignments(sample(train)), alignments(sample(independent))
+    model.train()
+    return auc(sr, ur), auc(sp, up)
+
+
+loader = torch.utils.data.DataLoader(Pairs(), batch_size=args.batch, shuffle=True,
+                                     drop_last=True, num_workers=args.workers,
+                                     persistent_workers=args.workers > 0)
+ckpt = os.path.join(tempfile.mkdtemp(prefix="bench-train-"), "ckpt.pt")
 model.train()
-start = time.perf_counter()
+start = last_save = time.perf_counter()
 seen = 0
-for x1, x2 in loader:
-    loss = nt_xent(model(x1), model(x2))
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    seen += len(x1)
+for epoch in range(args.epochs):
+    for x1, x2 in loader:
+        loss = nt_xent(model(x1), model(x2))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        seen += len(x1)
+    last = epoch + 1 == args.epochs
+    measured = args.subset and args.monitor_every > 0 and (
+        (epoch + 1) % args.monitor_every == 0 or last)
+    if measured:
+        monitor()
+    if measured or last or time.perf_counter() - last_save >= 120:
+        torch.save({"model": model.state_dict(), "optim": opt.state_dict()}, ckpt)
+        last_save = time.perf_counter()
 secs = time.perf_counter() - start
+os.remove(ckpt)
+os.rmdir(os.path.dirname(ckpt))
 print(f"{seen / secs:.1f}")

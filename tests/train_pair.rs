@@ -121,23 +121,21 @@ fn pair_trains_exports_and_scores() {
     assert_eq!(s["input"], format!("fashion-mnist:train#{cand}"));
 }
 
-#[test]
-fn a_killed_run_resumes_and_matches_an_uninterrupted_one() {
+/// Trains with `with_out(out)` straight through, and again killed as soon as f0 has its
+/// first checkpoint and resumed; asserts that f0 logged `epochs` once each and that both
+/// bundles hold the same encoders.
+fn kill_resume_and_compare(with_out: impl Fn(&Path) -> Vec<String>, epochs: &[u64]) {
     let dir = tempfile::tempdir().expect("tempdir");
     let straight = dir.path().join("straight");
-    let o = train_bin()
-        .args(pair_args(&straight, "2"))
-        .output()
-        .expect("run");
+    let o = train_bin().args(with_out(&straight)).output().expect("run");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let resumed = dir.path().join("resumed");
     let mut child = train_bin()
-        .args(pair_args(&resumed, "2"))
+        .args(with_out(&resumed))
         .stderr(Stdio::null())
         .spawn()
         .expect("start");
-    // Kill it as soon as f0 has a checkpoint (after its first epoch).
     let ckpt = resumed.join(".work").join("f0").join("checkpoint.json");
     let start = Instant::now();
     while !ckpt.is_file() {
@@ -155,7 +153,7 @@ fn a_killed_run_resumes_and_matches_an_uninterrupted_one() {
     let _ = child.wait();
     assert!(!resumed.join("sslmem.json").exists());
 
-    let mut args = pair_args(&resumed, "2");
+    let mut args = with_out(&resumed);
     args.push("--resume".into());
     let o = train_bin().args(&args).output().expect("resume");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -166,12 +164,12 @@ fn a_killed_run_resumes_and_matches_an_uninterrupted_one() {
 
     // Every epoch logged exactly once, and the same encoders as without the interruption.
     let log = std::fs::read_to_string(resumed.join("train-f0.jsonl")).expect("log");
-    let epochs: Vec<u64> = log
+    let logged: Vec<u64> = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter_map(|v| v["epoch"].as_u64())
         .collect();
-    assert_eq!(epochs, [1, 2]);
+    assert_eq!(logged, epochs);
     let (a, b) = (manifest(&straight), manifest(&resumed));
     assert_eq!(
         a["f"], b["f"],
@@ -182,6 +180,30 @@ fn a_killed_run_resumes_and_matches_an_uninterrupted_one() {
     // A second --resume of a finished bundle does nothing.
     let o = train_bin().args(&args).output().expect("again");
     assert!(o.status.success());
+}
+
+#[test]
+fn a_killed_run_resumes_and_matches_an_uninterrupted_one() {
+    // A checkpoint after every epoch: killed after epoch 1.
+    kill_resume_and_compare(|out| pair_args(out, "2"), &[1, 2]);
+}
+
+#[test]
+fn a_run_killed_between_checkpoints_loses_only_the_epochs_since_the_last() {
+    // Checkpoints only after the measured epochs (2 and 4) and the last: killed after epoch
+    // 2, the run loses epoch 3 (its log line waits for the next checkpoint) and trains it
+    // again, with the augmentation producer starting mid-run.
+    let args = |out: &Path| {
+        let mut a = pair_args(out, "4");
+        let at = a
+            .iter()
+            .position(|a| a == "--checkpoint-seconds")
+            .expect("flag");
+        a[at + 1] = "1000".into();
+        a.extend(["--monitor-every", "2", "--monitor-sample", "64"].map(String::from));
+        a
+    };
+    kill_resume_and_compare(args, &[1, 2, 3, 4]);
 }
 
 /// Writes `n` Fashion-MNIST test images as PNG files under `dir`, in class folders when

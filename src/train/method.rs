@@ -114,6 +114,15 @@ impl SslModel {
         })
     }
 
+    /// Stores the encoders' convolution weights channels-last (see
+    /// [`Encoder::to_channels_last`]).
+    pub fn to_channels_last(&self) {
+        self.encoder.to_channels_last();
+        if let Some(t) = &self.target {
+            t.to_channels_last();
+        }
+    }
+
     /// The loss of a batch of view pairs `x1`, `x2` (training mode).
     pub fn loss(&self, x1: &Tensor, x2: &Tensor) -> Tensor {
         let c = &self.config;

@@ -3,10 +3,12 @@
 
 pub mod eval;
 pub mod loss;
+pub mod malloc;
 pub mod method;
 pub mod model;
 pub mod monitor;
 pub mod optim;
 pub mod pair;
+pub mod profile;
 pub mod removal;
 pub mod trainer;

@@ -78,6 +78,26 @@ impl Encoder {
         })
     }
 
+    /// Stores the convolution weights channels-last (same shape and values, NHWC in memory):
+    /// libtorch then runs every convolution, batch norm and gradient of the network in that
+    /// layout, which oneDNN computes without reordering to its blocked formats.
+    pub fn to_channels_last(&self) {
+        tch::no_grad(|| {
+            for t in self.params.values().filter(|t| t.dim() == 4) {
+                // Strides written out: a permute and `contiguous` would keep a one-channel
+                // weight's strides, which libtorch then takes for NCHW.
+                let [_, c, h, w] = t.size()[..] else { continue };
+                let mut nhwc = Tensor::empty_strided(
+                    t.size(),
+                    [h * w * c, 1, w * c, c],
+                    (t.kind(), t.device()),
+                );
+                nhwc.copy_(t);
+                t.shallow_clone().set_data(&nhwc);
+            }
+        });
+    }
+
     fn p(&self, name: &str) -> &Tensor {
         // Every name asked for comes from the architecture that created the map.
         &self.params[name]

@@ -16,7 +16,7 @@ use sslmem::data::split::{SplitRecord, SplitSpec};
 use sslmem::error::{Error, Result};
 use sslmem::fsutil::write_atomic;
 use sslmem::train::method::{Method, MethodConfig};
-use sslmem::train::monitor::MonitorSpec;
+use sslmem::train::monitor::{sample, Monitor, MonitorSets, MonitorSpec};
 use sslmem::train::optim::{OptimConfig, OptimKind};
 use sslmem::train::pair::{run_pair, PairOptions};
 use sslmem::train::trainer::TrainConfig;
@@ -88,22 +88,56 @@ pub enum TrainCommand {
         #[arg(long, env = "SSLMEM_TRAIN_REMOVAL_OUT")]
         out: PathBuf,
     },
-    /// Benchmark: one SimCLR epoch over the first N Fashion-MNIST training images; prints
-    /// images per second (used by scripts/bench-train.sh).
-    BenchEpoch {
-        #[arg(
-            long,
-            env = "SSLMEM_TRAIN_BENCH_EPOCH_IMAGES",
-            default_value_t = 10_240
-        )]
-        images: usize,
-        #[arg(
-            long,
-            env = "SSLMEM_TRAIN_BENCH_EPOCH_BATCH_SIZE",
-            default_value_t = 256
-        )]
-        batch_size: usize,
-    },
+    /// Benchmark: SimCLR epochs over the first N Fashion-MNIST training images, or (with
+    /// --subset) over f's training set of `pair --subset N` with its memorization monitor
+    /// and checkpoint cadence; prints images per second of the epoch loop and where its time
+    /// went (used by scripts/bench-train.sh).
+    BenchEpoch(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Train on all of the first N training images (no split, no monitor).
+    #[arg(
+        long,
+        env = "SSLMEM_TRAIN_BENCH_EPOCH_IMAGES",
+        default_value_t = 10_240,
+        conflicts_with = "subset"
+    )]
+    pub images: usize,
+    /// What `pair --subset N` trains as f: the first N images split as pair splits them
+    /// (default fractions, split seed 0), f's shared ∪ candidate examples, with the monitor
+    /// following pair's samples.
+    #[arg(long, env = "SSLMEM_TRAIN_BENCH_EPOCH_SUBSET")]
+    pub subset: Option<usize>,
+    #[arg(long, env = "SSLMEM_TRAIN_BENCH_EPOCH_EPOCHS", default_value_t = 1)]
+    pub epochs: usize,
+    #[arg(
+        long,
+        env = "SSLMEM_TRAIN_BENCH_EPOCH_BATCH_SIZE",
+        default_value_t = 256
+    )]
+    pub batch_size: usize,
+    /// Stride of the stem convolution (as `pair --stem-stride`).
+    #[arg(long, env = "SSLMEM_TRAIN_BENCH_EPOCH_STEM_STRIDE")]
+    pub stem_stride: Option<usize>,
+    /// As `pair --monitor-every` (with --subset only).
+    #[arg(
+        long,
+        env = "SSLMEM_TRAIN_BENCH_EPOCH_MONITOR_EVERY",
+        default_value_t = 5
+    )]
+    pub monitor_every: usize,
+    /// As `pair --checkpoint-seconds`.
+    #[arg(
+        long,
+        env = "SSLMEM_TRAIN_BENCH_EPOCH_CHECKPOINT_SECONDS",
+        default_value_t = 120.0
+    )]
+    pub checkpoint_seconds: f64,
+    /// As `pair --channels-last`.
+    #[arg(long, env = "SSLMEM_TRAIN_CHANNELS_LAST", default_value_t = true, action = clap::ArgAction::Set)]
+    pub channels_last: bool,
 }
 
 #[derive(Args, Debug)]
@@ -228,6 +262,11 @@ pub struct PairArgs {
     /// Seconds between checkpoints (0: after every epoch).
     #[arg(long, env = "SSLMEM_TRAIN_CHECKPOINT_SECONDS", default_value_t = 120.0)]
     pub checkpoint_seconds: f64,
+    /// Store convolution weights and activations channels-last (NHWC): about 1.25x faster
+    /// on CPU. false trains NCHW, as before this flag existed: other rounding, so other
+    /// weights from the same seed; use it to reproduce a bundle trained before.
+    #[arg(long, env = "SSLMEM_TRAIN_CHANNELS_LAST", default_value_t = true, action = clap::ArgAction::Set)]
+    pub channels_last: bool,
 }
 
 fn device(spec: &str) -> Result<Device> {
@@ -295,6 +334,7 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
         batch_size: a.batch_size,
         warmup_epochs: a.warmup_epochs,
         seed: a.seed,
+        channels_last: a.channels_last,
     };
     let canaries = (a.canaries > 0)
         .then(|| -> Result<CanarySpec> {
@@ -350,11 +390,17 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
     Ok(())
 }
 
-fn bench_epoch(images: usize, batch_size: usize, dev: Device) -> Result<()> {
-    let train = dataset::load("fashion-mnist", None, Some((images, 1)))?.train;
+fn bench_epoch(a: &BenchArgs, dev: Device) -> Result<()> {
+    let n = a.subset.unwrap_or(a.images);
+    let train = dataset::load("fashion-mnist", None, Some((n, 1)))?.train;
     let (mean, std) = dataset::normalisation("fashion-mnist", &train);
+    let mut arch = ArchSpec::resnet_mini_28();
+    if let Some(s) = a.stem_stride {
+        arch.stem.stride = s;
+        arch.validate()?;
+    }
     let config = TrainConfig {
-        arch: ArchSpec::resnet_mini_28(),
+        arch,
         method: MethodConfig {
             temperature: 0.5,
             ..MethodConfig::default()
@@ -371,28 +417,47 @@ fn bench_epoch(images: usize, batch_size: usize, dev: Device) -> Result<()> {
         augment: AugmentSpec::simclr(),
         mean,
         std,
-        epochs: 1,
-        batch_size,
+        epochs: a.epochs,
+        batch_size: a.batch_size,
         warmup_epochs: 0.0,
         seed: 0,
+        channels_last: a.channels_last,
+    };
+    // Pair's f: its training set and its monitor samples (see train::pair::run_pair).
+    let (indices, monitor) = match a.subset {
+        Some(_) => {
+            let split = SplitRecord::make(&train.name, train.len(), SplitSpec::default(), "", 0)?;
+            let seen = split.f_train();
+            let unseen: Vec<usize> = split.independent.iter().collect();
+            let spec = MonitorSpec {
+                every: a.monitor_every,
+                ..MonitorSpec::default()
+            };
+            let sets = MonitorSets {
+                seen: sample(&seen, spec.sample),
+                unseen: sample(&unseen, spec.sample),
+                ..MonitorSets::default()
+            };
+            (seen, Some(Monitor { spec, sets }))
+        }
+        None => ((0..train.len()).collect(), None),
     };
     let dir = std::env::temp_dir().join(format!("sslmem-bench-{}", std::process::id()));
     let trainer = sslmem::train::trainer::Trainer {
         config,
         data: &train,
-        indices: (0..train.len()).collect(),
+        indices,
         workdir: dir.clone(),
         device: dev,
         label: "bench".into(),
-        monitor: None,
-        checkpoint_seconds: 0.0,
+        monitor,
+        checkpoint_seconds: a.checkpoint_seconds,
     };
-    trainer.run(false)?;
-    let log = std::fs::read_to_string(dir.join("log.jsonl")).map_err(|e| Error::io(&dir, e))?;
+    let result = trainer.run_profiled(false);
     let _ = std::fs::remove_dir_all(&dir);
-    let v: serde_json::Value = serde_json::from_str(log.lines().next().unwrap_or_default())
-        .map_err(|e| Error::Train(e.to_string()))?;
-    println!("{:.1}", v["images_per_second"].as_f64().unwrap_or(f64::NAN));
+    let (_, profile) = result?;
+    println!("{:.1}", profile.images_per_second());
+    eprintln!("{profile}");
     Ok(())
 }
 
@@ -455,9 +520,7 @@ pub fn main(cli: TrainCli) -> ExitCode {
                 };
                 sslmem::train::removal::run(&o).map(|_| ())
             }
-            TrainCommand::BenchEpoch { images, batch_size } => {
-                bench_epoch(*images, *batch_size, dev)
-            }
+            TrainCommand::BenchEpoch(a) => bench_epoch(a, dev),
         }
     });
     match result {

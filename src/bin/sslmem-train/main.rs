@@ -6,6 +6,7 @@ mod cli;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    sslmem::train::malloc::keep_freed_memory();
     sslmem::runtime::disable_ort_telemetry();
     cli::main(cli::TrainCli::parse())
 }
