@@ -32,13 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: load URL PNG_DIR CONCURRENCY REQUESTS PAIRS".into());
     };
     let (conc, reqs): (usize, usize) = (conc.parse()?, reqs.parse()?);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    let bodies: Arc<Vec<Vec<u8>>> =
-        Arc::new(files.iter().map(std::fs::read).collect::<Result<_, _>>()?);
+    let bodies = read_bodies(dir)?;
     let endpoint = format!("{url}/v1/score?pairs={pairs}");
     let next = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
@@ -98,6 +92,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The bytes of every file in `dir`, in name order.
+fn read_bodies(dir: &str) -> Result<Arc<Vec<Vec<u8>>>, Box<dyn std::error::Error>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    Ok(Arc::new(
+        files.iter().map(std::fs::read).collect::<Result<_, _>>()?,
+    ))
+}
+
 /// The server's resident memory in MiB (VmRSS from /proc).
 fn rss_mib(pid: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -119,13 +125,7 @@ fn mixed(
     secs: f64,
     pid: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    let bodies: Arc<Vec<Vec<u8>>> =
-        Arc::new(files.iter().map(std::fs::read).collect::<Result<_, _>>()?);
+    let bodies = read_bodies(dir)?;
     let client = Client::builder()
         .timeout(Duration::from_secs(300))
         .build()?;

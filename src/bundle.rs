@@ -273,16 +273,9 @@ impl Bundle {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let side_by_side =
             side_by_side_threads(opts.threads, manifest.f.len() + manifest.g.len(), cores);
-        let shared;
-        let opts = match side_by_side {
-            Some(threads) => {
-                shared = RuntimeOptions {
-                    threads,
-                    ..opts.clone()
-                };
-                &shared
-            }
-            None => opts,
+        let opts = &RuntimeOptions {
+            threads: side_by_side.unwrap_or(opts.threads),
+            ..opts.clone()
         };
         let boundary = Boundary {
             layout: manifest.input.layout,
