@@ -1,6 +1,7 @@
 //! What the command line accepts as INPUT: image files, folders (searched recursively for
 //! images), named datasets (`fashion-mnist:train`, `fashion-mnist:test`, `mnist`) and IDX
-//! image files, the last two with an optional `[start:end]` range.
+//! image files, the last two with an optional `[start:end]` range, and input lists
+//! (`@FILE`: one INPUT of any of these kinds per line).
 
 use std::collections::HashMap;
 use std::fs;
@@ -103,10 +104,17 @@ fn split_range(spec: &str) -> Result<(&str, Option<Range>)> {
 }
 
 /// Resolves INPUT arguments into a flat, ordered list. Datasets are loaded once each.
+///
+/// `@FILE` is an input list: each line of `FILE` is one INPUT (a relative path is taken
+/// from `FILE`'s folder; blank lines and lines starting with `#` are skipped); a list may
+/// not name another list.
+///
+/// Errors: an argument that is no file, folder, dataset or list; a range outside a dataset;
+/// an unreadable or nested list.
 pub fn resolve(args: &[String]) -> Result<Vec<Input>> {
     let mut cache: HashMap<String, Arc<ImageArray>> = HashMap::new();
     let mut out = Vec::new();
-    for arg in args {
+    for arg in &expand_lists(args)? {
         let (base, range) = split_range(arg)?;
         let path = Path::new(base);
         let dataset = match base {
@@ -151,6 +159,50 @@ pub fn resolve(args: &[String]) -> Result<Vec<Input>> {
             return Err(Error::Param(format!(
                 "input '{arg}' is not a file, a folder, or a dataset (fashion-mnist:train, fashion-mnist:test, mnist)"
             )));
+        }
+    }
+    Ok(out)
+}
+
+/// `args` with each `@FILE` replaced by the inputs its lines name, in order.
+fn expand_lists(args: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::with_capacity(args.len());
+    for arg in args {
+        let Some(list) = arg.strip_prefix('@') else {
+            out.push(arg.clone());
+            continue;
+        };
+        let path = Path::new(list);
+        let text = fs::read_to_string(path).map_err(|e| {
+            Error::Param(format!(
+                "input list '{arg}' cannot be read ({e}); `@FILE` names a text file with one \
+                 input per line"
+            ))
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line.starts_with('@') {
+                return Err(Error::Param(format!(
+                    "input list '{arg}', line {}: '{line}' names another list; lists do not \
+                     nest",
+                    n + 1
+                )));
+            }
+            // Datasets keep their names; a relative path is relative to the list.
+            let (name, _) = split_range(line)?;
+            let is_dataset = matches!(
+                name,
+                "fashion-mnist:train" | "fashion-mnist:test" | "mnist" | "mnist:digits"
+            );
+            if is_dataset || Path::new(line).is_absolute() {
+                out.push(line.to_string());
+            } else {
+                out.push(base.join(line).display().to_string());
+            }
         }
     }
     Ok(out)
@@ -255,6 +307,27 @@ mod tests {
             .collect();
         assert_eq!(names, ["a.PNG", "b.png", "c.jpg"]);
         assert!(resolve(&["/no/such/thing".into()]).is_err());
+
+        // An input list: relative paths from the list's folder, comments and blanks skipped,
+        // absolute paths as they are; the order is the list's.
+        let list = dir.path().join("sub/list.txt");
+        let abs = dir.path().join("b.png");
+        fs::write(
+            &list,
+            format!("# members\n\nc.jpg\n  {}  \n../a.PNG\n", abs.display()),
+        )
+        .expect("write");
+        let got = resolve(&[format!("@{}", list.display())]).expect("list");
+        let names: Vec<String> = got
+            .iter()
+            .map(|i| i.name.rsplit('/').next().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(names, ["c.jpg", "b.png", "a.PNG"]);
+        fs::write(&list, "@other.txt\n").expect("write");
+        let e = resolve(&[format!("@{}", list.display())]).expect_err("nested");
+        assert!(e.to_string().contains("do not nest"), "{e}");
+        let e = resolve(&["@/no/such/list".into()]).expect_err("missing list");
+        assert!(e.to_string().contains("one input per line"), "{e}");
         // A file that is not an image is resolved, then fails alone when loaded.
         let bad = Input::file(dir.path().join("b.png"));
         assert!(bad.load(1, DecodeLimits::default()).is_err());
