@@ -1,7 +1,9 @@
 // Opens an audit's report.html in headless Chromium (Playwright driving Debian's chromium)
 // and prints a JSON verdict: page errors, console errors, failed requests, every figure and
 // image with whether it loaded and rendered, each figure's caption, the section headings in
-// order, the run record's rows as rendered, and the rows of the per-class table. With a
+// order, the run record's rows as rendered, the rows of the per-class table, the text of the
+// box that says what the audit cannot conclude (empty when there is none), and the number of
+// rows of every table (a table with only its header row is an empty section). With a
 // second argument, saves a full-page screenshot (PNG) there. Used by tests/audit.rs:
 //   NPM_DIR=<folder with node_modules/playwright-core> node scripts/check-report.mjs REPORT.html [SCREENSHOT.png]
 import { pathToFileURL } from "node:url";
@@ -25,7 +27,7 @@ const browser = await chromium.launch({
 });
 const verdict = {
   pageErrors: [], consoleErrors: [], failedRequests: [], images: [], figures: 0, title: "",
-  captions: [], headings: [], runRecord: {}, classRows: 0,
+  captions: [], headings: [], runRecord: {}, classRows: 0, scope: "", tableRows: [],
 };
 try {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
@@ -51,6 +53,8 @@ try {
     Object.fromEntries(rows.map((r) => [r.querySelector("th").innerText.trim(), r.querySelector("td").innerText.trim()])),
   );
   verdict.classRows = await page.locator("#class-table tr").count();
+  verdict.scope = await page.$$eval("#scope", (s) => (s[0] ? s[0].innerText.trim() : ""));
+  verdict.tableRows = await page.$$eval("table", (ts) => ts.map((t) => t.rows.length));
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
 } finally {
   await browser.close();

@@ -68,6 +68,25 @@ fn audit_writes_scores_statistics_and_checks() {
         !out.join(".audit").exists(),
         "the journal is removed at the end"
     );
+    // The summary is printed by the audit itself, on stdout; a split audit needs no caveat.
+    let printed = common::stdout(&o);
+    for line in [
+        "mean SSLMem score by set (candidate: f saw them, g did not; independent: g saw them, f did not; extra: neither saw them):",
+        "checks (expected signs of the sets; the canary positive control):",
+        "membership evaluation (members: seen by f; non-members: seen by neither):",
+        "most memorized candidates:",
+    ] {
+        assert!(printed.lines().any(|l| l == line), "no '{line}' in:\n{printed}");
+    }
+    assert!(
+        printed.contains("  pass  ") || printed.contains("  FAIL  "),
+        "{printed}"
+    );
+    assert!(!printed.contains("note:"), "{printed}");
+    // A rerun of the finished audit prints the same summary.
+    let again = sslmem().args(args(&out, "30")).output().expect("rerun");
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(common::stdout(&again), printed);
 
     let csv = read(&out, "scores.csv");
     let mut lines = csv.lines();
@@ -456,6 +475,10 @@ fn inputs_mode_scores_folders_and_reports_unreadable_files() {
             .save(imgs.join(format!("{i}.png")))
             .expect("png");
     }
+    // Any size: resized as `sslmem score` resizes.
+    image::GrayImage::from_pixel(40, 30, image::Luma([99]))
+        .save(imgs.join("5-wide.png"))
+        .expect("png");
     std::fs::write(imgs.join("9-broken.png"), b"not a png").expect("write");
     let out = dir.path().join("out");
     let o = bin()
@@ -466,13 +489,32 @@ fn inputs_mode_scores_folders_and_reports_unreadable_files() {
         .expect("run");
     assert_eq!(o.status.code(), Some(1), "one input failed: {}", stderr(&o));
     let sum: Value = serde_json::from_str(&read(&out, "summary.json")).expect("summary");
-    assert_eq!(sum["sets"]["inputs"]["count"], 5);
+    assert_eq!(sum["sets"]["inputs"]["count"], 6);
     let failed = sum["failed"].as_array().expect("failed");
     assert_eq!(failed.len(), 1);
     assert!(failed[0]["input"]
         .as_str()
         .is_some_and(|s| s.ends_with("9-broken.png")));
-    assert_eq!(read(&out, "scores.csv").lines().count(), 6);
+    assert_eq!(read(&out, "scores.csv").lines().count(), 7);
+    // Nothing printed reads like a finding: what cannot be concluded comes first, and no
+    // check or membership section is shown empty.
+    let printed = common::stdout(&o);
+    assert!(
+        printed.contains("note: Membership of these images is unknown"),
+        "{printed}"
+    );
+    assert!(printed.contains("--non-members"), "{printed}");
+    assert!(
+        printed.contains("highest scores (membership unknown: not evidence of memorization):"),
+        "{printed}"
+    );
+    assert!(printed.contains("1 image could not be read"), "{printed}");
+    for absent in ["checks (", "membership evaluation", "most memorized"] {
+        assert!(
+            !printed.lines().any(|l| l.starts_with(absent)),
+            "'{absent}' in:\n{printed}"
+        );
+    }
 
     // A bundle without a split and no inputs: a clear error.
     let o = bin()
@@ -482,6 +524,32 @@ fn inputs_mode_scores_folders_and_reports_unreadable_files() {
         .expect("run");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no split"), "{}", stderr(&o));
+}
+
+/// Renders `report` in headless Chromium (scripts/check-report.mjs) and returns its verdict,
+/// checked for what every report must have: no page, console or request errors, and no empty
+/// section (every table has a row besides its header). With `shot`, a full-page screenshot is
+/// saved there.
+fn render(npm_dir: &str, report: &Path, shot: Option<&Path>) -> Value {
+    let mut c = Command::new("node");
+    c.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/check-report.mjs"
+    ))
+    .arg(report);
+    if let Some(shot) = shot {
+        c.arg(shot);
+    }
+    let o = c.env("NPM_DIR", npm_dir).output().expect("node");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(common::stdout(&o).trim()).expect("verdict");
+    for k in ["pageErrors", "consoleErrors", "failedRequests"] {
+        assert_eq!(v[k].as_array().map(Vec::len), Some(0), "{k}: {}", v[k]);
+    }
+    for n in v["tableRows"].as_array().expect("tables") {
+        assert!(n.as_u64().is_some_and(|n| n >= 2), "an empty table: {v}");
+    }
+    v
 }
 
 /// The Playwright install `scripts/setup.sh --browser` records, when there is one.
@@ -533,17 +601,7 @@ fn report_renders_in_headless_chromium_with_every_figure() {
     let shot = keep.join("report.png");
     let _ = std::fs::remove_file(&shot);
     std::fs::copy(out.join("report.html"), keep.join("report.html")).expect("copy report");
-    let o = std::process::Command::new("node")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/check-report.mjs"
-        ))
-        .arg(out.join("report.html"))
-        .arg(&shot)
-        .env("NPM_DIR", &npm_dir)
-        .output()
-        .expect("node");
-    assert!(o.status.success(), "{}", stderr(&o));
+    let v = render(&npm_dir, &out.join("report.html"), Some(&shot));
     eprintln!("screenshot of the rendered report: {}", shot.display());
     let png = image::open(&shot).expect("the screenshot is a PNG");
     assert!(
@@ -552,11 +610,8 @@ fn report_renders_in_headless_chromium_with_every_figure() {
         png.width(),
         png.height()
     );
-    let v: Value = serde_json::from_str(common::stdout(&o).trim()).expect("verdict");
     assert_eq!(v["title"], "SSLMem audit");
-    for k in ["pageErrors", "consoleErrors", "failedRequests"] {
-        assert_eq!(v[k].as_array().map(Vec::len), Some(0), "{k}: {}", v[k]);
-    }
+    assert_eq!(v["scope"], "", "split sets with extra: nothing to caveat");
     assert_eq!(v["figures"], 4, "histogram, ROC, typicality, grid");
     let imgs = v["images"].as_array().expect("images");
     assert!(imgs.iter().filter(|i| i["figure"] == true).count() == 4);
@@ -635,4 +690,353 @@ fn the_default_bundles_canaries_are_remade_from_their_recorded_spec() {
         let png = image::open(&path).expect("png").to_luma8().into_raw();
         assert_eq!(png, made.get(i).expect("canary").data, "{}", path.display());
     }
+}
+
+/// `path` as an argument.
+fn arg(path: &Path) -> &str {
+    path.to_str().expect("utf8")
+}
+
+/// Rows of an audit's scores.csv with `index` cleared: a set the user names numbers its
+/// images by position, the split by dataset index.
+fn rows_without_index(out: &Path) -> Vec<sslmem::audit::scores::ScoreRow> {
+    let mut rows =
+        sslmem::audit::scores::read_csv(&out.join("scores.csv"), &["set"]).expect("scores.csv");
+    for r in &mut rows {
+        r.index = 0;
+    }
+    rows
+}
+
+#[test]
+fn members_and_non_members_audit_as_the_split_sets_do() {
+    use sslmem::audit::SplitSet;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let split = dir.path().join("split");
+    let o = sslmem()
+        .args(["audit", "--bundle", BUNDLE, "--out", arg(&split)])
+        .args(["--sets", "candidate,extra", "--limit", "40", "--pairs", "4"])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let split_printed = common::stdout(&o);
+
+    // The same images named by the user, where the truth is known: the default's first 40
+    // candidates as an input list of dataset examples, its first 40 extra images (the test
+    // set's first ones) as a dataset range.
+    let rows = sslmem::audit::scores::read_csv(&split.join("scores.csv"), &["set", "index"])
+        .expect("scores.csv");
+    let of = |set| -> Vec<usize> {
+        rows.iter()
+            .filter(|r| r.set == set)
+            .map(|r| r.index)
+            .collect()
+    };
+    let (candidates, extra) = (of(SplitSet::Candidate), of(SplitSet::Extra));
+    assert_eq!(candidates.len(), 40);
+    assert_eq!(extra, (0..40).collect::<Vec<_>>());
+    let list = dir.path().join("members.txt");
+    let mut text = String::from("# the default bundle's first 40 candidates\n");
+    for i in &candidates {
+        text.push_str(&format!("fashion-mnist:train[{i}]\n"));
+    }
+    std::fs::write(&list, text).expect("write");
+    let members = format!("@{}", arg(&list));
+    let user = dir.path().join("user");
+    let o = sslmem()
+        .args([
+            "audit",
+            "--bundle",
+            BUNDLE,
+            "--out",
+            arg(&user),
+            "--pairs",
+            "4",
+        ])
+        .args(["--members", &members])
+        .args(["--non-members", "fashion-mnist:test[0:40]"])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let user_printed = common::stdout(&o);
+
+    // The same images and seed: the same scores, statistics, checks and membership ROC.
+    assert_eq!(rows_without_index(&user), rows_without_index(&split));
+    let a: Value = serde_json::from_str(&read(&split, "summary.json")).expect("summary");
+    let b: Value = serde_json::from_str(&read(&user, "summary.json")).expect("summary");
+    for k in [
+        "sets",
+        "classes",
+        "tests",
+        "typicality",
+        "membership",
+        "checks",
+    ] {
+        assert_eq!(a[k], b[k], "{k}");
+    }
+    assert!(b["membership"][0]["auc"].as_f64().is_some(), "{b}");
+    assert_eq!(b["params"]["sources"]["candidate"][0], members.as_str());
+    assert_eq!(
+        b["params"]["sources"]["extra"][0],
+        "fashion-mnist:test[0:40]"
+    );
+    assert!(
+        a["params"].get("sources").is_none(),
+        "a split audit names no sources"
+    );
+    // Both printed summaries give the same checks and membership lines; the user's names
+    // its sets' sources.
+    let lines = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| {
+                l.starts_with("  pass") || l.starts_with("  FAIL") || l.contains(" vs extra: AUC")
+            })
+            .map(String::from)
+            .collect()
+    };
+    assert!(!lines(&split_printed).is_empty(), "{split_printed}");
+    assert_eq!(lines(&user_printed), lines(&split_printed));
+    assert!(
+        user_printed.contains(&format!(
+            "  candidate = --members {members} (f saw them, g did not)"
+        )),
+        "{user_printed}"
+    );
+    assert!(!user_printed.contains("note:"), "{user_printed}");
+    // The command that reruns it names the sets as the user did.
+    let html = read(&user, "report.html");
+    assert!(
+        html.contains(&format!(
+            "--members {members} --non-members 'fashion-mnist:test[0:40]' --pairs 4"
+        )),
+        "command in the run record"
+    );
+
+    // Non-members as a folder of PNG files of the same pixels: the same scores and ROC.
+    let test = sslmem::data::inputs::load_dataset("fashion-mnist:test").expect("dataset");
+    let folder = dir.path().join("non-members");
+    std::fs::create_dir_all(folder.join(".thumbs")).expect("mkdir");
+    for i in 0..40 {
+        let im = test.get(i).expect("image");
+        let png = image::GrayImage::from_raw(im.width as u32, im.height as u32, im.data)
+            .expect("gray image");
+        png.save(folder.join(format!("{i:03}.png"))).expect("png");
+    }
+    let pngs = dir.path().join("pngs");
+    let o = sslmem()
+        .args([
+            "audit",
+            "--bundle",
+            BUNDLE,
+            "--out",
+            arg(&pngs),
+            "--pairs",
+            "4",
+        ])
+        .args(["--members", &members, "--non-members", arg(&folder)])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c: Value = serde_json::from_str(&read(&pngs, "summary.json")).expect("summary");
+    assert_eq!(c["sets"]["extra"]["count"], 40);
+    for k in ["membership", "checks", "tests"] {
+        assert_eq!(a[k], c[k], "{k}");
+    }
+}
+
+#[test]
+fn member_sets_are_refused_when_they_cannot_be_compared() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |extra: &[&str]| {
+        sslmem()
+            .args(["audit", "--bundle", BUNDLE, "--pairs", "2"])
+            .args(["--out", arg(&dir.path().join("out"))])
+            .args(extra)
+            .output()
+            .expect("run")
+    };
+    // An image in both sets.
+    let o = run(&[
+        "--members",
+        "fashion-mnist:test[0:5]",
+        "--non-members",
+        "fashion-mnist:test[4:9]",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("fashion-mnist:test#4 is named by both --members and --non-members"),
+        "{}",
+        stderr(&o)
+    );
+    // A folder without images.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let o = run(&[
+        "--members",
+        "fashion-mnist:test[0:5]",
+        "--non-members",
+        arg(&empty),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--non-members"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no images found"), "{}", stderr(&o));
+    // Sets of the split and sets of one's own do not mix; non-members need members.
+    let o = run(&["--members", "mnist[0:3]", "--sets", "candidate"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = run(&["--non-members", "fashion-mnist:test[0:3]"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--members"), "{}", stderr(&o));
+
+    // Members without non-members: scored, and the printout says what is missing.
+    let o = run(&["--members", "fashion-mnist:test[0:6]"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed = common::stdout(&o);
+    assert!(printed.contains("note: No non-members"), "{printed}");
+    assert!(
+        !printed
+            .lines()
+            .any(|l| l.starts_with("membership evaluation")),
+        "{printed}"
+    );
+    // With no reference set, the top scores are not called memorized.
+    assert!(
+        printed.contains("highest scores (candidate: f saw them, g did not):"),
+        "{printed}"
+    );
+    assert!(!printed.contains("most memorized"), "{printed}");
+}
+
+#[test]
+fn reports_of_own_sets_and_of_inputs_say_only_what_they_can_in_headless_chromium() {
+    let Some(npm_dir) = playwright_dir() else {
+        assert!(
+            std::env::var_os("SSLMEM_REQUIRE_BROWSER").is_none(),
+            "SSLMEM_REQUIRE_BROWSER is set but Chromium/Playwright are missing: run scripts/setup.sh --browser"
+        );
+        eprintln!("skipped: no Chromium/Playwright (scripts/setup.sh --browser)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keep = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("audit-report");
+    std::fs::create_dir_all(&keep).expect("mkdir");
+    let captions = |v: &Value| -> String {
+        v["captions"]
+            .as_array()
+            .expect("captions")
+            .iter()
+            .map(|c| c["text"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let headings = |v: &Value| -> Vec<String> {
+        v["headings"]
+            .as_array()
+            .expect("headings")
+            .iter()
+            .map(|h| h.as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+
+    // Members and non-members: the checks, the membership table and ROC, no caveat.
+    let own = dir.path().join("own");
+    let o = sslmem()
+        .args([
+            "audit",
+            "--bundle",
+            BUNDLE,
+            "--out",
+            arg(&own),
+            "--pairs",
+            "2",
+        ])
+        .args(["--members", "fashion-mnist:train[13:30]"])
+        .args(["--non-members", "fashion-mnist:test[0:30]"])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = render(
+        &npm_dir,
+        &own.join("report.html"),
+        Some(&keep.join("own-sets.png")),
+    );
+    assert_eq!(v["scope"], "", "{v}");
+    assert_eq!(v["figures"], 4, "histogram, ROC, typicality, grid");
+    let h = headings(&v);
+    for want in [
+        "Expected signs (docs/science.md#expected-signs)",
+        "Membership evaluation",
+    ] {
+        assert!(h.iter().any(|x| x == want), "{h:?}");
+    }
+    assert!(v["runRecord"]["sets"]
+        .as_str()
+        .is_some_and(|s| s.contains("--members fashion-mnist:train[13:30]")));
+    let text = captions(&v);
+    for absent in ["shared", "canar", "independent"] {
+        assert!(
+            !text.contains(absent),
+            "caption about absent {absent}: {text}"
+        );
+    }
+
+    // Inputs only: the caveat first, no empty or inapplicable section, captions without
+    // the split's sets, and "highest scores" rather than "memorized".
+    let inputs = dir.path().join("inputs");
+    let o = sslmem()
+        .args([
+            "audit",
+            "--bundle",
+            BUNDLE,
+            "--out",
+            arg(&inputs),
+            "--pairs",
+            "2",
+        ])
+        .arg("fashion-mnist:test[100:140]")
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = render(
+        &npm_dir,
+        &inputs.join("report.html"),
+        Some(&keep.join("inputs.png")),
+    );
+    let scope = v["scope"].as_str().unwrap_or_default();
+    assert!(
+        scope.starts_with("What this audit cannot conclude.")
+            && scope.contains("cannot conclude that any image was memorized")
+            && scope.contains("--non-members"),
+        "{scope}"
+    );
+    assert_eq!(v["figures"], 3, "histogram, typicality, grid: no ROC");
+    let h = headings(&v);
+    for absent in [
+        "Expected signs (docs/science.md#expected-signs)",
+        "Tests against the reference set",
+        "Membership evaluation",
+    ] {
+        assert!(!h.iter().any(|x| x == absent), "{absent} in {h:?}");
+    }
+    assert!(
+        h.iter()
+            .any(|x| x == "Highest and lowest scores, by class (inputs set)"),
+        "{h:?}"
+    );
+    let text = captions(&v);
+    for absent in [
+        "candidate",
+        "shared",
+        "extra",
+        "canar",
+        "independent",
+        "memorized most",
+    ] {
+        assert!(!text.contains(absent), "caption about {absent}: {text}");
+    }
+    assert!(text.contains("no evidence of memorization"), "{text}");
+    assert!(
+        v["runRecord"]["f (the encoder audited)"].is_string(),
+        "{}",
+        v["runRecord"]
+    );
 }

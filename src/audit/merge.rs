@@ -198,6 +198,7 @@ pub fn merge(m: &MergeOptions, rt: &RuntimeOptions) -> Result<bool> {
         params.dataset.as_deref(),
         &params.sets,
         &params.inputs,
+        &params.sources,
         params.limit,
     )?;
     if work.items.len() != params.items || work.dataset != params.dataset {

@@ -1,4 +1,6 @@
-//! `sslmem audit`: scores every example of the chosen sets of a bundle's split (or any inputs),
+//! `sslmem audit`: scores every example of the chosen sets of a bundle's split, of sets the
+//! user names (members and non-members of `f`'s training data: [`AuditOptions::sources`]),
+//! or of any inputs,
 //! streaming each chunk of results to a journal as it is computed, so that a killed run
 //! resumes where it stopped with the same command and ends with the same files as an
 //! uninterrupted one. The final files (`scores.jsonl`, `scores.csv`, `summary.json`, the
@@ -14,7 +16,9 @@ pub mod report;
 pub mod scores;
 pub mod shard;
 pub mod summary;
+pub mod text;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,6 +62,11 @@ pub struct AuditOptions {
     pub chunk: usize,
     /// Score these inputs (files, folders, datasets) as one set `inputs` instead of the split.
     pub inputs: Vec<String>,
+    /// Sets the user names instead of the split: each set's inputs (files, folders, datasets
+    /// with ranges, `@FILE` lists). Members of `f`'s training data that `g` did not see are
+    /// the `candidate` set, images neither saw the `extra` set (the non-members), and
+    /// `shared` / `independent` as in a split. See [`SplitSet::member_flag`].
+    pub sources: BTreeMap<SplitSet, Vec<String>>,
     /// Score only this shard of the work list into `out`, for `sslmem audit-merge`.
     pub shard: Option<ShardSpec>,
     /// When the report says the files were written: seconds since 1970, UTC (the command
@@ -77,6 +86,10 @@ pub struct AuditParams {
     pub sets: Vec<SplitSet>,
     /// The inputs scored as the set `inputs`, as given; empty for a split audit.
     pub inputs: Vec<String>,
+    /// The inputs of each set the user named (`--members`: `candidate`, `--non-members`:
+    /// `extra`, ...), as given; empty (and left out of the file) otherwise.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<SplitSet, Vec<String>>,
     /// Examples scored per set at most (the first ones, in index order).
     pub limit: Option<usize>,
     /// View pairs per example.
@@ -157,6 +170,7 @@ pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
         a.dataset.as_deref(),
         &a.selected_sets(has_canaries),
         &a.inputs,
+        &a.sources,
         a.limit,
     )?;
     if work.items.is_empty() {
@@ -170,6 +184,7 @@ pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
         dataset: work.dataset.clone(),
         sets: work.sets.clone(),
         inputs: a.inputs.clone(),
+        sources: a.sources.clone(),
         limit: a.limit,
         pairs: s.pairs,
         seed: s.seed,
@@ -292,7 +307,11 @@ fn finished(out: &Path, params: &AuditParams) -> Result<Option<bool>> {
 pub fn command_line(bundle: &Path, p: &AuditParams) -> String {
     let mut w: Vec<String> = ["sslmem", "audit", "--bundle"].map(String::from).to_vec();
     w.push(bundle.display().to_string());
-    if p.inputs.is_empty() {
+    for (set, inputs) in &p.sources {
+        w.push(format!("--{}", set.member_flag()));
+        w.extend(inputs.iter().cloned());
+    }
+    if p.inputs.is_empty() && p.sources.is_empty() {
         if let Some(d) = &p.dataset {
             w.extend(["--dataset".into(), d.clone()]);
         }
@@ -346,7 +365,7 @@ fn value_name<T: ValueEnum>(v: T) -> String {
 impl AuditOptions {
     /// The sets asked for; every set the bundle has when none are named.
     fn selected_sets(&self, has_canaries: bool) -> Vec<SplitSet> {
-        if !self.inputs.is_empty() {
+        if !self.inputs.is_empty() || !self.sources.is_empty() {
             return Vec::new();
         }
         let mut s = if self.all || self.sets.is_empty() {
@@ -365,15 +384,20 @@ impl AuditOptions {
 
 /// The examples to score, in their fixed order: the first `limit` of each of `sets` (already
 /// chosen, in [`SplitSet`]'s order) of the bundle's split, images from `dataset` (default:
-/// the bundle's training dataset); or, when `inputs` are given, those.
+/// the bundle's training dataset); or, when `sources` are given, the first `limit` inputs of
+/// each named set, in [`SplitSet`]'s order; or, when `inputs` are given, those.
 fn work_list(
     bundle: &Bundle,
     dataset: Option<&str>,
     sets: &[SplitSet],
     inputs: &[String],
+    sources: &BTreeMap<SplitSet, Vec<String>>,
     limit: Option<usize>,
 ) -> Result<WorkList> {
     let limit = limit.unwrap_or(usize::MAX);
+    if !sources.is_empty() {
+        return named_sets(sources, limit);
+    }
     if !inputs.is_empty() {
         let items = resolve(inputs)?
             .into_iter()
@@ -446,6 +470,47 @@ fn work_list(
         dataset: Some(spec),
         sets: sets.to_vec(),
         classes: tt.classes,
+    })
+}
+
+/// The work list of sets the user named: each set's inputs resolved (any image size: the
+/// engine resizes as `sslmem score` does), the first `limit` of each. An input named in two
+/// sets, or a set with no images, is refused: either would make the comparison meaningless.
+fn named_sets(sources: &BTreeMap<SplitSet, Vec<String>>, limit: usize) -> Result<WorkList> {
+    let mut items = Vec::new();
+    let mut seen: BTreeMap<String, SplitSet> = BTreeMap::new();
+    for (&set, inputs) in sources {
+        if !set.member_flag_allowed() {
+            return Err(Error::Param(format!(
+                "{set} cannot be named by the user; name members, non-members, shared or \
+                 independent images"
+            )));
+        }
+        let flag = set.member_flag();
+        let resolved = resolve(inputs).map_err(|e| Error::Param(format!("--{flag}: {e}")))?;
+        if resolved.is_empty() {
+            return Err(Error::Param(format!(
+                "--{flag} {}: no images found (folders are searched for PNG, JPEG, BMP, GIF, \
+                 TIFF, WebP and PNM files)",
+                inputs.join(" ")
+            )));
+        }
+        for (index, input) in resolved.into_iter().take(limit).enumerate() {
+            if let Some(other) = seen.insert(input.name.clone(), set) {
+                return Err(Error::Param(format!(
+                    "{} is named by both --{} and --{flag}; an image belongs to one set",
+                    input.name,
+                    other.member_flag()
+                )));
+            }
+            items.push(Item { set, index, input });
+        }
+    }
+    Ok(WorkList {
+        items,
+        dataset: None,
+        sets: sources.keys().copied().collect(),
+        classes: Vec::new(),
     })
 }
 
@@ -590,17 +655,16 @@ fn finish(
             (*set, v)
         })
         .collect();
-    let grid_set = match sets.first() {
-        Some(&first) if !sets.contains(&SplitSet::Candidate) => first,
-        _ => SplitSet::Candidate,
-    };
+    let grid_set = text::grid_set(&sets);
+    let grid_memorized = text::scores_are_memorization(grid_set, &sets);
     let grids = report::class_grids(items, records, grid_set, bundle.manifest.input.channels);
     let figs = report::Figures {
         histogram: report::histogram_png(&by_set)?,
         typicality: report::typicality_png(&points)?,
-        grid: report::grid_png(&grids, grid_set, &work.classes)?,
+        grid: report::grid_png(&grids, grid_set, grid_memorized, &work.classes)?,
         grids,
         grid_set,
+        grid_memorized,
         roc: if membership.is_empty() {
             None
         } else {

@@ -1,6 +1,7 @@
 //! `sslmem audit` (a dataset audit, whole or one shard of it) and `sslmem audit-merge` (the
 //! shards' folders into the files of the whole audit): their flags.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -48,7 +49,30 @@ pub struct AuditArgs {
     /// --out as a shard folder; `sslmem audit-merge` turns the N folders into the audit's files.
     #[arg(long, env = "SSLMEM_AUDIT_SHARD", value_name = "I/N")]
     pub shard: Option<ShardSpec>,
-    /// Score these inputs (files, folders, datasets) as one set `inputs` instead of the split.
+    /// Images `f` was trained on and `g` was not (the `candidate` set): files, folders,
+    /// datasets with a range (`fashion-mnist:train[0:500]`) or `@FILE` lists, one or more.
+    /// Instead of the bundle's split; with --non-members, the checks and the membership ROC.
+    #[arg(
+        long,
+        env = "SSLMEM_AUDIT_MEMBERS",
+        num_args = 1..,
+        value_name = "INPUT",
+        conflicts_with_all = ["sets", "all", "dataset", "inputs"]
+    )]
+    pub members: Vec<String>,
+    /// Images neither encoder saw, from the same distribution as the members (the `extra`
+    /// set): the reference that says whether the members' scores mean anything.
+    #[arg(long, env = "SSLMEM_AUDIT_NON_MEMBERS", num_args = 1.., value_name = "INPUT", requires = "members")]
+    pub non_members: Vec<String>,
+    /// Images both encoders were trained on (the `shared` set), if you have them.
+    #[arg(long, env = "SSLMEM_AUDIT_SHARED", num_args = 1.., value_name = "INPUT", requires = "members")]
+    pub shared: Vec<String>,
+    /// Images only `g` was trained on (the `independent` set), if you have them.
+    #[arg(long, env = "SSLMEM_AUDIT_INDEPENDENT", num_args = 1.., value_name = "INPUT", requires = "members")]
+    pub independent: Vec<String>,
+    /// Score these inputs (files, folders, datasets, `@FILE` lists) as one set `inputs`
+    /// instead of the split. Without members and non-members nothing tells whether a score
+    /// means memorization: prefer --members and --non-members.
     pub inputs: Vec<String>,
 }
 
@@ -84,6 +108,18 @@ impl MergeArgs {
     }
 }
 
+/// Prints the summary of the finished audit in `out` to stdout (logs go to stderr).
+pub fn print_summary(out: &std::path::Path) -> Result<()> {
+    use std::io::Write as _;
+    let text = sslmem::audit::text::read(out)?;
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`sslmem audit ... | head`) is not a failed audit.
+    let _ = stdout
+        .write_all(b"\n")
+        .and_then(|()| stdout.write_all(text.as_bytes()));
+    Ok(())
+}
+
 /// The date the report states: `SOURCE_DATE_EPOCH` (seconds since 1970, the reproducible-builds
 /// convention) when set, so that two runs can write the same bytes; else now.
 fn report_date() -> Result<i64> {
@@ -100,6 +136,20 @@ fn report_date() -> Result<i64> {
 }
 
 impl AuditArgs {
+    /// The sets named by --members, --non-members, --shared and --independent.
+    fn sources(&self) -> BTreeMap<SplitSet, Vec<String>> {
+        [
+            (SplitSet::Candidate, &self.members),
+            (SplitSet::Shared, &self.shared),
+            (SplitSet::Independent, &self.independent),
+            (SplitSet::Extra, &self.non_members),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(set, v)| (set, v.clone()))
+        .collect()
+    }
+
     pub fn options(&self) -> Result<AuditOptions> {
         if self.chunk == 0 {
             return Err(sslmem::error::Error::Param(
@@ -116,6 +166,7 @@ impl AuditArgs {
             est: self.est.options()?,
             chunk: self.chunk,
             inputs: self.inputs.clone(),
+            sources: self.sources(),
             shard: self.shard,
             date: report_date()?,
         })

@@ -109,10 +109,19 @@ pub fn main(cli: Cli) -> ExitCode {
             .and_then(|o| sslmem::service::run(&o, &rt))
             .map(|()| true),
         Command::Health(a) => health::run(&a),
-        Command::Audit(a) => a.options().and_then(|o| sslmem::audit::run(&o, &rt)),
-        Command::AuditMerge(a) => a
-            .options()
-            .and_then(|o| sslmem::audit::merge::merge(&o, &rt)),
+        Command::Audit(a) => a.options().and_then(|o| {
+            let all_scored = sslmem::audit::run(&o, &rt)?;
+            // A shard's folder holds a journal, not an audit: the merge prints the summary.
+            if o.shard.is_none() {
+                audit::print_summary(&o.out)?;
+            }
+            Ok(all_scored)
+        }),
+        Command::AuditMerge(a) => a.options().and_then(|o| {
+            let all_scored = sslmem::audit::merge::merge(&o, &rt)?;
+            audit::print_summary(&o.out)?;
+            Ok(all_scored)
+        }),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -65,6 +65,26 @@ impl SplitSet {
         }
     }
 
+    /// The `sslmem audit` flag that names this set's images when the user brings their own
+    /// sets: `members` (seen by `f` only: `candidate`), `non-members` (seen by neither:
+    /// `extra`), `shared`, `independent`; the set's own name for the others.
+    pub fn member_flag(self) -> &'static str {
+        match self {
+            SplitSet::Candidate => "members",
+            SplitSet::Extra => "non-members",
+            other => other.name(),
+        }
+    }
+
+    /// Whether the user may name this set's images (`--members` and the like): the four sets
+    /// of a split, not canaries or `inputs`.
+    pub fn member_flag_allowed(self) -> bool {
+        matches!(
+            self,
+            SplitSet::Candidate | SplitSet::Shared | SplitSet::Independent | SplitSet::Extra
+        )
+    }
+
     /// Whether this is one of the canary sets.
     pub fn is_canary(self) -> bool {
         matches!(

@@ -1,0 +1,323 @@
+//! What an audit prints when it ends: per set the mean score and the share significantly
+//! above zero, each check with its verdict, the membership evaluation, the rank correlation
+//! of score and atypicality, and the highest-scoring images, read back from the audit's own
+//! `summary.json` and `scores.csv` (so a rerun of a finished audit prints the same text).
+//!
+//! [`scope`] says what the audit can and cannot conclude from the sets it has; the printed
+//! summary and `report.html` open with the same sentences, so that an audit of a folder with
+//! no non-member reference cannot be read as a finding.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::scores::{self, ScoreRow};
+use super::summary::{CheckValue, Summary};
+use super::SplitSet;
+use crate::error::{Error, Result};
+
+/// Images listed under "most memorized" (or "highest scores").
+pub const TOP: usize = 5;
+
+/// What each set is, in a few words.
+pub fn set_meaning(set: SplitSet) -> &'static str {
+    match set {
+        SplitSet::Candidate => "f saw them, g did not",
+        SplitSet::Shared => "both saw them",
+        SplitSet::Independent => "g saw them, f did not",
+        SplitSet::Extra => "neither saw them",
+        SplitSet::CanaryCandidate => "planted canaries f saw",
+        SplitSet::CanaryIndependent => "planted canaries g saw",
+        SplitSet::CanaryHeldout => "planted canaries neither saw",
+        SplitSet::Inputs => "membership unknown",
+    }
+}
+
+/// Whether the images' membership is known for `set`: every set but `inputs`.
+fn membership_known(set: SplitSet) -> bool {
+    set != SplitSet::Inputs
+}
+
+/// The set whose highest scores an audit shows: `candidate` when it was audited (then they
+/// are the most memorized of what `f` saw), else the first set.
+pub fn grid_set(sets: &[SplitSet]) -> SplitSet {
+    match sets.first() {
+        Some(&first) if !sets.contains(&SplitSet::Candidate) => first,
+        _ => SplitSet::Candidate,
+    }
+}
+
+/// Whether the highest scores of `set` may be called "most memorized": its images are known
+/// to be in `f`'s training data and not in `g`'s, and a reference set among `sets` (shared or
+/// non-members; held-out canaries for canaries) shows what a score is without memorization.
+pub fn scores_are_memorization(set: SplitSet, sets: &[SplitSet]) -> bool {
+    let has = |s| sets.contains(&s);
+    match set {
+        SplitSet::Candidate => has(SplitSet::Shared) || has(SplitSet::Extra),
+        SplitSet::CanaryCandidate => has(SplitSet::CanaryHeldout),
+        _ => false,
+    }
+}
+
+/// What the audit can and cannot conclude, from the sets it has: sentences for the first
+/// lines of the printed summary and of the report. Empty when members were compared with
+/// non-members (then the checks and the membership evaluation speak for themselves).
+pub fn scope(summary: &Summary) -> Vec<String> {
+    let has = |s: SplitSet| summary.sets.contains_key(&s);
+    let mut out = Vec::new();
+    if !summary.sets.keys().copied().any(membership_known) {
+        out.push(
+            "Membership of these images is unknown: no members or non-members were named, so \
+             this audit cannot conclude that any image was memorized, or that it was in f's \
+             training data. A score says how much tighter f aligns the image's augmented views \
+             than g does; two encoders that differ at all (even untrained ones) give scores of \
+             both signs, some of them 'significantly' above zero, and correlations with \
+             typicality."
+                .into(),
+        );
+        out.push(
+            "To conclude, audit images f was trained on and g was not (--members) against \
+             images neither saw, from the same distribution (--non-members): the checks and \
+             the membership ROC then say whether the scores tell them apart."
+                .into(),
+        );
+        return out;
+    }
+    let members = has(SplitSet::Candidate) || has(SplitSet::CanaryCandidate);
+    let non_members = has(SplitSet::Extra) || has(SplitSet::CanaryHeldout);
+    if members && !non_members {
+        let reference = if has(SplitSet::Shared) {
+            " Members are compared with shared images only; the membership evaluation needs \
+             non-members."
+        } else {
+            " Members' scores have no reference to be compared with: a high score alone is \
+             not evidence of memorization."
+        };
+        out.push(format!(
+            "No non-members (images neither encoder saw) were scored, so the membership \
+             evaluation (ROC AUC, TPR at low FPR) is not made.{reference} Add --non-members \
+             (or the split's extra set) to conclude."
+        ));
+    } else if !members {
+        out.push(
+            "No members of f alone (candidate) were scored: the audit shows how the other \
+             sets score, not what f memorized."
+                .into(),
+        );
+    }
+    out
+}
+
+/// `x` as C's `%.{sig}g` writes it (Python's `format(x, '.2g')`): `sig` significant digits,
+/// scientific notation when the exponent is below -4 or at least `sig`, trailing zeros cut.
+pub fn fmt_g(x: f64, sig: usize) -> String {
+    if !x.is_finite() {
+        return "–".into();
+    }
+    if x == 0.0 {
+        return "0".into();
+    }
+    let sig = sig.max(1);
+    // The exponent after rounding to `sig` digits (9.96 at 2 digits is 1.0e1).
+    let sci = format!("{:.*e}", sig - 1, x);
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if exp < -4 || exp >= sig as i32 {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
+    } else {
+        let decimals = (sig as i32 - 1 - exp).max(0) as usize;
+        trim(&format!("{x:.decimals$}"))
+    }
+}
+
+/// The printed summary of the finished audit in `out` (its `summary.json` and `scores.csv`).
+///
+/// Errors: either file is missing or unreadable (the audit is not finished).
+pub fn read(out: &Path) -> Result<String> {
+    let path = out.join("summary.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let summary: Summary = serde_json::from_str(&text)
+        .map_err(|e| Error::Param(format!("{}: {e}", path.display())))?;
+    let rows = scores::read_csv(&out.join("scores.csv"), &["set", "score"])?;
+    Ok(render(&summary, &rows, out))
+}
+
+/// The printed summary of an audit whose files are in `out`.
+pub fn render(s: &Summary, rows: &[ScoreRow], out: &Path) -> String {
+    let mut t = String::new();
+    let out = out.display();
+    let _ = writeln!(
+        t,
+        "audit of {} ({} view pairs per image) in {out}/:",
+        s.bundle.path, s.params.pairs
+    );
+    t.push_str("  report.html, scores.csv, scores.jsonl, summary.json, figures/\n");
+    for (set, inputs) in &s.params.sources {
+        let _ = writeln!(
+            t,
+            "  {set} = --{} {} ({})",
+            set.member_flag(),
+            inputs.join(" "),
+            set_meaning(*set)
+        );
+    }
+    for line in scope(s) {
+        let _ = writeln!(t, "note: {line}");
+    }
+
+    let legend: Vec<String> = s
+        .sets
+        .keys()
+        .filter(|set| !set.is_canary() && **set != SplitSet::Shared)
+        .map(|set| format!("{set}: {}", set_meaning(*set)))
+        .collect();
+    let _ = writeln!(t, "mean SSLMem score by set ({}):", legend.join("; "));
+    for (set, g) in &s.sets {
+        let mean = g
+            .spread
+            .as_ref()
+            .map_or("–".into(), |sp| format!("{:+.4}", sp.mean));
+        let frac = g
+            .significant_positive_fraction
+            .map_or("–".into(), |f| format!("{:.1}%", 100.0 * f));
+        let _ = writeln!(
+            t,
+            "  {:<19} n={:<5} mean {mean}  significantly > 0: {frac}",
+            set.name(),
+            g.count
+        );
+    }
+
+    if !s.checks.is_empty() {
+        t.push_str("checks (expected signs of the sets; the canary positive control):\n");
+        for c in &s.checks {
+            let detail = match c.value {
+                CheckValue::Auc { auc, auc_ci95 } => {
+                    format!("AUC {auc:.3} [{:.3}, {:.3}]", auc_ci95[0], auc_ci95[1])
+                }
+                CheckValue::Test {
+                    t: Some(tv),
+                    p: Some(p),
+                } => format!("t {tv:+.2}, p {}", fmt_g(p, 2)),
+                CheckValue::Test { .. } => "undefined (too few examples or no spread)".into(),
+                CheckValue::NearZero {
+                    mean,
+                    candidate_mean,
+                } => format!("mean {mean:+.4} vs candidate {candidate_mean:+.4}"),
+            };
+            let _ = writeln!(
+                t,
+                "  {}  {:<48} {detail}",
+                if c.pass { "pass" } else { "FAIL" },
+                c.check
+            );
+        }
+    }
+
+    if !s.membership.is_empty() {
+        t.push_str("membership evaluation (members: seen by f; non-members: seen by neither):\n");
+        for m in &s.membership {
+            let at = match m.tpr_at_fpr.first() {
+                Some(x) if x.reachable => format!(
+                    "{:.3} (FPR {:.4}, threshold {})",
+                    x.tpr.unwrap_or(f64::NAN),
+                    x.fpr.unwrap_or(f64::NAN),
+                    x.threshold.map_or("none".into(), |v| format!("{v:.4}"))
+                ),
+                Some(x) => format!("not reachable with {} non-members", x.non_members),
+                None => "not computed".into(),
+            };
+            let _ = writeln!(
+                t,
+                "  {} vs {}: AUC {:.3} [{:.3}, {:.3}], TPR at FPR 1%: {at}",
+                m.members, m.non_members, m.auc, m.auc_ci95[0], m.auc_ci95[1]
+            );
+        }
+    }
+
+    for (set, what, caveat) in [
+        (SplitSet::Candidate, "among candidates", ""),
+        (
+            SplitSet::Inputs,
+            "among inputs",
+            " (without non-members this is no evidence of memorization)",
+        ),
+    ] {
+        if let Some(Some(sp)) = s.typicality.get(&set) {
+            let _ = writeln!(
+                t,
+                "Spearman(score, atypicality) {what}: rho {:+.3}, p {}{caveat}",
+                sp.rho,
+                fmt_g(sp.p_two_sided, 2)
+            );
+        }
+    }
+
+    let sets: Vec<SplitSet> = s.sets.keys().copied().collect();
+    let top_set = grid_set(&sets);
+    let mut top: Vec<&ScoreRow> = rows
+        .iter()
+        .filter(|r| r.set == top_set && r.score.is_finite())
+        .collect();
+    top.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.rank.cmp(&b.rank)));
+    if !top.is_empty() {
+        if scores_are_memorization(top_set, &sets) {
+            let _ = writeln!(t, "most memorized {top_set}s:");
+        } else if membership_known(top_set) {
+            let _ = writeln!(t, "highest scores ({top_set}: {}):", set_meaning(top_set));
+        } else {
+            t.push_str("highest scores (membership unknown: not evidence of memorization):\n");
+        }
+        for r in top.iter().take(TOP) {
+            let class = r.label.map_or(String::new(), |l| format!("class {l}  "));
+            let ci = match (r.ci95_low, r.ci95_high) {
+                (Some(lo), Some(hi)) => format!("  95% CI [{lo:+.4}, {hi:+.4}]"),
+                _ => String::new(),
+            };
+            let _ = writeln!(t, "  {:<26} {class}score {:+.4}{ci}", r.input, r.score);
+        }
+    }
+    if !s.failed.is_empty() {
+        let n = s.failed.len();
+        let _ = writeln!(
+            t,
+            "{n} {} could not be read or scored (listed in summary.json)",
+            if n == 1 { "image" } else { "images" }
+        );
+    }
+    let _ = writeln!(t, "report: {out}/report.html");
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fmt_g_writes_as_c_and_python_do() {
+        for (x, want) in [
+            (1.1e-40, "1.1e-40"),
+            (2.0e-44, "2e-44"),
+            (8.6e-16, "8.6e-16"),
+            (0.031, "0.031"),
+            (0.03149, "0.031"),
+            (0.0001234, "0.00012"),
+            (0.00001234, "1.2e-05"),
+            (0.5, "0.5"),
+            (9.96, "10"),
+            (123.0, "1.2e+02"),
+            (0.0, "0"),
+            (-0.0456, "-0.046"),
+        ] {
+            assert_eq!(fmt_g(x, 2), want, "{x}");
+        }
+        assert_eq!(fmt_g(f64::NAN, 2), "–");
+    }
+}
