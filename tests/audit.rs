@@ -868,6 +868,18 @@ fn member_sets_are_refused_when_they_cannot_be_compared() {
         "{}",
         stderr(&o)
     );
+    // An image named twice in one set.
+    let o = run(&[
+        "--members",
+        "fashion-mnist:test[0:3]",
+        "fashion-mnist:test[2]",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("fashion-mnist:test#2 is named twice by --members"),
+        "{}",
+        stderr(&o)
+    );
     // A folder without images.
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).expect("mkdir");

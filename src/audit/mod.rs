@@ -496,12 +496,21 @@ fn named_sets(sources: &BTreeMap<SplitSet, Vec<String>>, limit: usize) -> Result
             )));
         }
         for (index, input) in resolved.into_iter().take(limit).enumerate() {
-            if let Some(other) = seen.insert(input.name.clone(), set) {
-                return Err(Error::Param(format!(
-                    "{} is named by both --{} and --{flag}; an image belongs to one set",
-                    input.name,
-                    other.member_flag()
-                )));
+            match seen.insert(input.name.clone(), set) {
+                Some(other) if other == set => {
+                    return Err(Error::Param(format!(
+                        "{} is named twice by --{flag}; name each image once",
+                        input.name
+                    )))
+                }
+                Some(other) => {
+                    return Err(Error::Param(format!(
+                        "{} is named by both --{} and --{flag}; an image belongs to one set",
+                        input.name,
+                        other.member_flag()
+                    )))
+                }
+                None => {}
             }
             items.push(Item { set, index, input });
         }
