@@ -147,6 +147,7 @@ fn bundle_and_align(model: &Path, out: &Path, norm: &str, [a, b]: [&Path; 2]) ->
         s(model),
         "--g",
         s(model),
+        "--allow-identical-encoders",
         "--mean",
         norm,
         "--std",
