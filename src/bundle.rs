@@ -16,6 +16,13 @@ use crate::onnx::{self, ExportOptions};
 use crate::runtime::{Boundary, ElementType, EncoderSession, Layout, Pooling, RuntimeOptions};
 
 pub const FORMAT: &str = "sslmem-bundle/1";
+
+/// The refusal of a model whose batch axis is fixed at 1, with the fix for both of
+/// PyTorch's exporters (docs/bundle.md#bundles-from-elsewhere).
+const FIXED_BATCH: &str = "the batch axis is fixed at 1: export with a dynamic batch axis \
+    (PyTorch: torch.onnx.export(..., dynamo=True, dynamic_shapes=({0: \
+    torch.export.Dim('batch')},)), or dynamic_axes={'input': {0: 'batch'}} with dynamo=False; \
+    see docs/bundle.md)";
 pub const MANIFEST: &str = "sslmem.json";
 
 /// The encoders' image input: its name, size, normalisation, and how it is fed.
@@ -518,11 +525,7 @@ fn check_interface(enc: &EncoderSession, m: &Manifest) -> Result<()> {
         ));
     }
     if shape[0] == Some(1) {
-        return bad(
-            "the batch axis is fixed at 1: export with a dynamic batch axis (PyTorch: \
-             torch.onnx.export(..., dynamic_axes={'input': {0: 'batch'}}))"
-                .into(),
-        );
+        return bad(FIXED_BATCH.into());
     }
     let names: Vec<&str> = enc.outputs.iter().map(|o| o.name.as_str()).collect();
     for out in std::iter::once(&m.representation.output).chain(&m.representation.layers) {
@@ -774,12 +777,7 @@ fn describe(model: &Path, opts: &CreateOptions, rt: &RuntimeOptions) -> Result<(
         )));
     }
     if shape[0] == Some(1) {
-        return Err(refuse(
-            "the batch axis is fixed at 1: export with a dynamic batch axis (PyTorch: \
-             torch.onnx.export(..., dynamic_axes={'input': {0: 'batch'}}) or dynamo=True with \
-             dynamic_shapes)"
-                .into(),
-        ));
+        return Err(refuse(FIXED_BATCH.into()));
     }
     let layout = input_layout(shape, opts.layout)?;
     let (c, h, w) = match layout {
