@@ -188,6 +188,10 @@ fn endpoints_answer_and_scores_equal_the_command_line_under_concurrency() {
         .text()
         .expect("html");
     assert!(html.contains("SwaggerUIBundle") && html.contains("/openapi.json"));
+    // With a trailing slash, as links and hands often write it: the same page.
+    let slash = c.get(server.url("/docs/")).send().expect("docs/");
+    assert_eq!(slash.status(), 200);
+    assert_eq!(slash.text().expect("html"), html);
     let js = c
         .get(server.url("/docs/swagger-ui-bundle.js"))
         .send()
@@ -584,7 +588,14 @@ fn api_key_guards_v1_only() {
             .status(),
         200
     );
-    for open in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"] {
+    for open in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/docs/",
+    ] {
         assert_eq!(
             c.get(server.url(open)).send().expect("req").status(),
             200,
