@@ -146,8 +146,6 @@ def test_bad_inputs_fail_before_sending(server, images):
             c.score([np.zeros((28, 28), dtype=np.float32)])
         with pytest.raises(TypeError, match="shape"):
             c.score([np.zeros((28, 28, 2), dtype=np.uint8)])
-        with pytest.raises(TypeError, match="list"):
-            c.score(images[0])
         with pytest.raises(TypeError, match=r"list\(stack\)"):
             c.score(np.zeros((3, 28, 28), dtype=np.uint8))
         with pytest.raises(TypeError, match="cannot send int"):
@@ -155,6 +153,29 @@ def test_bad_inputs_fail_before_sending(server, images):
         with pytest.raises(TypeError, match="binary mode"):
             with open(images[0], encoding="latin-1") as f:
                 c.score([f])
+
+
+def test_one_image_is_scored_as_a_list_of_one(server, images):
+    with Client(server.url) as c:
+        want = numbers(c.score([images[0]], pairs=3, seed=4).results[0])
+        with open(images[0], "rb") as f:
+            ones = [
+                c.score(images[0], pairs=3, seed=4),
+                c.score(str(images[0]), pairs=3, seed=4),
+                c.score(images[0].read_bytes(), pairs=3, seed=4),
+                c.score(Image.open(images[0]), pairs=3, seed=4),
+                c.score(np.asarray(Image.open(images[0])), pairs=3, seed=4),
+                c.score(f, pairs=3, seed=4),
+            ]
+        named = c.score(images[0].read_bytes(), names=["mine.png"], pairs=3, seed=4)
+        frame = c.score_frame(images[0], pairs=3, seed=4)
+    for r in ones:
+        assert len(r.results) == 1
+        assert numbers(r.results[0]) == want
+    assert ones[0].results[0].input == images[0].name
+    assert ones[2].results[0].input == "image#0"
+    assert named.results[0].input == "mine.png"
+    assert len(frame) == 1
 
 
 def test_long_lists_are_split_to_the_servers_limit(server, tiny_server, images):

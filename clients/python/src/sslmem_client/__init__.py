@@ -2,7 +2,7 @@
 
     >>> from sslmem_client import Client
     >>> client = Client("http://127.0.0.1:8080")
-    >>> client.score(["shirt.png"]).results[0].score   # doctest: +SKIP
+    >>> client.score("shirt.png").results[0].score   # doctest: +SKIP
 
 See ``docs/python.md`` in the sslmem repository.
 """
