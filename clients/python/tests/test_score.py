@@ -14,7 +14,10 @@ from PIL import Image
 
 from sslmem_client import (
     Client,
+    ImageError,
+    ImageErrors,
     ImageScore,
+    InvalidInput,
     PayloadTooLarge,
     ScoreParams,
     ScoreResponse,
@@ -244,3 +247,38 @@ def test_requests_stay_under_the_servers_body_limit(server, tiny_server, tmp_pat
         with pytest.raises(PayloadTooLarge) as e:
             t.score([big])
     assert (e.value.status, e.value.error_type) == (413, "payload_too_large")
+
+
+def test_bad_images_get_an_error_in_their_slot_and_the_rest_are_scored(tiny_server, images):
+    """One bad image among many, over several requests: its own error entry, every other
+    result kept (the client's default on_error="report")."""
+    bad = {1: b"not an image", 5: b"", 7: b"\x89PNG\r\n\x1a\n broken"}
+    items = list(images) + [images[0], images[1]]  # 8 images: three requests of at most 3
+    for i, b in bad.items():
+        items[i] = b
+    with Client(tiny_server.url) as t:
+        before = tiny_server.count("/v1/score", 200)
+        r = t.score(items, pairs=3, seed=1)
+        assert tiny_server.count("/v1/score", 200) - before == 3
+        good = [x for i, x in enumerate(items) if i not in bad]
+        want = t.score(good, pairs=3, seed=1)
+        with pytest.raises(InvalidInput, match="image#1"):
+            t.score(items, pairs=3, seed=1, on_error="fail")
+    assert len(r.results) == len(items)
+    assert [e.index for e in r.errors] == sorted(bad), "indexes over the whole list"
+    for e in r.errors:
+        assert isinstance(e, ImageError) and not e.ok
+        assert r.results[e.index] is e and e.input == f"image#{e.index}"
+        assert e.error_type == "undecodable" and "cannot decode image" in e.error
+    assert [numbers(x) for x in r.scores] == [numbers(x) for x in want.results]
+    assert all(x.ok for x in r.scores)
+    with pytest.raises(ImageErrors) as e:
+        r.raise_for_errors()
+    assert e.value.response is r and len(e.value.errors) == 3
+    assert "3 of 8 images have no score" in str(e.value) and "image#1" in str(e.value)
+    assert want.raise_for_errors() is want
+    df = r.to_frame()
+    assert list(df.columns) == COLUMNS and len(df) == len(items)
+    assert df["score"].isna().tolist() == [i in bad for i in range(len(items))]
+    assert df["error_type"].iloc[1] == "undecodable" and "cannot decode" in df["error"].iloc[1]
+    assert df["error"].isna().tolist() == [i not in bad for i in range(len(items))]

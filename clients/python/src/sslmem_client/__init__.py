@@ -11,6 +11,7 @@ from .client import DEFAULT_URL, AsyncClient, Client
 from .errors import (
     BadRequest,
     ConnectionFailed,
+    ImageErrors,
     InvalidInput,
     MethodNotAllowed,
     NotFound,
@@ -31,8 +32,10 @@ from .models import (
     Defaults,
     Embedding,
     EmbedResponse,
+    ImageError,
     ImageScore,
     Limits,
+    ScoreEntry,
     ScoreParams,
     ScoreResponse,
 )
@@ -46,6 +49,8 @@ __all__ = [
     "score_frame",
     *errors.__all__,
     "ImageScore",
+    "ImageError",
+    "ScoreEntry",
     "ScoreParams",
     "ScoreResponse",
     "Alignment",
