@@ -16,6 +16,13 @@ use crate::onnx::{self, ExportOptions};
 use crate::runtime::{Boundary, ElementType, EncoderSession, Layout, Pooling, RuntimeOptions};
 
 pub const FORMAT: &str = "sslmem-bundle/1";
+
+/// The refusal of a model whose batch axis is fixed at 1, with the fix for both of
+/// PyTorch's exporters (docs/bundle.md#bundles-from-elsewhere).
+const FIXED_BATCH: &str = "the batch axis is fixed at 1: export with a dynamic batch axis \
+    (PyTorch: torch.onnx.export(..., dynamo=True, dynamic_shapes=({0: \
+    torch.export.Dim('batch')},)), or dynamic_axes={'input': {0: 'batch'}} with dynamo=False; \
+    see docs/bundle.md)";
 pub const MANIFEST: &str = "sslmem.json";
 
 /// The encoders' image input: its name, size, normalisation, and how it is fed.
@@ -70,6 +77,18 @@ pub struct ModelFile {
     /// The model's external data files (weights stored beside the graph), checked the same way.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_data: Vec<ModelFile>,
+}
+
+/// Whether two manifest entries are the same model (see [`Manifest::identical_encoders`]).
+fn same_model(a: &ModelFile, b: &ModelFile) -> bool {
+    let data = |m: &ModelFile| -> Vec<String> {
+        m.external_data
+            .iter()
+            .map(|d| d.sha256.to_ascii_lowercase())
+            .collect()
+    };
+    let (da, db) = (data(a), data(b));
+    da == db && (a.sha256.eq_ignore_ascii_case(&b.sha256) || !da.is_empty())
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -177,6 +196,39 @@ impl Manifest {
         self.training.as_ref()?.dataset.as_deref()
     }
 
+    /// Pairs `(i, j)` where `f[i]` and `g[j]` are the same model by their hashes: the same
+    /// SHA-256 and the same external data, or (for models with external data, whose graph
+    /// files differ once their data references are renamed) the same external data files.
+    /// Such a pair makes the g side's alignment equal the f side's: the score of every image
+    /// is exactly 0, which reads as "nothing memorized".
+    pub fn identical_encoders(&self) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for (i, a) in self.f.iter().enumerate() {
+            for (j, b) in self.g.iter().enumerate() {
+                if same_model(a, b) {
+                    out.push((i, j));
+                }
+            }
+        }
+        out
+    }
+
+    /// What is suspicious about the bundle without being invalid, one sentence each (shown
+    /// by `inspect`, logged by [`Bundle::load`]); empty when nothing is.
+    pub fn warnings(&self) -> Vec<String> {
+        self.identical_encoders()
+            .into_iter()
+            .map(|(i, j)| {
+                format!(
+                    "f encoder {} and g encoder {} are the same model (sha256 {}): its \
+                     contribution to every score is exactly 0; g must be trained without the \
+                     audited data",
+                    self.f[i].path, self.g[j].path, self.f[i].sha256
+                )
+            })
+            .collect()
+    }
+
     /// The augmentation spec to score with.
     pub fn augment(&self) -> AugmentSpec {
         self.augment.clone().unwrap_or_default()
@@ -267,9 +319,19 @@ pub fn side_by_side_threads(threads: usize, encoders: usize, cores: usize) -> Op
 
 impl Bundle {
     /// Loads and checks a bundle: files exist, hashes match, every encoder takes the
-    /// manifest's input and has the same outputs with the same shapes.
+    /// manifest's input and has the same outputs with the same shapes. What is suspicious
+    /// without being invalid ([`Manifest::warnings`]) is logged as a warning.
     pub fn load(dir: &Path, opts: &RuntimeOptions) -> Result<Self> {
         let manifest = read_manifest(dir)?;
+        for w in manifest.warnings() {
+            tracing::warn!("bundle {}: {w}", dir.display());
+        }
+        Self::load_manifest(dir, manifest, opts)
+    }
+
+    /// [`Self::load`] of an already read manifest, without its warnings (`create` has said
+    /// them in terms of the user's files).
+    fn load_manifest(dir: &Path, manifest: Manifest, opts: &RuntimeOptions) -> Result<Self> {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let side_by_side =
             side_by_side_threads(opts.threads, manifest.f.len() + manifest.g.len(), cores);
@@ -463,11 +525,7 @@ fn check_interface(enc: &EncoderSession, m: &Manifest) -> Result<()> {
         ));
     }
     if shape[0] == Some(1) {
-        return bad(
-            "the batch axis is fixed at 1: export with a dynamic batch axis (PyTorch: \
-             torch.onnx.export(..., dynamic_axes={'input': {0: 'batch'}}))"
-                .into(),
-        );
+        return bad(FIXED_BATCH.into());
     }
     let names: Vec<&str> = enc.outputs.iter().map(|o| o.name.as_str()).collect();
     for out in std::iter::once(&m.representation.output).chain(&m.representation.layers) {
@@ -515,6 +573,9 @@ pub struct CreateOptions {
     pub pooling: Option<Pooling>,
     /// Outputs to record as the encoder's layers (none unless named).
     pub layers: Vec<String>,
+    /// Accept an `f` and a `g` that are the same model (with a warning) instead of refusing:
+    /// for a deliberate null control, whose scores are all exactly 0.
+    pub allow_identical_encoders: bool,
 }
 
 /// The input layout: the one asked for, else read from which axis holds 1 or 3 channels,
@@ -604,8 +665,9 @@ pub fn create(
             g: copy("g", g)?,
             ..manifest
         };
+        check_identical(&manifest, f, g, opts.allow_identical_encoders)?;
         write_manifest(&tmp, &manifest)?;
-        Bundle::load(&tmp, rt)?;
+        Bundle::load_manifest(&tmp, read_manifest(&tmp)?, rt)?;
         Ok(manifest)
     })();
     let placed = built.and_then(|m| {
@@ -644,7 +706,9 @@ pub fn create(
             },
             other => other,
         };
-        if assumed_channels && !matches!(e, Error::Io { .. }) {
+        // Errors about the options (Param) already say what to change; a model's own refusal
+        // may come from the assumed channel count.
+        if assumed_channels && !matches!(e, Error::Io { .. } | Error::Param(_)) {
             let c = channels;
             Error::Param(format!(
                 "{e}\nhint: the model's channel axis is dynamic and {c} channel(s) were assumed \
@@ -655,6 +719,45 @@ pub fn create(
             e
         }
     })
+}
+
+/// Refuses (or, when `allow`, logs a warning for) each `f` and `g` that are the same model,
+/// naming both as the user gave them (`f_src`, `g_src`) and saying why.
+fn check_identical(m: &Manifest, f_src: &[PathBuf], g_src: &[PathBuf], allow: bool) -> Result<()> {
+    let mut found = Vec::new();
+    for (i, j) in m.identical_encoders() {
+        let (a, b) = (&f_src[i], &g_src[j]);
+        let same_file = matches!(
+            (fs::canonicalize(a), fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        );
+        let how = if same_file {
+            "are the same file".to_string()
+        } else if m.f[i].sha256.eq_ignore_ascii_case(&m.g[j].sha256) {
+            format!("have the same contents (sha256 {})", m.f[i].sha256)
+        } else {
+            "have the same weights (identical external data files)".to_string()
+        };
+        found.push(format!("--f {} and --g {} {how}", a.display(), b.display()));
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    let why = "an f and a g that are the same model align every image's views identically, \
+               so every score would be exactly 0 and the audit would read \"nothing memorized\" \
+               whatever f memorized";
+    if allow {
+        tracing::warn!(
+            "{}: {why}; accepted because of --allow-identical-encoders",
+            found.join("; ")
+        );
+        return Ok(());
+    }
+    Err(Error::Param(format!(
+        "{}: refused, because {why}. Give as --g an encoder trained without the audited data; \
+         if identical encoders are intended (a null control), pass --allow-identical-encoders",
+        found.join("; ")
+    )))
 }
 
 /// The manifest (without model files) that fits the first model and the options, and whether
@@ -674,12 +777,7 @@ fn describe(model: &Path, opts: &CreateOptions, rt: &RuntimeOptions) -> Result<(
         )));
     }
     if shape[0] == Some(1) {
-        return Err(refuse(
-            "the batch axis is fixed at 1: export with a dynamic batch axis (PyTorch: \
-             torch.onnx.export(..., dynamic_axes={'input': {0: 'batch'}}) or dynamo=True with \
-             dynamic_shapes)"
-                .into(),
-        ));
+        return Err(refuse(FIXED_BATCH.into()));
     }
     let layout = input_layout(shape, opts.layout)?;
     let (c, h, w) = match layout {
@@ -696,6 +794,7 @@ fn describe(model: &Path, opts: &CreateOptions, rt: &RuntimeOptions) -> Result<(
         (None, Some(asked)) => asked,
         (None, None) => opts.mean.len(),
     };
+    check_normalization(opts, channels, c.is_some())?;
     // One mean/std value for several channels is the same value for each.
     let per_channel = |v: &[f32]| match v {
         [one] if channels > 1 => vec![*one; channels],
@@ -710,7 +809,21 @@ fn describe(model: &Path, opts: &CreateOptions, rt: &RuntimeOptions) -> Result<(
             ))
         }
     };
+    if height == 0 || width == 0 {
+        return Err(Error::Param(format!(
+            "--height {height} --width {width}: the input size must be positive"
+        )));
+    }
     let element = probe.input.element_type().unwrap_or_default();
+    let bytes = opts.mean.iter().all(|m| m.abs() < 1e-6)
+        && opts.std.iter().all(|s| (s * 255.0 - 1.0).abs() < 1e-4);
+    if element == ElementType::Uint8 && !bytes {
+        return Err(Error::Param(
+            "the model takes uint8 pixels: give --mean 0 --std 0.00392156862745098 (1/255), so \
+             that the values fed are the pixel bytes 0-255"
+                .into(),
+        ));
+    }
     let output = match &opts.output {
         Some(o) => o.clone(),
         None => match probe.outputs.as_slice() {
@@ -751,6 +864,40 @@ fn describe(model: &Path, opts: &CreateOptions, rt: &RuntimeOptions) -> Result<(
         training: None,
     };
     Ok((manifest, c.is_none()))
+}
+
+/// Checks `--mean` and `--std` against the model's `channels` (read from the model when
+/// `from_model`, else from `--channels` or the number of `--mean` values), in terms of the
+/// flags: the manifest they become is not the user's to fix.
+fn check_normalization(opts: &CreateOptions, channels: usize, from_model: bool) -> Result<()> {
+    let source = if from_model {
+        format!("the model takes {channels} channel(s)")
+    } else {
+        format!("{channels} channel(s) were asked for (--channels, or the number of --mean values)")
+    };
+    if !matches!(channels, 1 | 3) {
+        return Err(Error::Param(format!(
+            "{source}; sslmem feeds images as 1 (grey) or 3 (RGB) channels"
+        )));
+    }
+    for (flag, values) in [("--mean", &opts.mean), ("--std", &opts.std)] {
+        let n = values.len();
+        if n != 1 && n != channels {
+            return Err(Error::Param(format!(
+                "{flag} has {n} values but {source}: give 1 value (used for every channel) or \
+                 {channels}, comma-separated"
+            )));
+        }
+    }
+    if opts.mean.iter().any(|m| !m.is_finite()) {
+        return Err(Error::Param("--mean values must be finite numbers".into()));
+    }
+    if opts.std.iter().any(|s| !(*s > 0.0 && s.is_finite())) {
+        return Err(Error::Param(
+            "--std values must be positive finite numbers (the model sees (x - mean) / std)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Copies a model into `dir` as `STEM.onnx`; a model whose weights live in external data

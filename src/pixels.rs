@@ -3,7 +3,7 @@
 
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageReader};
+use image::{DynamicImage, ImageFormat, ImageReader};
 
 use crate::error::InputError;
 use crate::rng::content_hash;
@@ -132,7 +132,16 @@ pub fn encode_png(img: &SourceImage) -> Result<Vec<u8>, InputError> {
 /// Decodes an encoded image (PNG, JPEG, ...) and converts it to `channels` (1 or 3).
 ///
 /// One channel uses ITU-R 601 luma exactly as PIL's `convert("L")`; three channels
-/// replicate a grey image. Alpha is dropped.
+/// replicate a grey image. Alpha is dropped: the colour values are used as stored, not
+/// composited over a background (docs/scoring.md#inputs). 16-bit samples are scaled to 8.
+///
+/// # Errors
+/// [`InputError::TooLarge`] when the header's `width * height` is over
+/// `limits.max_pixels` (read before any pixel is decoded, also for headers too large for the
+/// decoder to start on); [`InputError::Empty`] for a zero dimension;
+/// [`InputError::Decode`] for unknown formats, broken files and pixel formats sslmem does
+/// not read (saying what to convert them to); [`InputError::Shape`] for `channels` other
+/// than 1 or 3.
 pub fn decode(
     bytes: &[u8],
     channels: usize,
@@ -148,8 +157,27 @@ pub fn decode(
         return Err(InputError::Decode("unrecognised image format".into()));
     };
     // Errors name the format: "a float TIFF" reads better than a decoder's internals alone.
-    let named = |e: image::ImageError| InputError::Decode(format!("{format:?}: {e}"));
-    let (w, h) = open()?.into_dimensions().map_err(named)?;
+    let named = |e: image::ImageError| match e {
+        image::ImageError::Unsupported(_) if format == ImageFormat::Tiff => {
+            InputError::Decode(unsupported_tiff(bytes, &e))
+        }
+        e => InputError::Decode(format!("{format:?}: {e}")),
+    };
+    // Room for the widest pixel format (16-bit RGBA) plus the decoder's own buffers.
+    let max_alloc = |pixels: u64| pixels.saturating_mul(8).saturating_add(64 << 20);
+    let mut header = open()?;
+    let mut header_limits = image::Limits::default();
+    header_limits.max_alloc = Some(max_alloc(limits.max_pixels));
+    header.limits(header_limits);
+    let (w, h) = match header.into_dimensions() {
+        Ok(d) => d,
+        // A header whose size the decoder refuses to start on (PNG's rows overflow before
+        // any limit is asked): read the size from the header itself, to say which limit.
+        Err(e @ image::ImageError::Limits(_)) => {
+            header_dimensions(bytes, format).ok_or_else(|| named(e))?
+        }
+        Err(e) => return Err(named(e)),
+    };
     if w == 0 || h == 0 {
         return Err(InputError::Empty);
     }
@@ -165,11 +193,62 @@ pub fn decode(
     let mut img_limits = image::Limits::default();
     img_limits.max_image_width = Some(w);
     img_limits.max_image_height = Some(h);
-    // Room for the widest pixel format (16-bit RGBA) plus the decoder's own buffers.
-    img_limits.max_alloc = Some(pixels.saturating_mul(8).saturating_add(64 << 20));
+    img_limits.max_alloc = Some(max_alloc(pixels));
     reader.limits(img_limits);
     let img = reader.decode().map_err(named)?;
     from_dynamic(&img, channels)
+}
+
+/// `(width, height)` as a file's header states them, for formats whose decoder may refuse a
+/// huge header outright (PNG: the IHDR chunk, first after the signature).
+fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Option<(u32, u32)> {
+    let be = |at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    };
+    match format {
+        ImageFormat::Png if bytes.get(12..16) == Some(b"IHDR") => Some((be(16)?, be(20)?)),
+        _ => None,
+    }
+}
+
+/// What a TIFF the decoder does not support holds, and what to convert it to: "32-bit
+/// floating-point grey samples" rather than the decoder's "color type Unknown(32)".
+fn unsupported_tiff(bytes: &[u8], e: &image::ImageError) -> String {
+    use tiff::tags::{SampleFormat, Tag};
+    let described = (|| {
+        let mut d = tiff::decoder::Decoder::new(Cursor::new(bytes)).ok()?;
+        let color = d.colortype().ok()?;
+        // One value per sample; absent means unsigned integers (TIFF 6.0).
+        let format = d
+            .find_tag_unsigned_vec::<u16>(Tag::SampleFormat)
+            .ok()
+            .flatten()
+            .and_then(|v| v.first().copied())
+            .map_or(SampleFormat::Uint, SampleFormat::from_u16_exhaustive);
+        let (layout, bits) = match color {
+            tiff::ColorType::Gray(b) => ("grey", b),
+            tiff::ColorType::GrayA(b) => ("grey and alpha", b),
+            tiff::ColorType::RGB(b) => ("RGB", b),
+            tiff::ColorType::RGBA(b) => ("RGBA", b),
+            tiff::ColorType::CMYK(b) => ("CMYK", b),
+            tiff::ColorType::CMYKA(b) => ("CMYK and alpha", b),
+            tiff::ColorType::YCbCr(b) => ("YCbCr", b),
+            tiff::ColorType::Palette(b) => ("palette", b),
+            _ => return None,
+        };
+        let kind = match format {
+            SampleFormat::IEEEFP => "floating-point",
+            SampleFormat::Int => "signed integer",
+            SampleFormat::Uint => "unsigned integer",
+            _ => "other",
+        };
+        Some(format!("{bits}-bit {kind} {layout} samples"))
+    })();
+    let what = described.unwrap_or_else(|| format!("this pixel format ({e})"));
+    format!(
+        "TIFF with {what} is not supported: convert it to an 8- or 16-bit integer PNG or TIFF \
+         (grey or RGB), scaling the values to 0-255 or 0-65535"
+    )
 }
 
 /// Converts a decoded image to planar 8-bit with the given channel count.
@@ -403,6 +482,123 @@ mod tests {
         ));
         let ok = decode(&png, 3, DecodeLimits::default()).expect("decodes");
         assert_eq!((ok.channels, ok.height, ok.width), (3, 100, 100));
+    }
+
+    /// A 1x1 RGBA PNG whose header is rewritten to claim `w x h` pixels (CRC fixed, so the
+    /// decoder reads the header as valid).
+    fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+        let mut png = Vec::new();
+        image::RgbaImage::new(1, 1)
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("encode");
+        assert_eq!(&png[12..16], b"IHDR");
+        png[16..20].copy_from_slice(&w.to_be_bytes());
+        png[20..24].copy_from_slice(&h.to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.sum().to_be_bytes());
+        png
+    }
+
+    #[test]
+    fn huge_headers_are_too_large_with_their_size_not_a_decoder_error() {
+        let limits = DecodeLimits::default();
+        for (w, h) in [(1 << 31, 1 << 31), (u32::MAX, 3), (100_000, 100_000)] {
+            let e = decode(&png_claiming(w, h), 3, limits).expect_err("too large");
+            assert!(
+                matches!(e, InputError::TooLarge { width, height, max_pixels }
+                    if (width, height, max_pixels) == (w, h, limits.max_pixels)),
+                "{w}x{h}: {e}"
+            );
+            assert!(e.to_string().contains("raise --max-pixels"), "{e}");
+        }
+        // Under the limit, such a header gets as far as the pixels, which are missing.
+        let e = decode(&png_claiming(3000, 2000), 1, limits).expect_err("no pixels");
+        assert!(matches!(e, InputError::Decode(_)), "{e}");
+    }
+
+    #[test]
+    fn alpha_is_dropped_keeping_the_stored_colours() {
+        let rgb = image::RgbImage::from_fn(5, 4, |x, y| {
+            image::Rgb([(x * 50) as u8, (y * 60) as u8, (x * y * 9) as u8])
+        });
+        let rgba = image::RgbaImage::from_fn(5, 4, |x, y| {
+            let p = rgb.get_pixel(x, y).0;
+            // Transparency that varies: not composited over any background.
+            image::Rgba([p[0], p[1], p[2], ((x + y) * 30) as u8])
+        });
+        let encode = |img: DynamicImage| {
+            let mut out = Vec::new();
+            img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+                .expect("encode");
+            out
+        };
+        let (with, without) = (
+            encode(DynamicImage::ImageRgba8(rgba)),
+            encode(DynamicImage::ImageRgb8(rgb.clone())),
+        );
+        let grey = DynamicImage::ImageRgb8(rgb).to_luma8();
+        let grey_alpha = image::GrayAlphaImage::from_fn(5, 4, |x, y| {
+            image::LumaA([grey.get_pixel(x, y).0[0], (x * 40) as u8])
+        });
+        let grey_with = encode(DynamicImage::ImageLumaA8(grey_alpha));
+        let grey_without = encode(DynamicImage::ImageLuma8(grey));
+        for c in [1, 3] {
+            let l = DecodeLimits::default();
+            assert_eq!(
+                decode(&with, c, l).expect("rgba"),
+                decode(&without, c, l).expect("rgb")
+            );
+            assert_eq!(
+                decode(&grey_with, c, l).expect("la"),
+                decode(&grey_without, c, l).expect("l")
+            );
+        }
+    }
+
+    fn tiff_of<C: tiff::encoder::colortype::ColorType>(data: &[C::Inner]) -> Vec<u8>
+    where
+        [C::Inner]: tiff::encoder::TiffValue,
+    {
+        let mut out = Cursor::new(Vec::new());
+        tiff::encoder::TiffEncoder::new(&mut out)
+            .expect("encoder")
+            .write_image::<C>(2, 2, data)
+            .expect("write");
+        out.into_inner()
+    }
+
+    #[test]
+    fn unsupported_tiffs_say_what_they_hold_and_what_to_convert_to() {
+        use tiff::encoder::colortype::{Gray32, Gray32Float, Gray64Float, RGB32Float};
+        let l = DecodeLimits::default();
+        for (bytes, what) in [
+            (
+                tiff_of::<Gray32Float>(&[0.0, 0.25, 0.5, 1.0]),
+                "32-bit floating-point grey samples",
+            ),
+            (
+                tiff_of::<Gray64Float>(&[0.0, 0.25, 0.5, 1.0]),
+                "64-bit floating-point grey samples",
+            ),
+            (
+                tiff_of::<Gray32>(&[0, 1, 2, 3]),
+                "32-bit unsigned integer grey samples",
+            ),
+        ] {
+            let e = decode(&bytes, 1, l).expect_err(what).to_string();
+            assert!(
+                e.contains(&format!("TIFF with {what} is not supported"))
+                    && e.contains("convert it to an 8- or 16-bit integer PNG or TIFF"),
+                "{e}"
+            );
+            assert!(!e.contains("Unknown("), "{e}");
+        }
+        // RGB float TIFFs are read (values in [0, 1] become 0-255).
+        let rgb =
+            tiff_of::<RGB32Float>(&[0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+        let img = decode(&rgb, 3, l).expect("rgb float");
+        assert_eq!(img.data[..4], [0, 255, 0, 255]);
     }
 
     #[test]

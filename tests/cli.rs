@@ -323,7 +323,56 @@ fn bundle_create_wraps_foreign_onnx_files() {
         "0.25,0.25",
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("need 3 values"), "{}", stderr(&o));
+    // In terms of the flags the user gave, not of a manifest they never wrote.
+    let e = stderr(&o);
+    assert!(
+        e.contains("--mean has 2 values")
+            && e.contains("the model takes 3 channel(s)")
+            && e.contains("give 1 value")
+            && !e.contains("sslmem.json"),
+        "{e}"
+    );
+    let o = run(&[
+        "bundle",
+        "create",
+        "--out",
+        s(&dir.path().join("x")),
+        "--f",
+        s(&src.join("f0.onnx")),
+        "--g",
+        s(&src.join("g0.onnx")),
+        "--mean",
+        "0.5",
+        "--std",
+        "0.25,0",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("--std has 2 values") && !e.contains("sslmem.json"),
+        "{e}"
+    );
+    let o = run(&[
+        "bundle",
+        "create",
+        "--out",
+        s(&dir.path().join("x")),
+        "--f",
+        s(&src.join("f0.onnx")),
+        "--g",
+        s(&src.join("g0.onnx")),
+        "--mean",
+        "0.5",
+        "--std",
+        "0",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("--std values must be positive") && !e.contains("sslmem.json"),
+        "{e}"
+    );
+    assert!(!dir.path().join("x").exists());
     let o = run(&[
         "bundle",
         "create",
@@ -340,6 +389,105 @@ fn bundle_create_wraps_foreign_onnx_files() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+}
+
+/// `bundle create` arguments: `--out OUT --f F --g G` and a normalisation.
+fn create_args<'a>(out: &'a Path, f: &'a Path, g: &'a Path) -> Vec<&'a str> {
+    vec![
+        "bundle",
+        "create",
+        "--out",
+        s(out),
+        "--f",
+        s(f),
+        "--g",
+        s(g),
+        "--mean",
+        "0.5",
+        "--std",
+        "0.5",
+    ]
+}
+
+#[test]
+fn bundle_create_refuses_the_same_model_as_f_and_g_unless_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = random_bundle(dir.path(), "src", &["--models", "2"]);
+    let f0 = src.join("f0.onnx");
+    // A copy under another name: the same model by its hash, not by its path.
+    let copy = dir.path().join("copy-of-f0.onnx");
+    fs::copy(&f0, &copy).expect("copy");
+    let out = dir.path().join("out");
+    for (g, how) in [
+        (&f0, "are the same file"),
+        (&copy, "have the same contents"),
+    ] {
+        let o = run(&create_args(&out, &f0, g));
+        no_panic(&o);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains(&format!("--f {} and --g {} {how}", s(&f0), s(g)))
+                && e.contains("exactly 0")
+                && e.contains("--allow-identical-encoders"),
+            "{e}"
+        );
+        assert!(!out.exists(), "a refused bundle leaves nothing");
+    }
+    // Several encoders per side: one identical pair among them is enough to refuse.
+    let (g0, f1) = (src.join("g0.onnx"), src.join("f1.onnx"));
+    let mut args = create_args(&out, &f0, &g0);
+    args.extend(["--f", s(&f1), "--g", s(&copy)]);
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("--g {}", s(&copy))),
+        "{}",
+        stderr(&o)
+    );
+
+    // Allowed (flag or environment): built, with a warning, and every score is exactly 0.
+    let mut args = create_args(&out, &f0, &copy);
+    args.push("--allow-identical-encoders");
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("have the same contents"),
+        "{}",
+        stderr(&o)
+    );
+    let by_env = dir.path().join("by-env");
+    let o = bin()
+        .args(create_args(&by_env, &f0, &f0))
+        .env("SSLMEM_BUNDLE_CREATE_ALLOW_IDENTICAL_ENCODERS", "true")
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = dir.path().join("i.png");
+    png(&img, 28, 28, false);
+    let o = run(&["score", "--bundle", s(&out), "--pairs", "2", s(&img)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("json");
+    assert_eq!(v["score"].as_f64(), Some(0.0), "{v}");
+    // Loading such a bundle warns, and inspect lists the warning.
+    assert!(
+        stderr(&o).contains("are the same model") && stderr(&o).contains("f0.onnx"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["inspect", "--bundle", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let warnings = v["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{v}");
+    assert!(
+        warnings[0].as_str().expect("text").contains("exactly 0"),
+        "{v}"
+    );
+    // Different encoders: no warning.
+    let o = run(&["inspect", "--bundle", s(&src)]);
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["warnings"], serde_json::json!([]));
 }
 
 #[test]

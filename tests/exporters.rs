@@ -147,6 +147,7 @@ fn bundle_and_align(model: &Path, out: &Path, norm: &str, [a, b]: [&Path; 2]) ->
         s(model),
         "--g",
         s(model),
+        "--allow-identical-encoders",
         "--mean",
         norm,
         "--std",
@@ -160,4 +161,100 @@ fn bundle_and_align(model: &Path, out: &Path, norm: &str, [a, b]: [&Path; 2]) ->
         v["d_f"].as_f64().expect("d_f"),
         v["d_g"].as_f64().expect("d_g"),
     )
+}
+
+/// The export snippet of docs/bundle.md ("Bundles from elsewhere"), as written there.
+fn documented_export_snippet() -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/bundle.md"))
+        .expect("docs/bundle.md");
+    let section = doc
+        .split("## Bundles from elsewhere")
+        .nth(1)
+        .expect("the section");
+    let code = section
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("a python block in the section");
+    code.to_string()
+}
+
+#[test]
+fn the_export_snippet_of_the_docs_runs_without_warnings_and_makes_a_bundle() {
+    let snippet = documented_export_snippet();
+    assert!(
+        snippet.contains("dynamic_shapes") && !snippet.contains("dynamic_axes"),
+        "{snippet}"
+    );
+    let Some(python) = torch_python() else {
+        assert!(
+            std::env::var_os("SSLMEM_REQUIRE_TORCH_EXPORT").is_none(),
+            "PyTorch is not installed: run scripts/setup.sh --train"
+        );
+        eprintln!("skipped: PyTorch is not installed (scripts/setup.sh --train)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The two encoders the snippet expects the reader to have: 3x32x32 images -> 16 numbers,
+    // their forward's argument not named `input` (the snippet must not depend on it).
+    let prelude = r#"
+import torch
+
+class Encoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.fc = torch.nn.Linear(8, 16)
+
+    def forward(self, images):
+        return self.fc(torch.relu(self.conv(images)).mean(dim=(2, 3)))
+
+torch.manual_seed(0)
+f_encoder = Encoder()
+g_encoder = Encoder()
+"#;
+    let script = dir.path().join("export.py");
+    std::fs::write(&script, format!("{prelude}\n{snippet}\n")).expect("write");
+    let o = Command::new(&python)
+        .arg(s(&script))
+        .current_dir(dir.path())
+        .output()
+        .expect("python");
+    let err = stderr(&o);
+    assert!(o.status.success(), "the snippet failed: {err}");
+    // torch.onnx's own warning about `dynamic_axes` under dynamo, or any other about the
+    // arguments the snippet passes (torch's internal FutureWarnings are not the snippet's).
+    assert!(
+        !err.contains("dynamic_axes") && !err.contains("UserWarning"),
+        "the snippet warns: {err}"
+    );
+    let out = dir.path().join("bundle");
+    let o = run(&[
+        "bundle",
+        "create",
+        "--out",
+        s(&out),
+        "--f",
+        s(&dir.path().join("f0.onnx")),
+        "--g",
+        s(&dir.path().join("g0.onnx")),
+        "--mean",
+        "0.5",
+        "--std",
+        "0.25",
+    ]);
+    assert!(o.status.success(), "bundle create: {}", stderr(&o));
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sslmem.json")).expect("manifest"))
+            .expect("json");
+    assert_eq!(
+        (&m["input"]["channels"], &m["input"]["height"]),
+        (&serde_json::json!(3), &serde_json::json!(32))
+    );
+    // Batches of other sizes than the example's 2 (6 views): the batch axis is dynamic.
+    let [_, _, ra, _] = images(dir.path());
+    let o = run(&["score", "--bundle", s(&out), "--pairs", "3", s(&ra)]);
+    assert!(o.status.success(), "score: {}", stderr(&o));
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("json line");
+    assert!(v["score"].as_f64().is_some_and(f64::is_finite), "{v}");
 }

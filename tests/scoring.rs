@@ -471,3 +471,58 @@ proptest! {
         }
     }
 }
+
+/// Alpha is dropped, not composited: an RGBA file scores exactly as its RGB, and a grey one
+/// with alpha as its grey, however transparent (docs/scoring.md#inputs).
+#[test]
+fn an_alpha_channel_is_dropped_and_scores_as_the_image_without_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rgb = image::RgbImage::from_fn(36, 30, |x, y| {
+        image::Rgb([(x * 7) as u8, (y * 8) as u8, ((x + y) * 3) as u8])
+    });
+    let rgba = image::RgbaImage::from_fn(36, 30, |x, y| {
+        let [r, g, b] = rgb.get_pixel(x, y).0;
+        image::Rgba([r, g, b, ((x * y) % 256) as u8])
+    });
+    let grey = image::DynamicImage::ImageRgb8(rgb.clone()).to_luma8();
+    let grey_alpha = image::GrayAlphaImage::from_fn(36, 30, |x, y| {
+        image::LumaA([grey.get_pixel(x, y).0[0], (x * 7) as u8])
+    });
+    let path = |n: &str| dir.path().join(n);
+    rgb.save(path("rgb.png")).expect("png");
+    rgba.save(path("rgba.png")).expect("png");
+    grey.save(path("l.png")).expect("png");
+    grey_alpha.save(path("la.png")).expect("png");
+    let scores = |bundle: &Path, files: [&str; 2]| -> Vec<serde_json::Value> {
+        let files = files.map(|f| path(f).display().to_string());
+        let mut args = vec![
+            "score",
+            "--bundle",
+            bundle.to_str().expect("utf8"),
+            "--pairs",
+            "3",
+        ];
+        args.extend(files.iter().map(String::as_str));
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).expect("json");
+                v.as_object_mut().expect("object").remove("input");
+                v
+            })
+            .collect()
+    };
+    let rgb_bundle = random_bundle(dir.path(), "rgb", &["--arch", "resnet-mini-32x32x3"]);
+    let grey_bundle = random_bundle(dir.path(), "grey", &[]);
+    for (bundle, pair) in [
+        (&rgb_bundle, ["rgb.png", "rgba.png"]),
+        (&grey_bundle, ["rgb.png", "rgba.png"]),
+        (&grey_bundle, ["l.png", "la.png"]),
+        (&rgb_bundle, ["l.png", "la.png"]),
+    ] {
+        let s = scores(bundle, pair);
+        assert_eq!(s[0], s[1], "{pair:?}");
+    }
+}

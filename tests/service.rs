@@ -188,6 +188,10 @@ fn endpoints_answer_and_scores_equal_the_command_line_under_concurrency() {
         .text()
         .expect("html");
     assert!(html.contains("SwaggerUIBundle") && html.contains("/openapi.json"));
+    // With a trailing slash, as links and hands often write it: the same page.
+    let slash = c.get(server.url("/docs/")).send().expect("docs/");
+    assert_eq!(slash.status(), 200);
+    assert_eq!(slash.text().expect("html"), html);
     let js = c
         .get(server.url("/docs/swagger-ui-bundle.js"))
         .send()
@@ -555,6 +559,123 @@ fn error_paths_get_json_errors_and_the_server_keeps_serving() {
 }
 
 #[test]
+fn on_error_report_gives_failed_images_an_entry_and_scores_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = random_bundle(dir.path(), "b", &[]);
+    let server = Server::start(&bundle, &["--max-pixels", "2000", "--pairs", "3"]);
+    let c = client();
+    let good = pngs(dir.path(), 2, 28);
+    let big_dir = dir.path().join("big");
+    std::fs::create_dir(&big_dir).expect("mkdir");
+    let big = pngs(&big_dir, 1, 50).remove(0);
+    let part = |f: multipart::Form, bytes: Vec<u8>, name: &str| {
+        f.part(
+            "image",
+            multipart::Part::bytes(bytes).file_name(name.to_string()),
+        )
+    };
+    let read = |p: &Path| std::fs::read(p).expect("read");
+    let mixed = || {
+        let f = part(multipart::Form::new(), read(&good[0]), "a.png");
+        let f = part(f, b"not an image".to_vec(), "thumbs.db");
+        let f = part(f, read(&good[1]), "b.png");
+        let f = part(f, read(&big), "big.png");
+        part(f, Vec::new(), "empty.png")
+    };
+    let score = server.url("/v1/score");
+    let alone: Value = c
+        .post(&score)
+        .multipart(form(&good))
+        .send()
+        .expect("req")
+        .json()
+        .expect("json");
+
+    let r = c
+        .post(format!("{score}?on_error=report"))
+        .multipart(mixed())
+        .send()
+        .expect("req");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().expect("json");
+    let results = v["results"].as_array().expect("results");
+    assert_eq!(results.len(), 5, "{v}");
+    // The good images score exactly as they do alone, in their own slots.
+    assert_eq!(results[0]["input"], "a.png");
+    assert_same(&results[0], &alone["results"][0]);
+    assert_eq!(results[2]["input"], "b.png");
+    assert_same(&results[2], &alone["results"][1]);
+    for (i, name, kind, words) in [
+        (1, "thumbs.db", "undecodable", "cannot decode image"),
+        (3, "big.png", "too_large", "raise --max-pixels"),
+        (4, "empty.png", "undecodable", "cannot decode image"),
+    ] {
+        let e = &results[i];
+        assert_eq!(e["index"], i, "{e}");
+        assert_eq!(e["input"], name, "{e}");
+        assert_eq!(e["error_type"], kind, "{e}");
+        assert!(e["error"].as_str().expect("error").contains(words), "{e}");
+        assert!(e.get("score").is_none(), "{e}");
+    }
+
+    // The default, and `fail` said out loud: the whole request fails, naming the first.
+    for q in ["", "?on_error=fail", "?on_error=FAIL"] {
+        let e = error_of(
+            c.post(format!("{score}{q}"))
+                .multipart(mixed())
+                .send()
+                .expect("req"),
+            422,
+        );
+        assert!(
+            e["error"].as_str().expect("msg").starts_with("thumbs.db: "),
+            "{q}: {e}"
+        );
+    }
+    // In a JSON body, and when every image fails (an answer, not an error).
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let v: Value = c
+        .post(&score)
+        .json(&json!({
+            "images": [{"name": "x", "data": b64.encode(b"GIF89a broken")}],
+            "on_error": "report",
+        }))
+        .send()
+        .expect("req")
+        .json()
+        .expect("json");
+    assert_eq!(v["results"][0]["error_type"], "undecodable", "{v}");
+    assert_eq!(v["results"][0]["index"], 0, "{v}");
+    // A bad value, and invalid base64 (the request's fault, not an image's), still fail.
+    let e = error_of(
+        c.post(format!("{score}?on_error=skip"))
+            .multipart(form(&good))
+            .send()
+            .expect("req"),
+        422,
+    );
+    assert!(
+        e["error"].as_str().expect("msg").contains("fail, report"),
+        "{e}"
+    );
+    error_of(
+        c.post(&score)
+            .json(&json!({"images": ["%%%"], "on_error": "report"}))
+            .send()
+            .expect("req"),
+        422,
+    );
+    let m = c
+        .get(server.url("/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(m.contains("sslmem_image_errors_total 4"), "{m}");
+    assert!(!server.log.lock().expect("log").contains("panicked"));
+}
+
+#[test]
 fn api_key_guards_v1_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bundle = random_bundle(dir.path(), "b", &[]);
@@ -584,7 +705,14 @@ fn api_key_guards_v1_only() {
             .status(),
         200
     );
-    for open in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"] {
+    for open in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/docs/",
+    ] {
         assert_eq!(
             c.get(server.url(open)).send().expect("req").status(),
             200,
@@ -975,6 +1103,8 @@ fn a_service_whose_engine_stops_says_so_and_exits_non_zero() {
         m,
         "--g",
         m,
+        // One broken model on both sides is all this test needs.
+        "--allow-identical-encoders",
         "--mean",
         "0.5",
         "--std",

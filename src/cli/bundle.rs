@@ -83,6 +83,11 @@ pub struct CreateArgs {
     /// A name for the bundle (free text, shown by inspect, the service and reports).
     #[arg(long, env = "SSLMEM_BUNDLE_CREATE_NAME")]
     pub name: Option<String>,
+    /// Accept an --f and a --g that are the same model (the same file, or the same SHA-256),
+    /// with a warning. Without it they are refused: every score would be exactly 0, which
+    /// reads as "nothing memorized". For deliberate null controls.
+    #[arg(long, env = "SSLMEM_BUNDLE_CREATE_ALLOW_IDENTICAL_ENCODERS")]
+    pub allow_identical_encoders: bool,
 }
 
 #[derive(Args, Debug)]
@@ -137,6 +142,7 @@ fn create(a: &CreateArgs, rt: &RuntimeOptions) -> Result<()> {
         layout: a.layout,
         pooling: a.pooling,
         layers: a.layers.clone(),
+        allow_identical_encoders: a.allow_identical_encoders,
     };
     let m = bundle::create(&a.out, &a.f, &a.g, &opts, rt)?;
     tracing::info!(

@@ -29,6 +29,8 @@ pub fn run(a: &InspectArgs, rt: &RuntimeOptions) -> Result<()> {
         "bundle": bundle.dir.display().to_string(),
         "manifest": bundle.manifest,
         "augment_in_use": bundle.manifest.augment(),
+        // What is suspicious without being invalid (identical f and g encoders).
+        "warnings": bundle.manifest.warnings(),
         "encoders": encoders,
         "runtime": {
             "onnxruntime": runtime::ORT_VERSION,

@@ -2,7 +2,9 @@
 //! same order `sslmem score DIR` uses, so example `i` is the same image everywhere). When
 //! every image sits in a first-level subfolder, the subfolders are the classes
 //! (torchvision's `ImageFolder` convention): label `k` is the `k`-th class name in sorted
-//! order. Images directly in the folder make an unlabelled dataset.
+//! order. Images directly in the folder make an unlabelled dataset. Hidden files and
+//! folders (names starting with `.`, such as `.thumbs/`) are skipped: they are neither
+//! examples nor classes.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -133,6 +135,9 @@ mod tests {
         png(&dir.path().join("shirt/b.png"), 4, 3, 10);
         png(&dir.path().join("shirt/a.png"), 4, 3, 20);
         png(&dir.path().join("boot/x.png"), 4, 3, 30);
+        // A thumbnail cache of another size: neither a class nor an example.
+        png(&dir.path().join(".thumbs/x.png"), 2, 2, 40);
+        png(&dir.path().join("boot/.x.png"), 2, 2, 40);
         let d = load("t", dir.path(), None).expect("load");
         assert_eq!(d.classes, ["boot", "shirt"]);
         assert_eq!(

@@ -245,7 +245,11 @@ pub fn load_dataset(key: &str) -> Result<ImageArray> {
 }
 
 /// The image files under `dir`, recursively, sorted by path: the order in which folders are
-/// scored and in which folder datasets number their examples.
+/// scored and in which folder datasets number their examples. Hidden entries (names starting
+/// with `.`) are skipped, files and folders alike, below `dir` (`dir` itself may be hidden).
+///
+/// # Errors
+/// [`Error::Io`] when a folder cannot be listed.
 pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     walk(dir, &mut files)?;
@@ -257,6 +261,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let entries = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
+        // Hidden entries are not the user's images: thumbnail caches (.thumbs/), macOS
+        // resource forks (._a.png, which fail to decode), version control folders.
+        if entry.file_name().as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
         let p = entry.path();
         if p.is_dir() {
             walk(&p, out)?;
@@ -307,6 +316,26 @@ mod tests {
             .collect();
         assert_eq!(names, ["a.PNG", "b.png", "c.jpg"]);
         assert!(resolve(&["/no/such/thing".into()]).is_err());
+        // Hidden files and folders are skipped inside a folder, but taken when named.
+        fs::create_dir_all(dir.path().join("sub/.thumbs")).expect("mkdir");
+        for p in [".hidden.png", "._b.png", "sub/.thumbs/t.png", "sub/.d.png"] {
+            fs::write(dir.path().join(p), b"x").expect("write");
+        }
+        let names = |args: &[String]| -> Vec<String> {
+            resolve(args)
+                .expect("resolve")
+                .iter()
+                .map(|i| i.name.rsplit('/').next().unwrap_or_default().to_string())
+                .collect()
+        };
+        assert_eq!(
+            names(&[dir.path().display().to_string()]),
+            ["a.PNG", "b.png", "c.jpg"]
+        );
+        let thumbs = dir.path().join("sub/.thumbs");
+        assert_eq!(names(&[thumbs.display().to_string()]), ["t.png"]);
+        let hidden = dir.path().join(".hidden.png");
+        assert_eq!(names(&[hidden.display().to_string()]), [".hidden.png"]);
 
         // An input list: relative paths from the list's folder, comments and blanks skipped,
         // absolute paths as they are; the order is the list's.

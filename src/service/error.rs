@@ -44,6 +44,36 @@ pub enum ErrorType {
     Internal,
 }
 
+/// Why one image of a `/v1/score` request with `on_error=report` has no score
+/// (`results[i].error_type`); clients branch on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageErrorType {
+    /// Not an image sslmem can decode: an unknown format, a broken file, or a pixel format it
+    /// does not read (the message says what to convert to).
+    Undecodable,
+    /// Zero width or height.
+    Empty,
+    /// More pixels than the server's --max-pixels.
+    TooLarge,
+    /// An encoder returned NaN or infinity for this image: the model, not the image, is
+    /// broken for such inputs.
+    NotFinite,
+}
+
+impl ImageErrorType {
+    /// The kind of an image's failure.
+    pub fn of(e: &crate::error::InputError) -> Self {
+        use crate::error::InputError as E;
+        match e {
+            E::Io(_) | E::Decode(_) | E::Shape(_) => Self::Undecodable,
+            E::Empty => Self::Empty,
+            E::TooLarge { .. } => Self::TooLarge,
+            E::NotFinite { .. } => Self::NotFinite,
+        }
+    }
+}
+
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -183,6 +213,28 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_image_error_has_a_type() {
+        use crate::error::InputError as E;
+        let of = |e: E| serde_json::to_value(ImageErrorType::of(&e)).expect("json");
+        assert_eq!(of(E::Decode("x".into())), "undecodable");
+        assert_eq!(of(E::Io("x".into())), "undecodable");
+        assert_eq!(of(E::Shape("x".into())), "undecodable");
+        assert_eq!(of(E::Empty), "empty");
+        let big = E::TooLarge {
+            width: 9,
+            height: 9,
+            max_pixels: 1,
+        };
+        assert_eq!(of(big), "too_large");
+        assert_eq!(
+            of(E::NotFinite {
+                encoder: "f0".into()
+            }),
+            "not_finite"
+        );
+    }
 
     #[test]
     fn error_types_are_snake_case_strings() {

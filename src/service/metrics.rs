@@ -15,6 +15,7 @@ pub struct Metrics {
     pub inference_duration: HistogramVec,
     pub batch_views: Histogram,
     pub images: IntCounter,
+    pub image_errors: IntCounter,
     pub views: IntCounter,
     pub info: GaugeVec,
     pub ready: Gauge,
@@ -74,6 +75,10 @@ impl Metrics {
             "sslmem_images_processed_total",
             "Images decoded and scored, aligned or embedded",
         )?;
+        let image_errors = IntCounter::new(
+            "sslmem_image_errors_total",
+            "Images answered with an error entry instead of a score (on_error=report)",
+        )?;
         let views = IntCounter::new(
             "sslmem_views_processed_total",
             "Views run through the encoders (each view once)",
@@ -96,6 +101,7 @@ impl Metrics {
         registry.register(Box::new(inference_duration.clone()))?;
         registry.register(Box::new(batch_views.clone()))?;
         registry.register(Box::new(images.clone()))?;
+        registry.register(Box::new(image_errors.clone()))?;
         registry.register(Box::new(views.clone()))?;
         registry.register(Box::new(info.clone()))?;
         registry.register(Box::new(ready.clone()))?;
@@ -108,6 +114,7 @@ impl Metrics {
             inference_duration,
             batch_views,
             images,
+            image_errors,
             views,
             info,
             ready,

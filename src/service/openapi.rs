@@ -62,6 +62,7 @@ pub const DOCS_HTML: &str = r##"<!doctype html>
         v1::ViewModeSchema,
         v1::DistanceSchema,
         v1::RepNormSchema,
+        v1::OnErrorSchema,
         v1::embed::SideSchema,
         v1::ProviderSchema
     ))
@@ -266,8 +267,9 @@ impl IntoResponses for BodyErrors {
             (
                 "422",
                 "An image that cannot be decoded, is empty, is over --max-pixels or (align) \
-                 is not the model's size; a bad or unknown parameter; no images or more \
-                 than --max-images; pairs outside 1..=--max-pairs.",
+                 is not the model's size (score with on_error=report: such an image gets an \
+                 error entry in its slot instead); a bad or unknown parameter; invalid \
+                 base64; no images or more than --max-images; pairs outside 1..=--max-pairs.",
                 false,
             ),
             ("500", "A failure of the server; its log says more.", false),
@@ -478,6 +480,42 @@ mod tests {
         assert_eq!(
             doc["components"]["schemas"]["ViewMode"]["enum"],
             json!(["aug-vs-aug", "orig-vs-aug"])
+        );
+        // on_error: a parameter of score only, with its choices; results are scores or
+        // error entries.
+        assert_eq!(
+            score["properties"]["on_error"]["$ref"],
+            "#/components/schemas/OnError"
+        );
+        assert_eq!(
+            doc["components"]["schemas"]["OnError"]["enum"],
+            json!(["fail", "report"])
+        );
+        assert!(query.iter().any(|p| p["name"] == "on_error"));
+        assert!(body_of(&doc, "/v1/embed", "application/json")["properties"]
+            .get("on_error")
+            .is_none());
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["ScoreResponse"]["properties"]["results"]["items"]["$ref"],
+            "#/components/schemas/ScoreEntry"
+        );
+        assert_eq!(
+            schemas["ScoreEntry"]["oneOf"],
+            json!([
+                {"$ref": "#/components/schemas/ScoreResult"},
+                {"$ref": "#/components/schemas/ImageFailure"}
+            ]),
+            "{}",
+            schemas["ScoreEntry"]
+        );
+        assert_eq!(
+            schemas["ImageFailure"]["required"],
+            json!(["index", "input", "error", "error_type"])
+        );
+        assert_eq!(
+            doc["components"]["schemas"]["ImageErrorType"]["enum"],
+            json!(["undecodable", "empty", "too_large", "not_finite"])
         );
         let form = &doc["paths"]["/v1/align"]["post"]["requestBody"]["content"]
             ["multipart/form-data"]["encoding"];

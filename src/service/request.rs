@@ -33,7 +33,15 @@ pub enum Images {
 /// Names of every endpoint's parameters: a multipart part without a file name and with one
 /// of these names is a parameter (and an unknown one if the endpoint does not take it), any
 /// other part is an image. (A unit test in `v1` checks this is the union of the endpoints'.)
-pub const TEXT_FIELDS: &[&str] = &["pairs", "seed", "mode", "distance", "normalize", "side"];
+pub const TEXT_FIELDS: &[&str] = &[
+    "pairs",
+    "seed",
+    "mode",
+    "distance",
+    "normalize",
+    "on_error",
+    "side",
+];
 
 /// An endpoint's parameters; absent ones take the service's defaults.
 pub trait Params: Default + utoipa::IntoParams {

@@ -37,6 +37,7 @@ pub fn api() -> Api {
             .routes(routes!(metrics))
             .routes(routes!(openapi_json))
             .routes(routes!(docs))
+            .routes(routes!(docs_slash))
             .routes(routes!(docs_js))
             .routes(routes!(docs_css)),
     }
@@ -117,6 +118,17 @@ pub async fn openapi_json(State(state): State<Arc<AppState>>) -> Response {
     responses((status = 200, description = "The Swagger UI page.", body = String, content_type = "text/html")),
 )]
 pub async fn docs() -> Html<&'static str> {
+    Html(openapi::DOCS_HTML)
+}
+
+/// Swagger UI over this document, at the address people type and links end with a slash.
+/// The page itself, not a redirect: its assets have absolute paths, so it works here too.
+#[utoipa::path(
+    get,
+    path = "/docs/",
+    responses((status = 200, description = "The Swagger UI page (as /docs).", body = String, content_type = "text/html")),
+)]
+pub async fn docs_slash() -> Html<&'static str> {
     Html(openapi::DOCS_HTML)
 }
 

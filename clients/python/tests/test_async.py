@@ -42,6 +42,23 @@ def test_async_equals_sync(server, images):
     assert health and ready
 
 
+def test_async_reports_bad_images_and_takes_one_image(server, images):
+    with Client(server.url) as c:
+        want = c.score([images[0], b"nope", images[1]], pairs=2, seed=3)
+        one = c.score(images[2], pairs=2, seed=3)
+
+    async def run():
+        async with AsyncClient(server.url) as a:
+            got = await a.score([images[0], b"nope", images[1]], pairs=2, seed=3)
+            with pytest.raises(InvalidInput, match="image#1"):
+                await a.score([images[0], b"nope"], pairs=2, on_error="fail")
+            return got, await a.score(images[2], pairs=2, seed=3)
+
+    got, got_one = asyncio.run(run())
+    assert got == want and [e.index for e in got.errors] == [1]
+    assert got_one == one and len(one.results) == 1
+
+
 def test_async_concurrent_requests_each_get_their_own_results(server, images):
     arrays = [np.asarray(Image.open(p)) for p in images]
     with Client(server.url) as c:
@@ -63,7 +80,7 @@ def test_async_errors_and_retries(tiny_server, images):
             tiny_server.url, max_retries=1, on_retry=lambda e, w: waits.append(w)
         ) as a:
             with pytest.raises(InvalidInput, match="broken"):
-                await a.score([b"junk"], names=["broken.png"])
+                await a.score([b"junk"], names=["broken.png"], on_error="fail")
             before = tiny_server.count("/v1/score", 429)
             with Stall(tiny_server):
                 start = time.monotonic()

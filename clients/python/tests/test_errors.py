@@ -29,7 +29,9 @@ def test_a_bad_image_is_invalid_input_with_the_servers_message(server, images):
     retries = []
     with Client(server.url, on_retry=lambda e, w: retries.append(w)) as c:
         with pytest.raises(InvalidInput) as e:
-            c.score([images[0], b"not an image"], names=["good.png", "broken.png"])
+            c.score(
+                [images[0], b"not an image"], names=["good.png", "broken.png"], on_error="fail"
+            )
         assert c.health(), "the server keeps serving"
         assert c.score([images[0]], pairs=1).results[0].input == images[0].name
     err = e.value

@@ -14,7 +14,10 @@ from PIL import Image
 
 from sslmem_client import (
     Client,
+    ImageError,
+    ImageErrors,
     ImageScore,
+    InvalidInput,
     PayloadTooLarge,
     ScoreParams,
     ScoreResponse,
@@ -146,8 +149,6 @@ def test_bad_inputs_fail_before_sending(server, images):
             c.score([np.zeros((28, 28), dtype=np.float32)])
         with pytest.raises(TypeError, match="shape"):
             c.score([np.zeros((28, 28, 2), dtype=np.uint8)])
-        with pytest.raises(TypeError, match="list"):
-            c.score(images[0])
         with pytest.raises(TypeError, match=r"list\(stack\)"):
             c.score(np.zeros((3, 28, 28), dtype=np.uint8))
         with pytest.raises(TypeError, match="cannot send int"):
@@ -155,6 +156,29 @@ def test_bad_inputs_fail_before_sending(server, images):
         with pytest.raises(TypeError, match="binary mode"):
             with open(images[0], encoding="latin-1") as f:
                 c.score([f])
+
+
+def test_one_image_is_scored_as_a_list_of_one(server, images):
+    with Client(server.url) as c:
+        want = numbers(c.score([images[0]], pairs=3, seed=4).results[0])
+        with open(images[0], "rb") as f:
+            ones = [
+                c.score(images[0], pairs=3, seed=4),
+                c.score(str(images[0]), pairs=3, seed=4),
+                c.score(images[0].read_bytes(), pairs=3, seed=4),
+                c.score(Image.open(images[0]), pairs=3, seed=4),
+                c.score(np.asarray(Image.open(images[0])), pairs=3, seed=4),
+                c.score(f, pairs=3, seed=4),
+            ]
+        named = c.score(images[0].read_bytes(), names=["mine.png"], pairs=3, seed=4)
+        frame = c.score_frame(images[0], pairs=3, seed=4)
+    for r in ones:
+        assert len(r.results) == 1
+        assert numbers(r.results[0]) == want
+    assert ones[0].results[0].input == images[0].name
+    assert ones[2].results[0].input == "image#0"
+    assert named.results[0].input == "mine.png"
+    assert len(frame) == 1
 
 
 def test_long_lists_are_split_to_the_servers_limit(server, tiny_server, images):
@@ -223,3 +247,38 @@ def test_requests_stay_under_the_servers_body_limit(server, tiny_server, tmp_pat
         with pytest.raises(PayloadTooLarge) as e:
             t.score([big])
     assert (e.value.status, e.value.error_type) == (413, "payload_too_large")
+
+
+def test_bad_images_get_an_error_in_their_slot_and_the_rest_are_scored(tiny_server, images):
+    """One bad image among many, over several requests: its own error entry, every other
+    result kept (the client's default on_error="report")."""
+    bad = {1: b"not an image", 5: b"", 7: b"\x89PNG\r\n\x1a\n broken"}
+    items = list(images) + [images[0], images[1]]  # 8 images: three requests of at most 3
+    for i, b in bad.items():
+        items[i] = b
+    with Client(tiny_server.url) as t:
+        before = tiny_server.count("/v1/score", 200)
+        r = t.score(items, pairs=3, seed=1)
+        assert tiny_server.count("/v1/score", 200) - before == 3
+        good = [x for i, x in enumerate(items) if i not in bad]
+        want = t.score(good, pairs=3, seed=1)
+        with pytest.raises(InvalidInput, match="image#1"):
+            t.score(items, pairs=3, seed=1, on_error="fail")
+    assert len(r.results) == len(items)
+    assert [e.index for e in r.errors] == sorted(bad), "indexes over the whole list"
+    for e in r.errors:
+        assert isinstance(e, ImageError) and not e.ok
+        assert r.results[e.index] is e and e.input == f"image#{e.index}"
+        assert e.error_type == "undecodable" and "cannot decode image" in e.error
+    assert [numbers(x) for x in r.scores] == [numbers(x) for x in want.results]
+    assert all(x.ok for x in r.scores)
+    with pytest.raises(ImageErrors) as e:
+        r.raise_for_errors()
+    assert e.value.response is r and len(e.value.errors) == 3
+    assert "3 of 8 images have no score" in str(e.value) and "image#1" in str(e.value)
+    assert want.raise_for_errors() is want
+    df = r.to_frame()
+    assert list(df.columns) == COLUMNS and len(df) == len(items)
+    assert df["score"].isna().tolist() == [i in bad for i in range(len(items))]
+    assert df["error_type"].iloc[1] == "undecodable" and "cannot decode" in df["error"].iloc[1]
+    assert df["error"].isna().tolist() == [i not in bad for i in range(len(items))]

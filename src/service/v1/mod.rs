@@ -20,7 +20,8 @@ use utoipa::{PartialSchema, ToSchema};
 use super::error::ApiError;
 use super::request::Upload;
 use super::AppState;
-use crate::pixels::{decode, DecodeLimits, SourceImage};
+use crate::error::InputError;
+use crate::pixels::{decode, SourceImage};
 use crate::runtime::Provider;
 use crate::score::{Distance, RepNorm, ViewMode};
 
@@ -37,31 +38,37 @@ fn check_count(state: &AppState, n: usize, what: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Decodes every upload in parallel; the first bad image fails the request, naming it.
-fn decode_all(
-    uploads: &[Upload],
-    channels: usize,
-    limits: DecodeLimits,
-) -> Result<Vec<SourceImage>, ApiError> {
-    uploads
-        .par_iter()
-        .map(|u| {
-            decode(&u.bytes, channels, limits)
-                .map_err(|e| ApiError::invalid(format!("{}: {e}", u.name)))
-        })
-        .collect()
+/// Decodes every upload, in parallel on the worker pool, to the model's channel count: one
+/// result per upload, in the order sent.
+async fn decode_each(
+    state: &Arc<AppState>,
+    uploads: Vec<Upload>,
+) -> Result<Vec<Result<SourceImage, InputError>>, ApiError> {
+    let channels = state.bundle().manifest.input.channels;
+    let limits = state.limits.decode;
+    crate::engine::on_pool(move || {
+        uploads
+            .par_iter()
+            .map(|u| decode(&u.bytes, channels, limits))
+            .collect()
+    })
+    .await
+    .map_err(|_| ApiError::internal("a worker stopped unexpectedly"))
 }
 
-/// Decodes the uploads on the worker pool, to the model's channel count.
+/// Decodes the uploads ([`decode_each`]); the first bad image (in the order sent) fails the
+/// request, naming it.
 async fn decode_uploads(
     state: &Arc<AppState>,
     uploads: Vec<Upload>,
 ) -> Result<Vec<SourceImage>, ApiError> {
-    let channels = state.bundle().manifest.input.channels;
-    let limits = state.limits.decode;
-    crate::engine::on_pool(move || decode_all(&uploads, channels, limits))
-        .await
-        .map_err(|_| ApiError::internal("a worker stopped unexpectedly"))?
+    let names: Vec<String> = uploads.iter().map(|u| u.name.clone()).collect();
+    decode_each(state, uploads)
+        .await?
+        .into_iter()
+        .zip(names)
+        .map(|(d, name)| d.map_err(|e| ApiError::invalid(format!("{name}: {e}"))))
+        .collect()
 }
 
 /// An enum parameter, parsed from its names (any case); its schema is a named component
@@ -86,6 +93,12 @@ impl Choice for Distance {
 impl Choice for RepNorm {
     const NAME: &'static str = "RepNorm";
     const ABOUT: &'static str = "What is done to each representation before the distance.";
+}
+
+impl Choice for score::OnError {
+    const NAME: &'static str = "OnError";
+    const ABOUT: &'static str =
+        "What an image that cannot be decoded or scored does to the request.";
 }
 
 /// The schema of a [`Choice`] `T`.
@@ -125,6 +138,8 @@ pub type ViewModeSchema = ChoiceSchema<ViewMode>;
 pub type DistanceSchema = ChoiceSchema<Distance>;
 /// The schema of [`RepNorm`].
 pub type RepNormSchema = ChoiceSchema<RepNorm>;
+/// The schema of [`score::OnError`].
+pub type OnErrorSchema = ChoiceSchema<score::OnError>;
 
 /// The schema of [`Provider`]: the execution provider really in use.
 pub struct ProviderSchema;

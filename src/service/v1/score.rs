@@ -8,14 +8,26 @@ use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    check_count, decode_uploads, DistanceSchema, ProviderSchema, RepNormSchema, ViewModeSchema,
+    check_count, decode_each, DistanceSchema, OnErrorSchema, ProviderSchema, RepNormSchema,
+    ViewModeSchema,
 };
+use crate::error::InputError;
 use crate::runtime::Provider;
 use crate::score::{Distance, ImageScore, RepNorm, ScoreOptions, ViewMode};
-use crate::service::error::ApiError;
+use crate::service::error::{ApiError, ImageErrorType};
 use crate::service::openapi::{pairs_count, BodyErrors, FormBody, JsonBody};
 use crate::service::request::{read, unknown, Field, Images, Params};
 use crate::service::{AppState, Limits};
+
+/// What an image that cannot be decoded or scored does to a `/v1/score` request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnError {
+    /// The request fails (422 invalid_input), naming the first such image; nothing is scored.
+    #[default]
+    Fail,
+    /// The image gets an error entry in its slot of `results`; the other images are scored.
+    Report,
+}
 
 /// Parameters of `/v1/score`; absent ones take the server's defaults.
 #[derive(Debug, Default, IntoParams)]
@@ -36,12 +48,17 @@ pub struct ScoreParams {
     /// What is done to each representation before the distance.
     #[param(value_type = Option<RepNormSchema>)]
     pub normalize: Option<RepNorm>,
+    /// What an image that cannot be decoded or scored does: `fail` (default) the request, or
+    /// `report` it in its slot of `results` and score the others.
+    #[param(value_type = Option<OnErrorSchema>)]
+    pub on_error: Option<OnError>,
 }
 
 impl Params for ScoreParams {
     const ROUTE: &'static str = "/v1/score";
     const NAME: &'static str = "Score";
-    const NAMES: &'static [&'static str] = &["pairs", "seed", "mode", "distance", "normalize"];
+    const NAMES: &'static [&'static str] =
+        &["pairs", "seed", "mode", "distance", "normalize", "on_error"];
     const IMAGES: Images = Images::List;
 
     fn set(&mut self, key: &str, v: Field<'_>, limits: &Limits) -> Result<(), ApiError> {
@@ -60,6 +77,7 @@ impl Params for ScoreParams {
             "mode" => self.mode = Some(v.choice(key)?),
             "distance" => self.distance = Some(v.choice(key)?),
             "normalize" => self.normalize = Some(v.choice(key)?),
+            "on_error" => self.on_error = Some(v.choice(key)?),
             _ => return Err(unknown::<Self>(key)),
         }
         Ok(())
@@ -120,7 +138,41 @@ impl ScoreResult {
     }
 }
 
-/// The answer of `/v1/score`: one result per image, in the order sent.
+/// An image that has no score (`on_error=report`): where it was in the request and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImageFailure {
+    /// The image's position in the request, from 0 (its slot in `results`).
+    pub index: usize,
+    /// The image's file name, JSON `name`, or `image#N`.
+    pub input: String,
+    /// What went wrong, for people (the message `on_error=fail` would answer, without the
+    /// name).
+    pub error: String,
+    /// What kind of failure, for programs.
+    pub error_type: ImageErrorType,
+}
+
+impl ImageFailure {
+    fn new(index: usize, input: String, e: &InputError) -> Self {
+        Self {
+            index,
+            input,
+            error: e.to_string(),
+            error_type: ImageErrorType::of(e),
+        }
+    }
+}
+
+/// One image's entry in `results`: its score, or (only with `on_error=report`) why it has
+/// none. An entry with `error` is a failure, one with `score` a result.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ScoreEntry {
+    Scored(ScoreResult),
+    Failed(ImageFailure),
+}
+
+/// The answer of `/v1/score`: one entry per image, in the order sent.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ScoreResponse {
     /// The bundle's name; null when its manifest has none.
@@ -128,7 +180,9 @@ pub struct ScoreResponse {
     #[schema(value_type = ProviderSchema)]
     pub provider: Provider,
     pub params: ScoreSettings,
-    pub results: Vec<ScoreResult>,
+    /// One entry per image, in the order sent: a score, or with `on_error=report` an error
+    /// entry for an image that could not be decoded or scored.
+    pub results: Vec<ScoreEntry>,
 }
 
 /// The request's options, defaults filled in (`set` checked the values given).
@@ -154,7 +208,8 @@ fn score_options(state: &AppState, p: &ScoreParams) -> ScoreOptions {
         content((ScoreJson = "application/json"), (ScoreForm = "multipart/form-data")),
     ),
     responses(
-        (status = 200, description = "One result per image, in the order sent.", body = ScoreResponse),
+        (status = 200, description = "One entry per image, in the order sent: its score, or \
+                                        (on_error=report) why it has none.", body = ScoreResponse),
         BodyErrors,
     ),
 )]
@@ -165,15 +220,50 @@ pub async fn score(
     let (uploads, params) = read::<ScoreParams>(req, &state.limits).await?;
     check_count(&state, uploads.len(), "images")?;
     let opts = score_options(&state, &params);
+    let report = params.on_error.unwrap_or_default() == OnError::Report;
     let names: Vec<String> = uploads.iter().map(|u| u.name.clone()).collect();
-    let images = decode_uploads(&state, uploads).await?;
-    state.metrics.images.inc_by(names.len() as u64);
-    let scored = state.engine.score_async(images, opts.clone()).await?;
-    // One image the encoders cannot score fails the request, naming it (as a bad image does).
-    let mut scores = Vec::with_capacity(scored.len());
-    for (name, s) in names.iter().zip(scored) {
-        scores.push(s.map_err(|e| ApiError::invalid(format!("{name}: {e}")))?);
+    // Each slot: None once decoded (its image goes to the engine), else why it failed.
+    let mut failed: Vec<Option<InputError>> = Vec::with_capacity(names.len());
+    let mut images = Vec::with_capacity(names.len());
+    for (name, d) in names.iter().zip(decode_each(&state, uploads).await?) {
+        match d {
+            Ok(img) => {
+                images.push(img);
+                failed.push(None);
+            }
+            Err(e) if report => failed.push(Some(e)),
+            Err(e) => return Err(ApiError::invalid(format!("{name}: {e}"))),
+        }
     }
+    state.metrics.images.inc_by(images.len() as u64);
+    let scored = if images.is_empty() {
+        Vec::new()
+    } else {
+        state.engine.score_async(images, opts.clone()).await?
+    };
+    let mut scored = scored.into_iter();
+    let mut results = Vec::with_capacity(names.len());
+    for (index, (name, failure)) in names.into_iter().zip(failed).enumerate() {
+        let outcome = match failure {
+            Some(e) => Err(e),
+            None => scored.next().ok_or_else(|| {
+                ApiError::internal("the engine returned fewer scores than images")
+            })?,
+        };
+        results.push(match outcome {
+            Ok(s) => ScoreEntry::Scored(ScoreResult::new(name, s)),
+            Err(e) if report => ScoreEntry::Failed(ImageFailure::new(index, name, &e)),
+            // One image the encoders cannot score fails the request, naming it (as a bad
+            // image does).
+            Err(e) => return Err(ApiError::invalid(format!("{name}: {e}"))),
+        });
+    }
+    state.metrics.image_errors.inc_by(
+        results
+            .iter()
+            .filter(|r| matches!(r, ScoreEntry::Failed(_)))
+            .count() as u64,
+    );
     Ok(Json(ScoreResponse {
         bundle: state.bundle().manifest.name.clone(),
         provider: state.provider,
@@ -184,10 +274,6 @@ pub async fn score(
             distance: opts.distance,
             normalize: opts.normalize,
         },
-        results: names
-            .into_iter()
-            .zip(scores)
-            .map(|(n, s)| ScoreResult::new(n, s))
-            .collect(),
+        results,
     }))
 }

@@ -2,7 +2,7 @@
 
     >>> from sslmem_client import Client
     >>> client = Client("http://127.0.0.1:8080")
-    >>> client.score(["shirt.png"]).results[0].score   # doctest: +SKIP
+    >>> client.score("shirt.png").results[0].score   # doctest: +SKIP
 
 See ``docs/python.md`` in the sslmem repository.
 """
@@ -11,6 +11,7 @@ from .client import DEFAULT_URL, AsyncClient, Client
 from .errors import (
     BadRequest,
     ConnectionFailed,
+    ImageErrors,
     InvalidInput,
     MethodNotAllowed,
     NotFound,
@@ -31,8 +32,10 @@ from .models import (
     Defaults,
     Embedding,
     EmbedResponse,
+    ImageError,
     ImageScore,
     Limits,
+    ScoreEntry,
     ScoreParams,
     ScoreResponse,
 )
@@ -46,6 +49,8 @@ __all__ = [
     "score_frame",
     *errors.__all__,
     "ImageScore",
+    "ImageError",
+    "ScoreEntry",
     "ScoreParams",
     "ScoreResponse",
     "Alignment",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import email.utils
 import time
 from datetime import datetime, timezone
@@ -21,7 +22,15 @@ import httpx
 
 from .errors import ConnectionFailed, SslmemError, error_class
 from .images import Images, Upload, encode_image, to_uploads
-from .models import AlignResponse, BundleInfo, EmbedResponse, Limits, ScoreResponse
+from .models import (
+    AlignResponse,
+    BundleInfo,
+    EmbedResponse,
+    ImageError,
+    Limits,
+    ScoreEntry,
+    ScoreResponse,
+)
 
 __all__ = ["Client", "AsyncClient", "DEFAULT_URL"]
 
@@ -173,9 +182,14 @@ def _pair_uploads(
 
 def _merge_score(parts: List[Dict[str, Any]]) -> ScoreResponse:
     first = ScoreResponse.from_json(parts[0])
-    results = list(first.results)
-    for p in parts[1:]:
-        results.extend(ScoreResponse.from_json(p).results)
+    results: List[ScoreEntry] = []
+    for p in parts:
+        # The server numbers a request's images from 0: renumber them over the whole list.
+        offset = len(results)
+        for r in ScoreResponse.from_json(p).results:
+            results.append(
+                dataclasses.replace(r, index=r.index + offset) if isinstance(r, ImageError) else r
+            )
     return ScoreResponse(
         bundle=first.bundle, provider=first.provider, params=first.params, results=results
     )
@@ -365,12 +379,26 @@ class Client(_Base):
         *,
         names: Optional[Sequence[str]] = None,
         batch_size: Optional[int] = None,
+        on_error: str = "report",
     ) -> ScoreResponse:
-        """SSLMem scores of images (paths, bytes, PIL images, uint8 arrays; a list, or a dict
-        of name -> image). ``pairs``, ``seed``, ``mode`` (``aug-vs-aug``, ``orig-vs-aug``),
-        ``distance`` (``l2``, ``cosine``, ``l1``) and ``normalize`` (``l2``, ``none``)
-        default to the server's. Results come in the order given."""
-        q = _query(pairs=pairs, seed=seed, mode=mode, distance=distance, normalize=normalize)
+        """SSLMem scores of images: one image (a path, bytes, a binary file, a PIL image, a
+        uint8 array), a list of them, or a dict of name -> image. ``pairs``, ``seed``,
+        ``mode`` (``aug-vs-aug``, ``orig-vs-aug``), ``distance`` (``l2``, ``cosine``,
+        ``l1``) and ``normalize`` (``l2``, ``none``) default to the server's. Results come in
+        the order given, one per image.
+
+        ``on_error``: ``"report"`` (default) gives an image the server cannot decode or score
+        an :class:`ImageError` in its slot and scores the others, in every request of a long
+        list; ``"fail"`` raises :class:`InvalidInput` instead, and the results of the whole
+        call are lost. ``response.raise_for_errors()`` raises after the fact, keeping them."""
+        q = _query(
+            pairs=pairs,
+            seed=seed,
+            mode=mode,
+            distance=distance,
+            normalize=normalize,
+            on_error=on_error,
+        )
         return _merge_score(
             self._post_chunks("/v1/score", to_uploads(images, names), q, batch_size)
         )
@@ -521,8 +549,16 @@ class AsyncClient(_Base):
         *,
         names: Optional[Sequence[str]] = None,
         batch_size: Optional[int] = None,
+        on_error: str = "report",
     ) -> ScoreResponse:
-        q = _query(pairs=pairs, seed=seed, mode=mode, distance=distance, normalize=normalize)
+        q = _query(
+            pairs=pairs,
+            seed=seed,
+            mode=mode,
+            distance=distance,
+            normalize=normalize,
+            on_error=on_error,
+        )
         return _merge_score(
             await self._post_chunks("/v1/score", to_uploads(images, names), q, batch_size)
         )

@@ -7,7 +7,10 @@ exception carries that message, that ``error_type``, the HTTP status, the
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, List, Optional
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import ImageError, ScoreResponse
 
 __all__ = [
     "SslmemError",
@@ -22,6 +25,7 @@ __all__ = [
     "Overloaded",
     "Unavailable",
     "ServerError",
+    "ImageErrors",
 ]
 
 
@@ -105,6 +109,27 @@ class Unavailable(SslmemError):
 
 class ServerError(SslmemError):
     """500 and any other unexpected status."""
+
+
+class ImageErrors(SslmemError):
+    """Raised by :meth:`ScoreResponse.raise_for_errors` when some images have no score.
+
+    Nothing is lost: ``response`` holds every result, scores and errors, in order.
+
+    Attributes:
+        response: the whole :class:`~sslmem_client.models.ScoreResponse`.
+        errors: its :class:`~sslmem_client.models.ImageError` entries.
+    """
+
+    def __init__(self, response: "ScoreResponse") -> None:
+        self.response = response
+        self.errors: List["ImageError"] = response.errors
+        first = self.errors[0]
+        super().__init__(
+            f"{len(self.errors)} of {len(response.results)} images have no score; the first: "
+            f"{first.input} (#{first.index}): {first.error}",
+            error_type=first.error_type,
+        )
 
 
 _BY_TYPE = {

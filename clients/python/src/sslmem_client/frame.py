@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .models import ScoreResponse
+from .models import ImageError, ScoreResponse
 
 __all__ = ["COLUMNS", "to_frame", "score_frame"]
 
-#: The DataFrame's columns, in order: the result fields, with ``ci95`` as two columns.
+#: The DataFrame's columns, in order: the result fields, with ``ci95`` as two columns, then
+#: ``error_type`` and ``error`` (missing, NaN, for an image with a score).
 COLUMNS = [
     "input",
     "align_f",
@@ -19,19 +20,25 @@ COLUMNS = [
     "ci95_low",
     "ci95_high",
     "pairs",
+    "error_type",
+    "error",
 ]
 
 
 def to_frame(response: ScoreResponse):
     """One row per image, in the order scored. ``stderr`` and the interval are NaN for one
-    pair. ``df.attrs`` holds the bundle, the provider and the parameters."""
+    pair. An image without a score (:class:`ImageError`) has NaN numbers and its
+    ``error_type`` and ``error``. ``df.attrs`` holds the bundle, the provider and the
+    parameters."""
     try:
         import pandas as pd
     except ImportError as e:
         raise ImportError("score_frame needs pandas: pip install 'sslmem-client[pandas]'") from e
     nan = float("nan")
     rows = [
-        (
+        (r.input, nan, nan, nan, nan, nan, nan, nan, nan, r.error_type, r.error)
+        if isinstance(r, ImageError)
+        else (
             r.input,
             r.align_f,
             r.align_g,
@@ -41,6 +48,8 @@ def to_frame(response: ScoreResponse):
             nan if r.ci95 is None else r.ci95[0],
             nan if r.ci95 is None else r.ci95[1],
             r.pairs,
+            None,
+            None,
         )
         for r in response.results
     ]

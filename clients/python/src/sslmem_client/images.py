@@ -62,8 +62,10 @@ def _array_png(arr: Any) -> bytes:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+        stack = " (for a stack of N images, pass list(stack))" if arr.ndim in (3, 4) else ""
         raise TypeError(
-            f"numpy images must have shape (H, W) or (H, W, C) with C in 1, 3, 4 (got {arr.shape})"
+            "numpy images must have shape (H, W) or (H, W, C) with C in 1, 3, 4 "
+            f"(got {arr.shape}){stack}"
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"empty image of shape {arr.shape}")
@@ -104,22 +106,22 @@ Images = Union[Mapping[str, ImageLike], Iterable[ImageLike]]
 
 
 def _is_single(images: Any) -> bool:
-    # One image where a list was expected: a path, bytes, a PIL image or an array.
+    # One image rather than a collection of them: a path, bytes, a PIL image, an array, or an
+    # open file (iterable, but over lines, not images).
     return (
         isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview))
         or _is_pil(images)
         or _is_ndarray(images)
+        or callable(getattr(images, "read", None))
     )
 
 
 def to_uploads(images: Images, names: Optional[Sequence[str]] = None) -> List[Upload]:
-    """(name, bytes) for each image. Names: ``names`` if given, else the keys of a mapping,
-    else the file's name, else ``image#<position>``."""
+    """(name, bytes) for each image: one image (anything a list may hold), a list (any
+    iterable) of them, or a mapping of name -> image. Names: ``names`` if given, else the
+    keys of a mapping, else the file's name, else ``image#<position>``."""
     if _is_single(images):
-        hint = (
-            "[image], or list(stack) for an (N, H, W) stack" if _is_ndarray(images) else "[image]"
-        )
-        raise TypeError(f"images must be a list (or a dict of name -> image): pass {hint}")
+        images = [images]
     if isinstance(images, Mapping):
         if names is not None:
             raise TypeError("give names either as the keys of a dict or as names=, not both")

@@ -7,10 +7,12 @@ still parses) and, for results, ``to_dict``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 __all__ = [
     "ImageScore",
+    "ImageError",
+    "ScoreEntry",
     "ScoreParams",
     "ScoreResponse",
     "Alignment",
@@ -57,10 +59,51 @@ class ImageScore:
             pairs=int(d["pairs"]),
         )
 
+    #: Always True: this image has a score (an :class:`ImageError` has ``ok`` False).
+    ok = True
+
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         d["ci95"] = None if self.ci95 is None else list(self.ci95)
         return d
+
+
+@dataclass(frozen=True)
+class ImageError:
+    """An image that has no score: the server could not decode or score it
+    (``on_error="report"``, the client's default). It sits in the image's slot of
+    ``results``.
+
+    ``index`` is the image's position in the list given to ``score`` (from 0);
+    ``error_type`` is ``undecodable``, ``empty``, ``too_large`` or ``not_finite``;
+    ``error`` is the server's message.
+    """
+
+    index: int
+    input: str
+    error: str
+    error_type: str
+
+    #: Always False: this image has no score.
+    ok = False
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "ImageError":
+        return cls(
+            index=int(d["index"]), input=d["input"], error=d["error"], error_type=d["error_type"]
+        )
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+#: One entry of :attr:`ScoreResponse.results`.
+ScoreEntry = Union[ImageScore, ImageError]
+
+
+def _entry(d: Dict[str, Any]) -> ScoreEntry:
+    # The server's entries have either ``error`` (a failure) or ``score``.
+    return ImageError.from_json(d) if "error" in d else ImageScore.from_json(d)
 
 
 @dataclass(frozen=True)
@@ -87,12 +130,13 @@ class ScoreParams:
 @dataclass(frozen=True)
 class ScoreResponse:
     """``POST /v1/score``: the bundle's name, the execution provider, the parameters and one
-    :class:`ImageScore` per image, in the order given."""
+    entry per image, in the order given: an :class:`ImageScore`, or an :class:`ImageError`
+    for an image the server could not decode or score (``entry.ok`` tells them apart)."""
 
     bundle: Optional[str]
     provider: str
     params: ScoreParams
-    results: List[ImageScore] = field(default_factory=list)
+    results: List[ScoreEntry] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "ScoreResponse":
@@ -100,8 +144,27 @@ class ScoreResponse:
             bundle=d.get("bundle"),
             provider=d["provider"],
             params=ScoreParams.from_json(d["params"]),
-            results=[ImageScore.from_json(r) for r in d["results"]],
+            results=[_entry(r) for r in d["results"]],
         )
+
+    @property
+    def scores(self) -> List[ImageScore]:
+        """The images that have a score, in order (``results`` without the errors)."""
+        return [r for r in self.results if isinstance(r, ImageScore)]
+
+    @property
+    def errors(self) -> List[ImageError]:
+        """The images that have no score, in order; empty when every image was scored."""
+        return [r for r in self.results if isinstance(r, ImageError)]
+
+    def raise_for_errors(self) -> "ScoreResponse":
+        """Raises :class:`~sslmem_client.errors.ImageErrors` when any image has no score;
+        returns the response otherwise (for ``client.score(...).raise_for_errors()``)."""
+        if self.errors:
+            from .errors import ImageErrors
+
+            raise ImageErrors(self)
+        return self
 
     def to_frame(self):  # -> pandas.DataFrame
         """One row per image (needs pandas): see :func:`sslmem_client.frame.score_frame`."""
