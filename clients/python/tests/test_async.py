@@ -34,11 +34,14 @@ def test_async_equals_sync(server, images):
                 await a.score(images, pairs=3, seed=9, batch_size=4),
             )
             frame = await a.score_frame([Image.open(p) for p in images], pairs=3, seed=9)
-            return got, frame, await a.health(), await a.ready()
+            sets = await a.sets_frame(images[:2], images[2:], pairs=3, seed=9)
+            return got, frame, sets, await a.health(), await a.ready()
 
-    got, frame, health, ready = asyncio.run(run())
+    got, frame, sets, health, ready = asyncio.run(run())
     assert got == want
     assert list(frame["score"]) == [r.score for r in want[0].results]
+    assert list(sets["score"]) == [r.score for r in want[0].results]
+    assert list(sets["set"]) == ["candidate"] * 2 + ["extra"] * (len(images) - 2)
     assert health and ready
 
 

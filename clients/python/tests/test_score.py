@@ -282,3 +282,17 @@ def test_bad_images_get_an_error_in_their_slot_and_the_rest_are_scored(tiny_serv
     assert df["score"].isna().tolist() == [i in bad for i in range(len(items))]
     assert df["error_type"].iloc[1] == "undecodable" and "cannot decode" in df["error"].iloc[1]
     assert df["error"].isna().tolist() == [i not in bad for i in range(len(items))]
+
+
+def test_sets_frame_names_the_sets_as_the_audit_does(server, images):
+    with Client(server.url) as c:
+        df = c.sets_frame(images[:3], images[3:5], pairs=3, seed=5)
+        whole = c.score(images[:5], pairs=3, seed=5)
+        with pytest.warns(UserWarning, match="no non-members"):
+            alone = c.sets_frame(images[:2], shared=images[5:], pairs=3, seed=5)
+    assert list(df.columns) == ["set", *COLUMNS]
+    assert list(df["set"]) == ["candidate"] * 3 + ["extra"] * 2
+    # The same images and seed: the same scores as one call, whatever the grouping.
+    assert list(df["score"]) == [r.score for r in whole.results]
+    assert df.attrs["seed"] == 5
+    assert list(alone["set"]) == ["candidate", "candidate", "shared"]

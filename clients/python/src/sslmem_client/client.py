@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import httpx
 
+from . import frame
 from .errors import ConnectionFailed, SslmemError, error_class
 from .images import Images, Upload, encode_image, to_uploads
 from .models import (
@@ -407,6 +408,27 @@ class Client(_Base):
         """:meth:`score` as a pandas DataFrame, one row per image (needs pandas)."""
         return self.score(images, *args, **kw).to_frame()
 
+    def sets_frame(
+        self,
+        members: Images,
+        non_members: Optional[Images] = None,
+        *,
+        shared: Optional[Images] = None,
+        independent: Optional[Images] = None,
+        **kw: Any,
+    ):
+        """Scores of the sets a membership audit compares, as one pandas DataFrame: a
+        ``set`` column named as ``sslmem audit --members ... --non-members ...`` names them
+        (``members``: images ``f`` was trained on and ``g`` was not, ``candidate``;
+        ``non_members``: images neither saw, from the same distribution, ``extra``;
+        optionally ``shared`` and ``independent``), then the columns of :meth:`score_frame`.
+        The scores are those the audit gives for the same images and seed. ``kw`` goes to
+        :meth:`score`. Warns without non-members. For the checks, the tests and the
+        membership ROC with intervals, run the audit itself (docs/audit.md)."""
+        return frame.sets_frame(
+            self, members, non_members, shared=shared, independent=independent, **kw
+        )
+
     def align(
         self,
         pairs_of_images: Iterable[Tuple[Any, Any]],
@@ -565,6 +587,20 @@ class AsyncClient(_Base):
 
     async def score_frame(self, images: Images, *args: Any, **kw: Any):
         return (await self.score(images, *args, **kw)).to_frame()
+
+    async def sets_frame(
+        self,
+        members: Images,
+        non_members: Optional[Images] = None,
+        *,
+        shared: Optional[Images] = None,
+        independent: Optional[Images] = None,
+        **kw: Any,
+    ):
+        sets = frame.named_sets(members, non_members, shared, independent)
+        return frame.sets_to_frame(
+            [(name, await self.score(images, **kw)) for name, images in sets]
+        )
 
     async def align(
         self,

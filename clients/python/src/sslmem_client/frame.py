@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from typing import Any, List, Optional, Sequence, Tuple
 
 from .models import ImageError, ScoreResponse
 
-__all__ = ["COLUMNS", "to_frame", "score_frame"]
+__all__ = ["COLUMNS", "SET_NAMES", "to_frame", "score_frame", "sets_to_frame"]
+
+#: The sets a user names, as ``sslmem audit --members ... --non-members ...`` names them:
+#: (this client's argument, the audit's set), in the audit's order.
+SET_NAMES = (
+    ("members", "candidate"),
+    ("shared", "shared"),
+    ("independent", "independent"),
+    ("non_members", "extra"),
+)
 
 #: The DataFrame's columns, in order: the result fields, with ``ci95`` as two columns, then
 #: ``error_type`` and ``error`` (missing, NaN, for an image with a score).
@@ -25,15 +35,20 @@ COLUMNS = [
 ]
 
 
+def _pandas():
+    try:
+        import pandas as pd
+    except ImportError as e:
+        raise ImportError("score_frame needs pandas: pip install 'sslmem-client[pandas]'") from e
+    return pd
+
+
 def to_frame(response: ScoreResponse):
     """One row per image, in the order scored. ``stderr`` and the interval are NaN for one
     pair. An image without a score (:class:`ImageError`) has NaN numbers and its
     ``error_type`` and ``error``. ``df.attrs`` holds the bundle, the provider and the
     parameters."""
-    try:
-        import pandas as pd
-    except ImportError as e:
-        raise ImportError("score_frame needs pandas: pip install 'sslmem-client[pandas]'") from e
+    pd = _pandas()
     nan = float("nan")
     rows = [
         (r.input, nan, nan, nan, nan, nan, nan, nan, nan, r.error_type, r.error)
@@ -69,3 +84,53 @@ def to_frame(response: ScoreResponse):
 def score_frame(client: Any, images: Any, *args: Any, **kw: Any):
     """``client.score(images, ...)`` as a DataFrame, one row per image (a sync client)."""
     return to_frame(client.score(images, *args, **kw))
+
+
+def named_sets(
+    members: Any,
+    non_members: Any = None,
+    shared: Any = None,
+    independent: Any = None,
+) -> List[Tuple[str, Any]]:
+    """The sets given, as (the audit's set name, images), in the audit's order. Warns when
+    there are no non-members: then nothing says whether a score means memorization."""
+    given = {"members": members, "shared": shared, "independent": independent,
+             "non_members": non_members}
+    if non_members is None:
+        warnings.warn(
+            "no non-members: without images neither encoder saw, from the same distribution, "
+            "members' scores cannot be read as memorization (sslmem audit --members ... "
+            "--non-members ... gives the checks and the membership ROC)",
+            UserWarning,
+            stacklevel=3,
+        )
+    return [(name, given[arg]) for arg, name in SET_NAMES if given[arg] is not None]
+
+
+def sets_to_frame(responses: Sequence[Tuple[str, ScoreResponse]]):
+    """One frame of several sets' responses: a ``set`` column first (``candidate``,
+    ``shared``, ``independent``, ``extra``), then :data:`COLUMNS`; ``df.attrs`` as
+    :func:`to_frame` gives them, from the first response."""
+    pd = _pandas()
+    frames = []
+    for name, response in responses:
+        df = to_frame(response)
+        df.insert(0, "set", name)
+        frames.append(df)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs = dict(frames[0].attrs) if frames else {}
+    return out
+
+
+def sets_frame(
+    client: Any,
+    members: Any,
+    non_members: Optional[Any] = None,
+    *,
+    shared: Optional[Any] = None,
+    independent: Optional[Any] = None,
+    **kw: Any,
+):
+    """``client.sets_frame(...)`` for a sync client: see :meth:`Client.sets_frame`."""
+    sets = named_sets(members, non_members, shared, independent)
+    return sets_to_frame([(name, client.score(images, **kw)) for name, images in sets])
