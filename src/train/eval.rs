@@ -200,6 +200,47 @@ pub fn onnx_representations(
     Ok(Tensor::cat(&parts, 0))
 }
 
+/// How many directions each output of an exported encoder uses over a set of images.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputSpreads {
+    pub representation: Option<super::collapse::Spread>,
+    pub projection: Option<super::collapse::Spread>,
+}
+
+impl OutputSpreads {
+    /// The outputs that collapsed (`representation`, `projection`).
+    pub fn collapsed(&self) -> Vec<&'static str> {
+        [
+            ("representation", self.representation),
+            ("projection", self.projection),
+        ]
+        .into_iter()
+        .filter(|(_, s)| s.is_some_and(|s| s.collapsed()))
+        .map(|(name, _)| name)
+        .collect()
+    }
+}
+
+/// The [`OutputSpreads`] of the exported encoder at `path` over every example of `data`
+/// (un-augmented), through the engine that scores it.
+///
+/// Errors: the model cannot be loaded or run; the singular values cannot be computed.
+pub fn output_spreads(
+    path: &std::path::Path,
+    data: &ImageArray,
+    norm: &Normalize,
+) -> Result<OutputSpreads> {
+    let all: Vec<usize> = (0..data.len()).collect();
+    let of = |output: &str| -> Result<Option<super::collapse::Spread>> {
+        let enc = exported_engine(path, data, norm, output)?;
+        super::collapse::spread(&onnx_representations(&enc, data, &all, norm)?)
+    };
+    Ok(OutputSpreads {
+        representation: of(crate::onnx::REPRESENTATION)?,
+        projection: of(crate::onnx::PROJECTION)?,
+    })
+}
+
 /// Linear-probe steps (full-batch Adam): enough to converge on these feature sizes.
 pub const PROBE_STEPS: usize = 1000;
 

@@ -20,16 +20,21 @@ pub enum Method {
     Barlow,
 }
 
+/// Each method's hyperparameters, with the literature's defaults ([`Default`]: the values
+/// `sslmem-train`'s flags default to). Recorded in the manifest's training config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MethodConfig {
     pub method: Method,
-    /// SimCLR temperature.
+    /// SimCLR's NT-Xent temperature (0.5: SimCLR's CIFAR-10 setting, Chen et al. 2020,
+    /// appendix B.9).
     pub temperature: f64,
-    /// BYOL: EMA momentum at the start; it follows a cosine schedule up to 1.
+    /// BYOL: EMA momentum at the start; it follows a cosine schedule up to 1 (0.996: Grill
+    /// et al. 2020, section 3.2).
     pub ema_base: f64,
-    /// VICReg (invariance, variance, covariance) weights.
+    /// VICReg (invariance, variance, covariance) weights (25, 25, 1: Bardes et al. 2022,
+    /// section 4.1).
     pub vicreg: (f64, f64, f64),
-    /// Barlow Twins off-diagonal weight.
+    /// Barlow Twins off-diagonal weight (0.005: Zbontar et al. 2021, section 4).
     pub barlow_lambda: f64,
 }
 
@@ -37,11 +42,38 @@ impl Default for MethodConfig {
     fn default() -> Self {
         Self {
             method: Method::Simclr,
-            temperature: 0.2,
+            temperature: 0.5,
             ema_base: 0.996,
             vicreg: (25.0, 25.0, 1.0),
             barlow_lambda: 0.005,
         }
+    }
+}
+
+impl MethodConfig {
+    /// Checks each hyperparameter's range, naming the `sslmem-train` flag that sets it.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |flag: &str, v: f64, what: &str| {
+            Err(Error::Param(format!("--{flag} is {v}; it must be {what}")))
+        };
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return bad("temperature", self.temperature, "above 0");
+        }
+        if !(0.0..=1.0).contains(&self.ema_base) {
+            return bad("ema-base", self.ema_base, "between 0 and 1");
+        }
+        let (sim, var, cov) = self.vicreg;
+        for (flag, v) in [
+            ("vicreg-sim-weight", sim),
+            ("vicreg-var-weight", var),
+            ("vicreg-cov-weight", cov),
+            ("barlow-lambda", self.barlow_lambda),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(flag, v, "0 or more");
+            }
+        }
+        Ok(())
     }
 }
 

@@ -7,10 +7,15 @@
 //!
 //! Both the representation (what is exported and scored) and the projection (what the SSL
 //! loss sees) are measured, in eval mode (batch-norm running statistics, as exported).
+//!
+//! Each measurement also says how many directions each output uses (its effective rank over
+//! the un-augmented seen and unseen images, [`super::collapse`]): a run whose outputs
+//! collapse cannot memorize, and the trainer says so.
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
+use super::collapse::{spread, Spread};
 use super::model::Encoder;
 use crate::augment::{Augmenter, Normalize};
 use crate::data::ImageArray;
@@ -71,6 +76,27 @@ pub struct MonitorReport {
     pub canaries_representation: Option<Gap>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canaries_projection: Option<Gap>,
+    /// Directions the representation uses over the un-augmented seen and unseen images
+    /// (absent in logs written before the collapse check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub representation_spread: Option<Spread>,
+    /// The same for the projection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection_spread: Option<Spread>,
+}
+
+impl MonitorReport {
+    /// The outputs that collapsed (`representation`, `projection`), in that order.
+    pub fn collapsed(&self) -> Vec<&'static str> {
+        [
+            ("representation", self.representation_spread),
+            ("projection", self.projection_spread),
+        ]
+        .into_iter()
+        .filter(|(_, s)| s.is_some_and(|s| s.collapsed()))
+        .map(|(name, _)| name)
+        .collect()
+    }
 }
 
 /// What a trainer measures, and on which images.
@@ -182,11 +208,21 @@ pub fn measure(
             let (hr, hp) = run(&sets.canaries_unseen)?;
             (Some(gap(&cr, &hr)), Some(gap(&cp, &hp)))
         };
+    let all: Vec<usize> = sets.seen.iter().chain(&sets.unseen).copied().collect();
+    let (representation_spread, projection_spread) = if all.is_empty() {
+        (None, None)
+    } else {
+        let x = super::eval::images(data, &all, norm, device)?;
+        let out = tch::no_grad(|| enc.forward(&x, false));
+        (spread(&out.representation)?, spread(&out.projection)?)
+    };
     Ok(MonitorReport {
         representation: gap(&sr, &ur),
         projection: gap(&sp, &up),
         canaries_representation,
         canaries_projection,
+        representation_spread,
+        projection_spread,
     })
 }
 

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
-use super::eval::{evaluate, exported_engine, images, raw_pixel_probe, EvalReport};
+use super::eval::{
+    evaluate, exported_engine, images, output_spreads, raw_pixel_probe, EvalReport, OutputSpreads,
+};
 use super::model::Encoder;
 use super::monitor::{sample, Monitor, MonitorSets, MonitorSpec};
 use super::trainer::{TrainConfig, Trainer};
@@ -85,6 +87,13 @@ pub struct RunRecord {
     pub eval: Option<EvalReport>,
     pub parity_max_rel_err: f64,
     pub file: String,
+    /// Directions each output uses over the test images (absent in records written before
+    /// the collapse check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<OutputSpreads>,
+    /// The outputs that collapsed ([`crate::train::collapse`]); empty when none did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collapsed: Vec<String>,
 }
 
 pub struct PairOptions {
@@ -246,6 +255,21 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
                 tracing::info!(run = %label, parity, "trained and exported (no labels: not evaluated)");
                 None
             };
+            let spread = output_spreads(&path, &test, &norm)?;
+            let collapsed: Vec<String> = spread.collapsed().into_iter().map(String::from).collect();
+            if collapsed.is_empty() {
+                tracing::info!(run = %label, representation = ?spread.representation, projection = ?spread.projection, "effective rank over the test images");
+            } else {
+                tracing::warn!(
+                    run = %label,
+                    representation = ?spread.representation,
+                    projection = ?spread.projection,
+                    "COLLAPSED: the {} of {label} uses few of its directions over the test \
+                     images, so its audit cannot show memorization; change the method's \
+                     settings (docs/train.md)",
+                    collapsed.join(" and ")
+                );
+            }
             let record = RunRecord {
                 side: side.into(),
                 index: m,
@@ -254,6 +278,8 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
                 eval,
                 parity_max_rel_err: parity,
                 file,
+                spread: Some(spread),
+                collapsed,
             };
             let log_src = work.join(&label).join("log.jsonl");
             let mut log = fs::read(&log_src).unwrap_or_default();

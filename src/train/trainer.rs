@@ -233,14 +233,38 @@ impl Trainer<'_> {
                             &norm,
                             self.device,
                         )?;
+                        let collapsed = r.collapsed();
                         measured = format!(
-                            " | seen-vs-unseen AUC rep {:.3} proj {:.3}{}",
+                            " | seen-vs-unseen AUC rep {:.3} proj {:.3}{}{}{}",
                             r.representation.auc,
                             r.projection.auc,
                             r.canaries_projection
                                 .map(|g| format!(", canaries proj {:.3}", g.auc))
-                                .unwrap_or_default()
+                                .unwrap_or_default(),
+                            r.projection_spread
+                                .map(|s| format!(" | effective rank proj {s}"))
+                                .unwrap_or_default(),
+                            if collapsed.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" | COLLAPSED: {}", collapsed.join(", "))
+                            }
                         );
+                        if !collapsed.is_empty() {
+                            pb.suspend(|| {
+                                tracing::warn!(
+                                    run = %self.label,
+                                    epoch = epoch + 1,
+                                    representation = %r.representation_spread.map(|s| s.to_string()).unwrap_or_default(),
+                                    projection = %r.projection_spread.map(|s| s.to_string()).unwrap_or_default(),
+                                    "COLLAPSED: the {} uses few of its directions (effective rank \
+                                     below {:.0}% of its dimension), so this encoder cannot \
+                                     memorize; change the method's settings (docs/train.md)",
+                                    collapsed.join(" and "),
+                                    100.0 * super::collapse::COLLAPSE_FRACTION
+                                )
+                            });
+                        }
                         pb.suspend(|| {
                             tracing::info!(
                                 run = %self.label,
@@ -251,6 +275,8 @@ impl Trainer<'_> {
                                 projection_auc = r.projection.auc,
                                 canary_auc = r.canaries_representation.map(|g| g.auc),
                                 canary_projection_auc = r.canaries_projection.map(|g| g.auc),
+                                projection_effective_rank =
+                                    r.projection_spread.map(|s| s.effective_rank),
                                 "memorization monitor"
                             )
                         });
@@ -267,6 +293,10 @@ impl Trainer<'_> {
                 if let Some(r) = &report {
                     line["memorization"] =
                         serde_json::to_value(r).map_err(|e| Error::output("JSON", e))?;
+                    let collapsed = r.collapsed();
+                    if !collapsed.is_empty() {
+                        line["collapsed"] = serde_json::json!(collapsed);
+                    }
                 }
                 pending.push(line);
                 // Log lines are written with the checkpoint that covers them, so a resumed run

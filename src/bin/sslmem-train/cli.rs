@@ -200,9 +200,24 @@ pub struct PairArgs {
     pub momentum: f64,
     #[arg(long, env = "SSLMEM_TRAIN_WARMUP_EPOCHS", default_value_t = 1.0)]
     pub warmup_epochs: f64,
-    /// SimCLR temperature.
-    #[arg(long, env = "SSLMEM_TRAIN_TEMPERATURE", default_value_t = 0.5)]
+    /// SimCLR's NT-Xent temperature (SimCLR's CIFAR-10 setting).
+    #[arg(long, env = "SSLMEM_TRAIN_TEMPERATURE", default_value_t = MethodConfig::default().temperature)]
     pub temperature: f64,
+    /// BYOL: the target network's EMA momentum at the start; it rises to 1 along a cosine.
+    #[arg(long, env = "SSLMEM_TRAIN_EMA_BASE", default_value_t = MethodConfig::default().ema_base)]
+    pub ema_base: f64,
+    /// VICReg: weight of the invariance (similarity) term.
+    #[arg(long, env = "SSLMEM_TRAIN_VICREG_SIM_WEIGHT", default_value_t = MethodConfig::default().vicreg.0)]
+    pub vicreg_sim_weight: f64,
+    /// VICReg: weight of the variance term (0 lets the outputs collapse).
+    #[arg(long, env = "SSLMEM_TRAIN_VICREG_VAR_WEIGHT", default_value_t = MethodConfig::default().vicreg.1)]
+    pub vicreg_var_weight: f64,
+    /// VICReg: weight of the covariance term.
+    #[arg(long, env = "SSLMEM_TRAIN_VICREG_COV_WEIGHT", default_value_t = MethodConfig::default().vicreg.2)]
+    pub vicreg_cov_weight: f64,
+    /// Barlow Twins: weight of the off-diagonal (redundancy reduction) term.
+    #[arg(long, env = "SSLMEM_TRAIN_BARLOW_LAMBDA", default_value_t = MethodConfig::default().barlow_lambda)]
+    pub barlow_lambda: f64,
     /// Training augmentations: simclr, authors or none.
     #[arg(long, env = "SSLMEM_TRAIN_AUGMENT", default_value = "simclr")]
     pub augment: String,
@@ -311,13 +326,21 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
     }
     // Empty: the dataset's (see data::dataset::normalisation), filled in once it is loaded.
     let (mean, std) = (a.mean.clone(), a.std.clone());
+    let method = MethodConfig {
+        method: a.method,
+        temperature: a.temperature,
+        ema_base: a.ema_base,
+        vicreg: (
+            a.vicreg_sim_weight,
+            a.vicreg_var_weight,
+            a.vicreg_cov_weight,
+        ),
+        barlow_lambda: a.barlow_lambda,
+    };
+    method.validate()?;
     let config = TrainConfig {
         arch,
-        method: MethodConfig {
-            method: a.method,
-            temperature: a.temperature,
-            ..MethodConfig::default()
-        },
+        method,
         optim: OptimConfig {
             kind: a.optimizer,
             lr: a.lr * a.batch_size as f64 / 256.0,
