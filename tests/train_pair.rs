@@ -607,3 +607,87 @@ fn every_trainer_flag_reads_an_environment_variable_with_one_meaning() {
     let n = common::check_flag_environment(train_bin, &subcommands);
     assert!(n > 30, "the help pages were read: {n} variables");
 }
+
+/// [`pair_args`] on 200 training images instead of 400, at learning rate `lr`.
+fn small_pair_args(out: &Path, epochs: &str, lr: &str) -> Vec<String> {
+    let mut args = pair_args(out, epochs);
+    for (flag, value) in [("--subset", "200"), ("--lr", lr)] {
+        let at = args.iter().position(|a| a == flag).expect("flag") + 1;
+        args[at] = value.into();
+    }
+    args
+}
+
+#[test]
+fn a_collapsing_run_says_so_in_its_log_warning_and_manifest() {
+    // Barlow Twins without its redundancy term (lambda 0) is minimised by outputs whose
+    // dimensions all say the same thing: it collapses within two epochs here.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("bundle");
+    let args = small_pair_args(&out, "2", "0.3");
+    let o = train_bin()
+        .args(&args)
+        .args([
+            "--method",
+            "barlow",
+            "--barlow-lambda",
+            "0",
+            "--monitor-every",
+            "1",
+        ])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("COLLAPSED (representation, projection)"),
+        "{err}"
+    );
+    let m = manifest(&out);
+    let runs = m["training"]["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        assert!(
+            r["collapsed"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|o| o == "projection")),
+            "{r}"
+        );
+        let p = &r["spread"]["projection"];
+        assert_eq!(p["dims"], 64);
+        assert!(p["effective_rank"].as_f64().is_some_and(|e| e < 6.4), "{p}");
+    }
+    let log = std::fs::read_to_string(out.join("train-f0.jsonl")).expect("log");
+    let measured: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l.get("memorization").is_some())
+        .collect();
+    assert!(!measured.is_empty());
+    assert!(measured
+        .iter()
+        .any(|l| l["collapsed"] == serde_json::json!(["representation", "projection"])));
+    assert!(measured[0]["memorization"]["projection_spread"]["effective_rank"].is_f64());
+
+    // SimCLR for as long: its outputs spread out, nothing is flagged.
+    let healthy = dir.path().join("healthy");
+    let args = small_pair_args(&healthy, "2", "0.1");
+    let o = train_bin()
+        .args(&args)
+        .args(["--method", "simclr", "--monitor-every", "1"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("COLLAPSED"), "{err}");
+    let m = manifest(&healthy);
+    for r in m["training"]["runs"].as_array().expect("runs") {
+        assert!(r.get("collapsed").is_none(), "{r}");
+        assert!(
+            r["spread"]["projection"]["effective_rank"]
+                .as_f64()
+                .is_some_and(|e| e > 6.4),
+            "{r}"
+        );
+    }
+}

@@ -256,7 +256,12 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
                 None
             };
             let spread = output_spreads(&path, &test, &norm)?;
-            let collapsed: Vec<String> = spread.collapsed().into_iter().map(String::from).collect();
+            // Too short a run is still near its initialisation: nothing to judge.
+            let collapsed: Vec<String> = if cfg.epochs >= super::collapse::MIN_EPOCHS {
+                spread.collapsed().into_iter().map(String::from).collect()
+            } else {
+                Vec::new()
+            };
             if collapsed.is_empty() {
                 tracing::info!(run = %label, representation = ?spread.representation, projection = ?spread.projection, "effective rank over the test images");
             } else {
@@ -264,10 +269,11 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
                     run = %label,
                     representation = ?spread.representation,
                     projection = ?spread.projection,
-                    "COLLAPSED: the {} of {label} uses few of its directions over the test \
-                     images, so its audit cannot show memorization; change the method's \
-                     settings (docs/train.md)",
-                    collapsed.join(" and ")
+                    "COLLAPSED ({}): {label}'s effective rank over the test images is below \
+                     {:.0}% of the output's dimension, so its audit cannot show memorization; \
+                     change the method's settings (docs/train.md)",
+                    collapsed.join(", "),
+                    100.0 * super::collapse::COLLAPSE_FRACTION
                 );
             }
             let record = RunRecord {

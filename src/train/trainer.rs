@@ -233,7 +233,11 @@ impl Trainer<'_> {
                             &norm,
                             self.device,
                         )?;
-                        let collapsed = r.collapsed();
+                        let collapsed = if epoch + 1 >= super::collapse::MIN_EPOCHS {
+                            r.collapsed()
+                        } else {
+                            Vec::new()
+                        };
                         measured = format!(
                             " | seen-vs-unseen AUC rep {:.3} proj {:.3}{}{}{}",
                             r.representation.auc,
@@ -257,10 +261,10 @@ impl Trainer<'_> {
                                     epoch = epoch + 1,
                                     representation = %r.representation_spread.map(|s| s.to_string()).unwrap_or_default(),
                                     projection = %r.projection_spread.map(|s| s.to_string()).unwrap_or_default(),
-                                    "COLLAPSED: the {} uses few of its directions (effective rank \
-                                     below {:.0}% of its dimension), so this encoder cannot \
-                                     memorize; change the method's settings (docs/train.md)",
-                                    collapsed.join(" and "),
+                                    "COLLAPSED ({}): effective rank below {:.0}% of the \
+                                     output's dimension, so this encoder cannot memorize; \
+                                     change the method's settings (docs/train.md)",
+                                    collapsed.join(", "),
                                     100.0 * super::collapse::COLLAPSE_FRACTION
                                 )
                             });
@@ -294,7 +298,7 @@ impl Trainer<'_> {
                     line["memorization"] =
                         serde_json::to_value(r).map_err(|e| Error::output("JSON", e))?;
                     let collapsed = r.collapsed();
-                    if !collapsed.is_empty() {
+                    if epoch + 1 >= super::collapse::MIN_EPOCHS && !collapsed.is_empty() {
                         line["collapsed"] = serde_json::json!(collapsed);
                     }
                 }
