@@ -812,16 +812,24 @@ fn members_and_non_members_audit_as_the_split_sets_do() {
         "command in the run record"
     );
 
-    // Non-members as a folder of PNG files of the same pixels: the same scores and ROC.
-    let test = sslmem::data::inputs::load_dataset("fashion-mnist:test").expect("dataset");
-    let folder = dir.path().join("non-members");
-    std::fs::create_dir_all(folder.join(".thumbs")).expect("mkdir");
-    for i in 0..40 {
-        let im = test.get(i).expect("image");
-        let png = image::GrayImage::from_raw(im.width as u32, im.height as u32, im.data)
-            .expect("gray image");
-        png.save(folder.join(format!("{i:03}.png"))).expect("png");
-    }
+    // A members folder and a non-members folder of PNG files of the same pixels (named so
+    // that folder order is the split's; a hidden folder beside them is skipped): the same
+    // scores, tests and ROC.
+    let write_pngs = |dataset: &str, indices: &[usize], folder: &Path| {
+        let data = sslmem::data::inputs::load_dataset(dataset).expect("dataset");
+        std::fs::create_dir_all(folder.join(".thumbs")).expect("mkdir");
+        for (k, &i) in indices.iter().enumerate() {
+            let im = data.get(i).expect("image");
+            let png = image::GrayImage::from_raw(im.width as u32, im.height as u32, im.data)
+                .expect("gray image");
+            png.save(folder.join(format!("{k:03}.png"))).expect("png");
+            png.save(folder.join(".thumbs").join(format!("{k:03}.png")))
+                .expect("png");
+        }
+    };
+    let (member_dir, non_member_dir) = (dir.path().join("members"), dir.path().join("non"));
+    write_pngs("fashion-mnist:train", &candidates, &member_dir);
+    write_pngs("fashion-mnist:test", &extra, &non_member_dir);
     let pngs = dir.path().join("pngs");
     let o = sslmem()
         .args([
@@ -833,15 +841,20 @@ fn members_and_non_members_audit_as_the_split_sets_do() {
             "--pairs",
             "4",
         ])
-        .args(["--members", &members, "--non-members", arg(&folder)])
+        .args(["--members", arg(&member_dir)])
+        .args(["--non-members", arg(&non_member_dir)])
         .output()
         .expect("run");
     assert!(o.status.success(), "{}", stderr(&o));
     let c: Value = serde_json::from_str(&read(&pngs, "summary.json")).expect("summary");
+    assert_eq!(c["sets"]["candidate"]["count"], 40);
     assert_eq!(c["sets"]["extra"]["count"], 40);
     for k in ["membership", "checks", "tests"] {
         assert_eq!(a[k], c[k], "{k}");
     }
+    let scores =
+        |out: &Path| -> Vec<f64> { rows_without_index(out).iter().map(|r| r.score).collect() };
+    assert_eq!(scores(&pngs), scores(&split));
 }
 
 #[test]

@@ -118,7 +118,12 @@ mod tests {
         let base = Tensor::randn([1, 64], (Kind::Float, tch::Device::Cpu));
         let scales = Tensor::arange_start(1, 201, (Kind::Float, tch::Device::Cpu)).view([200, 1]);
         let one = spread(&(base * scales)).expect("svd").expect("spread");
-        assert!((one.effective_rank - 1.0).abs() < 1e-6, "{one}");
+        // The rows were made in float32: rounding leaves the other singular values ~1e-7.
+        assert!(
+            (one.effective_rank - 1.0).abs() < 1e-3,
+            "{}",
+            one.effective_rank
+        );
         assert!(one.collapsed());
         // Isotropic Gaussian rows: most of the 64 directions.
         tch::manual_seed(0);
