@@ -51,12 +51,15 @@ k8s_img=$(kubectl kustomize docker/k8s/base | awk '/image: /{print $2; exit}')
 work=$(mktemp -d)
 cleanup() {
   local rc=$? ids
-  ids=$(pm ps -aq --filter "label=$label" 2>/dev/null || true)
-  [[ -n $ids ]] && pm rm -f -t 0 $ids >/dev/null 2>&1
-  ids=$(pm pod ps -q --filter "label=$label" 2>/dev/null || true)
+  # Every step, whatever the others did (a failure here must not skip the rest).
+  set +e
+  # Pods first: their infra containers carry the label too and go only with their pod.
+  ids=$(pm pod ps -q --filter "label=$label" 2>/dev/null)
   [[ -n $ids ]] && pm pod rm -f $ids >/dev/null 2>&1
+  ids=$(pm ps -aq --filter "label=$label" 2>/dev/null)
+  [[ -n $ids ]] && pm rm -f -t 0 $ids >/dev/null 2>&1
   [[ -f $work/kube.yaml ]] && pm kube down "$work/kube.yaml" >/dev/null 2>&1
-  pm secret rm "sslmem-api-key" >/dev/null 2>&1 || true
+  pm secret rm "sslmem-api-key" >/dev/null 2>&1
   # The audit volume holds files of user 10001 made inside containers.
   rm -rf "$work"
   exit "$rc"
@@ -203,6 +206,7 @@ prometheus_scrapes() {
   [[ -n $rules ]]
   echo "  promtool check config and rules: SUCCESS; target sslmem:8080 (variant cpu) up"
   echo "  $series sslmem_ series in the query API; rules loaded: $rules"
+  pm pod rm -f "$pod" >/dev/null
 }
 drains_on_sigterm() {
   # Four slow requests in flight, then `podman stop` (SIGTERM, the image's STOPSIGNAL): each
