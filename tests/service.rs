@@ -171,6 +171,17 @@ fn endpoints_answer_and_scores_equal_the_command_line_under_concurrency() {
         .json()
         .expect("json");
     assert_eq!(b["provider"], "cpu");
+    // The folder's name and the manifest's hash, never the path on the server's disk.
+    assert_eq!(b["bundle"], "b");
+    let manifest = std::fs::read(bundle.join("sslmem.json")).expect("manifest");
+    assert_eq!(
+        b["sha256"],
+        format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&manifest))
+    );
+    assert!(
+        !b.to_string().contains(&*dir.path().to_string_lossy()),
+        "/v1/bundle shows the server's path: {b}"
+    );
     assert_eq!(b["encoders"], json!({"f": 2, "g": 2}));
     assert_eq!(b["manifest"]["format"], "sslmem-bundle/1");
     assert!(b["limits"]["max_images"].as_u64().is_some());

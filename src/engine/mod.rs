@@ -155,6 +155,7 @@ impl Engine {
         let bundle = Bundle {
             dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
             manifest,
+            manifest_sha256: None,
             f: vec![session],
             g: Vec::new(),
             side_by_side: false,

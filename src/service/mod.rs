@@ -356,7 +356,7 @@ pub fn run(args: &ServeOptions, rt: &RuntimeOptions) -> Result<()> {
         .manifest
         .name
         .clone()
-        .unwrap_or_else(|| args.bundle.display().to_string());
+        .unwrap_or_else(|| engine.bundle().folder_name());
     metrics
         .info
         .with_label_values(&[&name, &provider.to_string(), env!("CARGO_PKG_VERSION")])

@@ -46,8 +46,11 @@ pub struct DefaultsInfo {
 /// The answer of `/v1/bundle`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BundleResponse {
-    /// The bundle's folder, as given to `--bundle`.
+    /// The bundle's folder name (its last path component, not where it lives on the server).
     pub bundle: String,
+    /// SHA-256 of the bundle's `sslmem.json`, which lists every file's SHA-256: equal hashes,
+    /// the same bundle, wherever it is mounted.
+    pub sha256: Option<String>,
     /// The bundle's `sslmem.json` (see docs/bundle.md).
     #[schema(value_type = Object)]
     pub manifest: Value,
@@ -69,7 +72,8 @@ pub struct BundleResponse {
 pub async fn bundle(State(state): State<Arc<AppState>>) -> Json<BundleResponse> {
     let b = state.bundle();
     Json(BundleResponse {
-        bundle: b.dir.display().to_string(),
+        bundle: b.folder_name(),
+        sha256: b.manifest_sha256.clone(),
         // Through a JSON value, as before: its f32 fields print with f64 digits.
         manifest: serde_json::to_value(&b.manifest).unwrap_or(Value::Null),
         device: state.device.to_string(),

@@ -294,11 +294,13 @@ class Defaults:
 
 @dataclass(frozen=True)
 class BundleInfo:
-    """``GET /v1/bundle``: the bundle's folder on the server, its manifest (``sslmem.json``
-    as a dict), the device asked for, the execution provider in use, the number of encoders
+    """``GET /v1/bundle``: the bundle's folder name (not its path on the server), the SHA-256
+    of its ``sslmem.json`` (which lists every file's SHA-256; ``None`` for a lone model
+    file), its manifest (``sslmem.json`` as a dict), the device asked for, the execution provider in use, the number of encoders
     per side, the limits and the defaults."""
 
     bundle: str
+    sha256: Optional[str]
     manifest: Dict[str, Any]
     device: str
     provider: str
@@ -310,6 +312,7 @@ class BundleInfo:
     def from_json(cls, d: Dict[str, Any]) -> "BundleInfo":
         return cls(
             bundle=d["bundle"],
+            sha256=d.get("sha256"),
             manifest=d["manifest"],
             device=d["device"],
             provider=d["provider"],
