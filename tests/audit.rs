@@ -775,6 +775,9 @@ fn members_and_non_members_audit_as_the_split_sets_do() {
         assert_eq!(a[k], b[k], "{k}");
     }
     assert!(b["membership"][0]["auc"].as_f64().is_some(), "{b}");
+    // Without a shared set, members are tested against the non-members.
+    assert_eq!(b["tests"][0]["a"], "candidate");
+    assert_eq!(b["tests"][0]["b"], "extra");
     assert_eq!(b["params"]["sources"]["candidate"][0], members.as_str());
     assert_eq!(
         b["params"]["sources"]["extra"][0],
@@ -893,6 +896,20 @@ fn member_sets_are_refused_when_they_cannot_be_compared() {
         "{}",
         stderr(&o)
     );
+    // One file under two spellings (`x/./0.png`) is one image.
+    let x = dir.path().join("x");
+    std::fs::create_dir_all(&x).expect("mkdir");
+    image::GrayImage::from_pixel(28, 28, image::Luma([7]))
+        .save(x.join("0.png"))
+        .expect("png");
+    let o = run(&[
+        "--members",
+        arg(&x),
+        "--non-members",
+        &format!("{}/./0.png", arg(&x)),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is named by both"), "{}", stderr(&o));
     // A folder without images.
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).expect("mkdir");
@@ -929,6 +946,39 @@ fn member_sets_are_refused_when_they_cannot_be_compared() {
         "{printed}"
     );
     assert!(!printed.contains("most memorized"), "{printed}");
+    assert!(
+        printed.contains("(without a reference set this is no evidence of memorization)"),
+        "{printed}"
+    );
+
+    // "Members" that f never saw (test images on both sides): the check fails, and nothing
+    // is called memorized.
+    let o = sslmem()
+        .args(["audit", "--bundle", BUNDLE, "--pairs", "2"])
+        .args(["--out", arg(&dir.path().join("unseen"))])
+        .args(["--members", "fashion-mnist:test[0:40]"])
+        .args(["--non-members", "fashion-mnist:test[40:80]"])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed = common::stdout(&o);
+    assert!(
+        printed.contains("  FAIL  candidate above extra"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("note: The members (candidate) do not score significantly above"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("highest scores (candidate: f saw them, g did not):"),
+        "{printed}"
+    );
+    assert!(!printed.contains("most memorized"), "{printed}");
+    assert!(
+        printed.contains("checks (expected signs of the sets):"),
+        "no canaries, no canary control in the heading: {printed}"
+    );
 }
 
 #[test]

@@ -496,7 +496,7 @@ fn named_sets(sources: &BTreeMap<SplitSet, Vec<String>>, limit: usize) -> Result
             )));
         }
         for (index, input) in resolved.into_iter().take(limit).enumerate() {
-            match seen.insert(input.name.clone(), set) {
+            match seen.insert(input.source_key(), set) {
                 Some(other) if other == set => {
                     return Err(Error::Param(format!(
                         "{} is named twice by --{flag}; name each image once",
@@ -665,7 +665,8 @@ fn finish(
         })
         .collect();
     let grid_set = text::grid_set(&sets);
-    let grid_memorized = text::scores_are_memorization(grid_set, &sets);
+
+    let grid_memorized = text::scores_are_memorization(grid_set, &summary);
     let grids = report::class_grids(items, records, grid_set, bundle.manifest.input.channels);
     let figs = report::Figures {
         histogram: report::histogram_png(&by_set)?,

@@ -742,7 +742,12 @@ fn run_record(h: &mut String, bundle: &Bundle, params: &AuditParams, run: &RunRe
             esc(&params.normalize)
         ),
     );
-    if let Some(split) = &m.split {
+    // The bundle's own split, when it is what was audited (not beside sets the user named).
+    if let Some(split) = m
+        .split
+        .as_ref()
+        .filter(|_| params.sources.is_empty() && params.inputs.is_empty())
+    {
         row(
             h,
             "split",
@@ -992,6 +997,8 @@ fn grid_section(
     let _ = writeln!(h, "<h2>{title}, by class ({} set)</h2>", esc(set.name()));
     let read = if memorized {
         "the left half is what f memorized most, the right half what it memorized least; compare the two halves of a row for what sets the memorized examples apart (SSLMem finds them mostly atypical)."
+    } else if set == SplitSet::Candidate {
+        "the left half holds the members f aligns most tightly compared with g, the right half the least; without members scoring significantly above a reference set (the checks), neither half shows what f memorized."
     } else {
         "the left half holds the images f aligns most tightly compared with g, the right half the least; their membership in f's training data is not known here, so neither half shows what f memorized."
     };

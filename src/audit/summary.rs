@@ -45,8 +45,9 @@ pub struct Summary {
     /// The same per label, for the sets whose examples have labels.
     #[serde(default)]
     pub classes: BTreeMap<SplitSet, BTreeMap<u8, Group>>,
-    /// Each set against its reference set (the split sets against `shared`, the canary sets
-    /// against `canary-heldout`), for the pairs that were both audited.
+    /// Each set against its reference set (the split sets against `shared`, or against
+    /// `extra` when no shared set was audited; the canary sets against `canary-heldout`),
+    /// for the pairs that were both audited.
     #[serde(default)]
     pub tests: Vec<SetTest>,
     /// Per set, Spearman's correlation of score and typicality; `None` below three
@@ -253,16 +254,25 @@ pub fn summarize(
         }
     }
 
-    // Each set against its reference: the split sets against shared, the canary sets
-    // against the held-out canaries.
+    // Each set against its reference: the split sets against shared (against extra, the
+    // non-members, when no shared set was audited), the canary sets against the held-out
+    // canaries.
     let mut tests = Vec::new();
+    let reference = if sets.contains(&SplitSet::Shared) {
+        SplitSet::Shared
+    } else {
+        SplitSet::Extra
+    };
     for (a, b) in [
-        (SplitSet::Candidate, SplitSet::Shared),
-        (SplitSet::Independent, SplitSet::Shared),
+        (SplitSet::Candidate, reference),
+        (SplitSet::Independent, reference),
         (SplitSet::Extra, SplitSet::Shared),
         (SplitSet::CanaryCandidate, SplitSet::CanaryHeldout),
         (SplitSet::CanaryIndependent, SplitSet::CanaryHeldout),
     ] {
+        if a == b {
+            continue;
+        }
         let (x, y) = (scores_of(records, a), scores_of(records, b));
         if x.is_empty() || y.is_empty() {
             continue;

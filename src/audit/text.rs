@@ -46,16 +46,38 @@ pub fn grid_set(sets: &[SplitSet]) -> SplitSet {
     }
 }
 
-/// Whether the highest scores of `set` may be called "most memorized": its images are known
-/// to be in `f`'s training data and not in `g`'s, and a reference set among `sets` (shared or
-/// non-members; held-out canaries for canaries) shows what a score is without memorization.
-pub fn scores_are_memorization(set: SplitSet, sets: &[SplitSet]) -> bool {
-    let has = |s| sets.contains(&s);
+/// The checks that say whether `set`'s images score above their reference set: members
+/// above shared and extra, candidate canaries apart from held-out ones.
+fn member_checks(set: SplitSet) -> &'static [&'static str] {
     match set {
-        SplitSet::Candidate => has(SplitSet::Shared) || has(SplitSet::Extra),
-        SplitSet::CanaryCandidate => has(SplitSet::CanaryHeldout),
-        _ => false,
+        SplitSet::Candidate => &["candidate above shared", "candidate above extra"],
+        SplitSet::CanaryCandidate => &["canary-candidate separated from canary-heldout"],
+        _ => &[],
     }
+}
+
+/// Whether `set`'s members were scored against a reference and its checks against that
+/// reference failed: the audit then shows no memorization signal.
+fn member_checks_fail(set: SplitSet, summary: &Summary) -> bool {
+    let names = member_checks(set);
+    summary
+        .checks
+        .iter()
+        .any(|c| names.contains(&c.check.as_str()) && !c.pass)
+}
+
+/// Whether the highest scores of `set` may be called "most memorized": its images are known
+/// to be in `f`'s training data and not in `g`'s, and the audit's checks against a reference
+/// set (shared or non-members; held-out canaries for canaries) were made and passed.
+pub fn scores_are_memorization(set: SplitSet, summary: &Summary) -> bool {
+    let names = member_checks(set);
+    let made: Vec<bool> = summary
+        .checks
+        .iter()
+        .filter(|c| names.contains(&c.check.as_str()))
+        .map(|c| c.pass)
+        .collect();
+    !made.is_empty() && made.iter().all(|&pass| pass)
 }
 
 /// What the audit can and cannot conclude, from the sets it has: sentences for the first
@@ -101,6 +123,14 @@ pub fn scope(summary: &Summary) -> Vec<String> {
         out.push(
             "No members of f alone (candidate) were scored: the audit shows how the other \
              sets score, not what f memorized."
+                .into(),
+        );
+    }
+    if member_checks_fail(SplitSet::Candidate, summary) {
+        out.push(
+            "The members (candidate) do not score significantly above their reference set \
+             (see the checks): this audit shows no memorization signal, so its highest scores \
+             are listed as scores, not as memorized images."
                 .into(),
         );
     }
@@ -196,7 +226,16 @@ pub fn render(s: &Summary, rows: &[ScoreRow], out: &Path) -> String {
     }
 
     if !s.checks.is_empty() {
-        t.push_str("checks (expected signs of the sets; the canary positive control):\n");
+        let canary = s.checks.iter().any(|c| c.check.starts_with("canary"));
+        let _ = writeln!(
+            t,
+            "checks (expected signs of the sets{}):",
+            if canary {
+                "; the canary positive control"
+            } else {
+                ""
+            }
+        );
         for c in &s.checks {
             let detail = match c.value {
                 CheckValue::Auc { auc, auc_ci95 } => {
@@ -242,8 +281,14 @@ pub fn render(s: &Summary, rows: &[ScoreRow], out: &Path) -> String {
         }
     }
 
+    let candidate_caveat =
+        if s.sets.contains_key(&SplitSet::Shared) || s.sets.contains_key(&SplitSet::Extra) {
+            ""
+        } else {
+            " (without a reference set this is no evidence of memorization)"
+        };
     for (set, what, caveat) in [
-        (SplitSet::Candidate, "among candidates", ""),
+        (SplitSet::Candidate, "among candidates", candidate_caveat),
         (
             SplitSet::Inputs,
             "among inputs",
@@ -268,7 +313,7 @@ pub fn render(s: &Summary, rows: &[ScoreRow], out: &Path) -> String {
         .collect();
     top.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.rank.cmp(&b.rank)));
     if !top.is_empty() {
-        if scores_are_memorization(top_set, &sets) {
+        if scores_are_memorization(top_set, s) {
             let _ = writeln!(t, "most memorized {top_set}s:");
         } else if membership_known(top_set) {
             let _ = writeln!(t, "highest scores ({top_set}: {}):", set_meaning(top_set));

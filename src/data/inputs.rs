@@ -66,6 +66,18 @@ impl Input {
         }
     }
 
+    /// What makes two inputs the same image source: a file's canonical path (so `a/./b.png`
+    /// and a link to it are one file), a dataset example's name.
+    pub fn source_key(&self) -> String {
+        match &self.source {
+            Source::File(p) => fs::canonicalize(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string(),
+            Source::Example(..) => self.name.clone(),
+        }
+    }
+
     /// The label, for dataset examples that have one.
     pub fn label(&self) -> Option<u8> {
         match &self.source {
@@ -115,7 +127,12 @@ pub fn resolve(args: &[String]) -> Result<Vec<Input>> {
     let mut cache: HashMap<String, Arc<ImageArray>> = HashMap::new();
     let mut out = Vec::new();
     for arg in &expand_lists(args)? {
-        let (base, range) = split_range(arg)?;
+        // An existing file or folder is taken as it is, brackets and all (`shots[draft]/`).
+        let (base, range) = if Path::new(arg).exists() {
+            (arg.as_str(), None)
+        } else {
+            split_range(arg)?
+        };
         let path = Path::new(base);
         let dataset = match base {
             "fashion-mnist:train" | "fashion-mnist:test" => Some(base.to_string()),
@@ -250,14 +267,29 @@ pub fn load_dataset(key: &str) -> Result<ImageArray> {
 ///
 /// # Errors
 /// [`Error::Io`] when a folder cannot be listed.
+///
+/// A folder reached twice (a symbolic link back to a parent, or two links to one folder) is
+/// walked once: its images are not counted again.
 pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    walk(dir, &mut files)?;
+    walk(dir, &mut files, &mut std::collections::HashSet::new())?;
     files.sort();
     Ok(files)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+fn walk(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    visited: &mut std::collections::HashSet<PathBuf>,
+) -> Result<()> {
+    let real = fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    if !visited.insert(real) {
+        tracing::debug!(
+            "{} was already searched (a link to it): skipped",
+            dir.display()
+        );
+        return Ok(());
+    }
     let entries = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
@@ -268,7 +300,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
         let p = entry.path();
         if p.is_dir() {
-            walk(&p, out)?;
+            walk(&p, out, visited)?;
         } else if p
             .extension()
             .map(|e| e.to_string_lossy().to_lowercase())
@@ -334,6 +366,16 @@ mod tests {
         );
         let thumbs = dir.path().join("sub/.thumbs");
         assert_eq!(names(&[thumbs.display().to_string()]), ["t.png"]);
+        // A link back to a parent folder is not followed round again.
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(dir.path(), dir.path().join("sub/back")).expect("link");
+            assert_eq!(
+                names(&[dir.path().display().to_string()]),
+                ["a.PNG", "b.png", "c.jpg"]
+            );
+            fs::remove_file(dir.path().join("sub/back")).expect("unlink");
+        }
         let hidden = dir.path().join(".hidden.png");
         assert_eq!(names(&[hidden.display().to_string()]), [".hidden.png"]);
 
@@ -352,6 +394,16 @@ mod tests {
             .map(|i| i.name.rsplit('/').next().unwrap_or_default().to_string())
             .collect();
         assert_eq!(names, ["c.jpg", "b.png", "a.PNG"]);
+        // A folder whose name has brackets is a folder, not a range.
+        let bracketed = dir.path().join("shots[draft]");
+        fs::create_dir_all(&bracketed).expect("mkdir");
+        fs::write(bracketed.join("s.png"), b"x").expect("write");
+        assert_eq!(
+            resolve(&[bracketed.display().to_string()])
+                .expect("folder")
+                .len(),
+            1
+        );
         fs::write(&list, "@other.txt\n").expect("write");
         let e = resolve(&[format!("@{}", list.display())]).expect_err("nested");
         assert!(e.to_string().contains("do not nest"), "{e}");

@@ -296,3 +296,6 @@ def test_sets_frame_names_the_sets_as_the_audit_does(server, images):
     assert list(df["score"]) == [r.score for r in whole.results]
     assert df.attrs["seed"] == 5
     assert list(alone["set"]) == ["candidate", "candidate", "shared"]
+    # As the audit does: one file in two sets is refused before anything is sent.
+    with pytest.raises(ValueError, match="both the candidate and the extra set"):
+        c.sets_frame(images[:2], [str(images[1])], pairs=3, seed=5)

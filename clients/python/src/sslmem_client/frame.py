@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -104,7 +105,27 @@ def named_sets(
             UserWarning,
             stacklevel=3,
         )
-    return [(name, given[arg]) for arg, name in SET_NAMES if given[arg] is not None]
+    sets = [(name, given[arg]) for arg, name in SET_NAMES if given[arg] is not None]
+    # As `sslmem audit` does: a file named in two sets makes the comparison meaningless.
+    seen = {}
+    for name, images in sets:
+        for path in _paths(images):
+            other = seen.setdefault(path, name)
+            if other != name:
+                raise ValueError(
+                    f"{path} is named in both the {other} and the {name} set; an image "
+                    "belongs to one set"
+                )
+    return sets
+
+
+def _paths(images: Any) -> List[str]:
+    """The real paths of the files among ``images`` (one image, a list or a dict of them)."""
+    if isinstance(images, dict):
+        images = list(images.values())
+    elif isinstance(images, (str, os.PathLike)) or not isinstance(images, (list, tuple)):
+        images = [images]
+    return [os.path.realpath(i) for i in images if isinstance(i, (str, os.PathLike))]
 
 
 def sets_to_frame(responses: Sequence[Tuple[str, ScoreResponse]]):
