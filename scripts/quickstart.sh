@@ -10,7 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --datasets
 cargo build --release --locked --bin sslmem
-bin=target/release/sslmem
+# Where cargo put it (CARGO_TARGET_DIR or the build config may move target/).
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+bin="$target_dir/release/sslmem"
 bundle=${SSLMEM_BUNDLE:-models/fashion-mnist-canaries}
 out=out/quickstart
 n=${N:-0}

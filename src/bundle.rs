@@ -220,9 +220,9 @@ impl Manifest {
             .into_iter()
             .map(|(i, j)| {
                 format!(
-                    "f encoder {} and g encoder {} are the same model (sha256 {}): its \
-                     contribution to every score is exactly 0; g must be trained without the \
-                     audited data",
+                    "f encoder {} and g encoder {} are the same model (sha256 {}): it \
+                     pulls every score towards 0 (with one encoder per side, every score is \
+                     exactly 0); g must be trained without the audited data",
                     self.f[i].path, self.g[j].path, self.f[i].sha256
                 )
             })
@@ -758,8 +758,9 @@ fn check_identical(m: &Manifest, f_src: &[PathBuf], g_src: &[PathBuf], allow: bo
         return Ok(());
     }
     let why = "an f and a g that are the same model align every image's views identically, \
-               so every score would be exactly 0 and the audit would read \"nothing memorized\" \
-               whatever f memorized";
+               so with one encoder per side every score would be exactly 0 (with more, that \
+               model pulls every score towards 0) and the audit would read \"nothing \
+               memorized\" whatever f memorized";
     if allow {
         tracing::warn!(
             "{}: {why}; accepted because of --allow-identical-encoders",

@@ -162,7 +162,7 @@ fn random(a: &RandomArgs) -> Result<()> {
     }
     bundle::write_random(&a.out, &arch, a.seed, a.models, a.layers, a.same, augment)?;
     tracing::info!(
-        "wrote random bundle {} ({} encoders per side)",
+        "wrote random bundle {} ({} encoder(s) per side)",
         a.out.display(),
         a.models
     );

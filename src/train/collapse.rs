@@ -5,8 +5,11 @@
 //! whose rows are the l2-normalised outputs of a set of images, `p_i = σ_i / Σ_j σ_j` and
 //! `erank = exp(−Σ_i p_i ln p_i)`, between 1 (every output on one line) and the output's
 //! dimension (spread evenly). Joint-embedding methods (BYOL, SimSiam, Barlow Twins, VICReg)
-//! can minimise their loss by mapping every image to a few directions; an encoder that does
-//! cannot memorize anything, so a run that collapses must say so.
+//! can minimise their loss by mapping every image to a few directions; the audit of an
+//! encoder that does is unlikely to show memorization (little is left to tell images apart),
+//! so a run that collapses must say so. The outputs are not centred (as in the screen that set
+//! [`COLLAPSE_FRACTION`]): a direction shared by every output, such as the positive mean of a
+//! ReLU representation, counts as one of the directions used.
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};

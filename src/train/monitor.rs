@@ -10,7 +10,7 @@
 //!
 //! Each measurement also says how many directions each output uses (its effective rank over
 //! the un-augmented seen and unseen images, [`super::collapse`]): a run whose outputs
-//! collapse cannot memorize, and the trainer says so.
+//! collapse is unlikely to show memorization in its audit, and the trainer says so.
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};

@@ -270,7 +270,7 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
                     representation = ?spread.representation,
                     projection = ?spread.projection,
                     "COLLAPSED ({}): {label}'s effective rank over the test images is below \
-                     {:.0}% of the output's dimension, so its audit cannot show memorization; \
+                     {:.0}% of the output's dimension: its audit is unlikely to show memorization; \
                      change the method's settings (docs/train.md)",
                     collapsed.join(", "),
                     100.0 * super::collapse::COLLAPSE_FRACTION

@@ -262,8 +262,9 @@ impl Trainer<'_> {
                                     representation = %r.representation_spread.map(|s| s.to_string()).unwrap_or_default(),
                                     projection = %r.projection_spread.map(|s| s.to_string()).unwrap_or_default(),
                                     "COLLAPSED ({}): effective rank below {:.0}% of the \
-                                     output's dimension, so this encoder cannot memorize; \
-                                     change the method's settings (docs/train.md)",
+                                     output's dimension: its audit is unlikely to show \
+                                     memorization; change the method's settings \
+                                     (docs/train.md)",
                                     collapsed.join(", "),
                                     100.0 * super::collapse::COLLAPSE_FRACTION
                                 )
