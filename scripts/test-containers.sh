@@ -433,6 +433,11 @@ if [[ ${SSLMEM_CONTAINERS_CUDA:-0} == 1 ]]; then
 else
   skip "docker/Dockerfile.cuda: not built. Its base nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04 comes only from an image registry (none is reachable here) and running it needs an NVIDIA GPU; SSLMEM_CONTAINERS_CUDA=1 builds it where the base can be pulled"
 fi
+# Each rebuild leaves the previous image untagged (the trainer's is 4.6 GB): remove those
+# dangling images so that repeated runs on one machine do not fill its disk. Layers that the
+# current images build on are their parents, not dangling, and stay as the build cache.
+freed=$(pm image prune -f 2>/dev/null | wc -l)
+echo "  removed $freed dangling image(s) left by earlier builds"
 echo "container checks took $((SECONDS - begin)) s"
 echo "containers: $npass passed, $nfail failed, $nskip skipped"
 ((nfail == 0))
