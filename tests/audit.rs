@@ -692,6 +692,21 @@ fn the_default_bundles_canaries_are_remade_from_their_recorded_spec() {
     }
 }
 
+/// The first `n` candidates of the default bundle's split (dataset indices, in order).
+fn default_candidates(n: usize) -> Vec<usize> {
+    let m: Value = serde_json::from_str(&read(Path::new(BUNDLE), "sslmem.json")).expect("manifest");
+    m["split"]["candidate"]
+        .as_array()
+        .expect("ranges")
+        .iter()
+        .flat_map(|r| {
+            let (a, b) = (r[0].as_u64().expect("start"), r[1].as_u64().expect("end"));
+            a as usize..b as usize
+        })
+        .take(n)
+        .collect()
+}
+
 /// `path` as an argument.
 fn arg(path: &Path) -> &str {
     path.to_str().expect("utf8")
@@ -1012,8 +1027,15 @@ fn reports_of_own_sets_and_of_inputs_say_only_what_they_can_in_headless_chromium
             .collect()
     };
 
-    // Members and non-members: the checks, the membership table and ROC, no caveat.
+    // Members and non-members: the checks, the membership table and ROC, no caveat. The
+    // members are the default bundle's first 40 candidates (f trained on them, g did not).
     let own = dir.path().join("own");
+    let list = dir.path().join("members.txt");
+    let lines: Vec<String> = default_candidates(40)
+        .iter()
+        .map(|i| format!("fashion-mnist:train[{i}]"))
+        .collect();
+    std::fs::write(&list, lines.join("\n")).expect("write");
     let o = sslmem()
         .args([
             "audit",
@@ -1022,10 +1044,10 @@ fn reports_of_own_sets_and_of_inputs_say_only_what_they_can_in_headless_chromium
             "--out",
             arg(&own),
             "--pairs",
-            "2",
+            "4",
         ])
-        .args(["--members", "fashion-mnist:train[13:30]"])
-        .args(["--non-members", "fashion-mnist:test[0:30]"])
+        .args(["--members", &format!("@{}", arg(&list))])
+        .args(["--non-members", "fashion-mnist:test[0:40]"])
         .output()
         .expect("run");
     assert!(o.status.success(), "{}", stderr(&o));
@@ -1045,7 +1067,12 @@ fn reports_of_own_sets_and_of_inputs_say_only_what_they_can_in_headless_chromium
     }
     assert!(v["runRecord"]["sets"]
         .as_str()
-        .is_some_and(|s| s.contains("--members fashion-mnist:train[13:30]")));
+        .is_some_and(|s| s.contains("--members @")));
+    assert!(
+        h.iter()
+            .any(|x| x == "Most and least memorized, by class (candidate set)"),
+        "{h:?}"
+    );
     let text = captions(&v);
     for absent in ["shared", "canar", "independent"] {
         assert!(
