@@ -51,6 +51,31 @@ impl std::fmt::Display for Spread {
     }
 }
 
+/// How many directions each output of an encoder uses over a set of images.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputSpreads {
+    pub representation: Option<Spread>,
+    pub projection: Option<Spread>,
+}
+
+impl OutputSpreads {
+    /// The outputs (`representation`, `projection`, in that order) that collapsed after
+    /// `epochs` of training; none before [`MIN_EPOCHS`], when there is nothing to judge yet.
+    pub fn collapsed(&self, epochs: usize) -> Vec<&'static str> {
+        if epochs < MIN_EPOCHS {
+            return Vec::new();
+        }
+        [
+            ("representation", self.representation),
+            ("projection", self.projection),
+        ]
+        .into_iter()
+        .filter(|(_, s)| s.is_some_and(|s| s.collapsed()))
+        .map(|(name, _)| name)
+        .collect()
+    }
+}
+
 /// The effective rank of singular values `s` (see the module docs); `None` when they sum to
 /// zero or are not all finite and non-negative.
 pub fn effective_rank_of(s: &[f64]) -> Option<f64> {

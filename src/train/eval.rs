@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use super::collapse::OutputSpreads;
 use super::model::Encoder;
 use crate::augment::Normalize;
 use crate::data::ImageArray;
@@ -198,27 +199,6 @@ pub fn onnx_representations(
         parts.push(Tensor::from_slice(&v).reshape([chunk.len() as i64, d]));
     }
     Ok(Tensor::cat(&parts, 0))
-}
-
-/// How many directions each output of an exported encoder uses over a set of images.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OutputSpreads {
-    pub representation: Option<super::collapse::Spread>,
-    pub projection: Option<super::collapse::Spread>,
-}
-
-impl OutputSpreads {
-    /// The outputs that collapsed (`representation`, `projection`).
-    pub fn collapsed(&self) -> Vec<&'static str> {
-        [
-            ("representation", self.representation),
-            ("projection", self.projection),
-        ]
-        .into_iter()
-        .filter(|(_, s)| s.is_some_and(|s| s.collapsed()))
-        .map(|(name, _)| name)
-        .collect()
-    }
 }
 
 /// The [`OutputSpreads`] of the exported encoder at `path` over every example of `data`

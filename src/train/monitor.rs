@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use super::collapse::{spread, Spread};
+use super::collapse::{spread, OutputSpreads, Spread};
 use super::model::Encoder;
 use crate::augment::{Augmenter, Normalize};
 use crate::data::ImageArray;
@@ -86,16 +86,13 @@ pub struct MonitorReport {
 }
 
 impl MonitorReport {
-    /// The outputs that collapsed (`representation`, `projection`), in that order.
-    pub fn collapsed(&self) -> Vec<&'static str> {
-        [
-            ("representation", self.representation_spread),
-            ("projection", self.projection_spread),
-        ]
-        .into_iter()
-        .filter(|(_, s)| s.is_some_and(|s| s.collapsed()))
-        .map(|(name, _)| name)
-        .collect()
+    /// The outputs that collapsed after `epochs` of training ([`OutputSpreads::collapsed`]).
+    pub fn collapsed(&self, epochs: usize) -> Vec<&'static str> {
+        OutputSpreads {
+            representation: self.representation_spread,
+            projection: self.projection_spread,
+        }
+        .collapsed(epochs)
     }
 }
 

@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
-use super::eval::{
-    evaluate, exported_engine, images, output_spreads, raw_pixel_probe, EvalReport, OutputSpreads,
-};
+use super::collapse::OutputSpreads;
+use super::eval::{evaluate, exported_engine, images, output_spreads, raw_pixel_probe, EvalReport};
 use super::model::Encoder;
 use super::monitor::{sample, Monitor, MonitorSets, MonitorSpec};
 use super::trainer::{TrainConfig, Trainer};
@@ -256,12 +255,11 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
                 None
             };
             let spread = output_spreads(&path, &test, &norm)?;
-            // Too short a run is still near its initialisation: nothing to judge.
-            let collapsed: Vec<String> = if cfg.epochs >= super::collapse::MIN_EPOCHS {
-                spread.collapsed().into_iter().map(String::from).collect()
-            } else {
-                Vec::new()
-            };
+            let collapsed: Vec<String> = spread
+                .collapsed(cfg.epochs)
+                .into_iter()
+                .map(String::from)
+                .collect();
             if collapsed.is_empty() {
                 tracing::info!(run = %label, representation = ?spread.representation, projection = ?spread.projection, "effective rank over the test images");
             } else {

@@ -233,11 +233,7 @@ impl Trainer<'_> {
                             &norm,
                             self.device,
                         )?;
-                        let collapsed = if epoch + 1 >= super::collapse::MIN_EPOCHS {
-                            r.collapsed()
-                        } else {
-                            Vec::new()
-                        };
+                        let collapsed = r.collapsed(epoch + 1);
                         measured = format!(
                             " | seen-vs-unseen AUC rep {:.3} proj {:.3}{}{}{}",
                             r.representation.auc,
@@ -285,7 +281,7 @@ impl Trainer<'_> {
                                 "memorization monitor"
                             )
                         });
-                        Some(r)
+                        Some((r, collapsed))
                     }
                     _ => None,
                 };
@@ -295,11 +291,10 @@ impl Trainer<'_> {
                     "loss": loss_sum / n.max(1) as f64, "lr": lr, "seconds": secs,
                     "images_per_second": (n * c.batch_size) as f64 / secs,
                 });
-                if let Some(r) = &report {
+                if let Some((r, collapsed)) = &report {
                     line["memorization"] =
                         serde_json::to_value(r).map_err(|e| Error::output("JSON", e))?;
-                    let collapsed = r.collapsed();
-                    if epoch + 1 >= super::collapse::MIN_EPOCHS && !collapsed.is_empty() {
+                    if !collapsed.is_empty() {
                         line["collapsed"] = serde_json::json!(collapsed);
                     }
                 }
