@@ -134,11 +134,10 @@ pub fn resolve(args: &[String]) -> Result<Vec<Input>> {
             split_range(arg)?
         };
         let path = Path::new(base);
-        let dataset = match base {
-            "fashion-mnist:train" | "fashion-mnist:test" => Some(base.to_string()),
-            "mnist" | "mnist:digits" => Some("mnist".to_string()),
-            _ if path.is_file() && looks_like_idx(path) => Some(base.to_string()),
-            _ => None,
+        let dataset = match named_dataset(base) {
+            Some(key) => Some(key.to_string()),
+            None if path.is_file() && looks_like_idx(path) => Some(base.to_string()),
+            None => None,
         };
         if let Some(key) = dataset {
             let arr = match cache.get(&key) {
@@ -211,11 +210,7 @@ fn expand_lists(args: &[String]) -> Result<Vec<String>> {
             }
             // Datasets keep their names; a relative path is relative to the list.
             let (name, _) = split_range(line)?;
-            let is_dataset = matches!(
-                name,
-                "fashion-mnist:train" | "fashion-mnist:test" | "mnist" | "mnist:digits"
-            );
-            if is_dataset || Path::new(line).is_absolute() {
+            if named_dataset(name).is_some() || Path::new(line).is_absolute() {
                 out.push(line.to_string());
             } else {
                 out.push(base.join(line).display().to_string());
@@ -223,6 +218,17 @@ fn expand_lists(args: &[String]) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// The key [`load_dataset`] takes for a dataset INPUT names (`mnist:digits` is `mnist`);
+/// `None` for anything else.
+fn named_dataset(name: &str) -> Option<&'static str> {
+    match name {
+        "fashion-mnist:train" => Some("fashion-mnist:train"),
+        "fashion-mnist:test" => Some("fashion-mnist:test"),
+        "mnist" | "mnist:digits" => Some("mnist"),
+        _ => None,
+    }
 }
 
 fn looks_like_idx(path: &Path) -> bool {
