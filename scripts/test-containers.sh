@@ -138,7 +138,7 @@ USER prometheus
 WORKDIR /var/lib/prometheus
 ENTRYPOINT ["prometheus"]
 EOF
-  echo "  $(pm run --rm --network none --entrypoint prometheus "$prom_img" --version 2>&1 | head -1)"
+  echo "  $(pm run --rm --network none --entrypoint prometheus "$prom_img" --version 2>&1 | sed -n 1p)"
 }
 
 # --- The CPU image ---------------------------------------------------------------------
@@ -294,7 +294,7 @@ mounted_bundle() {
   fi
   "$host_sslmem" score --bundle "$work/own-bundle" --pairs 6 --seed 3 "$work/pngs"/*.png > "$work/own-cli.jsonl"
   score_over_http "$port" "$work/pngs" "pairs=6&seed=3" "$work/own-service.json"
-  "$py" scripts/test_containers.py same-scores "$work/own-cli.jsonl" "$work/own-service.json" | head -1 | sed 's/^/  /'
+  "$py" scripts/test_containers.py same-scores "$work/own-cli.jsonl" "$work/own-service.json" | sed -n '1s/^/  /p'
   echo "  /v1/bundle: bundle \"own\", sha256 ${sha:0:16}... (= sha256sum of its sslmem.json), no path"
   pm rm -f -t 0 "$name" >/dev/null
 }
@@ -321,7 +321,7 @@ for d in docs:
 yaml.safe_dump_all(docs, open(sys.argv[2], "w"))' "$work/base.yaml" "$work/kube.yaml"
   pm kube play --network none "$work/kube.yaml"
   local pod ctr
-  pod=$(pm pod ps --format '{{.Name}}' | grep '^sslmem-pod' | head -1)
+  pod=$(pm pod ps --format '{{.Name}}' | grep '^sslmem-pod' | sed -n 1p)
   pm pod ps --filter "name=$pod"
   ctr=$(pm ps --filter "pod=$pod" --format '{{.Names}}' | grep -- '-sslmem$')
   local init_state
