@@ -14,8 +14,8 @@
 //! - [`audit`], [`stats`], [`membership`]: dataset audits, their statistics and reports;
 //! - [`service`]: the HTTP scoring service (`sslmem serve`);
 //! - [`train`] (feature `train`): the trainer on libtorch;
-//! - [`error`], [`output`], [`fsutil`], [`rng`]: typed errors, logging and progress bars,
-//!   atomic files and hashes, the seeded generator.
+//! - [`error`], [`output`], [`fsutil`], [`rng`], [`choice`]: typed errors, logging and progress
+//!   bars, atomic files and hashes, the seeded generator, enums parsed by name.
 //!
 //! The command lines are in the binaries (`src/cli/`, `src/bin/sslmem-train/`).
 
@@ -23,6 +23,7 @@ pub mod arch;
 pub mod audit;
 pub mod augment;
 pub mod bundle;
+pub mod choice;
 pub mod data;
 pub mod engine;
 pub mod error;

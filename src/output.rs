@@ -4,11 +4,16 @@
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Log format on stderr.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
 }
+
+crate::choice!(LogFormat, "log format", {
+    Text = "text" => "Human-readable lines (coloured on a terminal).",
+    Json = "json" => "One JSON object per line.",
+});
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`); colours only on a terminal.
 pub fn init_logging(format: LogFormat) {

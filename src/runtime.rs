@@ -242,24 +242,33 @@ pub enum ElementType {
 
 /// Memory layout of an image input: channels first (`[N, C, H, W]`, PyTorch's) or channels
 /// last (`[N, H, W, C]`, TensorFlow's and tf2onnx's).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Layout {
     #[default]
     Nchw,
     Nhwc,
 }
 
+crate::choice!(Layout, "layout", {
+    Nchw = "nchw" => "[batch, channels, height, width] (PyTorch's).",
+    Nhwc = "nhwc" => "[batch, height, width, channels] (TensorFlow's).",
+});
+
 /// How a token output `[batch, tokens, dim]` (ViT, MAE) becomes one representation per image:
 /// the first (CLS) token, the mean over tokens, or every token concatenated (`[batch,
 /// tokens * dim]`, as the MAE authors' linear-probe code reads the encoder).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pooling {
     Cls,
     Mean,
     Flatten,
 }
+
+crate::choice!(Pooling, "pooling", {
+    Cls = "cls" => "The first token (a class token).",
+    Mean = "mean" => "The mean over tokens.",
+    Flatten = "flatten" => "All tokens, concatenated.",
+});
 
 /// How a session's input is fed and its outputs read, from the bundle's manifest.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -23,7 +23,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{self, Bundle};
@@ -34,7 +33,7 @@ use crate::engine::{Engine, EstimatorOptions, Quiet};
 use crate::error::{Error, Result};
 use crate::fsutil::{sha256_file, write_atomic};
 use crate::runtime::RuntimeOptions;
-use crate::score::{set_normalize, ImageScore, SetNorm};
+use crate::score::{set_normalize, ImageScore, ScoreRecord, SetNorm};
 use scores::ScoreRow;
 use shard::{ShardRecord, ShardSpec};
 
@@ -356,10 +355,8 @@ fn shell_word(s: &str) -> String {
 }
 
 /// The command-line spelling of a flag's value (`aug-vs-aug`, `l2`).
-fn value_name<T: ValueEnum>(v: T) -> String {
-    v.to_possible_value()
-        .map(|p| p.get_name().to_string())
-        .unwrap_or_default()
+fn value_name<T: crate::choice::Choice>(v: T) -> String {
+    v.name().to_string()
 }
 
 impl AuditOptions {
@@ -609,25 +606,12 @@ fn finish(
             rank[i] = r + 1;
         }
         for (i, (rec, s, typicality)) in scored.into_iter().enumerate() {
-            let (lo, hi) = (s.ci95.map(|c| c[0]), s.ci95.map(|c| c[1]));
+            let record = ScoreRecord::new(rec.input.clone(), s);
             rows.push(ScoreRow {
-                set: rec.set,
-                index: rec.index,
-                input: rec.input.clone(),
-                label: rec.label,
-                align_f: s.align_f,
-                align_g: s.align_g,
-                score: s.score,
-                score_ratio: s.score_ratio,
-                stderr: s.stderr,
-                ci95_low: lo,
-                ci95_high: hi,
-                significant: lo.is_some_and(|l| l > 0.0),
-                rank: rank[i],
                 score_range: range[i],
                 score_max: max[i],
                 typicality,
-                pairs: s.pairs,
+                ..ScoreRow::of(rec.set, rec.index, rec.label, record, rank[i])
             });
         }
     }

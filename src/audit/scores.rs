@@ -9,9 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use super::SplitSet;
 use crate::error::{Error, Result};
+use crate::score::ScoreRecord;
 
 /// One scored example: a line of `scores.jsonl` and a row of `scores.csv`, with the same
-/// fields in the same order.
+/// fields in the same order: its [`ScoreRecord`] (the interval flattened into two columns, for
+/// the CSV) with its set, index, label, rank, set-level normalisations and typicality
+/// ([`ScoreRow::of`]).
 ///
 /// `N` is how the real numbers are held: `f64` everywhere except while writing the CSV,
 /// whose numbers are written as Rust's `Display` writes them (`0`, `0.00001`, `NaN`) rather
@@ -85,6 +88,40 @@ struct Plain(f64);
 impl Serialize for Plain {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.collect_str(&self.0)
+    }
+}
+
+impl ScoreRow {
+    /// The row of example `index` of `set` (with class `label`), scored `record` and ranked
+    /// `rank` (1: the highest score of its set); the set-level normalisations and typicality
+    /// are left empty for the audit to fill in.
+    pub fn of(
+        set: SplitSet,
+        index: usize,
+        label: Option<u8>,
+        record: ScoreRecord,
+        rank: usize,
+    ) -> Self {
+        let (lo, hi) = (record.ci95.map(|c| c[0]), record.ci95.map(|c| c[1]));
+        Self {
+            set,
+            index,
+            input: record.input,
+            label,
+            align_f: record.align_f,
+            align_g: record.align_g,
+            score: record.score,
+            score_ratio: record.score_ratio,
+            stderr: record.stderr,
+            ci95_low: lo,
+            ci95_high: hi,
+            significant: lo.is_some_and(|l| l > 0.0),
+            rank,
+            score_range: None,
+            score_max: None,
+            typicality: None,
+            pairs: record.pairs,
+        }
     }
 }
 

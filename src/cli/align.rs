@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use super::choice_arg::choice;
 use clap::Args;
 use serde_json::json;
 use sslmem::data::inputs::Input;
@@ -16,9 +17,9 @@ use sslmem::score::{Distance, RepNorm};
 pub struct AlignArgs {
     #[arg(long, env = "SSLMEM_BUNDLE")]
     pub bundle: PathBuf,
-    #[arg(long, env = "SSLMEM_DISTANCE", value_enum, default_value = "l2")]
+    #[arg(long, env = "SSLMEM_DISTANCE", value_parser = choice::<Distance>(), default_value = "l2")]
     pub distance: Distance,
-    #[arg(long, env = "SSLMEM_NORMALIZE", value_enum, default_value = "l2")]
+    #[arg(long, env = "SSLMEM_NORMALIZE", value_parser = choice::<RepNorm>(), default_value = "l2")]
     pub normalize: RepNorm,
     /// Pairs of images at the model's input size: A1 B1 [A2 B2 ...].
     #[arg(required = true, num_args = 2..)]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::choice_arg::choice;
 use clap::Args;
 use sslmem::audit::merge::MergeOptions;
 use sslmem::audit::shard::ShardSpec;
@@ -29,7 +30,7 @@ pub struct AuditArgs {
     #[arg(
         long,
         env = "SSLMEM_AUDIT_SETS",
-        value_enum,
+        value_parser = choice::<SplitSet>(),
         value_delimiter = ',',
         conflicts_with = "all"
     )]

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::choice_arg::choice;
 use clap::{Args, Subcommand};
 use sslmem::arch::ArchSpec;
 use sslmem::augment::AugmentSpec;
@@ -65,11 +66,11 @@ pub struct CreateArgs {
     pub channels: Option<usize>,
     /// Input layout: nchw (channels first, PyTorch) or nhwc (channels last, TensorFlow);
     /// detected from the input shape when unambiguous.
-    #[arg(long, env = "SSLMEM_BUNDLE_CREATE_LAYOUT", value_enum)]
+    #[arg(long, env = "SSLMEM_BUNDLE_CREATE_LAYOUT", value_parser = choice::<Layout>())]
     pub layout: Option<Layout>,
     /// How a token output [batch, tokens, dim] becomes one representation: cls (first
     /// token), mean (over tokens) or flatten (every token, as the MAE authors' probe reads it).
-    #[arg(long, env = "SSLMEM_BUNDLE_CREATE_POOLING", value_enum)]
+    #[arg(long, env = "SSLMEM_BUNDLE_CREATE_POOLING", value_parser = choice::<Pooling>())]
     pub pooling: Option<Pooling>,
     /// Outputs to record as the encoder's per-layer outputs (none unless named).
     #[arg(long, env = "SSLMEM_BUNDLE_CREATE_LAYERS", value_delimiter = ',')]

@@ -6,6 +6,7 @@
 mod align;
 mod audit;
 mod bundle;
+mod choice_arg;
 mod health;
 mod inspect;
 mod score;
@@ -14,6 +15,7 @@ mod serve;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use choice_arg::choice;
 use clap::{Args, Parser, Subcommand};
 use sslmem::output::{init_logging, LogFormat};
 use sslmem::runtime::{Device, RuntimeOptions};
@@ -44,7 +46,7 @@ pub struct RuntimeArgs {
         long,
         global = true,
         env = "SSLMEM_LOG_FORMAT",
-        value_enum,
+        value_parser = choice::<LogFormat>(),
         default_value = "text"
     )]
     pub log_format: LogFormat,

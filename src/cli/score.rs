@@ -3,9 +3,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use super::choice_arg::choice;
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 use sslmem::bundle::Bundle;
 use sslmem::data::inputs::{resolve, Input};
 use sslmem::engine::{Engine, EstimatorOptions, Quiet};
@@ -14,7 +15,7 @@ use sslmem::fsutil::write_atomic;
 use sslmem::output::progress_bar;
 use sslmem::runtime::RuntimeOptions;
 use sslmem::score::{
-    set_normalize, Distance, ImageScore, RepNorm, ScoreOptions, SetNorm, ViewMode,
+    set_normalize, Distance, ImageScore, RepNorm, ScoreOptions, ScoreRecord, SetNorm, ViewMode,
 };
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -32,12 +33,12 @@ pub struct EstimatorArgs {
     /// Seed of the augmentations; views depend only on (seed, image, view index).
     #[arg(long, env = "SSLMEM_SEED", default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, env = "SSLMEM_MODE", value_enum, default_value = "aug-vs-aug")]
+    #[arg(long, env = "SSLMEM_MODE", value_parser = choice::<ViewMode>(), default_value = "aug-vs-aug")]
     pub mode: ViewMode,
-    #[arg(long, env = "SSLMEM_DISTANCE", value_enum, default_value = "l2")]
+    #[arg(long, env = "SSLMEM_DISTANCE", value_parser = choice::<Distance>(), default_value = "l2")]
     pub distance: Distance,
     /// Representation normalisation before the distance.
-    #[arg(long, env = "SSLMEM_NORMALIZE", value_enum, default_value = "l2")]
+    #[arg(long, env = "SSLMEM_NORMALIZE", value_parser = choice::<RepNorm>(), default_value = "l2")]
     pub normalize: RepNorm,
     /// Views per inference batch.
     #[arg(long, env = "SSLMEM_BATCH_SIZE", default_value_t = 256)]
@@ -77,7 +78,7 @@ pub struct ScoreArgs {
     #[command(flatten)]
     pub est: EstimatorArgs,
     /// Add set-level normalised scores (`score_range`, `score_max`); repeatable.
-    #[arg(long, env = "SSLMEM_SET_NORMALIZE", value_enum, value_delimiter = ',')]
+    #[arg(long, env = "SSLMEM_SET_NORMALIZE", value_parser = choice::<SetNorm>(), value_delimiter = ',')]
     pub set_normalize: Vec<SetNorm>,
     #[arg(long, env = "SSLMEM_FORMAT", value_enum, default_value = "jsonl")]
     pub format: Format,
@@ -149,7 +150,7 @@ pub fn run(a: &ScoreArgs, rt: &RuntimeOptions) -> Result<bool> {
         .map(|&k| (k, set_normalize(&all, k)))
         .collect();
     let text = match a.format {
-        Format::Jsonl => to_jsonl(&scored, &extra),
+        Format::Jsonl => to_jsonl(&scored, &extra)?,
         Format::Csv => to_csv(&scored, &extra)?,
     };
     match &a.out {
@@ -176,28 +177,37 @@ fn set_norm_field(k: SetNorm) -> &'static str {
     }
 }
 
-fn to_jsonl(scored: &[(&Input, ImageScore)], extra: &[(SetNorm, Vec<Option<f64>>)]) -> String {
+/// A line of `sslmem score --format jsonl`: the image's [`ScoreRecord`], then its label (for
+/// labelled datasets) and the set-level normalisations asked for (`null` where undefined).
+#[derive(Serialize)]
+struct ScoreLine {
+    #[serde(flatten)]
+    record: ScoreRecord,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score_range: Option<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score_max: Option<Option<f64>>,
+}
+
+fn to_jsonl(
+    scored: &[(&Input, ImageScore)],
+    extra: &[(SetNorm, Vec<Option<f64>>)],
+) -> Result<String> {
     let mut out = String::new();
     for (i, (input, s)) in scored.iter().enumerate() {
-        let mut m = Map::new();
-        m.insert("input".into(), json!(input.name));
-        if let Some(l) = input.label() {
-            m.insert("label".into(), json!(l));
-        }
-        m.insert("align_f".into(), json!(s.align_f));
-        m.insert("align_g".into(), json!(s.align_g));
-        m.insert("score".into(), json!(s.score));
-        m.insert("score_ratio".into(), json!(s.score_ratio));
-        for (k, v) in extra {
-            m.insert(set_norm_field(*k).into(), json!(v[i]));
-        }
-        m.insert("stderr".into(), json!(s.stderr));
-        m.insert("ci95".into(), json!(s.ci95));
-        m.insert("pairs".into(), json!(s.pairs));
-        out.push_str(&Value::Object(m).to_string());
+        let norm = |want: SetNorm| extra.iter().find(|(k, _)| *k == want).map(|(_, v)| v[i]);
+        let line = ScoreLine {
+            record: ScoreRecord::new(input.name.clone(), s),
+            label: input.label(),
+            score_range: norm(SetNorm::Range),
+            score_max: norm(SetNorm::Max),
+        };
+        out.push_str(&serde_json::to_string(&line).map_err(|e| Error::output("JSON", e))?);
         out.push('\n');
     }
-    out
+    Ok(out)
 }
 
 fn to_csv(

@@ -3,7 +3,6 @@
 //! neither encoder sees (by default the test set). `f` trains on shared ∪ candidate, `g` on
 //! shared ∪ independent. Index sets are stored compactly as `[start, end)` ranges.
 
-use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use super::canary::CanarySpec;
@@ -19,10 +18,7 @@ use crate::rng::Rng;
 /// and on the command line.
 ///
 /// The four split sets carry no doc comments of their own: `--help` lists them bare.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize, Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SplitSet {
     Candidate,
     Shared,
@@ -35,9 +31,18 @@ pub enum SplitSet {
     /// Canaries seen by neither.
     CanaryHeldout,
     /// The inputs of an audit of given files, folders or datasets.
-    #[value(skip)]
     Inputs,
 }
+
+crate::choice!(SplitSet, "set", {
+    Candidate = "candidate",
+    Shared = "shared",
+    Independent = "independent",
+    Extra = "extra",
+    CanaryCandidate = "canary-candidate" => "Canaries seen by `f` only.",
+    CanaryIndependent = "canary-independent" => "Canaries seen by `g` only.",
+    CanaryHeldout = "canary-heldout" => "Canaries seen by neither.",
+} hidden: { Inputs = "inputs" });
 
 impl SplitSet {
     /// The sets of a split, canaries included, in order (not [`SplitSet::Inputs`]).
@@ -53,16 +58,7 @@ impl SplitSet {
 
     /// The set's name, as records and the command line write it (`canary-heldout`).
     pub fn name(self) -> &'static str {
-        match self {
-            SplitSet::Candidate => "candidate",
-            SplitSet::Shared => "shared",
-            SplitSet::Independent => "independent",
-            SplitSet::Extra => "extra",
-            SplitSet::CanaryCandidate => "canary-candidate",
-            SplitSet::CanaryIndependent => "canary-independent",
-            SplitSet::CanaryHeldout => "canary-heldout",
-            SplitSet::Inputs => "inputs",
-        }
+        crate::choice::Choice::name(self)
     }
 
     /// The `sslmem audit` flag that names this set's images when the user brings their own
@@ -91,12 +87,6 @@ impl SplitSet {
             self,
             SplitSet::CanaryCandidate | SplitSet::CanaryIndependent | SplitSet::CanaryHeldout
         )
-    }
-}
-
-impl std::fmt::Display for SplitSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -464,11 +454,13 @@ mod tests {
             assert_eq!(serde_json::from_value::<SplitSet>(json).expect("parse"), s);
             assert_eq!(s.to_string(), s.name());
         }
-        for s in SplitSet::ALL {
-            let value = s.to_possible_value().expect("a --sets value");
-            assert_eq!(value.get_name(), s.name());
-        }
-        assert!(SplitSet::Inputs.to_possible_value().is_none());
+        use crate::choice::Choice;
+        let offered: Vec<&str> = SplitSet::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(
+            SplitSet::NAMES,
+            offered,
+            "every set but inputs is a --sets value"
+        );
         assert!(SplitSet::ALL.windows(2).all(|w| w[0] < w[1]));
         assert!(SplitSet::ALL.iter().all(|&s| s < SplitSet::Inputs));
     }

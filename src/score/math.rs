@@ -5,8 +5,7 @@ use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 /// Distance between two representations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Distance {
     /// Euclidean distance.
     L2,
@@ -16,15 +15,25 @@ pub enum Distance {
     L1,
 }
 
+crate::choice!(Distance, "distance", {
+    L2 = "l2" => "Euclidean distance.",
+    Cosine = "cosine" => "1 - cosine similarity.",
+    L1 = "l1" => "Sum of absolute differences.",
+});
+
 /// What is done to each representation before the distance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RepNorm {
     /// Divide by the l2 norm (so l2 distances lie in [0, 2]).
     L2,
     /// Use the raw representation.
     None,
 }
+
+crate::choice!(RepNorm, "representation normalisation", {
+    L2 = "l2" => "Divide by the l2 norm (so l2 distances lie in [0, 2]).",
+    None = "none" => "Use the raw representation.",
+});
 
 /// `F.normalize`'s guard against division by zero.
 const NORM_EPS: f64 = 1e-12;
@@ -130,14 +139,18 @@ pub fn t_quantile_975(df: usize) -> f64 {
 }
 
 /// Set-level normalisations (docs/science.md#set-level-normalisations).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SetNorm {
     /// raw / (max(raw) - min(raw)) over the set, no centring (ICLR 2024 reference code).
     Range,
     /// align / max(align) per side, then the difference over its maximum.
     Max,
 }
+
+crate::choice!(SetNorm, "set normalisation", {
+    Range = "range" => "raw / (max(raw) - min(raw)) over the set, no centring (ICLR 2024 reference code).",
+    Max = "max" => "align / max(align) per side, then the difference over its maximum.",
+});
 
 /// Applies a set-level normalisation; `None` where it is undefined (empty range,
 /// non-positive maximum).

@@ -3,21 +3,27 @@
 //! encoders run by [`crate::engine`].
 
 pub mod math;
+mod record;
 
 use ndarray::Array2;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub use math::{distance, estimate, set_normalize, Distance, ImageScore, RepNorm, SetNorm};
+pub use record::ScoreRecord;
 
 /// How the two views of a pair are made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ViewMode {
     /// Both views drawn from the augmentations (the definition).
     AugVsAug,
     /// The un-augmented image against one augmented view (the authors' script).
     OrigVsAug,
 }
+
+crate::choice!(ViewMode, "view mode", {
+    AugVsAug = "aug-vs-aug" => "Both views drawn from the augmentations (the definition).",
+    OrigVsAug = "orig-vs-aug" => "The un-augmented image against one augmented view (the authors' script).",
+});
 
 /// How each image is scored.
 #[derive(Clone, Debug, PartialEq, Eq)]

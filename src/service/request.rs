@@ -6,7 +6,6 @@ use axum::body::to_bytes;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::{header, StatusCode};
 use base64::Engine;
-use clap::ValueEnum;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -116,23 +115,23 @@ impl Field<'_> {
     }
 
     /// One of an enum's names (any case): text, or a JSON string.
-    pub fn choice<T: ValueEnum>(&self, key: &str) -> Result<T, ApiError> {
+    pub fn choice<T: crate::choice::Choice + serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<T, ApiError> {
         let text = match self {
             Field::Text(s) => Some(*s),
             Field::Json(Value::String(s)) => Some(s.as_str()),
             Field::Json(_) => None,
         };
-        text.and_then(|t| T::from_str(t, true).ok()).ok_or_else(|| {
-            let allowed: Vec<String> = T::value_variants()
-                .iter()
-                .filter_map(|x| x.to_possible_value().map(|p| p.get_name().to_string()))
-                .collect();
-            ApiError::invalid(format!(
-                "{key}: '{}' is not one of {}",
-                self.shown(),
-                allowed.join(", ")
-            ))
-        })
+        text.and_then(|t| crate::choice::from_text::<T>(t).ok())
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "{key}: '{}' is not one of {}",
+                    self.shown(),
+                    T::NAMES.join(", ")
+                ))
+            })
     }
 }
 

@@ -12,8 +12,8 @@ use super::{check_count, decode_uploads, DistanceSchema, ProviderSchema, RepNorm
 use crate::pixels::SourceImage;
 use crate::runtime::Provider;
 use crate::score::{Distance, RepNorm, ScoreOptions};
+use crate::service::bodies::{BodyErrors, FormBody, JsonBody};
 use crate::service::error::ApiError;
-use crate::service::openapi::{BodyErrors, FormBody, JsonBody};
 use crate::service::request::{read, unknown, Field, Images, Params};
 use crate::service::{AppState, Limits};
 

@@ -11,13 +11,13 @@ use utoipa::{IntoParams, ToSchema};
 use super::{check_count, decode_uploads, Choice, ChoiceSchema, ProviderSchema};
 use crate::engine::Preprocess;
 use crate::runtime::Provider;
+use crate::service::bodies::{BodyErrors, FormBody, JsonBody};
 use crate::service::error::ApiError;
-use crate::service::openapi::{BodyErrors, FormBody, JsonBody};
 use crate::service::request::{read, unknown, Field, Images, Params};
 use crate::service::{AppState, Limits};
 
 /// Which encoders' representations to return.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Side {
     /// The `f` encoders (trained with the data).
     F,
@@ -27,6 +27,12 @@ pub enum Side {
     #[default]
     Both,
 }
+
+crate::choice!(Side, "side", {
+    F = "f" => "The `f` encoders (trained with the data).",
+    G = "g" => "The `g` encoders (trained without it).",
+    Both = "both" => "Both.",
+});
 
 impl Choice for Side {
     const NAME: &'static str = "Side";

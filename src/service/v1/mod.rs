@@ -11,7 +11,6 @@ use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use clap::ValueEnum;
 use rayon::prelude::*;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
@@ -71,9 +70,9 @@ async fn decode_uploads(
         .collect()
 }
 
-/// An enum parameter, parsed from its names (any case); its schema is a named component
-/// listing them, with each one's help.
-pub trait Choice: ValueEnum {
+/// An enum parameter, parsed from its names (any case, through serde: [`crate::choice`]); its
+/// schema is a named component listing them, with each one's help.
+pub trait Choice: crate::choice::Choice + serde::de::DeserializeOwned {
     /// The component's name.
     const NAME: &'static str;
     /// What it chooses.
@@ -106,20 +105,17 @@ pub struct ChoiceSchema<T>(PhantomData<T>);
 
 impl<T: Choice> PartialSchema for ChoiceSchema<T> {
     fn schema() -> RefOr<Schema> {
-        let values: Vec<_> = T::value_variants()
-            .iter()
-            .filter_map(|v| v.to_possible_value())
-            .collect();
+        let values = T::offered();
         let help: Vec<String> = values
             .iter()
-            .map(|p| match p.get_help() {
-                Some(h) => format!("`{}`: {h}", p.get_name()),
-                None => format!("`{}`", p.get_name()),
+            .map(|v| match v.help() {
+                Some(h) => format!("`{}`: {h}", v.name()),
+                None => format!("`{}`", v.name()),
             })
             .collect();
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .enum_values(Some(values.iter().map(|p| p.get_name().to_string())))
+            .enum_values(Some(T::NAMES.iter().map(|n| n.to_string())))
             .description(Some(format!("{} {}", T::ABOUT, help.join("; "))))
             .build()
             .into()

@@ -13,14 +13,14 @@ use super::{
 };
 use crate::error::InputError;
 use crate::runtime::Provider;
-use crate::score::{Distance, ImageScore, RepNorm, ScoreOptions, ViewMode};
+use crate::score::{Distance, RepNorm, ScoreOptions, ScoreRecord, ViewMode};
+use crate::service::bodies::{pairs_count, BodyErrors, FormBody, JsonBody};
 use crate::service::error::{ApiError, ImageErrorType};
-use crate::service::openapi::{pairs_count, BodyErrors, FormBody, JsonBody};
 use crate::service::request::{read, unknown, Field, Images, Params};
 use crate::service::{AppState, Limits};
 
 /// What an image that cannot be decoded or scored does to a `/v1/score` request.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OnError {
     /// The request fails (422 invalid_input), naming the first such image; nothing is scored.
     #[default]
@@ -28,6 +28,11 @@ pub enum OnError {
     /// The image gets an error entry in its slot of `results`; the other images are scored.
     Report,
 }
+
+crate::choice!(OnError, "on_error value", {
+    Fail = "fail" => "The request fails (422 invalid_input), naming the first such image; nothing is scored.",
+    Report = "report" => "The image gets an error entry in its slot of `results`; the other images are scored.",
+});
 
 /// Parameters of `/v1/score`; absent ones take the server's defaults.
 #[derive(Debug, Default, IntoParams)]
@@ -102,42 +107,6 @@ pub struct ScoreSettings {
     pub normalize: RepNorm,
 }
 
-/// One image's score (fields as in docs/scoring.md).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ScoreResult {
-    /// The image's file name, JSON `name`, or `image#N`.
-    pub input: String,
-    /// Mean distance between paired views under the `f` encoders (trained with the image).
-    pub align_f: f64,
-    /// The same under the `g` encoders (trained without it).
-    pub align_g: f64,
-    /// Raw SSLMem score: align_g - align_f.
-    pub score: f64,
-    /// (align_g - align_f) / (align_g + align_f), in [-1, 1]; 0 when both are 0.
-    pub score_ratio: f64,
-    /// Standard error of `score`; null for one pair.
-    pub stderr: Option<f64>,
-    /// 95% interval of `score`; null for one pair.
-    pub ci95: Option<[f64; 2]>,
-    /// View pairs behind the numbers.
-    pub pairs: usize,
-}
-
-impl ScoreResult {
-    fn new(input: String, s: ImageScore) -> Self {
-        Self {
-            input,
-            align_f: s.align_f,
-            align_g: s.align_g,
-            score: s.score,
-            score_ratio: s.score_ratio,
-            stderr: s.stderr,
-            ci95: s.ci95,
-            pairs: s.pairs,
-        }
-    }
-}
-
 /// An image that has no score (`on_error=report`): where it was in the request and why.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ImageFailure {
@@ -168,7 +137,7 @@ impl ImageFailure {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum ScoreEntry {
-    Scored(ScoreResult),
+    Scored(ScoreRecord),
     Failed(ImageFailure),
 }
 
@@ -251,7 +220,7 @@ pub async fn score(
             })?,
         };
         results.push(match outcome {
-            Ok(s) => ScoreEntry::Scored(ScoreResult::new(name, s)),
+            Ok(s) => ScoreEntry::Scored(ScoreRecord::new(name, &s)),
             Err(e) if report => ScoreEntry::Failed(ImageFailure::new(index, name, &e)),
             // One image the encoders cannot score fails the request, naming it (as a bad
             // image does).
