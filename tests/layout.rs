@@ -1,4 +1,4 @@
-//! The shape of the code, read from its source: the library's top-level modules import each
+//! The shape of the code, read from its source: the library's modules import each
 //! other without a cycle, the library never imports a command line (clap's `Parser`, `Args`
 //! and `Subcommand` types live in the binaries), and only the engine feeds encoders (the
 //! runtime defines the sessions and the bundle's load-time contract check runs them once).
@@ -46,27 +46,183 @@ fn library() -> Vec<(String, PathBuf, String)> {
         .collect()
 }
 
-/// `crate::NAME` paths in the code.
-fn imports(code: &str) -> BTreeSet<String> {
-    code.match_indices("crate::")
-        .map(|(i, m)| {
-            code[i + m.len()..]
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect::<String>()
-        })
-        .filter(|n| !n.is_empty())
-        .collect()
+/// The code of a file without its unit tests (`#[cfg(test)] mod tests { .. }`, at the end of
+/// a file by this project's habit): what the module itself imports.
+fn without_tests(code: &str) -> &str {
+    match code.find("#[cfg(test)]\nmod tests") {
+        Some(i) => &code[..i],
+        None => code,
+    }
 }
 
-#[test]
-fn top_level_modules_have_no_import_cycle() {
-    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (top, _, code) in library() {
-        let deps = graph.entry(top.clone()).or_default();
-        deps.extend(imports(&code).into_iter().filter(|d| *d != top));
+/// A source file's module path: `src/service/v1/score.rs` is `["service", "v1", "score"]`,
+/// `src/service/mod.rs` is `["service"]`.
+fn module_path(rel: &str) -> Vec<String> {
+    let mut parts: Vec<String> = rel
+        .trim_end_matches(".rs")
+        .split('/')
+        .map(String::from)
+        .collect();
+    if parts.last().is_some_and(|l| l == "mod") {
+        parts.pop();
     }
-    // Depth-first search for a back edge, reporting the cycle.
+    parts
+}
+
+fn ident_at(code: &[u8], mut i: usize) -> (String, usize) {
+    let start = i;
+    while i < code.len() && (code[i].is_ascii_alphanumeric() || code[i] == b'_') {
+        i += 1;
+    }
+    (String::from_utf8_lossy(&code[start..i]).into_owned(), i)
+}
+
+fn skip_ws(code: &[u8], mut i: usize) -> usize {
+    while i < code.len() && code[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// Reads a path `a::b::{c, d::e}` (a use tree) starting at `i`, appending every leaf path to
+/// `out` with `prefix` in front; returns where it stopped.
+fn read_tree(code: &[u8], i: usize, prefix: &[String], out: &mut Vec<Vec<String>>) -> usize {
+    let mut path = prefix.to_vec();
+    let mut i = skip_ws(code, i);
+    loop {
+        if code.get(i) == Some(&b'{') {
+            i += 1;
+            loop {
+                i = skip_ws(code, i);
+                if code.get(i) == Some(&b'}') {
+                    return i + 1;
+                }
+                i = read_tree(code, i, &path, out);
+                i = skip_ws(code, i);
+                match code.get(i) {
+                    Some(b',') => i += 1,
+                    Some(b'}') => return i + 1,
+                    _ => return i,
+                }
+            }
+        }
+        let (id, j) = ident_at(code, i);
+        if id.is_empty() {
+            out.push(path);
+            return j;
+        }
+        path.push(id);
+        if code.get(j..j + 2) == Some(b"::") {
+            i = skip_ws(code, j + 2);
+        } else {
+            // `as alias` and the rest of the statement are not part of the path.
+            out.push(path);
+            return j;
+        }
+    }
+}
+
+/// Every path `code` (the module `me`, whose sub-modules are `children`) refers to through
+/// `crate::..`, `super::..`, `self::..` or `child::..`, use trees expanded, each made absolute
+/// (names from the crate root, items included).
+fn referenced_paths(me: &[String], children: &[String], code: &str) -> Vec<Vec<String>> {
+    let bytes = code.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let boundary = i == 0 || {
+            let p = bytes[i - 1];
+            !(p.is_ascii_alphanumeric() || p == b'_' || p == b':')
+        };
+        if !boundary || !bytes[i].is_ascii_alphabetic() {
+            i += 1;
+            continue;
+        }
+        let (first, j) = ident_at(bytes, i);
+        if bytes.get(j..j + 2) != Some(b"::") {
+            i = j;
+            continue;
+        }
+        // Where the path starts: `self` of the file `a/b.rs` is `a::b`, `super` its parent;
+        // `child::x` is `self::child::x`.
+        let (mut base, mut k) = match first.as_str() {
+            "crate" => (Vec::new(), j + 2),
+            "self" => (me.to_vec(), j + 2),
+            "super" => (me[..me.len().saturating_sub(1)].to_vec(), j + 2),
+            c if children.iter().any(|x| x == c) => (me.to_vec(), i),
+            _ => {
+                i = j;
+                continue;
+            }
+        };
+        // `super::super::x`
+        loop {
+            let (id, e) = ident_at(bytes, k);
+            if id == "super" && bytes.get(e..e + 2) == Some(b"::") {
+                base.pop();
+                k = e + 2;
+            } else {
+                break;
+            }
+        }
+        let mut leaves = Vec::new();
+        let e = read_tree(bytes, k, &base, &mut leaves);
+        out.extend(leaves);
+        i = e.max(j);
+    }
+    out
+}
+
+/// The library's import graph, module by module (a file, or a folder's `mod.rs`):
+/// `module -> modules it imports`, where a path counts as the deepest module it names.
+fn module_graph() -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut sources = Vec::new();
+    for p in files {
+        let rel = p
+            .strip_prefix(&src)
+            .expect("under src")
+            .to_string_lossy()
+            .into_owned();
+        if rel == "main.rs" || rel == "lib.rs" || rel.starts_with("cli/") || rel.starts_with("bin/")
+        {
+            continue;
+        }
+        let code: String = std::fs::read_to_string(&p)
+            .expect("read")
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        sources.push((module_path(&rel), code));
+    }
+    let modules: BTreeSet<Vec<String>> = sources.iter().map(|(m, _)| m.clone()).collect();
+    let mut graph = BTreeMap::new();
+    for (me, code) in &sources {
+        let children: Vec<String> = modules
+            .iter()
+            .filter(|m| m.len() == me.len() + 1 && m.starts_with(me))
+            .filter_map(|m| m.last().cloned())
+            .collect();
+        let mut deps = BTreeSet::new();
+        for path in referenced_paths(me, &children, without_tests(code)) {
+            let deepest = (1..=path.len())
+                .rev()
+                .map(|n| path[..n].to_vec())
+                .find(|p| modules.contains(p));
+            if let Some(d) = deepest.filter(|d| d != me) {
+                deps.insert(d);
+            }
+        }
+        graph.insert(me.clone(), deps);
+    }
+    graph
+}
+
+/// A cycle of `g`, as the nodes along it, found by depth-first search.
+fn find_cycle(g: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
     fn visit(
         n: &str,
         g: &BTreeMap<String, BTreeSet<String>>,
@@ -92,17 +248,51 @@ fn top_level_modules_have_no_import_cycle() {
         None
     }
     let mut done = BTreeSet::new();
-    for n in graph.keys() {
-        if let Some(c) = visit(n, &graph, &mut Vec::new(), &mut done) {
-            panic!(
-                "import cycle among the library's modules: {}",
-                c.join(" -> ")
-            );
+    g.keys()
+        .find_map(|n| visit(n, g, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn modules_import_each_other_without_a_cycle_at_every_level() {
+    let graph = module_graph();
+    // For every folder (the crate root included): its sub-modules, each with everything
+    // below it, as one graph, `a -> b` when code under `a` imports something under `b`. The
+    // folder's own `mod.rs`, which declares its sub-modules and wires them together, is not a
+    // node of that graph: its sub-modules may use what it defines.
+    let mut folders: BTreeSet<Vec<String>> = BTreeSet::new();
+    for m in graph.keys() {
+        for n in 0..m.len() {
+            folders.insert(m[..n].to_vec());
         }
     }
+    for folder in &folders {
+        let child = |m: &Vec<String>| -> Option<String> {
+            (m.len() > folder.len() && m.starts_with(folder)).then(|| m[folder.len()].clone())
+        };
+        let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (m, deps) in &graph {
+            let Some(a) = child(m) else { continue };
+            let entry = g.entry(a.clone()).or_default();
+            entry.extend(deps.iter().filter_map(&child).filter(|b| *b != a));
+        }
+        if let Some(c) = find_cycle(&g) {
+            let at = if folder.is_empty() {
+                "the library's top-level modules".to_string()
+            } else {
+                format!("the modules of crate::{}", folder.join("::"))
+            };
+            panic!("import cycle among {at}: {}", c.join(" -> "));
+        }
+    }
+    let key = |p: &str| p.split("::").map(String::from).collect::<Vec<_>>();
     assert!(
-        graph.contains_key("engine"),
-        "the walk found the library's modules"
+        graph.contains_key(&key("engine")) && folders.len() > 5,
+        "the walk found the library's modules and folders"
+    );
+    assert!(
+        graph[&key("service::openapi")].contains(&key("service::v1")),
+        "the graph sees imports below the top level: {:?}",
+        graph[&key("service::openapi")]
     );
 }
 
@@ -110,20 +300,12 @@ fn top_level_modules_have_no_import_cycle() {
 fn the_library_has_no_command_line() {
     for (_, path, code) in library() {
         assert!(
-            !imports(&code).contains("cli"),
-            "{} imports a command line",
+            !code.contains("crate::cli") && !code.contains("clap"),
+            "{} uses clap or a command line: clap types live with the binaries (src/cli/, \
+             src/bin/), which parse into the library's types (enums through \
+             sslmem::choice::Choice)",
             path.display()
         );
-        for clap_type in ["Parser", "Args", "Subcommand"] {
-            let derive = code.contains(&format!("derive({clap_type}"))
-                || code.contains(&format!(", {clap_type})"))
-                || code.contains(&format!(", {clap_type},"));
-            assert!(
-                !derive,
-                "{} derives clap's {clap_type}: clap types live with the binaries",
-                path.display()
-            );
-        }
     }
 }
 

@@ -4,6 +4,8 @@
 //! decode on the CPU worker pool) -> the [`Engine`] (views, the queue that batches across
 //! requests, encoder threads, the estimator) -> the endpoint's response type as JSON.
 
+pub mod bodies;
+pub mod docs_page;
 pub mod error;
 pub mod metrics;
 pub mod openapi;

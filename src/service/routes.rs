@@ -10,8 +10,8 @@ use axum::response::{Html, IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::docs_page;
 use super::error::{ApiError, ErrorBody, ErrorType};
-use super::openapi;
 use super::v1;
 use super::AppState;
 
@@ -118,7 +118,7 @@ pub async fn openapi_json(State(state): State<Arc<AppState>>) -> Response {
     responses((status = 200, description = "The Swagger UI page.", body = String, content_type = "text/html")),
 )]
 pub async fn docs() -> Html<&'static str> {
-    Html(openapi::DOCS_HTML)
+    Html(docs_page::DOCS_HTML)
 }
 
 /// Swagger UI over this document, at the address people type and links end with a slash.
@@ -129,7 +129,7 @@ pub async fn docs() -> Html<&'static str> {
     responses((status = 200, description = "The Swagger UI page (as /docs).", body = String, content_type = "text/html")),
 )]
 pub async fn docs_slash() -> Html<&'static str> {
-    Html(openapi::DOCS_HTML)
+    Html(docs_page::DOCS_HTML)
 }
 
 /// Swagger UI's script (vendored).
@@ -141,7 +141,7 @@ pub async fn docs_slash() -> Html<&'static str> {
 pub async fn docs_js() -> Response {
     (
         [(header::CONTENT_TYPE, "application/javascript")],
-        openapi::SWAGGER_JS,
+        docs_page::SWAGGER_JS,
     )
         .into_response()
 }
@@ -153,7 +153,7 @@ pub async fn docs_js() -> Response {
     responses((status = 200, description = "CSS.", body = String, content_type = "text/css")),
 )]
 pub async fn docs_css() -> Response {
-    ([(header::CONTENT_TYPE, "text/css")], openapi::SWAGGER_CSS).into_response()
+    ([(header::CONTENT_TYPE, "text/css")], docs_page::SWAGGER_CSS).into_response()
 }
 
 /// Any other path.
