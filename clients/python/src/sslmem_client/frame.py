@@ -6,7 +6,8 @@ import os
 import warnings
 from typing import Any, List, Optional, Sequence, Tuple
 
-from .models import ImageError, ScoreResponse
+# No import of .models: models imports this module (``ScoreResponse.to_frame``), and
+# results say themselves whether they have a score (``ok``).
 
 __all__ = ["COLUMNS", "SET_NAMES", "to_frame", "score_frame", "sets_to_frame"]
 
@@ -44,16 +45,17 @@ def _pandas():
     return pd
 
 
-def to_frame(response: ScoreResponse):
-    """One row per image, in the order scored. ``stderr`` and the interval are NaN for one
-    pair. An image without a score (:class:`ImageError`) has NaN numbers and its
+def to_frame(response: Any):
+    """One row per image of a :class:`~sslmem_client.models.ScoreResponse`, in the order
+    scored. ``stderr`` and the interval are NaN for one pair. An image without a score
+    (:class:`~sslmem_client.models.ImageError`, whose ``ok`` is False) has NaN numbers and its
     ``error_type`` and ``error``. ``df.attrs`` holds the bundle, the provider and the
     parameters."""
     pd = _pandas()
     nan = float("nan")
     rows = [
         (r.input, nan, nan, nan, nan, nan, nan, nan, nan, r.error_type, r.error)
-        if isinstance(r, ImageError)
+        if not r.ok
         else (
             r.input,
             r.align_f,
@@ -128,7 +130,7 @@ def _paths(images: Any) -> List[str]:
     return [os.path.realpath(i) for i in images if isinstance(i, (str, os.PathLike))]
 
 
-def sets_to_frame(responses: Sequence[Tuple[str, ScoreResponse]]):
+def sets_to_frame(responses: Sequence[Tuple[str, Any]]):
     """One frame of several sets' responses: a ``set`` column first (``candidate``,
     ``shared``, ``independent``, ``extra``), then :data:`COLUMNS`; ``df.attrs`` as
     :func:`to_frame` gives them, from the first response."""
