@@ -179,10 +179,32 @@ pub fn read(out: &Path) -> Result<String> {
     Ok(render(&summary, &rows, out))
 }
 
-/// The printed summary of an audit whose files are in `out`.
+/// The printed summary of an audit whose files are in `out`: where its files are and what its
+/// sets are, the mean score per set, the checks, the membership evaluation, the correlation
+/// with atypicality and the highest-scoring examples.
 pub fn render(s: &Summary, rows: &[ScoreRow], out: &Path) -> String {
     let mut t = String::new();
-    let out = out.display();
+    let out = out.display().to_string();
+    header(&mut t, s, &out);
+    sets(&mut t, s);
+    checks(&mut t, s);
+    membership(&mut t, s);
+    typicality(&mut t, s);
+    highest(&mut t, s, rows);
+    if !s.failed.is_empty() {
+        let n = s.failed.len();
+        let _ = writeln!(
+            t,
+            "{n} {} could not be read or scored (listed in summary.json)",
+            if n == 1 { "image" } else { "images" }
+        );
+    }
+    let _ = writeln!(t, "report: {out}/report.html");
+    t
+}
+
+/// Where the audit's files are, and what each set is.
+fn header(t: &mut String, s: &Summary, out: &str) {
     let _ = writeln!(
         t,
         "audit of {} ({} view pairs per image) in {out}/:",
@@ -201,7 +223,10 @@ pub fn render(s: &Summary, rows: &[ScoreRow], out: &Path) -> String {
     for line in scope(s) {
         let _ = writeln!(t, "note: {line}");
     }
+}
 
+/// The mean score of each set, and the fraction significantly above 0.
+fn sets(t: &mut String, s: &Summary) {
     let legend: Vec<String> = s
         .sets
         .keys()
@@ -224,7 +249,10 @@ pub fn render(s: &Summary, rows: &[ScoreRow], out: &Path) -> String {
             g.count
         );
     }
+}
 
+/// Each check of the expected signs, with its verdict.
+fn checks(t: &mut String, s: &Summary) {
     if !s.checks.is_empty() {
         let canary = s.checks.iter().any(|c| c.check.starts_with("canary"));
         let _ = writeln!(
@@ -259,7 +287,10 @@ pub fn render(s: &Summary, rows: &[ScoreRow], out: &Path) -> String {
             );
         }
     }
+}
 
+/// The membership evaluation: ROC AUC and TPR at 1% FPR.
+fn membership(t: &mut String, s: &Summary) {
     if !s.membership.is_empty() {
         t.push_str("membership evaluation (members: seen by f; non-members: seen by neither):\n");
         for m in &s.membership {
@@ -280,7 +311,10 @@ pub fn render(s: &Summary, rows: &[ScoreRow], out: &Path) -> String {
             );
         }
     }
+}
 
+/// The rank correlation of score and atypicality.
+fn typicality(t: &mut String, s: &Summary) {
     let candidate_caveat =
         if s.sets.contains_key(&SplitSet::Shared) || s.sets.contains_key(&SplitSet::Extra) {
             ""
@@ -304,7 +338,10 @@ pub fn render(s: &Summary, rows: &[ScoreRow], out: &Path) -> String {
             );
         }
     }
+}
 
+/// The highest-scoring examples of the set the report's grid shows.
+fn highest(t: &mut String, s: &Summary, rows: &[ScoreRow]) {
     let sets: Vec<SplitSet> = s.sets.keys().copied().collect();
     let top_set = grid_set(&sets);
     let mut top: Vec<&ScoreRow> = rows
@@ -329,16 +366,6 @@ pub fn render(s: &Summary, rows: &[ScoreRow], out: &Path) -> String {
             let _ = writeln!(t, "  {:<26} {class}score {:+.4}{ci}", r.input, r.score);
         }
     }
-    if !s.failed.is_empty() {
-        let n = s.failed.len();
-        let _ = writeln!(
-            t,
-            "{n} {} could not be read or scored (listed in summary.json)",
-            if n == 1 { "image" } else { "images" }
-        );
-    }
-    let _ = writeln!(t, "report: {out}/report.html");
-    t
 }
 
 #[cfg(test)]

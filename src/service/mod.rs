@@ -300,8 +300,8 @@ fn bad_arg(m: String) -> Error {
     Error::Param(m)
 }
 
-/// Loads and warms up the bundle, then serves until SIGTERM or Ctrl-C, then drains.
-pub fn run(args: &ServeOptions, rt: &RuntimeOptions) -> Result<()> {
+/// Checks the options that have no type to say they must be positive.
+fn validate(args: &ServeOptions) -> Result<()> {
     if args.max_batch_views == 0
         || args.max_images == 0
         || args.max_pairs == 0
@@ -325,6 +325,59 @@ pub fn run(args: &ServeOptions, rt: &RuntimeOptions) -> Result<()> {
     if args.api_key.as_deref() == Some("") {
         return Err(bad_arg("the API key is empty".into()));
     }
+    Ok(())
+}
+
+/// The state every handler shares: the warmed-up engine, the limits and defaults of `args`,
+/// and the OpenAPI document they imply.
+fn app_state(
+    args: &ServeOptions,
+    rt: &RuntimeOptions,
+    engine: Engine,
+    metrics: Arc<Metrics>,
+    provider: Provider,
+) -> Result<AppState> {
+    Ok(AppState {
+        engine,
+        metrics,
+        limits: Limits {
+            max_images: args.max_images,
+            max_pairs: args.max_pairs,
+            max_body_bytes: args.max_body_bytes,
+            max_concurrent: args.max_concurrent,
+            request_timeout: Duration::from_secs_f64(args.request_timeout),
+            decode: DecodeLimits {
+                max_pixels: args.max_pixels,
+            },
+        },
+        defaults: Defaults {
+            pairs: args.pairs,
+            seed: args.seed,
+        },
+        device: rt.device,
+        provider,
+        openapi: Bytes::from(
+            openapi::document(&openapi::DocConfig {
+                max_images: args.max_images,
+                max_pairs: args.max_pairs,
+                api_key: args.api_key.is_some(),
+            })
+            .to_string(),
+        ),
+        api_key: args
+            .api_key
+            .as_ref()
+            .map(|k| Sha256::digest(k.as_bytes()).into()),
+        permits: Arc::new(Semaphore::new(args.max_concurrent)),
+        ready: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
+        next_id: AtomicU64::new(1),
+    })
+}
+
+/// Loads and warms up the bundle, then serves until SIGTERM or Ctrl-C, then drains.
+pub fn run(args: &ServeOptions, rt: &RuntimeOptions) -> Result<()> {
+    validate(args)?;
     if args.workers > 0 {
         rayon::ThreadPoolBuilder::new()
             .num_threads(args.workers)
@@ -373,42 +426,7 @@ pub fn run(args: &ServeOptions, rt: &RuntimeOptions) -> Result<()> {
             ..ScoreOptions::default()
         },
     )?;
-    let state = Arc::new(AppState {
-        engine,
-        metrics,
-        limits: Limits {
-            max_images: args.max_images,
-            max_pairs: args.max_pairs,
-            max_body_bytes: args.max_body_bytes,
-            max_concurrent: args.max_concurrent,
-            request_timeout: Duration::from_secs_f64(args.request_timeout),
-            decode: DecodeLimits {
-                max_pixels: args.max_pixels,
-            },
-        },
-        defaults: Defaults {
-            pairs: args.pairs,
-            seed: args.seed,
-        },
-        device: rt.device,
-        provider,
-        openapi: Bytes::from(
-            openapi::document(&openapi::DocConfig {
-                max_images: args.max_images,
-                max_pairs: args.max_pairs,
-                api_key: args.api_key.is_some(),
-            })
-            .to_string(),
-        ),
-        api_key: args
-            .api_key
-            .as_ref()
-            .map(|k| Sha256::digest(k.as_bytes()).into()),
-        permits: Arc::new(Semaphore::new(args.max_concurrent)),
-        ready: AtomicBool::new(false),
-        draining: AtomicBool::new(false),
-        next_id: AtomicU64::new(1),
-    });
+    let state = Arc::new(app_state(args, rt, engine, metrics, provider)?);
     tracing::info!(
         bundle = %args.bundle.display(),
         provider = %provider,
