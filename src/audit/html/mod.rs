@@ -81,7 +81,7 @@ pub fn html(
         &figs.histogram,
         &Caption {
             file: "figures/score-histogram.png",
-            shows: "the distribution of the score in each audited set, as a density over bins common to all sets (n per set in the legend); the grey vertical line is a score of zero.",
+            shows: "the distribution of the score in each audited set, as a density over bins common to all sets (n per set in the legend); the grey vertical line is a score of zero. Scores far outside the bulk of all scores, if any, are not binned: a grey panel beside the axis counts them per set.",
             read: &histogram_reading(&sets),
         },
     );
