@@ -9,8 +9,10 @@ use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
 
 use super::cuda::with_cuda;
+use super::device::{Device, Provider, RuntimeOptions, CUDA_BUILT};
+use super::environment::loaded_library;
+use super::library::library_path;
 use super::reduce::representation_only;
-use super::{library_path, loaded_library, Device, Provider, RuntimeOptions, CUDA_BUILT};
 use crate::error::{Error, Result};
 
 /// Graph optimisations: every level ONNX Runtime has (`ORT_ENABLE_ALL`), which on top of

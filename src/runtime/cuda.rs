@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::gpu_site;
+use super::library::gpu_site;
 
 #[cfg(feature = "cuda")]
 pub(super) fn with_cuda(
@@ -101,7 +101,7 @@ pub(super) fn preload_cuda_libraries(library: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::ORT_VERSION;
+    use crate::runtime::library::ORT_VERSION;
 
     #[test]
     fn cuda_libraries_are_looked_for_beside_a_copied_pip_site_first() {

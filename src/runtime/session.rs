@@ -11,9 +11,12 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use serde::Serialize;
 
-use super::boundary::{element_name, output_f32, to_channels_last, to_f16, to_u8};
+use super::boundary::{
+    element_name, output_f32, pool, to_channels_last, to_f16, to_u8, Boundary, ElementType, Layout,
+};
 use super::builder::{build_session, specialise, Source};
-use super::{environment, pool, Boundary, ElementType, Layout, Provider, RuntimeOptions};
+use super::device::{Provider, RuntimeOptions};
+use super::environment::environment;
 use crate::error::{Error, Result};
 
 /// Shape of one model input or output; `None` for a dynamic dimension.
@@ -86,7 +89,7 @@ impl EncoderSession {
     ///
     /// With `primary` (the output nearly every call asks for: the bundle's representation)
     /// and a model that has other outputs too (per-layer feature maps, a projection head),
-    /// the session runs a representation-only graph ([`super::representation_only`]): ONNX Runtime
+    /// the session runs a representation-only graph ([`crate::runtime::representation_only`]): ONNX Runtime
     /// then neither computes nor copies out the rest. A call for another output loads the
     /// whole model on first use and keeps it.
     ///
