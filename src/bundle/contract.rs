@@ -1,11 +1,12 @@
 //! The encoder contract, checked when a bundle loads: every encoder takes the manifest's
 //! input (name, element type, layout, size, a dynamic batch axis) and has its outputs
 //! ([`check_interface`]), and two real augmented views through it give two finite
-//! representations of the same width as every other encoder's ([`Bundle::check_contract`]).
+//! representations of the same width as every other encoder's ([`check_running`]).
 //! Each refusal names the file, the cause and the fix.
 
+use std::path::Path;
+
 use super::manifest::{Manifest, MANIFEST};
-use super::Bundle;
 use crate::error::{Error, Result};
 use crate::runtime::{EncoderSession, Layout};
 
@@ -17,61 +18,63 @@ pub(super) const FIXED_BATCH: &str =
     torch.export.Dim('batch')},)), or dynamic_axes={'input': {0: 'batch'}} with dynamo=False; \
     see docs/bundle.md)";
 
-impl Bundle {
-    /// The encoder contract, checked by running it: two real augmented views (of a smooth
-    /// gradient image at the model's size) through every encoder must give two finite
-    /// representations of the same width.
-    ///
-    /// # Errors
-    /// [`Error::Bundle`] naming the encoder, the cause and the fix.
-    pub fn check_contract(&self) -> Result<()> {
-        let i = &self.manifest.input;
-        let image = i
-            .probe_image()
-            .map_err(|e| Error::bundle(self.dir.join(MANIFEST), e.to_string()))?;
-        let augmenter = crate::augment::Augmenter::new(self.manifest.augment(), i.height, i.width)?;
-        let norm = crate::augment::Normalize::new(i.mean.clone(), i.std.clone(), i.channels)?;
-        let len = i.channels * i.height * i.width;
-        let mut views = vec![0f32; 2 * len];
-        let planes = image.to_planes();
-        for (v, dst) in views.chunks_exact_mut(len).enumerate() {
-            norm.write(&augmenter.view(&planes, 0, image.identity(), v as u64), dst);
-        }
-        let output = &self.manifest.representation.output;
-        let mut width = None;
-        for enc in self.encoders() {
-            let bad = |reason: String| Error::bundle(&enc.path, reason);
-            let reps = enc
-                .embed(views.clone(), [2, i.channels, i.height, i.width], output)
-                .map_err(|e| bad(format!("cannot run a batch of 2 views: {e}")))?;
-            if reps.nrows() != 2 {
-                return Err(bad(format!(
-                    "returned {} row(s) for 2 views: the graph does not keep the batch axis \
+/// The encoder contract, checked by running it: two real augmented views (of a smooth
+/// gradient image at the model's size) through every encoder of the bundle in `dir` must give
+/// two finite representations of the same width.
+///
+/// # Errors
+/// [`Error::Bundle`] naming the encoder, the cause and the fix.
+pub(super) fn check_running<'a>(
+    dir: &Path,
+    manifest: &Manifest,
+    encoders: impl Iterator<Item = &'a EncoderSession>,
+) -> Result<()> {
+    let i = &manifest.input;
+    let image = i
+        .probe_image()
+        .map_err(|e| Error::bundle(dir.join(MANIFEST), e.to_string()))?;
+    let augmenter = crate::augment::Augmenter::new(manifest.augment(), i.height, i.width)?;
+    let norm = crate::augment::Normalize::new(i.mean.clone(), i.std.clone(), i.channels)?;
+    let len = i.channels * i.height * i.width;
+    let mut views = vec![0f32; 2 * len];
+    let planes = image.to_planes();
+    for (v, dst) in views.chunks_exact_mut(len).enumerate() {
+        norm.write(&augmenter.view(&planes, 0, image.identity(), v as u64), dst);
+    }
+    let output = &manifest.representation.output;
+    let mut width = None;
+    for enc in encoders {
+        let bad = |reason: String| Error::bundle(&enc.path, reason);
+        let reps = enc
+            .embed(views.clone(), [2, i.channels, i.height, i.width], output)
+            .map_err(|e| bad(format!("cannot run a batch of 2 views: {e}")))?;
+        if reps.nrows() != 2 {
+            return Err(bad(format!(
+                "returned {} row(s) for 2 views: the graph does not keep the batch axis \
                      (a Reshape or Flatten with a fixed batch size?); export with a dynamic batch \
                      axis and reshape with -1 or the input's batch size",
-                    reps.nrows()
-                )));
-            }
-            if reps.iter().any(|v| !v.is_finite()) {
-                return Err(bad(format!(
-                    "output '{output}' is not finite (NaN or infinity) for real views; the \
-                     model or its export is broken (a float16 overflow?)"
-                )));
-            }
-            match width {
-                None => width = Some(reps.ncols()),
-                Some(w) if w != reps.ncols() => {
-                    return Err(bad(format!(
-                        "representations are {} wide, the first encoder's {w}; all encoders of a \
-                         bundle must match",
-                        reps.ncols()
-                    )))
-                }
-                Some(_) => {}
-            }
+                reps.nrows()
+            )));
         }
-        Ok(())
+        if reps.iter().any(|v| !v.is_finite()) {
+            return Err(bad(format!(
+                "output '{output}' is not finite (NaN or infinity) for real views; the \
+                     model or its export is broken (a float16 overflow?)"
+            )));
+        }
+        match width {
+            None => width = Some(reps.ncols()),
+            Some(w) if w != reps.ncols() => {
+                return Err(bad(format!(
+                    "representations are {} wide, the first encoder's {w}; all encoders of a \
+                         bundle must match",
+                    reps.ncols()
+                )))
+            }
+            Some(_) => {}
+        }
     }
+    Ok(())
 }
 
 /// Checks that an encoder takes the manifest's input and produces its representation.

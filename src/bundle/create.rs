@@ -7,11 +7,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::contract::FIXED_BATCH;
+use super::load::Bundle;
 use super::manifest::{
     read_manifest, write_manifest, InputSpec, Manifest, ModelFile, RepresentationSpec, FORMAT,
     MANIFEST,
 };
-use super::Bundle;
 use crate::augment::AugmentSpec;
 use crate::error::{Error, Result};
 use crate::fsutil::{sha256_file, write_atomic};

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::contract::check_interface;
+use super::contract::{check_interface, check_running};
 use super::manifest::{read_manifest, Manifest, ModelFile, MANIFEST};
 use crate::error::{Error, Result};
 use crate::fsutil::sha256_file;
@@ -121,6 +121,16 @@ impl Bundle {
         };
         bundle.check_contract()?;
         Ok(bundle)
+    }
+
+    /// The encoder contract, checked by running it: two real augmented views (of a smooth
+    /// gradient image at the model's size) through every encoder must give two finite
+    /// representations of the same width.
+    ///
+    /// # Errors
+    /// [`Error::Bundle`] naming the encoder, the cause and the fix.
+    pub fn check_contract(&self) -> Result<()> {
+        check_running(&self.dir, &self.manifest, self.encoders())
     }
 
     /// Every encoder, the `f` side first.
