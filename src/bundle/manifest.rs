@@ -403,6 +403,8 @@ mod tests {
         assert!(seen > 0, "no bundle under {}", models.display());
     }
 
+    // Over 100 lines: most of it is one whole manifest, as a file holds it, which the test
+    // must write back byte for byte.
     #[test]
     fn older_and_unknown_records_write_back_unchanged() {
         // As older versions wrote them: no `monitor`, no canaries (nor `min_distance`), an
