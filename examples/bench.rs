@@ -20,7 +20,6 @@ use onnx_protobuf::{
     tensor_proto::DataType, tensor_shape_proto, type_proto, GraphProto, Message, ModelProto,
     NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
-use sslmem::arch::ArchSpec;
 use sslmem::bundle::Bundle;
 use sslmem::data::inputs::load_dataset;
 use sslmem::runtime::EncoderSession;
@@ -88,10 +87,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         ["flops", bundle] => {
             let b = sslmem::bundle::read_manifest(Path::new(bundle))?;
-            let arch: ArchSpec = serde_json::from_value(
-                b.architecture
-                    .ok_or("the bundle's manifest has no architecture")?,
-            )?;
+            let arch = b
+                .architecture
+                .as_ref()
+                .and_then(sslmem::bundle::Architecture::spec)
+                .ok_or("the bundle's manifest has no architecture sslmem can read")?;
             println!("{}", arch.forward_flops());
             Ok(())
         }

@@ -11,12 +11,14 @@
 //! work list into its own folder) whose folders [`merge`] turns into the files an unsharded
 //! audit writes, through the same [`finish`].
 
+pub mod figures;
+pub mod html;
 pub mod merge;
-pub mod report;
 pub mod scores;
 pub mod shard;
 pub mod summary;
 pub mod text;
+pub mod typicality;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -579,7 +581,7 @@ fn finish(
     tracing::info!("typicality, statistics and figures");
     let bundle = engine.bundle();
     let items = &work.items;
-    let typ = report::typicality(engine, items, records)?;
+    let typ = typicality::typicality(engine, items, records)?;
     // Per set: rank by score (1 = most memorized), set-level normalisations over the set.
     let sets = sets_of(records);
     let mut rows: Vec<ScoreRow> = Vec::with_capacity(records.len());
@@ -626,6 +628,28 @@ fn finish(
     write_atomic(&out.join("summary.json"), (text + "\n").as_bytes())?;
 
     // Figures, as files and in the report.
+    let figs = draw_figures(out, bundle, work, records, &rows, &summary, &membership)?;
+    let run = html::RunRecord {
+        date,
+        command: command_line(&bundle.dir, params),
+        manifest_sha256: sha256_file(&bundle.dir.join(bundle::MANIFEST))?,
+        classes: work.classes.clone(),
+    };
+    let page = html::html(bundle, params, &summary, records, &figs, &run)?;
+    write_atomic(&out.join("report.html"), page.as_bytes())
+}
+
+/// Draws the report's figures from the audit's rows and writes each to `out/figures/`.
+fn draw_figures(
+    out: &Path,
+    bundle: &Bundle,
+    work: &WorkList,
+    records: &[Record],
+    rows: &[ScoreRow],
+    summary: &summary::Summary,
+    membership: &[crate::membership::Membership],
+) -> Result<figures::Figures> {
+    let sets = sets_of(records);
     let by_set: Vec<(SplitSet, Vec<f64>)> = sets
         .iter()
         .map(|set| {
@@ -650,19 +674,24 @@ fn finish(
         .collect();
     let grid_set = text::grid_set(&sets);
 
-    let grid_memorized = text::scores_are_memorization(grid_set, &summary);
-    let grids = report::class_grids(items, records, grid_set, bundle.manifest.input.channels);
-    let figs = report::Figures {
-        histogram: report::histogram_png(&by_set)?,
-        typicality: report::typicality_png(&points)?,
-        grid: report::grid_png(&grids, grid_set, grid_memorized, &work.classes)?,
+    let grid_memorized = text::scores_are_memorization(grid_set, summary);
+    let grids = figures::class_grids(
+        &work.items,
+        records,
+        grid_set,
+        bundle.manifest.input.channels,
+    );
+    let figs = figures::Figures {
+        histogram: figures::histogram_png(&by_set)?,
+        typicality: figures::typicality_png(&points)?,
+        grid: figures::grid_png(&grids, grid_set, grid_memorized, &work.classes)?,
         grids,
         grid_set,
         grid_memorized,
         roc: if membership.is_empty() {
             None
         } else {
-            Some(report::roc_png(&membership)?)
+            Some(figures::roc_png(membership)?)
         },
     };
     let dir = out.join("figures");
@@ -672,12 +701,5 @@ fn finish(
     if let Some(roc) = &figs.roc {
         write_atomic(&dir.join("roc.png"), roc)?;
     }
-    let run = report::RunRecord {
-        date,
-        command: command_line(&bundle.dir, params),
-        manifest_sha256: sha256_file(&bundle.dir.join(bundle::MANIFEST))?,
-        classes: work.classes.clone(),
-    };
-    let html = report::html(bundle, params, &summary, records, &figs, &run)?;
-    write_atomic(&out.join("report.html"), html.as_bytes())
+    Ok(figs)
 }

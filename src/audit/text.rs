@@ -137,6 +137,18 @@ pub fn scope(summary: &Summary) -> Vec<String> {
     out
 }
 
+/// A number of the report (its tables, the grid's tiles): 4 decimals, or 3 significant in
+/// scientific notation when tiny or huge; "–" for none, and for a non-finite value (which
+/// `summary.json` holds as `null`). Counts are written with `to_string`.
+pub(super) fn num(x: impl Into<Option<f64>>) -> String {
+    match x.into() {
+        Some(x) if !x.is_finite() => "–".into(),
+        Some(x) if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e5) => format!("{x:.3e}"),
+        Some(x) => format!("{x:.4}"),
+        None => "–".into(),
+    }
+}
+
 /// `x` as C's `%.{sig}g` writes it (Python's `format(x, '.2g')`): `sig` significant digits,
 /// scientific notation when the exponent is below -4 or at least `sig`, trailing zeros cut.
 pub fn fmt_g(x: f64, sig: usize) -> String {

@@ -346,7 +346,7 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
         augment: Some(config.augment.clone()),
         f: files("f")?,
         g: files("g")?,
-        architecture: serde_json::to_value(&config.arch).ok(),
+        architecture: Some(bundle::Architecture::from(&config.arch)),
         split: Some(split),
         training: Some(TrainingRecord {
             representation: Some(

@@ -15,7 +15,7 @@ use tch::Device;
 
 use super::eval::{evaluate, exported_engine};
 use super::trainer::{TrainConfig, Trainer};
-use crate::audit::report::{RemovalPoint, RemovalSeries};
+use crate::audit::figures::{RemovalPoint, RemovalSeries};
 use crate::audit::scores::read_csv;
 use crate::audit::SplitSet;
 use crate::bundle;
@@ -246,7 +246,7 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
         (serde_json::to_string_pretty(&summary).map_err(|e| Error::output("JSON", e))? + "\n")
             .as_bytes(),
     )?;
-    let png = crate::audit::report::removal_png(&series(&results))?;
+    let png = crate::audit::figures::removal_png(&series(&results))?;
     write_atomic(&o.out.join("removal.png"), &png)?;
     Ok(summary)
 }
