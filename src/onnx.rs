@@ -156,28 +156,26 @@ impl Graph<'_> {
         self.node("Relu", &[input], output, vec![]);
     }
 
-    fn build(&mut self, opts: ExportOptions) -> Result<Vec<(String, Vec<Dim>)>> {
+    /// The stem (conv, BN, ReLU, optional 2x2 max-pool) into `out`; returns the spatial size
+    /// after it.
+    fn stem(&mut self, out: &str) -> Result<(usize, usize)> {
         let a = self.arch;
-        let layer_names = a.layer_names();
-        let mut outputs = Vec::new();
-        // Spatial size after each step, for the declared output shapes.
         let (mut h, mut w) = (
             conv_out(a.height, a.stem.kernel, a.stem.stride),
             conv_out(a.width, a.stem.kernel, a.stem.stride),
         );
-
         self.conv_bn(INPUT, "stem.conv", "stem.bn", a.stem.stride, "stem.bn_out")?;
         let stem_out = if a.stem.max_pool {
             "stem.relu_out"
         } else {
-            layer_names[0].as_str()
+            out
         };
         self.relu("stem.bn_out", stem_out);
         if a.stem.max_pool {
             self.node(
                 "MaxPool",
                 &[stem_out],
-                &layer_names[0],
+                out,
                 vec![
                     attr_ints("kernel_shape", &[2, 2]),
                     attr_ints("strides", &[2, 2]),
@@ -186,76 +184,56 @@ impl Graph<'_> {
             h /= 2;
             w /= 2;
         }
-        outputs.push((
-            layer_names[0].clone(),
-            vec![
-                Dim::Named("batch"),
-                Dim::Fixed(a.stem.channels),
-                Dim::Fixed(h),
-                Dim::Fixed(w),
-            ],
-        ));
+        Ok((h, w))
+    }
 
-        let mut x = layer_names[0].clone();
-        for (i, b) in a.blocks.iter().enumerate() {
-            let p = format!("blocks.{i}");
+    /// Residual block `i` (conv-BN-ReLU, conv-BN, plus the identity or a projection
+    /// shortcut, then ReLU) from `x` into `out`.
+    fn residual_block(&mut self, i: usize, x: &str, out: &str) -> Result<()> {
+        let a = self.arch;
+        let b = &a.blocks[i];
+        let p = format!("blocks.{i}");
+        self.conv_bn(
+            x,
+            &format!("{p}.conv1"),
+            &format!("{p}.bn1"),
+            b.stride,
+            &format!("{p}.bn1_out"),
+        )?;
+        self.relu(&format!("{p}.bn1_out"), &format!("{p}.relu1_out"));
+        self.conv_bn(
+            &format!("{p}.relu1_out"),
+            &format!("{p}.conv2"),
+            &format!("{p}.bn2"),
+            1,
+            &format!("{p}.bn2_out"),
+        )?;
+        let shortcut = if a.block_has_projection_shortcut(i) {
+            let s = format!("{p}.shortcut_out");
             self.conv_bn(
-                &x,
-                &format!("{p}.conv1"),
-                &format!("{p}.bn1"),
+                x,
+                &format!("{p}.shortcut.conv"),
+                &format!("{p}.shortcut.bn"),
                 b.stride,
-                &format!("{p}.bn1_out"),
+                &s,
             )?;
-            self.relu(&format!("{p}.bn1_out"), &format!("{p}.relu1_out"));
-            self.conv_bn(
-                &format!("{p}.relu1_out"),
-                &format!("{p}.conv2"),
-                &format!("{p}.bn2"),
-                1,
-                &format!("{p}.bn2_out"),
-            )?;
-            let shortcut = if a.block_has_projection_shortcut(i) {
-                let s = format!("{p}.shortcut_out");
-                self.conv_bn(
-                    &x,
-                    &format!("{p}.shortcut.conv"),
-                    &format!("{p}.shortcut.bn"),
-                    b.stride,
-                    &s,
-                )?;
-                s
-            } else {
-                x.clone()
-            };
-            self.node(
-                "Add",
-                &[&format!("{p}.bn2_out"), &shortcut],
-                &format!("{p}.sum"),
-                vec![],
-            );
-            let out = layer_names[i + 1].clone();
-            self.relu(&format!("{p}.sum"), &out);
-            h = conv_out(h, 3, b.stride);
-            w = conv_out(w, 3, b.stride);
-            outputs.push((
-                out.clone(),
-                vec![
-                    Dim::Named("batch"),
-                    Dim::Fixed(b.channels),
-                    Dim::Fixed(h),
-                    Dim::Fixed(w),
-                ],
-            ));
-            x = out;
-        }
-        self.node("GlobalAveragePool", &[&x], "pooled", vec![]);
+            s
+        } else {
+            x.to_string()
+        };
         self.node(
-            "Flatten",
-            &["pooled"],
-            REPRESENTATION,
-            vec![attr_int("axis", 1)],
+            "Add",
+            &[&format!("{p}.bn2_out"), &shortcut],
+            &format!("{p}.sum"),
+            vec![],
         );
+        self.relu(&format!("{p}.sum"), out);
+        Ok(())
+    }
 
+    /// The projector's Linear (Gemm) and ReLU layers from the representation to the projection.
+    fn projector(&mut self) -> Result<()> {
+        let a = self.arch;
         let mut y = REPRESENTATION.to_string();
         for j in 0..a.projector.len() {
             let p = format!("projector.{}", 2 * j);
@@ -285,6 +263,49 @@ impl Graph<'_> {
                 r
             };
         }
+        Ok(())
+    }
+
+    fn build(&mut self, opts: ExportOptions) -> Result<Vec<(String, Vec<Dim>)>> {
+        let a = self.arch;
+        let layer_names = a.layer_names();
+        let mut outputs = Vec::new();
+        // Spatial size after each step, for the declared output shapes.
+        let (mut h, mut w) = self.stem(&layer_names[0])?;
+        outputs.push((
+            layer_names[0].clone(),
+            vec![
+                Dim::Named("batch"),
+                Dim::Fixed(a.stem.channels),
+                Dim::Fixed(h),
+                Dim::Fixed(w),
+            ],
+        ));
+        let mut x = layer_names[0].clone();
+        for (i, b) in a.blocks.iter().enumerate() {
+            let out = layer_names[i + 1].clone();
+            self.residual_block(i, &x, &out)?;
+            h = conv_out(h, 3, b.stride);
+            w = conv_out(w, 3, b.stride);
+            outputs.push((
+                out.clone(),
+                vec![
+                    Dim::Named("batch"),
+                    Dim::Fixed(b.channels),
+                    Dim::Fixed(h),
+                    Dim::Fixed(w),
+                ],
+            ));
+            x = out;
+        }
+        self.node("GlobalAveragePool", &[&x], "pooled", vec![]);
+        self.node(
+            "Flatten",
+            &["pooled"],
+            REPRESENTATION,
+            vec![attr_int("axis", 1)],
+        );
+        self.projector()?;
 
         let mut graph_outputs = vec![(
             REPRESENTATION.to_string(),

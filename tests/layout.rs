@@ -340,3 +340,72 @@ fn only_the_engine_feeds_encoders() {
         }
     }
 }
+
+/// Functions of `code` as `(name, first line, lines)`, read from rustfmt's layout: a `fn`
+/// line and the first line after it at its indentation that closes it.
+fn functions(code: &str) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim_start();
+        let indent = &l[..l.len() - t.len()];
+        let sig = [
+            "pub fn ",
+            "fn ",
+            "pub(crate) fn ",
+            "pub(super) fn ",
+            "async fn ",
+            "pub async fn ",
+        ]
+        .iter()
+        .find_map(|p| t.strip_prefix(p));
+        let Some(rest) = sig else { continue };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let close = format!("{indent}}}");
+        if let Some(end) = lines[i..].iter().position(|x| *x == close) {
+            out.push((name, i, end + 1));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_function_is_over_100_lines_without_a_reason_above_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut long = Vec::new();
+    let mut seen = 0;
+    for p in files {
+        let code = std::fs::read_to_string(&p).expect("read");
+        let lines: Vec<&str> = code.lines().collect();
+        for (name, start, n) in functions(&code) {
+            seen += 1;
+            if n <= 100 {
+                continue;
+            }
+            // The comments and attributes right above the function.
+            let above = lines[..start]
+                .iter()
+                .rev()
+                .take_while(|l| {
+                    let t = l.trim_start();
+                    t.starts_with("//") || t.starts_with("#[")
+                })
+                .any(|l| l.contains("Over 100 lines"));
+            if !above {
+                long.push(format!("{}: fn {name} ({n} lines)", p.display()));
+            }
+        }
+    }
+    assert!(seen > 500, "the walk found the functions ({seen})");
+    assert!(
+        long.is_empty(),
+        "functions over 100 lines without a comment above saying why (`// Over 100 lines: ...`): \
+         split them, or say why they are one piece:\n{}",
+        long.join("\n")
+    );
+}

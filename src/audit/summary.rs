@@ -254,39 +254,7 @@ pub fn summarize(
         }
     }
 
-    // Each set against its reference: the split sets against shared (against extra, the
-    // non-members, when no shared set was audited), the canary sets against the held-out
-    // canaries.
-    let mut tests = Vec::new();
-    let reference = if sets.contains(&SplitSet::Shared) {
-        SplitSet::Shared
-    } else {
-        SplitSet::Extra
-    };
-    for (a, b) in [
-        (SplitSet::Candidate, reference),
-        (SplitSet::Independent, reference),
-        (SplitSet::Extra, SplitSet::Shared),
-        (SplitSet::CanaryCandidate, SplitSet::CanaryHeldout),
-        (SplitSet::CanaryIndependent, SplitSet::CanaryHeldout),
-    ] {
-        if a == b {
-            continue;
-        }
-        let (x, y) = (scores_of(records, a), scores_of(records, b));
-        if x.is_empty() || y.is_empty() {
-            continue;
-        }
-        tests.push(SetTest {
-            a,
-            b,
-            mean_difference: describe(&x).map(|d| d.mean).unwrap_or(f64::NAN)
-                - describe(&y).map(|d| d.mean).unwrap_or(f64::NAN),
-            student: student_t(&x, &y),
-            welch: welch_t(&x, &y),
-            mann_whitney: mann_whitney(&x, &y),
-        });
-    }
+    let tests = set_tests(records, &sets);
 
     // Are the most memorized the atypical ones? Rank correlation of score and typicality.
     let mut typ = BTreeMap::new();
@@ -333,6 +301,43 @@ pub fn summarize(
         checks,
         failed,
     })
+}
+
+/// Each set against its reference: the split sets against shared (against extra, the
+/// non-members, when no shared set was audited), the canary sets against the held-out
+/// canaries; only pairs of sets that both have scores.
+fn set_tests(records: &[Record], sets: &[SplitSet]) -> Vec<SetTest> {
+    let mut tests = Vec::new();
+    let reference = if sets.contains(&SplitSet::Shared) {
+        SplitSet::Shared
+    } else {
+        SplitSet::Extra
+    };
+    for (a, b) in [
+        (SplitSet::Candidate, reference),
+        (SplitSet::Independent, reference),
+        (SplitSet::Extra, SplitSet::Shared),
+        (SplitSet::CanaryCandidate, SplitSet::CanaryHeldout),
+        (SplitSet::CanaryIndependent, SplitSet::CanaryHeldout),
+    ] {
+        if a == b {
+            continue;
+        }
+        let (x, y) = (scores_of(records, a), scores_of(records, b));
+        if x.is_empty() || y.is_empty() {
+            continue;
+        }
+        tests.push(SetTest {
+            a,
+            b,
+            mean_difference: describe(&x).map(|d| d.mean).unwrap_or(f64::NAN)
+                - describe(&y).map(|d| d.mean).unwrap_or(f64::NAN),
+            student: student_t(&x, &y),
+            welch: welch_t(&x, &y),
+            mann_whitney: mann_whitney(&x, &y),
+        });
+    }
+    tests
 }
 
 /// Canary AUC at or above which the positive control counts as detected.

@@ -164,8 +164,6 @@ fn run(bundle: &Bundle, opts: QueueOptions, observer: &dyn Observer, rx: mpsc::R
         .map(|k| format!("f{k}"))
         .chain((0..bundle.g.len()).map(|k| format!("g{k}")))
         .collect();
-    let i = &bundle.manifest.input;
-    let shape = [i.channels, i.height, i.width];
     let mut carry: Option<Job> = None;
     loop {
         let first = match carry.take() {
@@ -208,38 +206,7 @@ fn run(bundle: &Bundle, opts: QueueOptions, observer: &dyn Observer, rx: mpsc::R
             jobs.iter().flat_map(|j| j.data.iter().copied()).collect()
         };
         observer.batch(total);
-        let one = |enc: &EncoderSession, name: &str| {
-            let t = Instant::now();
-            let reps = embed_chunked(enc, &data, total, shape, opts.max_batch_views, &output);
-            observer.inference(name, t.elapsed());
-            reps
-        };
-        let result = if bundle.side_by_side {
-            thread::scope(|scope| {
-                let running: Vec<_> = bundle
-                    .encoders()
-                    .zip(&names)
-                    .map(|(enc, name)| scope.spawn(|| one(enc, name)))
-                    .collect();
-                running
-                    .into_iter()
-                    .map(|r| {
-                        r.join().unwrap_or_else(|_| {
-                            Err(
-                                EngineError::Inference("an encoder's thread panicked".into())
-                                    .into(),
-                            )
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-        } else {
-            bundle
-                .encoders()
-                .zip(&names)
-                .map(|(enc, name)| one(enc, name))
-                .collect::<Result<Vec<_>>>()
-        };
+        let result = forward_all(bundle, &names, &data, total, &output, &opts, observer);
         match result {
             Ok(reps) => {
                 failures = 0;
@@ -271,6 +238,51 @@ fn run(bundle: &Bundle, opts: QueueOptions, observer: &dyn Observer, rx: mpsc::R
                 }
             }
         }
+    }
+}
+
+/// Runs the batch `data` (`total` views of the bundle's input shape) through every encoder,
+/// side by side on scoped threads when the bundle says so, and returns their outputs `output`
+/// in the order of `names` (`f0`.., then `g0`..).
+fn forward_all(
+    bundle: &Bundle,
+    names: &[String],
+    data: &[f32],
+    total: usize,
+    output: &str,
+    opts: &QueueOptions,
+    observer: &dyn Observer,
+) -> Result<Vec<Array2<f32>>> {
+    let i = &bundle.manifest.input;
+    let shape = [i.channels, i.height, i.width];
+    let one = |enc: &EncoderSession, name: &str| {
+        let t = Instant::now();
+        let reps = embed_chunked(enc, data, total, shape, opts.max_batch_views, output);
+        observer.inference(name, t.elapsed());
+        reps
+    };
+    if bundle.side_by_side {
+        thread::scope(|scope| {
+            let running: Vec<_> = bundle
+                .encoders()
+                .zip(names)
+                .map(|(enc, name)| scope.spawn(|| one(enc, name)))
+                .collect();
+            running
+                .into_iter()
+                .map(|r| {
+                    r.join().unwrap_or_else(|_| {
+                        Err(EngineError::Inference("an encoder's thread panicked".into()).into())
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+    } else {
+        bundle
+            .encoders()
+            .zip(names)
+            .map(|(enc, name)| one(enc, name))
+            .collect::<Result<Vec<_>>>()
     }
 }
 
