@@ -46,32 +46,39 @@ pub struct TrainConfig {
     pub channels_last: bool,
 }
 
-/// One of the trainer's records in a manifest: typed when it reads as this version's `T`,
-/// otherwise kept as the JSON it was (a record from another version, or a hand-written
-/// part), so that a manifest read and written back loses nothing and a bundle whose training
-/// record this version cannot read still scores.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+/// One of the trainer's records in a manifest, typed when it reads as this version's `T`.
+/// A record read from a manifest is written back exactly as it was read (also when this
+/// version reads it differently, such as a method record of before the methods were typed,
+/// or cannot read it at all), so a manifest read and written back is unchanged and a bundle
+/// whose training record this version cannot read still scores. A record made here
+/// ([`From<T>`]) is written from its type.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Recorded<T> {
+    /// Made by this version.
     Typed(T),
-    Other(serde_json::Value),
+    /// Read from a manifest: the JSON as it was, and what it reads as (`None`: it does not
+    /// read as `T`).
+    Read {
+        json: serde_json::Value,
+        typed: Option<T>,
+    },
 }
 
 impl<T: serde::de::DeserializeOwned + Clone> Recorded<T> {
-    /// The typed record; for one kept as JSON, the reason it does not read as `T`
-    /// (serde's message, naming the field).
+    /// The typed record; for one that does not read as `T`, the reason (serde's message,
+    /// naming the field).
     pub fn typed(&self) -> Result<T, serde_json::Error> {
         match self {
-            Self::Typed(t) => Ok(t.clone()),
-            Self::Other(v) => serde_json::from_value(v.clone()),
+            Self::Typed(t) | Self::Read { typed: Some(t), .. } => Ok(t.clone()),
+            Self::Read { json, typed: None } => serde_json::from_value(json.clone()),
         }
     }
 
-    /// The typed record, if it is one.
+    /// The typed record, if it reads as one.
     pub fn as_typed(&self) -> Option<&T> {
         match self {
-            Self::Typed(t) => Some(t),
-            Self::Other(_) => None,
+            Self::Typed(t) | Self::Read { typed: Some(t), .. } => Some(t),
+            Self::Read { typed: None, .. } => None,
         }
     }
 }
@@ -79,5 +86,69 @@ impl<T: serde::de::DeserializeOwned + Clone> Recorded<T> {
 impl<T> From<T> for Recorded<T> {
     fn from(t: T) -> Self {
         Self::Typed(t)
+    }
+}
+
+impl<T: Serialize> Serialize for Recorded<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Typed(t) => t.serialize(s),
+            Self::Read { json, .. } => json.serialize(s),
+        }
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Recorded<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let json = serde_json::Value::deserialize(d)?;
+        let typed = serde_json::from_value(json.clone()).ok();
+        Ok(Self::Read { json, typed })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_read_is_written_back_as_read_and_one_made_here_from_its_type() {
+        let old = r#"{"every":5,"sample":256,"pairs":4,"later":true}"#;
+        let r: Recorded<MonitorSpec> = serde_json::from_str(old).expect("read");
+        assert_eq!(r.as_typed().map(|m| m.every), Some(5));
+        assert_eq!(serde_json::to_string(&r).expect("json"), old);
+        let odd: Recorded<MonitorSpec> =
+            serde_json::from_str(r#"{"every":"often"}"#).expect("read");
+        assert!(odd.as_typed().is_none());
+        assert!(odd
+            .typed()
+            .is_err_and(|e| e.to_string().contains("every") || e.to_string().contains("string")));
+        assert_eq!(
+            serde_json::to_string(&odd).expect("json"),
+            r#"{"every":"often"}"#
+        );
+        let made = Recorded::from(MonitorSpec::default());
+        assert_eq!(
+            serde_json::to_string(&made).expect("json"),
+            r#"{"every":0,"sample":256,"pairs":4}"#
+        );
+    }
+
+    #[test]
+    fn the_committed_bundles_recipe_reads_typed() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/fashion-mnist-canaries/sslmem.json"
+        );
+        let text = std::fs::read_to_string(path).expect("manifest");
+        let m: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let config: TrainConfig =
+            serde_json::from_value(m["training"]["config"].clone()).expect("recipe");
+        assert_eq!(
+            config.method,
+            MethodConfig::Simclr(SimclrConfig { temperature: 0.2 })
+        );
+        let runs: Vec<RunRecord> =
+            serde_json::from_value(m["training"]["runs"].clone()).expect("runs");
+        assert_eq!(runs.len(), 2);
     }
 }

@@ -48,7 +48,8 @@ impl Monitor {
     /// Whether to measure after `epochs_done` of `epochs`: every [`MonitorSpec::every`]
     /// epochs and after the last; never when `every` is 0.
     pub fn due(&self, epochs_done: usize, epochs: usize) -> bool {
-        self.spec.every > 0 && (epochs_done.is_multiple_of(self.spec.every) || epochs_done == epochs)
+        self.spec.every > 0
+            && (epochs_done.is_multiple_of(self.spec.every) || epochs_done == epochs)
     }
 }
 
