@@ -363,6 +363,19 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
         seed: a.seed,
         channels_last: a.channels_last,
     };
+    let opts = pair_options(a, dev)?;
+    let m = run_pair(&config, &opts)?;
+    tracing::info!(
+        f = m.f.len(),
+        g = m.g.len(),
+        "wrote bundle {}",
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// Where and how `pair` trains, from its flags (the recipe aside).
+fn pair_options(a: &PairArgs, dev: Device) -> Result<PairOptions> {
     let canaries = (a.canaries > 0)
         .then(|| -> Result<CanarySpec> {
             Ok(CanarySpec {
@@ -382,7 +395,7 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
             "--checkpoint-seconds must be 0 or more".into(),
         ));
     }
-    let opts = PairOptions {
+    Ok(PairOptions {
         dataset: a.dataset.clone(),
         canaries,
         monitor: MonitorSpec {
@@ -406,15 +419,7 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
         resume: a.resume,
         device: dev,
         command: std::env::args().collect::<Vec<_>>().join(" "),
-    };
-    let m = run_pair(&config, &opts)?;
-    tracing::info!(
-        f = m.f.len(),
-        g = m.g.len(),
-        "wrote bundle {}",
-        a.out.display()
-    );
-    Ok(())
+    })
 }
 
 fn bench_epoch(a: &BenchArgs, dev: Device) -> Result<()> {
