@@ -13,7 +13,8 @@
 //! - [`score`]: scoring options and the estimator on representations;
 //! - [`audit`], [`stats`], [`membership`]: dataset audits, their statistics and reports;
 //! - [`service`]: the HTTP scoring service (`sslmem serve`);
-//! - [`train`] (feature `train`): the trainer on libtorch;
+//! - [`train`] (feature `train`): the trainer on libtorch; [`recipe`]: its records (recipe,
+//!   runs, monitor, log lines) as plain data, read without the feature;
 //! - [`error`], [`output`], [`fsutil`], [`rng`], [`choice`]: typed errors, logging and progress
 //!   bars, atomic files and hashes, the seeded generator, enums parsed by name.
 //!
@@ -32,6 +33,7 @@ pub mod membership;
 pub mod onnx;
 pub mod output;
 pub mod pixels;
+pub mod recipe;
 pub mod rng;
 pub mod runtime;
 pub mod score;

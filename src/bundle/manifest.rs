@@ -15,6 +15,7 @@ use crate::augment::AugmentSpec;
 use crate::data::split::SplitRecord;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
+use crate::recipe::{MonitorSpec, Recorded, RunRecord, TrainConfig};
 use crate::runtime::{ElementType, Layout, Pooling};
 
 pub const FORMAT: &str = "sslmem-bundle/1";
@@ -137,17 +138,17 @@ pub struct Manifest {
 /// `raw_pixel_linear_probe_accuracy` are written as `null` when unset, as the trainer always
 /// has; the other optional fields are left out.
 ///
-/// The trainer's own records (`config`, `runs`, `monitor`) are kept as JSON here: their
-/// types live in `crate::train`, which needs the `train` feature; the trainer converts them.
+/// The trainer's own records (`config`, `runs`, `monitor`) are typed ([`crate::recipe`]);
+/// one this version cannot read is kept as the JSON it was ([`Recorded::Other`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TrainingRecord {
     /// What the scored output is, in words (backbone or projector output).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub representation: Option<String>,
-    /// The trainer's recipe (`crate::train::trainer::TrainConfig`).
+    /// The trainer's recipe.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub config: Option<serde_json::Value>,
+    pub config: Option<Recorded<TrainConfig>>,
     /// The dataset the encoders were trained on, as given to `--dataset` (e.g.
     /// `fashion-mnist`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -155,15 +156,15 @@ pub struct TrainingRecord {
     /// `(train, test)` example counts the dataset was cut to (`--subset`, `--test-subset`);
     /// `None`: all of it.
     pub subset: Option<(usize, usize)>,
-    /// One record per trained encoder (`crate::train::pair::RunRecord`).
+    /// One record per trained encoder.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub runs: Option<serde_json::Value>,
+    pub runs: Option<Recorded<Vec<RunRecord>>>,
     /// Test accuracy, in [0, 1], of a linear probe on raw pixels: the baseline the encoders'
     /// probes are compared with. `None` for unlabelled data.
     pub raw_pixel_linear_probe_accuracy: Option<f64>,
-    /// The memorization monitor's settings (`crate::train::monitor::MonitorSpec`).
+    /// The memorization monitor's settings.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub monitor: Option<serde_json::Value>,
+    pub monitor: Option<Recorded<MonitorSpec>>,
     /// The device trained on, as the trainer prints it (e.g. `Cpu`, `Cuda(0)`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,

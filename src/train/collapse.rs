@@ -11,70 +11,11 @@
 //! [`COLLAPSE_FRACTION`]): a direction shared by every output, such as the positive mean of a
 //! ReLU representation, counts as one of the directions used.
 
-use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
 
-/// An output counts as collapsed when its effective rank is below this fraction of its
-/// dimension. On the default bundle's recipe (64-dimensional projection, 150 epochs) BYOL,
-/// SimSiam and Barlow Twins reached 1.3, 3.2 and 5.9 (collapsed), VICReg 11.4 and SimCLR
-/// 37.7 (not).
-pub const COLLAPSE_FRACTION: f64 = 0.1;
-
-/// Epochs a run must have trained before its outputs are judged: after one epoch an encoder is
-/// still near its random initialisation, whose outputs already use few directions (a SimCLR
-/// run on 200 Fashion-MNIST images: projection effective rank 6.2 of 64 after epoch 1, 14.2
-/// after epoch 2; Barlow Twins without its redundancy term: 1.2 after epoch 2).
-pub const MIN_EPOCHS: usize = 2;
-
-/// How many directions one output of an encoder uses, over a set of images.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Spread {
-    /// Effective rank of the l2-normalised outputs, in [1, `dims`].
-    pub effective_rank: f64,
-    /// The output's dimension.
-    pub dims: usize,
-}
-
-impl Spread {
-    /// Whether the output has collapsed: effective rank below [`COLLAPSE_FRACTION`] of its
-    /// dimension (and below 2 for outputs of fewer than 20 dimensions).
-    pub fn collapsed(&self) -> bool {
-        self.effective_rank < (COLLAPSE_FRACTION * self.dims as f64).max(2.0)
-    }
-}
-
-impl std::fmt::Display for Spread {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:.1}/{}", self.effective_rank, self.dims)
-    }
-}
-
-/// How many directions each output of an encoder uses over a set of images.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OutputSpreads {
-    pub representation: Option<Spread>,
-    pub projection: Option<Spread>,
-}
-
-impl OutputSpreads {
-    /// The outputs (`representation`, `projection`, in that order) that collapsed after
-    /// `epochs` of training; none before [`MIN_EPOCHS`], when there is nothing to judge yet.
-    pub fn collapsed(&self, epochs: usize) -> Vec<&'static str> {
-        if epochs < MIN_EPOCHS {
-            return Vec::new();
-        }
-        [
-            ("representation", self.representation),
-            ("projection", self.projection),
-        ]
-        .into_iter()
-        .filter(|(_, s)| s.is_some_and(|s| s.collapsed()))
-        .map(|(name, _)| name)
-        .collect()
-    }
-}
+pub use crate::recipe::run::{OutputSpreads, Spread, COLLAPSE_FRACTION, MIN_EPOCHS};
 
 /// The effective rank of singular values `s` (see the module docs); `None` when they sum to
 /// zero or are not all finite and non-negative.

@@ -2,7 +2,6 @@
 //! accuracy (k = 200, temperature 0.1, cosine, weighted votes as in InstDisc/SimCLR code),
 //! and a linear probe (multinomial logistic regression on standardised frozen features).
 
-use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::collapse::OutputSpreads;
@@ -11,13 +10,7 @@ use crate::augment::Normalize;
 use crate::data::ImageArray;
 use crate::error::{Error, Result};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EvalReport {
-    pub knn_accuracy: f64,
-    pub linear_probe_accuracy: f64,
-    pub train_examples: usize,
-    pub test_examples: usize,
-}
+pub use crate::recipe::run::EvalReport;
 
 /// Normalised pixels of the given examples as a `[n, c, h, w]` tensor on `device`.
 pub fn images(

@@ -12,10 +12,9 @@
 //! the un-augmented seen and unseen images, [`super::collapse`]): a run whose outputs
 //! collapse is unlikely to show memorization in its audit, and the trainer says so.
 
-use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use super::collapse::{spread, OutputSpreads, Spread};
+use super::collapse::spread;
 use super::model::Encoder;
 use crate::augment::{Augmenter, Normalize};
 use crate::data::ImageArray;
@@ -36,71 +35,88 @@ pub struct MonitorSets {
     pub canaries_unseen: Vec<usize>,
 }
 
-/// How often and how much to measure.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MonitorSpec {
-    /// Measure after every this many epochs (and after the last); 0 switches it off.
-    pub every: usize,
-    /// Images per sample (seen and unseen each).
-    pub sample: usize,
-    /// View pairs per image (K).
-    pub pairs: usize,
-}
-
-impl Default for MonitorSpec {
-    fn default() -> Self {
-        Self {
-            every: 0,
-            sample: 256,
-            pairs: 4,
-        }
-    }
-}
-
-/// Seen-versus-unseen alignment of one output.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Gap {
-    pub align_seen: f64,
-    pub align_unseen: f64,
-    /// P(an unseen image aligns looser than a seen one); 0.5 is no gap.
-    pub auc: f64,
-}
-
-/// One measurement.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MonitorReport {
-    pub representation: Gap,
-    pub projection: Gap,
-    /// Candidate-side canaries against held-out canaries.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub canaries_representation: Option<Gap>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub canaries_projection: Option<Gap>,
-    /// Directions the representation uses over the un-augmented seen and unseen images
-    /// (absent in logs written before the collapse check).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub representation_spread: Option<Spread>,
-    /// The same for the projection.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub projection_spread: Option<Spread>,
-}
-
-impl MonitorReport {
-    /// The outputs that collapsed after `epochs` of training ([`OutputSpreads::collapsed`]).
-    pub fn collapsed(&self, epochs: usize) -> Vec<&'static str> {
-        OutputSpreads {
-            representation: self.representation_spread,
-            projection: self.projection_spread,
-        }
-        .collapsed(epochs)
-    }
-}
+pub use crate::recipe::monitor::{Gap, MonitorReport, MonitorSpec};
 
 /// What a trainer measures, and on which images.
 #[derive(Clone, Debug)]
 pub struct Monitor {
     pub spec: MonitorSpec,
     pub sets: MonitorSets,
+}
+
+impl Monitor {
+    /// Whether to measure after `epochs_done` of `epochs`: every [`MonitorSpec::every`]
+    /// epochs and after the last; never when `every` is 0.
+    pub fn due(&self, epochs_done: usize, epochs: usize) -> bool {
+        self.spec.every > 0
+            && (epochs_done.is_multiple_of(self.spec.every) || epochs_done == epochs)
+    }
+}
+
+/// One measurement during training, with the outputs it found collapsed.
+pub struct Measured {
+    pub report: MonitorReport,
+    pub collapsed: Vec<&'static str>,
+}
+
+impl Measured {
+    /// `report` after `epochs_done` epochs ([`MonitorReport::collapsed`] judges it).
+    pub fn new(report: MonitorReport, epochs_done: usize) -> Self {
+        let collapsed = report.collapsed(epochs_done);
+        Self { report, collapsed }
+    }
+
+    /// The progress bar's note on it (` | seen-vs-unseen AUC rep ... proj ...`).
+    pub fn progress(&self) -> String {
+        let r = &self.report;
+        format!(
+            " | seen-vs-unseen AUC rep {:.3} proj {:.3}{}{}{}",
+            r.representation.auc,
+            r.projection.auc,
+            r.canaries_projection
+                .map(|g| format!(", canaries proj {:.3}", g.auc))
+                .unwrap_or_default(),
+            r.projection_spread
+                .map(|s| format!(" | effective rank proj {s}"))
+                .unwrap_or_default(),
+            if self.collapsed.is_empty() {
+                String::new()
+            } else {
+                format!(" | COLLAPSED: {}", self.collapsed.join(", "))
+            }
+        )
+    }
+
+    /// Logs it (an info line; a warning too when an output collapsed).
+    pub fn log(&self, run: &str, epoch: usize) {
+        let r = &self.report;
+        if !self.collapsed.is_empty() {
+            tracing::warn!(
+                run = %run,
+                epoch,
+                representation = %r.representation_spread.map(|s| s.to_string()).unwrap_or_default(),
+                projection = %r.projection_spread.map(|s| s.to_string()).unwrap_or_default(),
+                "COLLAPSED ({}): effective rank below {:.0}% of the \
+                 output's dimension: its audit is unlikely to show \
+                 memorization; change the method's settings \
+                 (docs/train.md)",
+                self.collapsed.join(", "),
+                100.0 * super::collapse::COLLAPSE_FRACTION
+            );
+        }
+        tracing::info!(
+            run = %run,
+            epoch,
+            align_seen = r.representation.align_seen,
+            align_unseen = r.representation.align_unseen,
+            auc = r.representation.auc,
+            projection_auc = r.projection.auc,
+            canary_auc = r.canaries_representation.map(|g| g.auc),
+            canary_projection_auc = r.canaries_projection.map(|g| g.auc),
+            projection_effective_rank = r.projection_spread.map(|s| s.effective_rank),
+            "memorization monitor"
+        );
+    }
 }
 
 /// An evenly spaced sample of at most `n` of `pool` (deterministic, order kept).

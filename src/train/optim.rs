@@ -4,50 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::error::{Error, Result};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimKind {
-    Sgd,
-    Adam,
-    Adamw,
-    Lars,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OptimConfig {
-    pub kind: OptimKind,
-    pub lr: f64,
-    pub weight_decay: f64,
-    /// SGD and LARS momentum.
-    pub momentum: f64,
-    pub betas: (f64, f64),
-    pub eps: f64,
-    /// LARS trust coefficient (eta).
-    pub trust: f64,
-}
-
-impl OptimConfig {
-    pub fn validate(&self) -> Result<()> {
-        let ok = self.lr > 0.0
-            && self.lr.is_finite()
-            && self.weight_decay >= 0.0
-            && (0.0..1.0).contains(&self.momentum)
-            && (0.0..1.0).contains(&self.betas.0)
-            && (0.0..1.0).contains(&self.betas.1)
-            && self.eps > 0.0
-            && self.trust > 0.0;
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::Param(format!("invalid optimiser settings {self:?}")))
-        }
-    }
-}
+pub use crate::recipe::optim::{OptimConfig, OptimKind};
 
 /// An optimiser over named parameters (leaf tensors with gradients).
 pub struct Optimizer {

@@ -6,14 +6,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-use tch::{Device, Kind};
+use tch::Device;
 
+use super::checkpoint;
 use super::collapse::OutputSpreads;
-use super::eval::{evaluate, exported_engine, images, output_spreads, raw_pixel_probe, EvalReport};
-use super::model::Encoder;
+use super::eval::{evaluate, exported_engine, output_spreads, raw_pixel_probe};
+use super::job::Job;
 use super::monitor::{sample, Monitor, MonitorSets, MonitorSpec};
 use super::trainer::{TrainConfig, Trainer};
+use crate::augment::Normalize;
 use crate::bundle::{self, InputSpec, Manifest, ModelFile, RepresentationSpec, TrainingRecord};
 use crate::data::canary::{self, CanarySpec};
 use crate::data::dataset;
@@ -23,78 +24,9 @@ use crate::data::ImageArray;
 use crate::error::{Error, Result};
 use crate::fsutil::{sha256_file, write_atomic};
 use crate::onnx::{self, ExportOptions};
+use crate::recipe::{EvalLine, RunRecord};
 
-/// Runs the tch encoder (eval mode) and ONNX Runtime on the same images; fails when they
-/// differ by more than `tol` relative to the output scale.
-pub fn check_parity(
-    enc: &Encoder,
-    onnx_path: &Path,
-    data: &ImageArray,
-    norm: &crate::augment::Normalize,
-    tol: f64,
-) -> Result<f64> {
-    let idx: Vec<usize> = (0..data.len().min(32)).collect();
-    let x = images(data, &idx, norm, Device::Cpu)?;
-    let cpu_vs = tch::nn::VarStore::new(Device::Cpu);
-    // Compare on the CPU, where the ONNX model runs.
-    let cpu = Encoder::new(&cpu_vs.root(), &enc.arch)?;
-    let w = enc.weights()?;
-    tch::no_grad(|| -> Result<()> {
-        for (name, mut t) in cpu_vs.variables() {
-            let src = w
-                .get(&name)
-                .ok_or_else(|| Error::Train(format!("no weight {name}")))?;
-            let shape: Vec<i64> = src.shape.iter().map(|&d| d as i64).collect();
-            t.f_copy_(&tch::Tensor::from_slice(&src.data).reshape(shape))
-                .map_err(|e| Error::Train(e.to_string()))?;
-        }
-        Ok(())
-    })?;
-    let want = tch::no_grad(|| cpu.forward(&x, false).representation);
-    let ort = exported_engine(onnx_path, data, norm, onnx::REPRESENTATION)?;
-    let input = Vec::<f32>::try_from(x.flatten(0, -1)).map_err(|e| Error::Train(e.to_string()))?;
-    let reps = ort.embed_normalized(input)?;
-    let got = reps
-        .f
-        .first()
-        .ok_or_else(|| Error::Train("the export check's engine has no encoder".into()))?;
-    let want = Vec::<f32>::try_from(want.to_kind(Kind::Float).flatten(0, -1))
-        .map_err(|e| Error::Train(e.to_string()))?;
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    let err = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max)
-        / scale;
-    if f64::from(err) > tol {
-        return Err(Error::Model {
-            model: onnx_path.display().to_string(),
-            reason: format!("ONNX export differs from the trained model by {err:.2e} relative (limit {tol:.0e})"),
-        });
-    }
-    Ok(f64::from(err))
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RunRecord {
-    pub side: String,
-    pub index: usize,
-    pub seed: u64,
-    pub train_examples: usize,
-    /// `None` when the dataset has no labels.
-    pub eval: Option<EvalReport>,
-    pub parity_max_rel_err: f64,
-    pub file: String,
-    /// Directions each output uses over the test images (absent in records written before
-    /// the collapse check).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spread: Option<OutputSpreads>,
-    /// The outputs that collapsed ([`crate::train::collapse`]); empty when none did.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub collapsed: Vec<String>,
-}
-
+/// Where and how `sslmem-train pair` trains (the recipe itself is a [`TrainConfig`]).
 pub struct PairOptions {
     pub dataset: String,
     /// Canaries to plant (`None`: none).
@@ -116,6 +48,9 @@ pub struct PairOptions {
 }
 
 /// Trains and exports the pair(s) and writes the bundle; returns the manifest.
+///
+/// Errors: `--models 0`; the bundle exists (without `resume`); the dataset, the split or
+/// the canaries cannot be made; a run fails ([`Job::run`]); the bundle does not load.
 pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
     if o.models == 0 {
         return Err(Error::Param("--models must be at least 1".into()));
@@ -133,87 +68,150 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
             ));
         }
     }
-    let arch = &config.arch;
-    let shape = [arch.in_channels, arch.height, arch.width];
-    let dataset::TrainTest { train, test, .. } = dataset::load(&o.dataset, Some(shape), o.subset)?;
-    let mut config = config.clone();
-    if config.mean.is_empty() {
-        (config.mean, config.std) = dataset::normalisation(&o.dataset, &train);
-        tracing::info!(mean = ?config.mean, std = ?config.std, "input normalisation");
-    }
-    let config = &config;
-    let labelled = train.labels.is_some() && test.labels.is_some();
-    if !labelled {
-        tracing::warn!(
-            "{} has no labels: the encoders will be trained and exported but not evaluated",
-            o.dataset
-        );
-    }
-    let mut split = SplitRecord::make(&train.name, train.len(), o.split, &test.name, test.len())?;
-    fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
-    // Canaries are appended to the training array: canary j is example `base + j`.
-    let base = train.len();
-    let train = match o.canaries {
-        Some(spec) => {
-            let c = canary::make(spec, arch.in_channels, arch.height, arch.width)?;
-            split.canaries = Some(write_canaries(&o.out, &c, spec)?);
-            canary::append(&train, &c)?
+    let data = PairData::prepare(config, o, &work)?;
+    let mut records = Vec::new();
+    for m in 0..o.models {
+        for side in [Side::F, Side::G] {
+            records.push(data.train(o, &work, m, side)?);
         }
-        None => train,
+    }
+    let raw = if data.labelled {
+        Some(raw_pixel_probe(
+            &data.train,
+            &data.split.f_train(),
+            &data.test,
+            &data.norm,
+            o.device,
+        )?)
+    } else {
+        None
     };
-    let canary_set = |pick: fn(&CanaryRecord) -> &IndexSet| -> Vec<usize> {
-        split
+    let manifest = data.manifest(o, records, raw)?;
+    bundle::write_manifest(&o.out, &manifest)?;
+    // The bundle must load as the scorer will load it.
+    bundle::Bundle::load(&o.out, &crate::runtime::RuntimeOptions::default())?;
+    let _ = fs::remove_dir_all(&work);
+    Ok(manifest)
+}
+
+/// The side of a pair: `f` trains on shared ∪ candidate, `g` on shared ∪ independent.
+#[derive(Clone, Copy)]
+enum Side {
+    F,
+    G,
+}
+
+/// What every run of a pair shares: the recipe with its normalisation filled in, the data
+/// (canaries appended to the training array) and the split.
+struct PairData {
+    config: TrainConfig,
+    train: ImageArray,
+    test: ImageArray,
+    split: SplitRecord,
+    /// Canary `j` is training example `base + j`.
+    base: usize,
+    labelled: bool,
+    norm: Normalize,
+}
+
+impl PairData {
+    /// Loads the dataset, makes the split and the canaries, and writes `split.json` and the
+    /// canary images into the bundle folder.
+    fn prepare(config: &TrainConfig, o: &PairOptions, work: &Path) -> Result<Self> {
+        let arch = &config.arch;
+        let shape = [arch.in_channels, arch.height, arch.width];
+        let dataset::TrainTest { train, test, .. } =
+            dataset::load(&o.dataset, Some(shape), o.subset)?;
+        let mut config = config.clone();
+        if config.mean.is_empty() {
+            (config.mean, config.std) = dataset::normalisation(&o.dataset, &train);
+            tracing::info!(mean = ?config.mean, std = ?config.std, "input normalisation");
+        }
+        let labelled = train.labels.is_some() && test.labels.is_some();
+        if !labelled {
+            tracing::warn!(
+                "{} has no labels: the encoders will be trained and exported but not evaluated",
+                o.dataset
+            );
+        }
+        let mut split =
+            SplitRecord::make(&train.name, train.len(), o.split, &test.name, test.len())?;
+        fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
+        let base = train.len();
+        let train = match o.canaries {
+            Some(spec) => {
+                let c = canary::make(spec, arch.in_channels, arch.height, arch.width)?;
+                split.canaries = Some(write_canaries(&o.out, &c, spec)?);
+                canary::append(&train, &c)?
+            }
+            None => train,
+        };
+        write_atomic(
+            &o.out.join("split.json"),
+            &serde_json::to_vec_pretty(&split).map_err(|e| Error::output("JSON", e))?,
+        )?;
+        let norm = Normalize::new(
+            config.mean.clone(),
+            config.std.clone(),
+            config.arch.in_channels,
+        )?;
+        Ok(Self {
+            config,
+            train,
+            test,
+            split,
+            base,
+            labelled,
+            norm,
+        })
+    }
+
+    /// Training indices of one canary set (empty without canaries).
+    fn canaries(&self, pick: fn(&CanaryRecord) -> &IndexSet) -> Vec<usize> {
+        self.split
             .canaries
             .as_ref()
-            .map(|c| pick(c).iter().map(|j| base + j).collect())
+            .map(|c| pick(c).iter().map(|j| self.base + j).collect())
             .unwrap_or_default()
-    };
-    let repeats = o.canaries.map_or(1, |c| c.repeats);
-    write_atomic(
-        &o.out.join("split.json"),
-        &serde_json::to_vec_pretty(&split).map_err(|e| Error::output("JSON", e))?,
-    )?;
-    let norm = crate::augment::Normalize::new(
-        config.mean.clone(),
-        config.std.clone(),
-        config.arch.in_channels,
-    )?;
-    let mut records = Vec::new();
-    let heldout = canary_set(|c| &c.heldout);
-    for m in 0..o.models {
-        for (side, idx, unseen, canaries) in [
-            (
-                "f",
-                split.f_train(),
-                split.independent.iter().collect::<Vec<_>>(),
-                canary_set(|c| &c.candidate),
+    }
+
+    /// A side's training examples, the examples it never sees, and its canaries.
+    fn side(&self, side: Side) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+        let s = &self.split;
+        match side {
+            Side::F => (
+                s.f_train(),
+                s.independent.iter().collect(),
+                self.canaries(|c| &c.candidate),
             ),
-            (
-                "g",
-                split.g_train(),
-                split.candidate.iter().collect(),
-                canary_set(|c| &c.independent),
+            Side::G => (
+                s.g_train(),
+                s.candidate.iter().collect(),
+                self.canaries(|c| &c.independent),
             ),
-        ] {
-            let label = format!("{side}{m}");
-            let done = work.join(&label).join("done.json");
-            if o.resume {
-                if let Ok(text) = fs::read(&done) {
-                    if let Ok(r) = serde_json::from_slice::<RunRecord>(&text) {
-                        tracing::info!(run = %label, "already trained; skipping");
-                        records.push(r);
-                        continue;
-                    }
-                }
-            }
-            let cfg = TrainConfig {
-                seed: config.seed.wrapping_add(m as u64),
-                ..config.clone()
-            };
-            let n = o.monitor.sample;
-            let trainer = Trainer {
-                config: cfg.clone(),
-                data: &train,
+        }
+    }
+
+    /// Trains, exports and evaluates encoder `m` of `side` (or reads its record when it is
+    /// done and `o.resume`), and copies its training log into the bundle.
+    fn train(&self, o: &PairOptions, work: &Path, m: usize, side: Side) -> Result<RunRecord> {
+        let name = match side {
+            Side::F => "f",
+            Side::G => "g",
+        };
+        let label = format!("{name}{m}");
+        let (idx, unseen, canaries) = self.side(side);
+        let repeats = o.canaries.map_or(1, |c| c.repeats);
+        let n = o.monitor.sample;
+        let config = TrainConfig {
+            seed: self.config.seed.wrapping_add(m as u64),
+            ..self.config.clone()
+        };
+        let epochs = config.epochs;
+        let job = Job {
+            trainer: Trainer {
+                config,
+                data: &self.train,
                 indices: idx
                     .iter()
                     .copied()
@@ -228,153 +226,150 @@ pub fn run_pair(config: &TrainConfig, o: &PairOptions) -> Result<Manifest> {
                         seen: sample(&idx, n),
                         unseen: sample(&unseen, n),
                         canaries_seen: canaries.clone(),
-                        canaries_unseen: heldout.clone(),
+                        canaries_unseen: self.canaries(|c| &c.heldout),
                     },
                 }),
                 checkpoint_seconds: o.checkpoint_seconds,
-            };
-            let model = trainer.run(o.resume)?;
-            let file = format!("{label}.onnx");
-            let path = o.out.join(&file);
-            onnx::write(
-                &path,
-                &config.arch,
-                &model.encoder.weights()?,
-                ExportOptions {
-                    layer_outputs: true,
-                },
-            )?;
-            let parity = check_parity(&model.encoder, &path, &test, &norm, 1e-4)?;
-            let exported = exported_engine(&path, &test, &norm, onnx::REPRESENTATION)?;
-            let eval = if labelled {
-                let e = evaluate(&exported, &train, &idx, &test, &norm)?;
-                tracing::info!(run = %label, knn = e.knn_accuracy, linear_probe = e.linear_probe_accuracy, parity, "trained and exported");
-                Some(e)
-            } else {
-                tracing::info!(run = %label, parity, "trained and exported (no labels: not evaluated)");
-                None
-            };
-            let spread = output_spreads(&path, &test, &norm)?;
-            let collapsed: Vec<String> = spread
-                .collapsed(cfg.epochs)
-                .into_iter()
-                .map(String::from)
-                .collect();
-            if collapsed.is_empty() {
-                tracing::info!(run = %label, representation = ?spread.representation, projection = ?spread.projection, "effective rank over the test images");
-            } else {
-                tracing::warn!(
-                    run = %label,
-                    representation = ?spread.representation,
-                    projection = ?spread.projection,
-                    "COLLAPSED ({}): {label}'s effective rank over the test images is below \
-                     {:.0}% of the output's dimension: its audit is unlikely to show memorization; \
-                     change the method's settings (docs/train.md)",
-                    collapsed.join(", "),
-                    100.0 * super::collapse::COLLAPSE_FRACTION
-                );
-            }
+            },
+            resume: o.resume,
+            onnx: o.out.join(format!("{label}.onnx")),
+            export: ExportOptions {
+                layer_outputs: true,
+            },
+            record: work.join(&label).join("done.json"),
+            test: &self.test,
+            norm: &self.norm,
+            eval: self.labelled.then_some((&self.train, idx.as_slice())),
+        };
+        job.run(|e| {
+            let spread = output_spreads(e.path, &self.test, &self.norm)?;
+            let collapsed = collapse_report(&label, &spread, epochs);
             let record = RunRecord {
-                side: side.into(),
+                side: name.into(),
                 index: m,
-                seed: cfg.seed,
+                seed: job.trainer.config.seed,
                 train_examples: idx.len(),
-                eval,
-                parity_max_rel_err: parity,
-                file,
+                eval: e.eval.clone(),
+                parity_max_rel_err: e.parity,
+                file: format!("{label}.onnx"),
                 spread: Some(spread),
                 collapsed,
             };
-            let log_src = work.join(&label).join("log.jsonl");
-            let mut log = fs::read(&log_src).unwrap_or_default();
-            log.extend_from_slice(format!("{}\n", serde_json::json!({"run": label, "eval": record.eval, "parity_max_rel_err": parity})).as_bytes());
+            let line = EvalLine {
+                run: label.clone(),
+                eval: record.eval.clone(),
+                parity_max_rel_err: e.parity,
+            };
+            let mut log = fs::read(job.trainer.workdir.join(checkpoint::LOG)).unwrap_or_default();
+            log.extend_from_slice(
+                (serde_json::to_string(&line).map_err(|e| Error::output("JSON", e))? + "\n")
+                    .as_bytes(),
+            );
             write_atomic(&o.out.join(format!("train-{label}.jsonl")), &log)?;
-            write_atomic(
-                &done,
-                &serde_json::to_vec_pretty(&record).map_err(|e| Error::output("JSON", e))?,
-            )?;
-            records.push(record);
-        }
+            Ok(record)
+        })
     }
-    let raw = if labelled {
-        Some(raw_pixel_probe(
-            &train,
-            &split.f_train(),
-            &test,
-            &norm,
-            o.device,
-        )?)
-    } else {
-        None
-    };
-    let files = |side: &str| -> Result<Vec<ModelFile>> {
-        records
-            .iter()
-            .filter(|r| r.side == side)
-            .map(|r| {
-                Ok(ModelFile {
-                    sha256: sha256_file(&o.out.join(&r.file))?,
-                    path: r.file.clone(),
-                    external_data: Vec::new(),
+
+    /// The bundle's manifest over `records`.
+    fn manifest(
+        self,
+        o: &PairOptions,
+        records: Vec<RunRecord>,
+        raw: Option<f64>,
+    ) -> Result<Manifest> {
+        let config = self.config;
+        let files = |side: &str| -> Result<Vec<ModelFile>> {
+            records
+                .iter()
+                .filter(|r| r.side == side)
+                .map(|r| {
+                    Ok(ModelFile {
+                        sha256: sha256_file(&o.out.join(&r.file))?,
+                        path: r.file.clone(),
+                        external_data: Vec::new(),
+                    })
                 })
-            })
-            .collect()
-    };
-    let manifest = Manifest {
-        format: bundle::FORMAT.into(),
-        name: Some(
-            format!(
-                "{} {:?} on {}",
-                config.arch.name, config.method.method, o.dataset
-            )
-            .to_lowercase(),
-        ),
-        input: InputSpec {
-            name: onnx::INPUT.into(),
-            channels: config.arch.in_channels,
-            height: config.arch.height,
-            width: config.arch.width,
-            mean: config.mean.clone(),
-            std: config.std.clone(),
-            ..Default::default()
-        },
-        representation: RepresentationSpec {
-            output: o.score_output.clone(),
-            layers: config.arch.layer_names(),
-            pooling: None,
-        },
-        augment: Some(config.augment.clone()),
-        f: files("f")?,
-        g: files("g")?,
-        architecture: Some(bundle::Architecture::from(&config.arch)),
-        split: Some(split),
-        training: Some(TrainingRecord {
-            representation: Some(
-                if o.score_output == onnx::PROJECTION {
-                    "projector output (what the SSL loss sees)"
-                } else {
-                    "backbone output after global average pooling"
-                }
-                .into(),
+                .collect()
+        };
+        let (f, g) = (files("f")?, files("g")?);
+        Ok(Manifest {
+            format: bundle::FORMAT.into(),
+            name: Some(
+                format!(
+                    "{} {} on {}",
+                    config.arch.name,
+                    config.method.name(),
+                    o.dataset
+                )
+                .to_lowercase(),
             ),
-            config: Some(to_json(config)?),
-            dataset: Some(o.dataset.clone()),
-            subset: o.subset,
-            runs: Some(to_json(&records)?),
-            raw_pixel_linear_probe_accuracy: raw,
-            monitor: Some(to_json(&o.monitor)?),
-            device: Some(format!("{:?}", o.device)),
-            command: Some(o.command.clone()),
-            sslmem_version: Some(env!("CARGO_PKG_VERSION").into()),
-            eval_command: None,
-            other: serde_json::Map::new(),
-        }),
-    };
-    bundle::write_manifest(&o.out, &manifest)?;
-    // The bundle must load as the scorer will load it.
-    bundle::Bundle::load(&o.out, &crate::runtime::RuntimeOptions::default())?;
-    let _ = fs::remove_dir_all(&work);
-    Ok(manifest)
+            input: InputSpec {
+                name: onnx::INPUT.into(),
+                channels: config.arch.in_channels,
+                height: config.arch.height,
+                width: config.arch.width,
+                mean: config.mean.clone(),
+                std: config.std.clone(),
+                ..Default::default()
+            },
+            representation: RepresentationSpec {
+                output: o.score_output.clone(),
+                layers: config.arch.layer_names(),
+                pooling: None,
+            },
+            augment: Some(config.augment.clone()),
+            f,
+            g,
+            architecture: Some(bundle::Architecture::from(&config.arch)),
+            split: Some(self.split),
+            training: Some(TrainingRecord {
+                representation: Some(
+                    if o.score_output == onnx::PROJECTION {
+                        "projector output (what the SSL loss sees)"
+                    } else {
+                        "backbone output after global average pooling"
+                    }
+                    .into(),
+                ),
+                config: Some(config.into()),
+                dataset: Some(o.dataset.clone()),
+                subset: o.subset,
+                runs: Some(records.into()),
+                raw_pixel_linear_probe_accuracy: raw,
+                monitor: Some(o.monitor.clone().into()),
+                device: Some(format!("{:?}", o.device)),
+                command: Some(o.command.clone()),
+                sslmem_version: Some(env!("CARGO_PKG_VERSION").into()),
+                eval_command: None,
+                other: serde_json::Map::new(),
+            }),
+        })
+    }
+}
+
+/// The outputs of `label` that collapsed after `epochs` (by their spread over the test
+/// images), said in the log: a warning when any did.
+fn collapse_report(label: &str, spread: &OutputSpreads, epochs: usize) -> Vec<String> {
+    let collapsed: Vec<String> = spread
+        .collapsed(epochs)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    if collapsed.is_empty() {
+        tracing::info!(run = %label, representation = ?spread.representation, projection = ?spread.projection, "effective rank over the test images");
+    } else {
+        tracing::warn!(
+            run = %label,
+            representation = ?spread.representation,
+            projection = ?spread.projection,
+            "COLLAPSED ({}): {label}'s effective rank over the test images is below \
+             {:.0}% of the output's dimension: its audit is unlikely to show memorization; \
+             change the method's settings (docs/train.md)",
+            collapsed.join(", "),
+            100.0 * super::collapse::COLLAPSE_FRACTION
+        );
+    }
+    collapsed
 }
 
 /// Writes the canaries as `canaries/NNNN.png` under the bundle folder and returns their
@@ -433,11 +428,6 @@ pub fn read_canaries(dir: &Path, rec: &CanaryRecord, shape: [usize; 3]) -> Resul
     })
 }
 
-/// A record as JSON, for the manifest's `training` (errors are the serializer's).
-fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(v).map_err(|e| Error::output("JSON", e))
-}
-
 /// Folder of a bundle that holds its canaries.
 pub const CANARY_DIR: &str = "canaries";
 
@@ -483,8 +473,8 @@ pub fn reevaluate(
     let mut training = m.training.clone().unwrap_or_default();
     let mut runs: Vec<RunRecord> = training
         .runs
-        .clone()
-        .and_then(|r| serde_json::from_value(r).ok())
+        .as_ref()
+        .and_then(|r| r.typed().ok())
         .unwrap_or_default();
     for (side, files, idx) in [("f", &m.f, split.f_train()), ("g", &m.g, split.g_train())] {
         for (k, mf) in files.iter().enumerate() {
@@ -497,7 +487,7 @@ pub fn reevaluate(
             }
         }
     }
-    training.runs = Some(to_json(&runs)?);
+    training.runs = Some(runs.into());
     training.raw_pixel_linear_probe_accuracy = Some(raw_pixel_probe(
         &train,
         &split.f_train(),

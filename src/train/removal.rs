@@ -13,16 +13,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tch::Device;
 
-use super::eval::{evaluate, exported_engine};
+use super::job::Job;
 use super::trainer::{TrainConfig, Trainer};
 use crate::audit::figures::{RemovalPoint, RemovalSeries};
 use crate::audit::scores::read_csv;
 use crate::audit::SplitSet;
+use crate::augment::Normalize;
 use crate::bundle;
 use crate::data::dataset;
+use crate::data::ImageArray;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::onnx::{self, ExportOptions};
+use crate::onnx::ExportOptions;
 use crate::rng::Rng;
 
 pub struct RemovalOptions {
@@ -86,161 +88,71 @@ pub fn random_pick(candidates: &[(usize, f64)], k: usize, seed: u64) -> Vec<usiz
     out
 }
 
+/// Runs the experiment (or what is left of it) and writes `removal.json` and `removal.png`
+/// under `o.out`; returns the summary.
+///
+/// Errors: the bundle has no recipe, split or dataset; the scores do not belong to it; a `k`
+/// is above the candidates scored; a retraining fails; the outputs cannot be written.
 pub fn run(o: &RemovalOptions) -> Result<Value> {
-    let m = bundle::read_manifest(&o.bundle)?;
-    let recipe = m
-        .training
-        .as_ref()
-        .and_then(|t| t.config.clone())
-        .unwrap_or(Value::Null);
-    let mut config: TrainConfig = serde_json::from_value(recipe).map_err(|e| {
-        Error::bundle(
-            o.bundle.join(bundle::MANIFEST),
-            format!(
-                "no trainer recipe in `training.config` ({e}); was it made by sslmem-train pair?"
-            ),
-        )
-    })?;
-    if let Some(e) = o.epochs {
-        config.epochs = e;
-    }
-    let split = m
-        .split
-        .as_ref()
-        .ok_or_else(|| Error::bundle(o.bundle.join(bundle::MANIFEST), "has no split record"))?;
-    let spec = m
-        .training_dataset()
-        .ok_or_else(|| Error::Param("the bundle records no dataset".into()))?;
-    let subset = m.training_subset();
-    let arch = &config.arch;
-    let tt = dataset::load(
-        spec,
-        Some([arch.in_channels, arch.height, arch.width]),
-        subset,
-    )?;
-    if tt.train.len() != split.size {
-        return Err(Error::Param(format!(
-            "{spec} has {} training examples, the split {}",
-            tt.train.len(),
-            split.size
-        )));
-    }
-    let ranked = ranked_candidates(&o.scores)?;
-    let cand: std::collections::BTreeSet<usize> = split.candidate.iter().collect();
-    if let Some((i, _)) = ranked.iter().find(|(i, _)| !cand.contains(i)) {
-        return Err(Error::Param(format!(
-            "{}: example {i} is not a candidate of this bundle's split; were the scores made with it?",
-            o.scores.display()
-        )));
-    }
-    if let Some(&k) = o.ks.iter().find(|&&k| k > ranked.len()) {
-        return Err(Error::Param(format!(
-            "--k {k}: only {} candidates were scored",
-            ranked.len()
-        )));
-    }
-    let norm =
-        crate::augment::Normalize::new(config.mean.clone(), config.std.clone(), arch.in_channels)?;
-    let f_train = split.f_train();
-    // f trained on its canaries too: so does every retraining.
-    let (train, canaries) = match &split.canaries {
-        Some(rec) => {
-            let c = super::pair::read_canaries(
-                &o.bundle,
-                rec,
-                [arch.in_channels, arch.height, arch.width],
-            )?;
-            let base = tt.train.len();
-            (
-                std::borrow::Cow::Owned(crate::data::canary::append(&tt.train, &c)?),
-                (0..rec.spec.repeats)
-                    .flat_map(|_| rec.candidate.iter().map(|j| base + j))
-                    .collect(),
-            )
-        }
-        // Without canaries the dataset is used as it is, not copied.
-        None => (std::borrow::Cow::Borrowed(&tt.train), Vec::new()),
-    };
+    let setup = Setup::load(o)?;
     let runs_dir = o.out.join("runs");
     fs::create_dir_all(&runs_dir).map_err(|e| Error::io(&runs_dir, e))?;
-
-    let mut plan: Vec<(String, usize, u64, Vec<usize>)> = Vec::new();
-    for &seed in &o.seeds {
-        plan.push(("none".into(), 0, seed, Vec::new()));
-        for &k in o.ks.iter().filter(|&&k| k > 0) {
-            let mut top: Vec<usize> = ranked[..k].iter().map(|c| c.0).collect();
-            top.sort_unstable();
-            plan.push(("top".into(), k, seed, top));
-            plan.push((
-                "random".into(),
-                k,
-                seed,
-                random_pick(&ranked, k, seed.wrapping_mul(1_000_003) ^ k as u64),
-            ));
-        }
-    }
+    let plan = plan(&setup.ranked, &o.ks, &o.seeds);
     let mut results = Vec::new();
-    for (n, (strategy, k, seed, removed)) in plan.into_iter().enumerate() {
+    for (n, (strategy, k, seed, removed)) in plan.iter().cloned().enumerate() {
         let name = format!("{strategy}-k{k}-seed{seed}");
-        let result_path = runs_dir.join(format!("{name}.json"));
-        if let Ok(text) = fs::read(&result_path) {
-            if let Ok(r) = serde_json::from_slice::<RemovalRun>(&text) {
-                tracing::info!(run = %name, "already done");
-                results.push(r);
-                continue;
-            }
-        }
-        tracing::info!(run = %name, progress = %format!("{}/{}", n + 1, o.seeds.len() * (1 + 2 * o.ks.iter().filter(|&&k| k > 0).count())), "training f");
+        tracing::info!(run = %name, progress = %format!("{}/{}", n + 1, plan.len()), "training f");
         let gone: std::collections::HashSet<usize> = removed.iter().copied().collect();
-        let indices: Vec<usize> = f_train
+        let indices: Vec<usize> = setup
+            .f_train
             .iter()
             .copied()
             .filter(|i| !gone.contains(i))
             .collect();
         let work = runs_dir.join(&name);
-        let trainer = Trainer {
-            config: TrainConfig {
-                seed,
-                ..config.clone()
+        let job = Job {
+            trainer: Trainer {
+                config: TrainConfig {
+                    seed,
+                    ..setup.config.clone()
+                },
+                data: setup.train(),
+                indices: indices.iter().chain(&setup.canaries).copied().collect(),
+                workdir: work.clone(),
+                device: o.device,
+                label: name.clone(),
+                monitor: None,
+                checkpoint_seconds: 0.0,
             },
-            data: &train,
-            indices: indices.iter().chain(&canaries).copied().collect(),
-            workdir: work.clone(),
-            device: o.device,
-            label: name.clone(),
-            monitor: None,
-            checkpoint_seconds: 0.0,
-        };
-        let model = trainer.run(true)?;
-        let path = work.join("f.onnx");
-        onnx::write(
-            &path,
-            arch,
-            &model.encoder.weights()?,
-            ExportOptions {
+            resume: true,
+            onnx: work.join("f.onnx"),
+            export: ExportOptions {
                 layer_outputs: false,
             },
-        )?;
-        let enc = exported_engine(&path, &tt.test, &norm, onnx::REPRESENTATION)?;
-        let eval = evaluate(&enc, &tt.train, &indices, &tt.test, &norm)?;
-        let r = RemovalRun {
-            strategy,
-            k,
-            seed,
-            train_examples: indices.len(),
-            linear_probe_accuracy: eval.linear_probe_accuracy,
-            knn_accuracy: eval.knn_accuracy,
-            removed,
+            record: runs_dir.join(format!("{name}.json")),
+            test: &setup.tt.test,
+            norm: &setup.norm,
+            eval: Some((&setup.tt.train, &indices)),
         };
-        write_atomic(
-            &result_path,
-            &serde_json::to_vec_pretty(&r).map_err(|e| Error::output("JSON", e))?,
-        )?;
+        let r = job.run(|e| {
+            let eval = e.eval.as_ref().ok_or_else(|| {
+                Error::Train(format!("{name}: the retrained f was not evaluated"))
+            })?;
+            Ok(RemovalRun {
+                strategy,
+                k,
+                seed,
+                train_examples: indices.len(),
+                linear_probe_accuracy: eval.linear_probe_accuracy,
+                knn_accuracy: eval.knn_accuracy,
+                removed,
+            })
+        })?;
         let _ = fs::remove_dir_all(&work);
         tracing::info!(run = %name, linear_probe = r.linear_probe_accuracy, "done");
         results.push(r);
     }
-    let summary = summarize(&results, &config, o);
+    let summary = summarize(&results, &setup.config, o);
     write_atomic(
         &o.out.join("removal.json"),
         (serde_json::to_string_pretty(&summary).map_err(|e| Error::output("JSON", e))? + "\n")
@@ -249,6 +161,132 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
     let png = crate::audit::figures::removal_png(&series(&results))?;
     write_atomic(&o.out.join("removal.png"), &png)?;
     Ok(summary)
+}
+
+/// What every retraining shares: the bundle's recipe, its data (canaries appended to the
+/// training array when the bundle has them), f's training examples and canaries, and the
+/// ranked candidates.
+struct Setup {
+    config: TrainConfig,
+    tt: dataset::TrainTest,
+    /// `tt.train` with the bundle's canaries appended (`None`: no canaries).
+    with_canaries: Option<ImageArray>,
+    f_train: Vec<usize>,
+    /// f's canary examples, each repeated as the bundle's recipe did.
+    canaries: Vec<usize>,
+    ranked: Vec<(usize, f64)>,
+    norm: Normalize,
+}
+
+impl Setup {
+    /// The training array the runs train on.
+    fn train(&self) -> &ImageArray {
+        self.with_canaries.as_ref().unwrap_or(&self.tt.train)
+    }
+
+    fn load(o: &RemovalOptions) -> Result<Self> {
+        let m = bundle::read_manifest(&o.bundle)?;
+        let manifest_path = o.bundle.join(bundle::MANIFEST);
+        let recorded = m.training.as_ref().and_then(|t| t.config.as_ref());
+        let mut config: TrainConfig = match recorded.map(|r| r.typed()) {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return Err(no_recipe(&manifest_path, &e.to_string())),
+            None => return Err(no_recipe(&manifest_path, "absent")),
+        };
+        if let Some(e) = o.epochs {
+            config.epochs = e;
+        }
+        let split = m
+            .split
+            .as_ref()
+            .ok_or_else(|| Error::bundle(&manifest_path, "has no split record"))?;
+        let spec = m
+            .training_dataset()
+            .ok_or_else(|| Error::Param("the bundle records no dataset".into()))?;
+        let arch = &config.arch;
+        let shape = [arch.in_channels, arch.height, arch.width];
+        let tt = dataset::load(spec, Some(shape), m.training_subset())?;
+        if tt.train.len() != split.size {
+            return Err(Error::Param(format!(
+                "{spec} has {} training examples, the split {}",
+                tt.train.len(),
+                split.size
+            )));
+        }
+        let ranked = ranked_candidates(&o.scores)?;
+        let cand: std::collections::BTreeSet<usize> = split.candidate.iter().collect();
+        if let Some((i, _)) = ranked.iter().find(|(i, _)| !cand.contains(i)) {
+            return Err(Error::Param(format!(
+                "{}: example {i} is not a candidate of this bundle's split; were the scores made with it?",
+                o.scores.display()
+            )));
+        }
+        if let Some(&k) = o.ks.iter().find(|&&k| k > ranked.len()) {
+            return Err(Error::Param(format!(
+                "--k {k}: only {} candidates were scored",
+                ranked.len()
+            )));
+        }
+        let norm = Normalize::new(config.mean.clone(), config.std.clone(), arch.in_channels)?;
+        // f trained on its canaries too: so does every retraining.
+        let (with_canaries, canaries) = match &split.canaries {
+            Some(rec) => {
+                let c = super::pair::read_canaries(&o.bundle, rec, shape)?;
+                let base = tt.train.len();
+                (
+                    Some(crate::data::canary::append(&tt.train, &c)?),
+                    (0..rec.spec.repeats)
+                        .flat_map(|_| rec.candidate.iter().map(|j| base + j))
+                        .collect(),
+                )
+            }
+            // Without canaries the runs train on `tt.train` itself, not a copy.
+            None => (None, Vec::new()),
+        };
+        Ok(Setup {
+            f_train: split.f_train(),
+            config,
+            tt,
+            with_canaries,
+            canaries,
+            ranked,
+            norm,
+        })
+    }
+}
+
+fn no_recipe(manifest: &Path, why: &str) -> Error {
+    Error::bundle(
+        manifest,
+        format!(
+            "no trainer recipe in `training.config` ({why}); was it made by sslmem-train pair?"
+        ),
+    )
+}
+
+/// The runs, in order: per seed, `k = 0` (nothing removed), then for each `k > 0` the top
+/// `k` candidates and `k` random ones; each `(strategy, k, seed, removed indices sorted)`.
+fn plan(
+    ranked: &[(usize, f64)],
+    ks: &[usize],
+    seeds: &[u64],
+) -> Vec<(String, usize, u64, Vec<usize>)> {
+    let mut plan = Vec::new();
+    for &seed in seeds {
+        plan.push(("none".into(), 0, seed, Vec::new()));
+        for &k in ks.iter().filter(|&&k| k > 0) {
+            let mut top: Vec<usize> = ranked[..k].iter().map(|c| c.0).collect();
+            top.sort_unstable();
+            plan.push(("top".into(), k, seed, top));
+            plan.push((
+                "random".into(),
+                k,
+                seed,
+                random_pick(ranked, k, seed.wrapping_mul(1_000_003) ^ k as u64),
+            ));
+        }
+    }
+    plan
 }
 
 /// Mean and standard deviation of the probe accuracy per (strategy, k); `none` is k = 0 of

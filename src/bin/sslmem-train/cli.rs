@@ -15,7 +15,8 @@ use sslmem::data::dataset;
 use sslmem::data::split::{SplitRecord, SplitSpec};
 use sslmem::error::{Error, Result};
 use sslmem::fsutil::write_atomic;
-use sslmem::train::method::{Method, MethodConfig};
+use sslmem::recipe::method::{FlatMethodConfig, METHOD_NAMES};
+use sslmem::recipe::MethodConfig;
 use sslmem::train::monitor::{sample, Monitor, MonitorSets, MonitorSpec};
 use sslmem::train::optim::{OptimConfig, OptimKind};
 use sslmem::train::pair::{run_pair, PairOptions};
@@ -167,13 +168,14 @@ pub struct PairArgs {
     /// Encoders per side (different seeds), for the expectation over training runs.
     #[arg(long, env = "SSLMEM_TRAIN_MODELS", default_value_t = 1)]
     pub models: usize,
+    /// The self-supervised method (the library's registry: `sslmem::train::methods`).
     #[arg(
         long,
         env = "SSLMEM_TRAIN_METHOD",
-        value_enum,
-        default_value = "simclr"
+        default_value = "simclr",
+        value_parser = clap::builder::PossibleValuesParser::new(METHOD_NAMES)
     )]
-    pub method: Method,
+    pub method: String,
     #[arg(long, env = "SSLMEM_TRAIN_ARCH", default_value = "resnet-mini-28x28x1")]
     pub arch: String,
     /// Stride of the architecture's stem convolution (2 quarters the compute of every later
@@ -187,7 +189,7 @@ pub struct PairArgs {
     #[arg(
         long,
         env = "SSLMEM_TRAIN_OPTIMIZER",
-        value_enum,
+        value_parser = crate::choice_arg::choice::<OptimKind>(),
         default_value = "sgd"
     )]
     pub optimizer: OptimKind,
@@ -201,22 +203,22 @@ pub struct PairArgs {
     #[arg(long, env = "SSLMEM_TRAIN_WARMUP_EPOCHS", default_value_t = 1.0)]
     pub warmup_epochs: f64,
     /// SimCLR's NT-Xent temperature (SimCLR's CIFAR-10 setting).
-    #[arg(long, env = "SSLMEM_TRAIN_TEMPERATURE", default_value_t = MethodConfig::default().temperature)]
+    #[arg(long, env = "SSLMEM_TRAIN_TEMPERATURE", default_value_t = FlatMethodConfig::default().temperature)]
     pub temperature: f64,
     /// BYOL: the target network's EMA momentum at the start; it rises to 1 along a cosine.
-    #[arg(long, env = "SSLMEM_TRAIN_EMA_BASE", default_value_t = MethodConfig::default().ema_base)]
+    #[arg(long, env = "SSLMEM_TRAIN_EMA_BASE", default_value_t = FlatMethodConfig::default().ema_base)]
     pub ema_base: f64,
     /// VICReg: weight of the invariance (similarity) term.
-    #[arg(long, env = "SSLMEM_TRAIN_VICREG_SIM_WEIGHT", default_value_t = MethodConfig::default().vicreg.0)]
+    #[arg(long, env = "SSLMEM_TRAIN_VICREG_SIM_WEIGHT", default_value_t = FlatMethodConfig::default().vicreg.0)]
     pub vicreg_sim_weight: f64,
     /// VICReg: weight of the variance term (0 lets the outputs collapse).
-    #[arg(long, env = "SSLMEM_TRAIN_VICREG_VAR_WEIGHT", default_value_t = MethodConfig::default().vicreg.1)]
+    #[arg(long, env = "SSLMEM_TRAIN_VICREG_VAR_WEIGHT", default_value_t = FlatMethodConfig::default().vicreg.1)]
     pub vicreg_var_weight: f64,
     /// VICReg: weight of the covariance term.
-    #[arg(long, env = "SSLMEM_TRAIN_VICREG_COV_WEIGHT", default_value_t = MethodConfig::default().vicreg.2)]
+    #[arg(long, env = "SSLMEM_TRAIN_VICREG_COV_WEIGHT", default_value_t = FlatMethodConfig::default().vicreg.2)]
     pub vicreg_cov_weight: f64,
     /// Barlow Twins: weight of the off-diagonal (redundancy reduction) term.
-    #[arg(long, env = "SSLMEM_TRAIN_BARLOW_LAMBDA", default_value_t = MethodConfig::default().barlow_lambda)]
+    #[arg(long, env = "SSLMEM_TRAIN_BARLOW_LAMBDA", default_value_t = FlatMethodConfig::default().barlow_lambda)]
     pub barlow_lambda: f64,
     /// Training augmentations: simclr, authors or none.
     #[arg(long, env = "SSLMEM_TRAIN_AUGMENT", default_value = "simclr")]
@@ -326,8 +328,9 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
     }
     // Empty: the dataset's (see data::dataset::normalisation), filled in once it is loaded.
     let (mean, std) = (a.mean.clone(), a.std.clone());
-    let method = MethodConfig {
-        method: a.method,
+    // Every method's flags exist whichever is chosen; the chosen one's are kept.
+    let method = FlatMethodConfig {
+        method: a.method.clone(),
         temperature: a.temperature,
         ema_base: a.ema_base,
         vicreg: (
@@ -336,7 +339,8 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
             a.vicreg_cov_weight,
         ),
         barlow_lambda: a.barlow_lambda,
-    };
+    }
+    .typed()?;
     method.validate()?;
     let config = TrainConfig {
         arch,
@@ -359,6 +363,19 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
         seed: a.seed,
         channels_last: a.channels_last,
     };
+    let opts = pair_options(a, dev)?;
+    let m = run_pair(&config, &opts)?;
+    tracing::info!(
+        f = m.f.len(),
+        g = m.g.len(),
+        "wrote bundle {}",
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// Where and how `pair` trains, from its flags (the recipe aside).
+fn pair_options(a: &PairArgs, dev: Device) -> Result<PairOptions> {
     let canaries = (a.canaries > 0)
         .then(|| -> Result<CanarySpec> {
             Ok(CanarySpec {
@@ -378,7 +395,7 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
             "--checkpoint-seconds must be 0 or more".into(),
         ));
     }
-    let opts = PairOptions {
+    Ok(PairOptions {
         dataset: a.dataset.clone(),
         canaries,
         monitor: MonitorSpec {
@@ -402,15 +419,7 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
         resume: a.resume,
         device: dev,
         command: std::env::args().collect::<Vec<_>>().join(" "),
-    };
-    let m = run_pair(&config, &opts)?;
-    tracing::info!(
-        f = m.f.len(),
-        g = m.g.len(),
-        "wrote bundle {}",
-        a.out.display()
-    );
-    Ok(())
+    })
 }
 
 fn bench_epoch(a: &BenchArgs, dev: Device) -> Result<()> {
@@ -424,10 +433,7 @@ fn bench_epoch(a: &BenchArgs, dev: Device) -> Result<()> {
     }
     let config = TrainConfig {
         arch,
-        method: MethodConfig {
-            temperature: 0.5,
-            ..MethodConfig::default()
-        },
+        method: MethodConfig::default(),
         optim: OptimConfig {
             kind: OptimKind::Sgd,
             lr: 0.06,

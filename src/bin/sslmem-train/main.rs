@@ -1,6 +1,9 @@
 //! The `sslmem-train` binary (feature `train`): parse arguments ([`cli`]), hand over to the
 //! library's trainer.
 
+// The library's named enums as clap values: the same file as `sslmem`'s.
+#[path = "../../cli/choice_arg.rs"]
+mod choice_arg;
 mod cli;
 
 use clap::Parser;

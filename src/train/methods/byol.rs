@@ -1,0 +1,112 @@
+//! BYOL (Grill et al. 2020): a predictor on the online projections, pulled toward the
+//! projections of an EMA target network, which follows the online network after each step.
+
+use tch::{nn, Tensor};
+
+use super::heads::Predictor;
+use super::{project, two, SslMethod};
+use crate::arch::ArchSpec;
+use crate::error::{Error, Result};
+use crate::recipe::ByolConfig;
+use crate::train::loss;
+use crate::train::model::Encoder;
+
+pub struct Byol {
+    config: ByolConfig,
+    predictor: Predictor,
+    /// The target's variables (never receive gradients).
+    target_vs: nn::VarStore,
+    target: Encoder,
+}
+
+impl Byol {
+    /// Adds the predictor to `online` and makes the target, a frozen copy of the online
+    /// encoder.
+    ///
+    /// Errors: the architecture has no projector; the copy fails.
+    pub fn new(config: &ByolConfig, online: &nn::VarStore, arch: &ArchSpec) -> Result<Self> {
+        let predictor = Predictor::new(online, arch)?;
+        let mut target_vs = nn::VarStore::new(online.device());
+        let target = Encoder::new(&(target_vs.root() / "encoder"), arch)?;
+        target_vs
+            .copy(online)
+            .map_err(|e| Error::Train(format!("cannot initialise the BYOL target: {e}")))?;
+        target_vs.freeze();
+        Ok(Self {
+            config: config.clone(),
+            predictor,
+            target_vs,
+            target,
+        })
+    }
+
+    /// The EMA momentum at `step` of `total`: `1 - (1 - ema_base) (cos(π step/total) + 1) / 2`,
+    /// rising from `ema_base` to 1 (Grill et al. 2020, section 3.2).
+    fn tau(&self, step: usize, total: usize) -> f64 {
+        let progress = step as f64 / total.max(1) as f64;
+        1.0 - (1.0 - self.config.ema_base) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
+    }
+}
+
+impl SslMethod for Byol {
+    fn loss(&self, encoder: &Encoder, views: &[Tensor]) -> Result<Tensor> {
+        let (z1, z2) = project(encoder, views)?;
+        let (p1, p2) = (self.predictor.forward(&z1), self.predictor.forward(&z2));
+        let (x1, x2) = two(views)?;
+        let (t1, t2) = tch::no_grad(|| {
+            (
+                self.target.forward(x1, true).projection,
+                self.target.forward(x2, true).projection,
+            )
+        });
+        Ok(loss::byol(&p1, &p2, &t1, &t2))
+    }
+
+    /// target = tau * target + (1 - tau) * online, tau from [`Self::tau`].
+    fn after_step(&mut self, online: &nn::VarStore, step: usize, total: usize) {
+        let tau = self.tau(step, total);
+        let online = online.variables();
+        tch::no_grad(|| {
+            for (name, mut t) in self.target_vs.variables() {
+                if let Some(o) = online.get(&name) {
+                    t.copy_(&(&t * tau + o * (1.0 - tau)));
+                }
+            }
+        });
+    }
+
+    fn target(&self) -> Option<&nn::VarStore> {
+        Some(&self.target_vs)
+    }
+
+    fn to_channels_last(&self) {
+        self.target.to_channels_last();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::Device;
+
+    use super::*;
+    use crate::recipe::MethodConfig;
+    use crate::train::ssl::SslModel;
+
+    #[test]
+    fn the_target_follows_the_online_network_slowly() {
+        tch::manual_seed(1);
+        let config = MethodConfig::Byol(ByolConfig { ema_base: 0.5 });
+        let mut m =
+            SslModel::new(&super::super::tests::tiny(), &config, Device::Cpu).expect("model");
+        let name = "encoder.stem.conv.weight";
+        let online = m.vs.variables()[name].shallow_clone();
+        tch::no_grad(|| {
+            let _ = online.shallow_clone().fill_(1.0);
+        });
+        let before = m.target().expect("target").variables()[name].copy();
+        m.after_step(0, 10); // tau = 0.5 at the start
+        let after = &m.target().expect("target").variables()[name];
+        let want = &before * 0.5 + 0.5;
+        assert!((after - want).abs().max().double_value(&[]) < 1e-6);
+    }
+}
