@@ -2,6 +2,7 @@
 //! distances averaged over each side's encoders, then [`math::estimate`]. Views are made and
 //! encoders run by [`crate::engine`].
 
+pub mod calibrate;
 pub mod math;
 mod record;
 

@@ -1,0 +1,122 @@
+//! One-model scores: an image's alignment under `f` alone, calibrated against a reference
+//! population of images from the same distribution that `f` did not see
+//! (docs/science.md#one-model-scores). None of these is SSLMem, which needs an encoder `g`
+//! trained without the image; they are what an auditor with only the deployed encoder can
+//! compute, in the spirit of difficulty calibration of membership inference (Watson et al.
+//! 2022, "On the Importance of Difficulty Calibration in Membership Inference Attacks") and of
+//! EncoderMI's alignment signal (Liu et al. 2021).
+//!
+//! Lower alignment distance means the views of an image land closer together under `f`, which
+//! is what training on the image does; so each calibrated score is oriented so that **higher
+//! means more member-like**, like the SSLMem score.
+
+/// The fraction of `reference` alignments at or below `align`, counting ties as half (the
+/// mid-rank percentile), in [0, 1]. Low: `f` aligns the image more tightly than most reference
+/// images. `None` for an empty or non-finite reference.
+///
+/// Example: `align_percentile(0.2, &[0.1, 0.2, 0.3, 0.4])` is `(1 + 0.5) / 4 = 0.375`.
+pub fn align_percentile(align: f64, reference: &[f64]) -> Option<f64> {
+    if reference.is_empty() || !align.is_finite() {
+        return None;
+    }
+    let mut below = 0.0;
+    for &r in reference {
+        if !r.is_finite() {
+            return None;
+        }
+        if r < align {
+            below += 1.0;
+        } else if r == align {
+            below += 0.5;
+        }
+    }
+    Some(below / reference.len() as f64)
+}
+
+/// The indices of the `k` rows of `reference` nearest to `query` by Euclidean distance (rows
+/// and query as given: pass L2-normalised representations for cosine neighbours), nearest
+/// first, ties broken by index. Fewer when the reference has fewer rows.
+///
+/// `reference` holds `n` rows of `query.len()` values each, row-major.
+pub fn nearest(query: &[f32], reference: &[f32], k: usize) -> Vec<usize> {
+    let d = query.len();
+    if d == 0 {
+        return Vec::new();
+    }
+    let mut dist: Vec<(f64, usize)> = reference
+        .chunks_exact(d)
+        .enumerate()
+        .map(|(i, row)| {
+            let s: f64 = row
+                .iter()
+                .zip(query)
+                .map(|(a, b)| {
+                    let x = f64::from(*a) - f64::from(*b);
+                    x * x
+                })
+                .sum();
+            (s, i)
+        })
+        .collect();
+    dist.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    dist.into_iter().take(k).map(|(_, i)| i).collect()
+}
+
+/// The local calibration of one image's alignment: the mean alignment of its `k` nearest
+/// reference images (in `f`'s representation) minus its own, so positive means `f` aligns it
+/// more tightly than the images that look like it, as SSLMem's `align_g - align_f` does with
+/// `g` in the place of the neighbours. `None` without neighbours or with non-finite values.
+///
+/// `neighbours` are indices into `reference_align`, as [`nearest`] returns them.
+pub fn knn_gap(align: f64, neighbours: &[usize], reference_align: &[f64]) -> Option<f64> {
+    if neighbours.is_empty() || !align.is_finite() {
+        return None;
+    }
+    let mut sum = 0.0;
+    for &i in neighbours {
+        let a = *reference_align.get(i)?;
+        if !a.is_finite() {
+            return None;
+        }
+        sum += a;
+    }
+    Some(sum / neighbours.len() as f64 - align)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_percentile_counts_lower_alignments_and_half_the_ties() {
+        assert_eq!(align_percentile(0.2, &[0.1, 0.2, 0.3, 0.4]), Some(0.375));
+        assert_eq!(align_percentile(0.05, &[0.1, 0.2]), Some(0.0));
+        assert_eq!(align_percentile(0.5, &[0.1, 0.2]), Some(1.0));
+        assert_eq!(align_percentile(0.1, &[0.1, 0.1]), Some(0.5));
+        assert_eq!(align_percentile(0.1, &[]), None);
+        assert_eq!(align_percentile(f64::NAN, &[0.1]), None);
+        assert_eq!(align_percentile(0.1, &[f64::NAN]), None);
+    }
+
+    #[test]
+    fn neighbours_are_the_closest_rows_nearest_first() {
+        // Rows (0, 0), (1, 0), (0, 3), (1, 1) against the query (0.9, 0.2).
+        let reference = [0.0, 0.0, 1.0, 0.0, 0.0, 3.0, 1.0, 1.0];
+        let q = [0.9, 0.2];
+        assert_eq!(nearest(&q, &reference, 2), vec![1, 3]);
+        assert_eq!(nearest(&q, &reference, 10), vec![1, 3, 0, 2]);
+        // Equal distances: the lower index first.
+        assert_eq!(nearest(&[0.5, 0.0], &reference, 2), vec![0, 1]);
+        assert!(nearest(&[], &reference, 2).is_empty());
+    }
+
+    #[test]
+    fn the_knn_gap_is_the_neighbours_mean_alignment_minus_the_images() {
+        let reference_align = [0.4, 0.2, 0.9, 0.6];
+        // Neighbours 1 and 3: mean 0.4; the image's alignment 0.25.
+        let gap = knn_gap(0.25, &[1, 3], &reference_align).expect("gap");
+        assert!((gap - 0.15).abs() < 1e-12);
+        assert_eq!(knn_gap(0.25, &[], &reference_align), None);
+        assert_eq!(knn_gap(0.25, &[7], &reference_align), None);
+    }
+}
