@@ -180,6 +180,10 @@ def transforms_of(aug, height, width):
             steps.append(v2.RandomApply([blur], p=t.get("p", 1.0)))
         elif kind == "random_solarize":
             steps.append(v2.RandomSolarize(round(255 * t.get("threshold", 0.5)), p=t.get("p", 0.5)))
+        elif kind == "random_erasing":
+            steps.append(v2.RandomErasing(t.get("p", 0.5), scale=tuple(t.get("scale", (0.02, 0.33))),
+                                          ratio=tuple(t.get("ratio", (0.3, 3.3))),
+                                          value=round(255 * t.get("value", 0.0))))
         else:
             raise SystemExit(f"bench_score.py: augment[{i}] is '{kind}', a transform this script does not "
                              f"implement; add it to transforms_of")

@@ -17,6 +17,7 @@ pub mod color_jitter;
 mod compose;
 pub mod gaussian_blur;
 mod legacy;
+pub mod random_erasing;
 pub mod random_grayscale;
 pub mod random_horizontal_flip;
 pub mod random_resized_crop;
@@ -31,6 +32,7 @@ registry! {
     "random_grayscale" => random_grayscale::RandomGrayscale,
     "gaussian_blur" => gaussian_blur::GaussianBlur,
     "random_solarize" => random_solarize::RandomSolarize,
+    "random_erasing" => random_erasing::RandomErasing,
 }
 
 pub use compose::{Compose, PRESETS};
