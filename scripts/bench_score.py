@@ -1,10 +1,10 @@
 """PyTorch eager SSLMem baseline for scripts/bench-score.sh (a benchmark, not a test).
 
 What a researcher would write without sslmem: for each image, K pairs of views from
-torchvision v2 transforms with the bundle's training augmentations (RandomResizedCrop with
-its scale and ratio, antialias; RandomHorizontalFlip; ColorJitter with probability p;
-RandomGrayscale; ToDtype; Normalize), one batched forward pass of the 2K views through each
-encoder (PyTorch eager, `torch.inference_mode`, the intra-op threads PyTorch picks), l2
+torchvision v2 transforms with the bundle's training augmentations (its `augment` list in
+order, `transforms_of` below; a resize first when none of them sets the size; then ToDtype and
+Normalize; a transform it does not know stops the run), one batched forward pass of the 2K
+views through each encoder (PyTorch eager, `torch.inference_mode`, the intra-op threads PyTorch picks), l2
 normalised representations, the mean l2 distance of the pairs under g minus under f.
 
 The encoders are the bundle's own ONNX files, run op by op with torch.nn.functional (the ops
@@ -129,23 +129,78 @@ def device_of(name):
     return device
 
 
+def as_list(aug):
+    """The manifest's `augment` as a list of tagged transforms (docs/bundle.md#augment): the
+    list itself, SimCLR's when absent, or the list the older object form stands for (as
+    sslmem reads it, src/augment/legacy.rs)."""
+    if aug is None:
+        return [{"type": "random_resized_crop"}, {"type": "random_horizontal_flip", "p": 0.5},
+                {"type": "color_jitter", "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1,
+                 "p": 0.8},
+                {"type": "random_grayscale", "p": 0.2}]
+    if isinstance(aug, list):
+        return aug
+    crop = aug.get("crop")
+    steps = [dict(type="random_resized_crop", **crop) if crop is not None else {"type": "resize"},
+             {"type": "random_horizontal_flip", "p": aug.get("flip_p", 0.0)}]
+    if aug.get("jitter") is not None:
+        steps.append(dict({"p": 0.8}, type="color_jitter", **aug["jitter"]))
+    steps.append({"type": "random_grayscale", "p": aug.get("grayscale_p", 0.0)})
+    if aug.get("blur") is not None:
+        steps.append(dict(type="gaussian_blur", **aug["blur"]))
+    if aug.get("solarize") is not None:
+        steps.append(dict(type="random_solarize", **aug["solarize"]))
+    return steps
+
+
+def transforms_of(aug, height, width):
+    """torchvision v2 transforms for the bundle's augmentations, on uint8 images (pixel values
+    given in [0, 1] are scaled to 0-255). Defaults as sslmem's (src/augment/*.rs)."""
+    size = (height, width)
+    steps = []
+    for i, t in enumerate(as_list(aug)):
+        kind = t.get("type")
+        if kind == "random_resized_crop":
+            steps.append(v2.RandomResizedCrop(size, scale=tuple(t.get("scale", (0.08, 1.0))),
+                                              ratio=tuple(t.get("ratio", (3 / 4, 4 / 3))), antialias=True))
+        elif kind == "resize":
+            steps.append(v2.Resize(size, antialias=True))
+        elif kind == "random_horizontal_flip":
+            steps.append(v2.RandomHorizontalFlip(t.get("p", 0.5)))
+        elif kind == "color_jitter":
+            jitter = v2.ColorJitter(t.get("brightness", 0), t.get("contrast", 0), t.get("saturation", 0),
+                                    t.get("hue", 0))
+            steps.append(v2.RandomApply([jitter], p=t.get("p", 1.0)))
+        elif kind == "random_grayscale":
+            steps.append(v2.RandomGrayscale(t.get("p", 0.1)))
+        elif kind == "gaussian_blur":
+            side = min(height, width)
+            k = t.get("kernel_size") or (side // 10) // 2 * 2 + 1
+            blur = v2.GaussianBlur(k, sigma=tuple(t.get("sigma", (0.1, 2.0))))
+            steps.append(v2.RandomApply([blur], p=t.get("p", 1.0)))
+        elif kind == "random_solarize":
+            steps.append(v2.RandomSolarize(round(255 * t.get("threshold", 0.5)), p=t.get("p", 0.5)))
+        elif kind == "random_erasing":
+            steps.append(v2.RandomErasing(t.get("p", 0.5), scale=tuple(t.get("scale", (0.02, 0.33))),
+                                          ratio=tuple(t.get("ratio", (0.3, 3.3))),
+                                          value=round(255 * t.get("value", 0.0))))
+        else:
+            raise SystemExit(f"bench_score.py: augment[{i}] is '{kind}', a transform this script does not "
+                             f"implement; add it to transforms_of")
+    if not any(t.get("type") in ("random_resized_crop", "resize") for t in as_list(aug)):
+        steps.insert(0, v2.Resize(size, antialias=True))
+    return steps
+
+
 def main():
     a = parse_args()
     bundle, images_dir, k = a.bundle, a.images_dir, a.k
     device = device_of(a.device)
     man = json.loads((bundle / "sslmem.json").read_text())
-    inp, aug, out = man["input"], man["augment"], man["representation"]["output"]
+    inp, aug, out = man["input"], man.get("augment"), man["representation"]["output"]
     f = [Eager(bundle / e["path"], out).to(device) for e in man["f"]]
     g = [Eager(bundle / e["path"], out).to(device) for e in man["g"]]
-    steps = [v2.RandomResizedCrop((inp["height"], inp["width"]), scale=tuple(aug["crop"]["scale"]),
-                                  ratio=tuple(aug["crop"]["ratio"]), antialias=True),
-             v2.RandomHorizontalFlip(aug["flip_p"])]
-    j = aug.get("jitter")
-    if j:
-        steps.append(v2.RandomApply([v2.ColorJitter(j["brightness"], j["contrast"], j["saturation"], j["hue"])],
-                                    p=j["p"]))
-    if aug.get("grayscale_p"):
-        steps.append(v2.RandomGrayscale(aug["grayscale_p"]))
+    steps = transforms_of(aug, inp["height"], inp["width"])
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(inp["mean"], inp["std"])]
     transform = v2.Compose(steps)
     paths = sorted(images_dir.glob("*.png"))

@@ -674,6 +674,73 @@ fn report_renders_in_headless_chromium_with_every_figure() {
     assert_eq!(v["classRows"], 12);
 }
 
+/// Copies a folder and everything under it.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let dst = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).expect("copy");
+        }
+    }
+}
+
+/// The default's audit writes the bytes it wrote when the augmentations were a fixed pipeline
+/// rather than a list of transforms (issue 19): `tests/golden/default-audit-scores.jsonl` was
+/// written with these arguments by the `sslmem` of 56c0930, with the bundle given as
+/// `models/fashion-mnist-canaries` (a canary's `input` is its path under the bundle as given).
+/// The same bundle with `augment` in the object form its manifest had then writes them too.
+#[test]
+fn the_default_bundles_audit_scores_are_those_of_the_fixed_pipeline() {
+    let golden = read(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden")),
+        "default-audit-scores.jsonl",
+    );
+    let relative = |scores: String, bundle: &Path| {
+        scores.replace(
+            &format!("\"{}/", arg(bundle)),
+            "\"models/fashion-mnist-canaries/",
+        )
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("list");
+    let o = sslmem().args(args(&out, "6")).output().expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        relative(read(&out, "scores.jsonl"), Path::new(BUNDLE)) == golden,
+        "scores.jsonl differs from the golden file"
+    );
+
+    let bundle = dir.path().join("bundle");
+    copy_tree(Path::new(BUNDLE), &bundle);
+    let mut m: Value = serde_json::from_str(&read(&bundle, "sslmem.json")).expect("manifest");
+    assert!(
+        m["augment"].is_array(),
+        "the committed default has the list form"
+    );
+    m["augment"] = serde_json::from_str(
+        r#"{"crop": {"scale": [0.3, 1.0], "ratio": [0.75, 1.3333333333333333]},
+            "flip_p": 0.5,
+            "jitter": {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1, "p": 0.8},
+            "grayscale_p": 0.2, "blur": null, "solarize": null}"#,
+    )
+    .expect("object");
+    let text = serde_json::to_string_pretty(&m).expect("json");
+    std::fs::write(bundle.join("sslmem.json"), text).expect("write");
+    let out = dir.path().join("object");
+    let mut a = args(&out, "6");
+    a[2] = arg(&bundle).to_string();
+    let o = sslmem().args(a).output().expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        relative(read(&out, "scores.jsonl"), &bundle) == golden,
+        "the object form scores differently"
+    );
+}
+
 #[test]
 fn the_default_bundles_canaries_are_remade_from_their_recorded_spec() {
     // Guards reproducibility: a change to the canary generator must not change the canaries

@@ -298,7 +298,9 @@ fn bundle_create_wraps_foreign_onnx_files() {
     assert_eq!(m["input"]["channels"], 3);
     assert_eq!(m["input"]["height"], 32);
     assert_eq!(m["representation"]["output"], "representation");
-    assert_eq!(m["augment"]["jitter"]["brightness"], 0.8);
+    // The list of transforms; the authors' jitter is its third.
+    assert_eq!(m["augment"][2]["type"], "color_jitter");
+    assert_eq!(m["augment"][2]["brightness"], 0.8);
     assert_eq!(m["f"].as_array().expect("f").len(), 2);
     let img = dir.path().join("c.png");
     png(&img, 40, 40, true);

@@ -7,7 +7,7 @@ use std::path::Path;
 use common::{random_bundle, reference_forward, run, stderr, stdout};
 use proptest::prelude::*;
 use sslmem::arch::ArchSpec;
-use sslmem::augment::{AugmentSpec, BlurSpec, SolarizeSpec};
+use sslmem::augment::{AugmentSpec, GaussianBlur, RandomSolarize};
 use sslmem::engine::{Engine, QueueOptions, ViewMaker};
 use sslmem::pixels::SourceImage;
 use sslmem::rng::Rng;
@@ -405,8 +405,8 @@ proptest! {
     #[test]
     fn augmented_views_are_deterministic_and_in_range(seed in any::<u64>(), view in 0u64..1000, h in 8usize..40, w in 8usize..40, c in prop_oneof![Just(1usize), Just(3usize)]) {
         let mut spec = AugmentSpec::simclr();
-        spec.blur = Some(BlurSpec { kernel_size: 3, sigma: [0.1, 2.0], p: 0.5 });
-        spec.solarize = Some(SolarizeSpec { threshold: 0.5, p: 0.2 });
+        spec.transforms.push(GaussianBlur { kernel_size: Some(3), sigma: [0.1, 2.0], p: 0.5 }.into());
+        spec.transforms.push(RandomSolarize { threshold: 0.5, p: 0.2 }.into());
         let aug = sslmem::augment::Augmenter::new(spec, 16, 12).expect("valid");
         let img = images(1, c, h, w, seed)[0].to_planes();
         let a = aug.view(&img, seed, 1, view);

@@ -47,7 +47,7 @@ pub struct CreateArgs {
         required = true
     )]
     pub std: Vec<f32>,
-    /// Training augmentations: a preset (simclr, authors, none).
+    /// Training augmentations: a preset (simclr, authors, byol, none).
     #[arg(
         long,
         env = "SSLMEM_BUNDLE_CREATE_AUGMENT",
@@ -55,7 +55,8 @@ pub struct CreateArgs {
         conflicts_with = "augment_json"
     )]
     pub augment: String,
-    /// Training augmentations as a JSON file (see docs/bundle.md).
+    /// Training augmentations as a JSON file: a list of transforms, or the older object
+    /// (docs/bundle.md#augment).
     #[arg(long, env = "SSLMEM_BUNDLE_CREATE_AUGMENT_JSON")]
     pub augment_json: Option<PathBuf>,
     /// The output that is the representation (needed if the model has several).
@@ -112,6 +113,7 @@ pub struct RandomArgs {
     /// Make every g identical to its f (every score is then exactly 0).
     #[arg(long, env = "SSLMEM_BUNDLE_RANDOM_SAME")]
     pub same: bool,
+    /// Training augmentations recorded in the bundle: a preset (simclr, authors, byol, none).
     #[arg(long, env = "SSLMEM_BUNDLE_RANDOM_AUGMENT", default_value = "simclr")]
     pub augment: String,
 }

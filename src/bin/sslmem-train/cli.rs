@@ -220,7 +220,7 @@ pub struct PairArgs {
     /// Barlow Twins: weight of the off-diagonal (redundancy reduction) term.
     #[arg(long, env = "SSLMEM_TRAIN_BARLOW_LAMBDA", default_value_t = FlatMethodConfig::default().barlow_lambda)]
     pub barlow_lambda: f64,
-    /// Training augmentations: simclr, authors or none.
+    /// Training augmentations: a preset (simclr, authors, byol, none).
     #[arg(long, env = "SSLMEM_TRAIN_AUGMENT", default_value = "simclr")]
     pub augment: String,
     /// Smallest crop scale of RandomResizedCrop.
@@ -315,8 +315,10 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
         arch.validate()?;
     }
     let mut augment = AugmentSpec::preset(&a.augment)?;
-    if let (Some(min), Some(crop)) = (a.crop_scale_min, augment.crop.as_mut()) {
-        crop.scale[0] = min;
+    if let Some(min) = a.crop_scale_min {
+        for crop in augment.crops_mut() {
+            crop.scale[0] = min;
+        }
     }
     augment.validate()?;
     if a.mean.len() != a.std.len() {

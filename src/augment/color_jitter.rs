@@ -1,13 +1,70 @@
-//! `ColorJitter` and `RandomGrayscale` with torchvision's tensor semantics on [0, 1]
-//! images. On one-channel images saturation, hue and grayscale are the identity.
+//! `RandomApply([ColorJitter(brightness, contrast, saturation, hue)], p)` with torchvision's
+//! tensor semantics on [0, 1] images. On one-channel images saturation and hue are the
+//! identity.
 
+use serde::{Deserialize, Serialize};
+
+use super::random_grayscale::luma;
+use super::{check_probability, Size, Transform};
 use crate::pixels::Planes;
 use crate::rng::Rng;
 
-use super::spec::JitterSpec;
+/// `RandomApply([ColorJitter(brightness, contrast, saturation, hue)], p)`. Brightness,
+/// contrast and saturation factors are drawn from `U(max(0, 1 - s), 1 + s)` (`s` >= 0), the
+/// hue shift from `U(-hue, hue)` turns (`hue` in [0, 0.5]); 0 (torchvision's default) leaves
+/// that adjustment out. `p`: 1 by default (torchvision's `ColorJitter` always applies).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColorJitter {
+    #[serde(default)]
+    pub brightness: f64,
+    #[serde(default)]
+    pub contrast: f64,
+    #[serde(default)]
+    pub saturation: f64,
+    #[serde(default)]
+    pub hue: f64,
+    #[serde(default = "default_p")]
+    pub p: f64,
+}
 
-/// torchvision's grayscale weights for tensors.
-const GREY: [f32; 3] = [0.2989, 0.587, 0.114];
+fn default_p() -> f64 {
+    1.0
+}
+
+impl Transform for ColorJitter {
+    type Params = JitterDraw;
+
+    fn p(&self) -> Option<f64> {
+        Some(self.p)
+    }
+
+    fn make_params(&self, _: &Planes, rng: &mut Rng) -> JitterDraw {
+        draw(self, rng)
+    }
+
+    fn transform(&self, mut img: Planes, d: JitterDraw, _: Size) -> Planes {
+        apply(&mut img, &d);
+        img
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        check_probability("p", self.p)?;
+        for (name, v) in [
+            ("brightness", self.brightness),
+            ("contrast", self.contrast),
+            ("saturation", self.saturation),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(format!("{name} = {v}: must be >= 0"));
+            }
+        }
+        if !(0.0..=0.5).contains(&self.hue) {
+            return Err(format!("hue = {}: must lie in [0, 0.5]", self.hue));
+        }
+        Ok(())
+    }
+}
 
 /// One draw of `ColorJitter.get_params`: the order of the four adjustments and their factors.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,7 +84,8 @@ fn factor(strength: f64, rng: &mut Rng) -> f32 {
     }
 }
 
-pub fn draw(spec: &JitterSpec, rng: &mut Rng) -> JitterDraw {
+/// torchvision's `ColorJitter.get_params`: the order, then each factor that is not left out.
+pub fn draw(spec: &ColorJitter, rng: &mut Rng) -> JitterDraw {
     let order = rng.permutation::<4>();
     let brightness = factor(spec.brightness, rng);
     let contrast = factor(spec.contrast, rng);
@@ -46,6 +104,7 @@ pub fn draw(spec: &JitterSpec, rng: &mut Rng) -> JitterDraw {
     }
 }
 
+/// Applies the four adjustments in the drawn order, in place.
 pub fn apply(img: &mut Planes, d: &JitterDraw) {
     for &op in &d.order {
         match op {
@@ -57,19 +116,6 @@ pub fn apply(img: &mut Planes, d: &JitterDraw) {
     }
 }
 
-/// Luma of one pixel position of a 3-channel image (or the value of a 1-channel one).
-fn grey_plane(img: &Planes) -> Vec<f32> {
-    if img.channels == 1 {
-        return img.data.clone();
-    }
-    let (r, g, b) = (img.plane(0), img.plane(1), img.plane(2));
-    r.iter()
-        .zip(g)
-        .zip(b)
-        .map(|((r, g), b)| GREY[0] * r + GREY[1] * g + GREY[2] * b)
-        .collect()
-}
-
 pub fn brightness(img: &mut Planes, f: f32) {
     for v in &mut img.data {
         *v = (*v * f).clamp(0.0, 1.0);
@@ -78,7 +124,7 @@ pub fn brightness(img: &mut Planes, f: f32) {
 
 /// Blend with the mean luma of the whole image.
 pub fn contrast(img: &mut Planes, f: f32) {
-    let grey = grey_plane(img);
+    let grey = luma(img);
     let mean = grey.iter().map(|&v| f64::from(v)).sum::<f64>() as f32 / grey.len() as f32;
     for v in &mut img.data {
         *v = (f * *v + (1.0 - f) * mean).clamp(0.0, 1.0);
@@ -90,7 +136,7 @@ pub fn saturation(img: &mut Planes, f: f32) {
     if img.channels != 3 {
         return;
     }
-    let grey = grey_plane(img);
+    let grey = luma(img);
     for c in 0..3 {
         for (v, g) in img.plane_mut(c).iter_mut().zip(&grey) {
             *v = (f * *v + (1.0 - f) * g).clamp(0.0, 1.0);
@@ -154,17 +200,6 @@ pub fn hsv_to_rgb(h: f32, s: f32, v: f32) -> (f32, f32, f32) {
     }
 }
 
-/// Replace every channel with the luma (3 channels stay 3 channels).
-pub fn grayscale(img: &mut Planes) {
-    if img.channels != 3 {
-        return;
-    }
-    let grey = grey_plane(img);
-    for c in 0..3 {
-        img.plane_mut(c).copy_from_slice(&grey);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,7 +226,7 @@ mod tests {
 
     #[test]
     fn zero_strength_jitter_is_the_identity() {
-        let spec = JitterSpec {
+        let spec = ColorJitter {
             brightness: 0.0,
             contrast: 0.0,
             saturation: 0.0,
@@ -228,18 +263,13 @@ mod tests {
     }
 
     #[test]
-    fn grayscale_uses_torchvision_weights_and_one_channel_is_untouched() {
-        let mut img = rgb(&[[1.0, 0.0, 0.0], [0.2, 0.4, 0.6]]);
-        grayscale(&mut img);
-        let g1 = 0.2989 * 0.2 + 0.587 * 0.4 + 0.114 * 0.6;
-        assert!(close(&img.data, &[0.2989, g1, 0.2989, g1, 0.2989, g1]));
+    fn saturation_and_hue_leave_one_channel_untouched() {
         let mut one = Planes {
             channels: 1,
             height: 1,
             width: 2,
             data: vec![0.2, 0.6],
         };
-        grayscale(&mut one);
         saturation(&mut one, 0.0);
         hue(&mut one, 0.3);
         assert_eq!(one.data, vec![0.2, 0.6]);

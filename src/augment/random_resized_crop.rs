@@ -1,11 +1,66 @@
-//! `RandomResizedCrop`: torchvision's parameter draw, then an antialiased bilinear resize.
+//! `RandomResizedCrop(size, scale, ratio)`: torchvision's parameter draw, then an antialiased
+//! bilinear resize to the model's size.
 
+use serde::{Deserialize, Serialize};
+
+use super::{check_positive_range, Size, Transform};
 use crate::pixels::{crop_resize, Planes};
 use crate::rng::Rng;
 
-use super::spec::CropSpec;
+/// `RandomResizedCrop(size, scale, ratio)`; `size` is the model's input size. `scale`: the
+/// crop's area as a fraction of the image's, `ratio`: its width / height.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomResizedCrop {
+    #[serde(default = "default_scale")]
+    pub scale: [f64; 2],
+    #[serde(default = "default_ratio")]
+    pub ratio: [f64; 2],
+}
 
-/// A crop window: top, left, height, width.
+/// torchvision's default `scale`, (0.08, 1).
+pub(crate) fn default_scale() -> [f64; 2] {
+    [0.08, 1.0]
+}
+
+/// torchvision's default `ratio`, (3/4, 4/3).
+pub(crate) fn default_ratio() -> [f64; 2] {
+    [3.0 / 4.0, 4.0 / 3.0]
+}
+
+impl Default for RandomResizedCrop {
+    fn default() -> Self {
+        Self {
+            scale: default_scale(),
+            ratio: default_ratio(),
+        }
+    }
+}
+
+impl Transform for RandomResizedCrop {
+    type Params = Window;
+
+    fn sets_size(&self) -> bool {
+        true
+    }
+
+    fn make_params(&self, img: &Planes, rng: &mut Rng) -> Window {
+        draw_window(self, img.height, img.width, rng)
+    }
+
+    fn transform(&self, img: Planes, win: Window, size: Size) -> Planes {
+        apply(&img, win, size.height, size.width)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(self.scale[0] > 0.0 && self.scale[0] <= self.scale[1] && self.scale[1] <= 1.0) {
+            return Err(format!("scale {:?}: need 0 < min <= max <= 1", self.scale));
+        }
+        check_positive_range("ratio", self.ratio)
+    }
+}
+
+/// A crop window in pixels: top, left, height, width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
     pub top: usize,
@@ -16,7 +71,7 @@ pub struct Window {
 
 /// torchvision's `RandomResizedCrop.get_params`: ten tries at a random area and aspect
 /// ratio, then a centre crop clamped to the ratio range.
-pub fn draw_window(spec: &CropSpec, height: usize, width: usize, rng: &mut Rng) -> Window {
+pub fn draw_window(spec: &RandomResizedCrop, height: usize, width: usize, rng: &mut Rng) -> Window {
     let area = (height * width) as f64;
     let (log_lo, log_hi) = (spec.ratio[0].ln(), spec.ratio[1].ln());
     for _ in 0..10 {
@@ -69,7 +124,7 @@ mod tests {
 
     #[test]
     fn windows_stay_inside_and_respect_scale_and_ratio() {
-        let spec = CropSpec {
+        let spec = RandomResizedCrop {
             scale: [0.08, 1.0],
             ratio: [0.75, 4.0 / 3.0],
         };
@@ -86,7 +141,7 @@ mod tests {
 
     #[test]
     fn full_scale_with_unit_ratio_is_the_whole_image() {
-        let spec = CropSpec {
+        let spec = RandomResizedCrop {
             scale: [1.0, 1.0],
             ratio: [1.0, 1.0],
         };
@@ -105,7 +160,7 @@ mod tests {
     #[test]
     fn impossible_ratio_falls_back_to_a_clamped_centre_crop() {
         // A 10x40 image can never hold a crop of ratio <= 1 at 100% of its area.
-        let spec = CropSpec {
+        let spec = RandomResizedCrop {
             scale: [1.0, 1.0],
             ratio: [0.5, 1.0],
         };
