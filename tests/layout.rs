@@ -17,8 +17,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The library's files (not the binaries'), each with its top-level module and its code with
-/// comments removed.
+/// The library's files (not the binaries'), each with its path relative to `src/`, its path
+/// and its code with comment lines removed.
 fn library() -> Vec<(String, PathBuf, String)> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
@@ -34,16 +34,24 @@ fn library() -> Vec<(String, PathBuf, String)> {
             {
                 return None;
             }
-            let top = rel.split('/').next()?.trim_end_matches(".rs").to_string();
             let code: String = std::fs::read_to_string(&p)
                 .expect("read")
                 .lines()
                 .filter(|l| !l.trim_start().starts_with("//"))
                 .collect::<Vec<_>>()
                 .join("\n");
-            Some((top, p, code))
+            Some((rel, p, code))
         })
         .collect()
+}
+
+/// A library file's top-level module (`service` for `service/v1/score.rs`).
+fn top_module(rel: &str) -> String {
+    rel.split('/')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(".rs")
+        .to_string()
 }
 
 /// The code of a file without its unit tests (`#[cfg(test)] mod tests { .. }`, at the end of
@@ -176,28 +184,10 @@ fn referenced_paths(me: &[String], children: &[String], code: &str) -> Vec<Vec<S
 /// The library's import graph, module by module (a file, or a folder's `mod.rs`):
 /// `module -> modules it imports`, where a path counts as the deepest module it names.
 fn module_graph() -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    let mut sources = Vec::new();
-    for p in files {
-        let rel = p
-            .strip_prefix(&src)
-            .expect("under src")
-            .to_string_lossy()
-            .into_owned();
-        if rel == "main.rs" || rel == "lib.rs" || rel.starts_with("cli/") || rel.starts_with("bin/")
-        {
-            continue;
-        }
-        let code: String = std::fs::read_to_string(&p)
-            .expect("read")
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("//"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        sources.push((module_path(&rel), code));
-    }
+    let sources: Vec<(Vec<String>, String)> = library()
+        .into_iter()
+        .map(|(rel, _, code)| (module_path(&rel), code))
+        .collect();
     let modules: BTreeSet<Vec<String>> = sources.iter().map(|(m, _)| m.clone()).collect();
     let mut graph = BTreeMap::new();
     for (me, code) in &sources {
@@ -311,8 +301,9 @@ fn the_library_has_no_command_line() {
 
 #[test]
 fn only_the_engine_feeds_encoders() {
-    for (top, path, code) in library() {
+    for (rel, path, code) in library() {
         // The runtime defines sessions, the bundle loads them, the engine runs them.
+        let top = top_module(&rel);
         if top == "engine" || top == "runtime" || top == "bundle" {
             continue;
         }
