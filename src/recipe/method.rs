@@ -8,7 +8,7 @@
 //!
 //! Records written before the methods were typed held every method's hyperparameters side by
 //! side (`{"method":"simclr","temperature":..,"ema_base":..,"vicreg":[..],"barlow_lambda":..}`);
-//! they still read, as the method they name with its own fields ([`legacy`]).
+//! they still read, as the method they name with its own fields (a frozen table, `legacy`).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
