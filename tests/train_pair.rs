@@ -608,6 +608,51 @@ fn every_trainer_flag_reads_an_environment_variable_with_one_meaning() {
     assert!(n > 30, "the help pages were read: {n} variables");
 }
 
+#[test]
+fn method_flags_come_from_the_registry_and_name_themselves_when_refused() {
+    let o = train_bin().args(["pair", "--help"]).output().expect("run");
+    let help = String::from_utf8_lossy(&o.stdout);
+    for (flag, default) in [
+        ("--temperature", "0.5"),
+        ("--ema-base", "0.996"),
+        ("--vicreg-sim-weight", "25"),
+        ("--vicreg-var-weight", "25"),
+        ("--vicreg-cov-weight", "1"),
+        ("--barlow-lambda", "0.005"),
+    ] {
+        let at = help
+            .find(&format!("{flag} <"))
+            .unwrap_or_else(|| panic!("{flag}: {help}"));
+        let entry = &help[at..];
+        let entry = &entry[..entry.find("\n\n").unwrap_or(entry.len())];
+        assert!(entry.contains(&format!("[default: {default}]")), "{entry}");
+    }
+    let refused = |extra: &[&str]| {
+        let o = train_bin()
+            .args(["--device", "cpu", "pair", "--out", "/nonexistent/bundle"])
+            .args(extra)
+            .output()
+            .expect("run");
+        assert!(!o.status.success(), "{extra:?}");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = refused(&["--method", "byol", "--temperature", "0.3"]);
+    assert!(
+        err.contains("--temperature is a hyperparameter of simclr, and the method is byol"),
+        "{err}"
+    );
+    let err = refused(&["--temperature", "-1"]);
+    assert!(
+        err.contains("--temperature is -1; it must be above 0"),
+        "{err}"
+    );
+    let err = refused(&["--method", "vicreg", "--vicreg-var-weight", "-2"]);
+    assert!(
+        err.contains("--vicreg-var-weight is -2; it must be 0 or more"),
+        "{err}"
+    );
+}
+
 /// [`pair_args`] on 200 training images instead of 400, at learning rate `lr`.
 fn small_pair_args(out: &Path, epochs: &str, lr: &str) -> Vec<String> {
     let mut args = pair_args(out, epochs);

@@ -1,252 +1,135 @@
-//! Each self-supervised method's hyperparameters, typed, with the literature's defaults
-//! ([`Default`]: what `sslmem-train pair`'s flags default to), and [`MethodConfig`], the one
-//! of them a run uses, recorded in the manifest as `{"method": NAME, ...its fields}`.
+//! [`MethodConfig`]: the self-supervised method a run trains with and its hyperparameters,
+//! recorded in the manifest as `{"method": NAME, ...its fields}`.
+//!
+//! The record is an envelope: the method's name and its hyperparameters as an ordered map of
+//! JSON values. What the fields mean, their defaults and ranges, is each method's own business
+//! (`crate::train::methods`, with the `train` feature); here the manifest reads and writes them
+//! without knowing any method.
 //!
 //! Records written before the methods were typed held every method's hyperparameters side by
-//! side (`{"method":"simclr","temperature":..,"ema_base":..,"vicreg":[..],"barlow_lambda":..}`,
-//! [`FlatMethodConfig`]); they still read, as the method they name.
+//! side (`{"method":"simclr","temperature":..,"ema_base":..,"vicreg":[..],"barlow_lambda":..}`);
+//! they still read, as the method they name with its own fields (a frozen table, `legacy`).
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
-/// SimCLR (Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visual
-/// Representations"): the NT-Xent loss.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SimclrConfig {
-    /// NT-Xent temperature, above 0 (0.5: SimCLR's CIFAR-10 setting, appendix B.9).
-    pub temperature: f64,
+/// The method a run trains with, and its hyperparameters in the order the method declares
+/// them. The trainer builds the method from it through its registry
+/// (`crate::train::methods::build`), which fills in a left-out hyperparameter with its
+/// default and checks each one's range.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MethodConfig {
+    name: String,
+    params: Map<String, Value>,
 }
-
-impl Default for SimclrConfig {
-    fn default() -> Self {
-        Self { temperature: 0.5 }
-    }
-}
-
-/// SimSiam (Chen & He 2021, "Exploring Simple Siamese Representation Learning"): no
-/// hyperparameters of its own (its predictor is a fixed two-layer MLP).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SimsiamConfig {}
-
-/// BYOL (Grill et al. 2020, "Bootstrap Your Own Latent").
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ByolConfig {
-    /// The target network's EMA momentum at the start, in [0, 1]; it follows a cosine
-    /// schedule up to 1 (0.996: section 3.2).
-    pub ema_base: f64,
-}
-
-impl Default for ByolConfig {
-    fn default() -> Self {
-        Self { ema_base: 0.996 }
-    }
-}
-
-/// VICReg (Bardes, Ponce & LeCun 2022, "VICReg: Variance-Invariance-Covariance
-/// Regularization"): the weights of its three terms, each 0 or more (25, 25, 1: section 4.1).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct VicregConfig {
-    /// Invariance (mean squared error between the views), the paper's λ.
-    pub sim_weight: f64,
-    /// Variance (hinge on each dimension's standard deviation), the paper's μ; 0 lets the
-    /// outputs collapse.
-    pub var_weight: f64,
-    /// Covariance (off-diagonal covariances), the paper's ν.
-    pub cov_weight: f64,
-}
-
-impl Default for VicregConfig {
-    fn default() -> Self {
-        Self {
-            sim_weight: 25.0,
-            var_weight: 25.0,
-            cov_weight: 1.0,
-        }
-    }
-}
-
-/// Barlow Twins (Zbontar et al. 2021, "Barlow Twins: Self-Supervised Learning via Redundancy
-/// Reduction").
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct BarlowConfig {
-    /// Weight of the off-diagonal (redundancy reduction) term, 0 or more (0.005: section 4).
-    pub lambda: f64,
-}
-
-impl Default for BarlowConfig {
-    fn default() -> Self {
-        Self { lambda: 0.005 }
-    }
-}
-
-/// The method a run trains with, and its hyperparameters. The trainer builds the method from
-/// it through its registry (`crate::train::methods::build`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "method", rename_all = "lowercase")]
-pub enum MethodConfig {
-    Simclr(SimclrConfig),
-    Simsiam(SimsiamConfig),
-    Byol(ByolConfig),
-    Vicreg(VicregConfig),
-    Barlow(BarlowConfig),
-}
-
-impl Default for MethodConfig {
-    fn default() -> Self {
-        Self::Simclr(SimclrConfig::default())
-    }
-}
-
-/// The methods' names, as `--method` and the records spell them.
-pub const METHOD_NAMES: &[&str] = &["simclr", "simsiam", "byol", "vicreg", "barlow"];
 
 impl MethodConfig {
-    /// The method's name (one of [`METHOD_NAMES`]).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Simclr(_) => "simclr",
-            Self::Simsiam(_) => "simsiam",
-            Self::Byol(_) => "byol",
-            Self::Vicreg(_) => "vicreg",
-            Self::Barlow(_) => "barlow",
-        }
-    }
-
-    /// Checks each hyperparameter's range, naming the `sslmem-train` flag that sets it.
-    ///
-    /// Errors: [`Error::Param`] for the first value out of range.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |flag: &str, v: f64, what: &str| {
-            Err(Error::Param(format!("--{flag} is {v}; it must be {what}")))
-        };
-        let at_least_0 = |pairs: &[(&str, f64)]| {
-            for &(flag, v) in pairs {
-                if !(v.is_finite() && v >= 0.0) {
-                    return bad(flag, v, "0 or more");
-                }
-            }
-            Ok(())
-        };
-        match self {
-            Self::Simclr(c) if !(c.temperature.is_finite() && c.temperature > 0.0) => {
-                bad("temperature", c.temperature, "above 0")
-            }
-            Self::Byol(c) if !(0.0..=1.0).contains(&c.ema_base) => {
-                bad("ema-base", c.ema_base, "between 0 and 1")
-            }
-            Self::Vicreg(c) => at_least_0(&[
-                ("vicreg-sim-weight", c.sim_weight),
-                ("vicreg-var-weight", c.var_weight),
-                ("vicreg-cov-weight", c.cov_weight),
-            ]),
-            Self::Barlow(c) => at_least_0(&[("barlow-lambda", c.lambda)]),
-            _ => Ok(()),
-        }
-    }
-
-    /// The current form `{"method": NAME, ...fields}`; a field left out takes its default.
-    fn from_tagged(mut map: serde_json::Map<String, serde_json::Value>) -> Result<Self> {
-        let name = match map.remove("method") {
-            Some(serde_json::Value::String(s)) => s,
-            other => {
-                return Err(Error::Param(format!(
-                    "the method record's `method` is {other:?}, not a name"
-                )))
-            }
-        };
-        let fields = serde_json::Value::Object(map);
-        let typed = |e: serde_json::Error| Error::Param(format!("method {name}: {e}"));
-        Ok(match name.as_str() {
-            "simclr" => Self::Simclr(serde_json::from_value(fields).map_err(typed)?),
-            "simsiam" => Self::Simsiam(serde_json::from_value(fields).map_err(typed)?),
-            "byol" => Self::Byol(serde_json::from_value(fields).map_err(typed)?),
-            "vicreg" => Self::Vicreg(serde_json::from_value(fields).map_err(typed)?),
-            "barlow" => Self::Barlow(serde_json::from_value(fields).map_err(typed)?),
-            other => return Err(unknown(other)),
-        })
-    }
-}
-
-fn unknown(name: &str) -> Error {
-    Error::Param(format!(
-        "unknown method '{name}'; known: {}",
-        METHOD_NAMES.join(", ")
-    ))
-}
-
-/// Every method's hyperparameters side by side: the form of the training records written
-/// before the methods were typed, and what `sslmem-train pair`'s flags hold (each method's
-/// flags exist whichever method is chosen). [`Self::typed`] keeps the chosen method's.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FlatMethodConfig {
-    /// One of [`METHOD_NAMES`].
-    pub method: String,
-    pub temperature: f64,
-    pub ema_base: f64,
-    /// VICReg's (invariance, variance, covariance) weights.
-    pub vicreg: (f64, f64, f64),
-    pub barlow_lambda: f64,
-}
-
-impl Default for FlatMethodConfig {
-    fn default() -> Self {
-        let v = VicregConfig::default();
+    /// The method `name` with no hyperparameters given (each takes its default when built).
+    pub fn new(name: impl Into<String>) -> Self {
         Self {
-            method: "simclr".into(),
-            temperature: SimclrConfig::default().temperature,
-            ema_base: ByolConfig::default().ema_base,
-            vicreg: (v.sim_weight, v.var_weight, v.cov_weight),
-            barlow_lambda: BarlowConfig::default().lambda,
+            name: name.into(),
+            params: Map::new(),
         }
+    }
+
+    /// This config with hyperparameter `field` set to `value` (appended, or replaced in place).
+    pub fn with(mut self, field: &str, value: impl Into<Value>) -> Self {
+        self.params.insert(field.into(), value.into());
+        self
+    }
+
+    /// The method's name, as `--method` and the records spell it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The hyperparameters as recorded, by field name, in order.
+    pub fn params(&self) -> &Map<String, Value> {
+        &self.params
+    }
+
+    /// The hyperparameters as the method's typed struct `T` (its fields named as the record's).
+    ///
+    /// Errors: [`Error::Param`] naming the method and serde's complaint (a field missing, of
+    /// the wrong type, or one `T` does not know).
+    pub fn typed<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_value(Value::Object(self.params.clone()))
+            .map_err(|e| Error::Param(format!("method {}: {e}", self.name)))
     }
 }
 
-impl FlatMethodConfig {
-    /// The named method with its hyperparameters from these.
-    ///
-    /// Errors: [`Error::Param`] when `method` is not one of [`METHOD_NAMES`].
-    pub fn typed(&self) -> Result<MethodConfig> {
-        let (sim_weight, var_weight, cov_weight) = self.vicreg;
-        Ok(match self.method.as_str() {
-            "simclr" => MethodConfig::Simclr(SimclrConfig {
-                temperature: self.temperature,
-            }),
-            "simsiam" => MethodConfig::Simsiam(SimsiamConfig {}),
-            "byol" => MethodConfig::Byol(ByolConfig {
-                ema_base: self.ema_base,
-            }),
-            "vicreg" => MethodConfig::Vicreg(VicregConfig {
-                sim_weight,
-                var_weight,
-                cov_weight,
-            }),
-            "barlow" => MethodConfig::Barlow(BarlowConfig {
-                lambda: self.barlow_lambda,
-            }),
-            other => return Err(unknown(other)),
-        })
+impl Serialize for MethodConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1 + self.params.len()))?;
+        m.serialize_entry("method", &self.name)?;
+        for (k, v) in &self.params {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
     }
 }
 
 impl<'de> Deserialize<'de> for MethodConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
-        let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
-        // Only the flat form has `vicreg` and `barlow_lambda`.
-        let parsed = if map.contains_key("vicreg") && map.contains_key("barlow_lambda") {
-            serde_json::from_value::<FlatMethodConfig>(serde_json::Value::Object(map))
-                .map_err(D::Error::custom)?
-                .typed()
-        } else {
-            Self::from_tagged(map)
-        };
-        parsed.map_err(D::Error::custom)
+        let mut params = Map::<String, Value>::deserialize(d)?;
+        // Only the flat form of before the typed methods has `vicreg` and `barlow_lambda`.
+        if params.contains_key("vicreg") && params.contains_key("barlow_lambda") {
+            let flat: FlatMethodConfig =
+                serde_json::from_value(Value::Object(params)).map_err(D::Error::custom)?;
+            return legacy(&flat).map_err(D::Error::custom);
+        }
+        match params.remove("method") {
+            Some(Value::String(name)) => Ok(Self { name, params }),
+            other => Err(D::Error::custom(format!(
+                "the method record's `method` is {other:?}, not a name"
+            ))),
+        }
     }
+}
+
+/// Every method's hyperparameters side by side: the form of the training records written
+/// before the methods were typed.
+#[derive(Deserialize)]
+struct FlatMethodConfig {
+    method: String,
+    temperature: f64,
+    ema_base: f64,
+    /// VICReg's (invariance, variance, covariance) weights.
+    vicreg: (f64, f64, f64),
+    barlow_lambda: f64,
+}
+
+/// The named method with its own fields from a flat record. The five methods of that time
+/// are frozen here: a method added since was never written in this form.
+///
+/// Errors: [`Error::Param`] when the record names another method.
+fn legacy(flat: &FlatMethodConfig) -> Result<MethodConfig> {
+    let (sim, var, cov) = flat.vicreg;
+    let fields: &[(&str, f64)] = match flat.method.as_str() {
+        "simclr" => &[("temperature", flat.temperature)],
+        "simsiam" => &[],
+        "byol" => &[("ema_base", flat.ema_base)],
+        "vicreg" => &[
+            ("sim_weight", sim),
+            ("var_weight", var),
+            ("cov_weight", cov),
+        ],
+        "barlow" => &[("lambda", flat.barlow_lambda)],
+        other => {
+            return Err(Error::Param(format!(
+                "unknown method '{other}' in a flat method record (one of simclr, simsiam, \
+                 byol, vicreg, barlow)"
+            )))
+        }
+    };
+    Ok(fields
+        .iter()
+        .fold(MethodConfig::new(&flat.method), |c, &(k, v)| c.with(k, v)))
 }
 
 #[cfg(test)]
@@ -263,34 +146,30 @@ mod tests {
         let read = |m: &str| serde_json::from_str::<MethodConfig>(&old(m)).expect("old record");
         assert_eq!(
             read("simclr"),
-            MethodConfig::Simclr(SimclrConfig { temperature: 0.2 })
+            MethodConfig::new("simclr").with("temperature", 0.2)
         );
-        assert_eq!(read("simsiam"), MethodConfig::Simsiam(SimsiamConfig {}));
+        assert_eq!(read("simsiam"), MethodConfig::new("simsiam"));
         assert_eq!(
             read("byol"),
-            MethodConfig::Byol(ByolConfig { ema_base: 0.99 })
+            MethodConfig::new("byol").with("ema_base", 0.99)
         );
         assert_eq!(
-            read("vicreg"),
-            MethodConfig::Vicreg(VicregConfig {
-                sim_weight: 1.0,
-                var_weight: 2.0,
-                cov_weight: 3.0
-            })
+            serde_json::to_string(&read("vicreg")).expect("json"),
+            r#"{"method":"vicreg","sim_weight":1.0,"var_weight":2.0,"cov_weight":3.0}"#
         );
         assert_eq!(
             read("barlow"),
-            MethodConfig::Barlow(BarlowConfig { lambda: 0.01 })
+            MethodConfig::new("barlow").with("lambda", 0.01)
         );
         assert!(serde_json::from_str::<MethodConfig>(&old("mae")).is_err());
     }
 
     #[test]
-    fn the_typed_form_round_trips_and_fills_in_defaults() {
-        let c = MethodConfig::Vicreg(VicregConfig {
-            sim_weight: 10.0,
-            ..VicregConfig::default()
-        });
+    fn the_envelope_is_written_as_the_method_name_then_its_fields_in_order() {
+        let c = MethodConfig::new("vicreg")
+            .with("sim_weight", 10.0)
+            .with("var_weight", 25.0)
+            .with("cov_weight", 1.0);
         let text = serde_json::to_string(&c).expect("json");
         assert_eq!(
             text,
@@ -301,35 +180,28 @@ mod tests {
             c
         );
         assert_eq!(
-            serde_json::from_str::<MethodConfig>(r#"{"method":"simsiam"}"#).expect("read"),
-            MethodConfig::Simsiam(SimsiamConfig {})
+            serde_json::to_string(&MethodConfig::new("simsiam")).expect("json"),
+            r#"{"method":"simsiam"}"#
         );
-        assert_eq!(
-            serde_json::from_str::<MethodConfig>(r#"{"method":"simclr"}"#).expect("read"),
-            MethodConfig::default()
-        );
-        assert!(serde_json::from_str::<MethodConfig>(r#"{"method":"dino"}"#).is_err());
+        // A method this version does not know still reads (building it is what fails).
+        let dino = serde_json::from_str::<MethodConfig>(r#"{"method":"dino","k":3}"#);
+        assert_eq!(dino.expect("read").name(), "dino");
         assert!(serde_json::from_str::<MethodConfig>(r#"{"temperature":1}"#).is_err());
+        assert!(serde_json::from_str::<MethodConfig>(r#"{"method":3}"#).is_err());
     }
 
     #[test]
-    fn every_name_reads_and_every_flag_is_checked() {
-        for &name in METHOD_NAMES {
-            let flat = FlatMethodConfig {
-                method: name.into(),
-                ..FlatMethodConfig::default()
-            };
-            let c = flat.typed().expect("known");
-            assert_eq!(c.name(), name);
-            c.validate().expect("defaults are valid");
+    fn typed_reads_the_fields_and_names_the_method_when_it_cannot() {
+        #[derive(Deserialize, Debug, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        struct T {
+            temperature: f64,
         }
-        let bad = MethodConfig::Barlow(BarlowConfig { lambda: -1.0 });
+        let c = MethodConfig::new("simclr").with("temperature", 0.2);
+        assert_eq!(c.typed::<T>().expect("typed"), T { temperature: 0.2 });
+        let bad = MethodConfig::new("simclr").with("temperature", "warm");
         assert!(bad
-            .validate()
-            .is_err_and(|e| e.to_string().contains("--barlow-lambda")));
-        let bad = MethodConfig::Simclr(SimclrConfig { temperature: 0.0 });
-        assert!(bad
-            .validate()
-            .is_err_and(|e| e.to_string().contains("--temperature")));
+            .typed::<T>()
+            .is_err_and(|e| e.to_string().contains("method simclr")));
     }
 }

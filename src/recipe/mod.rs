@@ -17,9 +17,7 @@ use crate::arch::ArchSpec;
 use crate::augment::AugmentSpec;
 
 pub use log::{EpochLine, EvalLine};
-pub use method::{
-    BarlowConfig, ByolConfig, MethodConfig, SimclrConfig, SimsiamConfig, VicregConfig,
-};
+pub use method::MethodConfig;
 pub use monitor::{Gap, MonitorReport, MonitorSpec};
 pub use optim::{OptimConfig, OptimKind};
 pub use run::{EvalReport, OutputSpreads, RunRecord, Spread};
@@ -145,7 +143,7 @@ mod tests {
             serde_json::from_value(m["training"]["config"].clone()).expect("recipe");
         assert_eq!(
             config.method,
-            MethodConfig::Simclr(SimclrConfig { temperature: 0.2 })
+            MethodConfig::new("simclr").with("temperature", 0.2)
         );
         let runs: Vec<RunRecord> =
             serde_json::from_value(m["training"]["runs"].clone()).expect("runs");

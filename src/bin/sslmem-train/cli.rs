@@ -15,12 +15,13 @@ use sslmem::data::dataset;
 use sslmem::data::split::{SplitRecord, SplitSpec};
 use sslmem::error::{Error, Result};
 use sslmem::fsutil::write_atomic;
-use sslmem::recipe::method::{FlatMethodConfig, METHOD_NAMES};
-use sslmem::recipe::MethodConfig;
+use sslmem::train::methods;
 use sslmem::train::monitor::{sample, Monitor, MonitorSets, MonitorSpec};
 use sslmem::train::optim::{OptimConfig, OptimKind};
 use sslmem::train::pair::{run_pair, PairOptions};
 use sslmem::train::trainer::TrainConfig;
+
+use crate::method_args::MethodArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -168,14 +169,9 @@ pub struct PairArgs {
     /// Encoders per side (different seeds), for the expectation over training runs.
     #[arg(long, env = "SSLMEM_TRAIN_MODELS", default_value_t = 1)]
     pub models: usize,
-    /// The self-supervised method (the library's registry: `sslmem::train::methods`).
-    #[arg(
-        long,
-        env = "SSLMEM_TRAIN_METHOD",
-        default_value = "simclr",
-        value_parser = clap::builder::PossibleValuesParser::new(METHOD_NAMES)
-    )]
-    pub method: String,
+    /// `--method` and every method's hyperparameters (from the library's registry).
+    #[command(flatten)]
+    pub method: MethodArgs,
     #[arg(long, env = "SSLMEM_TRAIN_ARCH", default_value = "resnet-mini-28x28x1")]
     pub arch: String,
     /// Stride of the architecture's stem convolution (2 quarters the compute of every later
@@ -202,24 +198,6 @@ pub struct PairArgs {
     pub momentum: f64,
     #[arg(long, env = "SSLMEM_TRAIN_WARMUP_EPOCHS", default_value_t = 1.0)]
     pub warmup_epochs: f64,
-    /// SimCLR's NT-Xent temperature (SimCLR's CIFAR-10 setting).
-    #[arg(long, env = "SSLMEM_TRAIN_TEMPERATURE", default_value_t = FlatMethodConfig::default().temperature)]
-    pub temperature: f64,
-    /// BYOL: the target network's EMA momentum at the start; it rises to 1 along a cosine.
-    #[arg(long, env = "SSLMEM_TRAIN_EMA_BASE", default_value_t = FlatMethodConfig::default().ema_base)]
-    pub ema_base: f64,
-    /// VICReg: weight of the invariance (similarity) term.
-    #[arg(long, env = "SSLMEM_TRAIN_VICREG_SIM_WEIGHT", default_value_t = FlatMethodConfig::default().vicreg.0)]
-    pub vicreg_sim_weight: f64,
-    /// VICReg: weight of the variance term (0 lets the outputs collapse).
-    #[arg(long, env = "SSLMEM_TRAIN_VICREG_VAR_WEIGHT", default_value_t = FlatMethodConfig::default().vicreg.1)]
-    pub vicreg_var_weight: f64,
-    /// VICReg: weight of the covariance term.
-    #[arg(long, env = "SSLMEM_TRAIN_VICREG_COV_WEIGHT", default_value_t = FlatMethodConfig::default().vicreg.2)]
-    pub vicreg_cov_weight: f64,
-    /// Barlow Twins: weight of the off-diagonal (redundancy reduction) term.
-    #[arg(long, env = "SSLMEM_TRAIN_BARLOW_LAMBDA", default_value_t = FlatMethodConfig::default().barlow_lambda)]
-    pub barlow_lambda: f64,
     /// Training augmentations: a preset (simclr, authors, byol, none).
     #[arg(long, env = "SSLMEM_TRAIN_AUGMENT", default_value = "simclr")]
     pub augment: String,
@@ -330,20 +308,7 @@ fn pair(a: &PairArgs, dev: Device) -> Result<()> {
     }
     // Empty: the dataset's (see data::dataset::normalisation), filled in once it is loaded.
     let (mean, std) = (a.mean.clone(), a.std.clone());
-    // Every method's flags exist whichever is chosen; the chosen one's are kept.
-    let method = FlatMethodConfig {
-        method: a.method.clone(),
-        temperature: a.temperature,
-        ema_base: a.ema_base,
-        vicreg: (
-            a.vicreg_sim_weight,
-            a.vicreg_var_weight,
-            a.vicreg_cov_weight,
-        ),
-        barlow_lambda: a.barlow_lambda,
-    }
-    .typed()?;
-    method.validate()?;
+    let method = a.method.config()?;
     let config = TrainConfig {
         arch,
         method,
@@ -435,7 +400,7 @@ fn bench_epoch(a: &BenchArgs, dev: Device) -> Result<()> {
     }
     let config = TrainConfig {
         arch,
-        method: MethodConfig::default(),
+        method: methods::default_config(),
         optim: OptimConfig {
             kind: OptimKind::Sgd,
             lr: 0.06,

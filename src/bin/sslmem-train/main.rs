@@ -5,6 +5,7 @@
 #[path = "../../cli/choice_arg.rs"]
 mod choice_arg;
 mod cli;
+mod method_args;
 
 use clap::Parser;
 

@@ -1,17 +1,40 @@
 //! BYOL (Grill et al. 2020): a predictor on the online projections, pulled toward the
 //! projections of an EMA target network, which follows the online network after each step.
 
+use serde::Deserialize;
 use tch::{nn, Tensor};
 
 use super::heads::Predictor;
-use super::{project, two, SslMethod};
+use super::{project, two, MethodSpec, Param, Range, SslMethod};
 use crate::arch::ArchSpec;
 use crate::error::{Error, Result};
-use crate::recipe::ByolConfig;
 use crate::train::loss;
 use crate::train::model::Encoder;
 
-pub struct Byol {
+pub static METHOD: MethodSpec = MethodSpec {
+    name: "byol",
+    about: "a predictor pulled toward an EMA target network (Grill et al. 2020, \"Bootstrap \
+            Your Own Latent\")",
+    params: &[Param {
+        field: "ema_base",
+        flag: "ema-base",
+        default: 0.996,
+        source: "Grill et al. 2020, section 3.2",
+        range: Range::Between(0.0, 1.0),
+        help: "BYOL: the target network's EMA momentum at the start; it rises to 1 along a \
+               cosine",
+    }],
+    build: |c, online, arch| Ok(Box::new(Byol::new(c.typed()?, online, arch)?)),
+};
+
+/// BYOL's hyperparameters ([`METHOD`]'s params).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ByolConfig {
+    ema_base: f64,
+}
+
+struct Byol {
     config: ByolConfig,
     predictor: Predictor,
     /// The target's variables (never receive gradients).
@@ -24,7 +47,7 @@ impl Byol {
     /// encoder.
     ///
     /// Errors: the architecture has no projector; the copy fails.
-    pub fn new(config: &ByolConfig, online: &nn::VarStore, arch: &ArchSpec) -> Result<Self> {
+    fn new(config: ByolConfig, online: &nn::VarStore, arch: &ArchSpec) -> Result<Self> {
         let predictor = Predictor::new(online, arch)?;
         let mut target_vs = nn::VarStore::new(online.device());
         let target = Encoder::new(&(target_vs.root() / "encoder"), arch)?;
@@ -33,7 +56,7 @@ impl Byol {
             .map_err(|e| Error::Train(format!("cannot initialise the BYOL target: {e}")))?;
         target_vs.freeze();
         Ok(Self {
-            config: config.clone(),
+            config,
             predictor,
             target_vs,
             target,
@@ -88,14 +111,13 @@ impl SslMethod for Byol {
 mod tests {
     use tch::Device;
 
-    use super::*;
     use crate::recipe::MethodConfig;
     use crate::train::ssl::SslModel;
 
     #[test]
     fn the_target_follows_the_online_network_slowly() {
         tch::manual_seed(1);
-        let config = MethodConfig::Byol(ByolConfig { ema_base: 0.5 });
+        let config = MethodConfig::new("byol").with("ema_base", 0.5);
         let mut m =
             SslModel::new(&super::super::tests::tiny(), &config, Device::Cpu).expect("model");
         let name = "encoder.stem.conv.weight";

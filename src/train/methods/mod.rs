@@ -1,19 +1,18 @@
 //! The self-supervised methods, one file each behind [`SslMethod`] (as solo-learn's
-//! `solo/methods/`), and [`build`], the registry from a recorded [`MethodConfig`] to its
-//! method. The trainer's loop, the monitor and the checkpoints know no method by name: they
-//! ask the method for its views, its loss, what runs after a step, its trainable parameters
-//! and the networks it keeps beside the online one.
+//! `solo/methods/`), and [`METHODS`], the registry of their [`MethodSpec`]s: each method's
+//! name, its hyperparameters ([`Param`]: record field, `sslmem-train` flag, default with its
+//! source, range) and its constructor. The trainer's loop, the monitor and the checkpoints know
+//! no method by name: they ask the method for its views, its loss, what runs after a step, its
+//! trainable parameters and the networks it keeps beside the online one; `sslmem-train` makes
+//! its method flags from the registry.
 //!
-//! A new method is one file here implementing [`SslMethod`], one line in [`build`], and its
-//! typed hyperparameters in [`crate::recipe::method`] (the manifest reads them without the
-//! `train` feature) with their `sslmem-train` flags.
+//! A new method is one file here (its `METHOD: MethodSpec`, its typed hyperparameters and
+//! `impl SslMethod`) and its name in the `registry!` below, which declares its module and adds
+//! it to [`METHODS`].
 
-mod barlow;
-mod byol;
 mod heads;
-mod simclr;
-mod simsiam;
-mod vicreg;
+
+use std::fmt;
 
 use tch::{nn, Tensor};
 
@@ -77,22 +76,187 @@ pub trait SslMethod {
     fn to_channels_last(&self) {}
 }
 
-/// The registry: builds the method `config` names, adding its heads to `online` (which
-/// already holds the encoder of `arch`).
+/// Declares each method's module (its file) and lists its [`MethodSpec`] in [`METHODS`].
+macro_rules! registry {
+    ($($module:ident),* $(,)?) => {
+        $(mod $module;)*
+
+        /// The registry: every method, the default (what `--method` defaults to) first.
+        pub static METHODS: &[&MethodSpec] = &[$(&$module::METHOD),*];
+    };
+}
+
+// The default method first.
+registry!(simclr, simsiam, byol, vicreg, barlow);
+
+/// One method of the registry.
+pub struct MethodSpec {
+    /// As `--method` and the records (`training.config.method.method`) spell it.
+    pub name: &'static str,
+    /// One line: what it does, and its paper.
+    pub about: &'static str,
+    /// Its hyperparameters, in the order the record lists them.
+    pub params: &'static [Param],
+    /// Builds the method from a complete, checked config ([`MethodSpec::complete`]), adding
+    /// its heads to `online` (which holds the encoder of `arch`).
+    pub build: fn(&MethodConfig, &nn::VarStore, &ArchSpec) -> Result<Box<dyn SslMethod>>,
+}
+
+/// One hyperparameter of a method: a number, recorded as a field of the method's record and
+/// set by a flag of `sslmem-train` (and its environment variable, `SSLMEM_TRAIN_` then the flag
+/// upper-cased with `_` for `-`).
+pub struct Param {
+    /// The record's field, as the method's typed hyperparameters name it.
+    pub field: &'static str,
+    /// The flag, without its leading `--`; unique across all methods.
+    pub flag: &'static str,
+    /// The literature's value.
+    pub default: f64,
+    /// Where [`Param::default`] comes from (paper, section).
+    pub source: &'static str,
+    pub range: Range,
+    /// What it is, for the flag's help.
+    pub help: &'static str,
+}
+
+/// The values a hyperparameter may take.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Range {
+    /// Finite and above the bound.
+    Above(f64),
+    /// Finite and at least the bound.
+    AtLeast(f64),
+    /// Between both bounds, inclusive.
+    Between(f64, f64),
+}
+
+impl Range {
+    pub fn contains(self, v: f64) -> bool {
+        match self {
+            Self::Above(lo) => v.is_finite() && v > lo,
+            Self::AtLeast(lo) => v.is_finite() && v >= lo,
+            Self::Between(lo, hi) => (lo..=hi).contains(&v),
+        }
+    }
+}
+
+/// As the error messages and the help say it: "above 0", "0 or more", "between 0 and 1".
+impl fmt::Display for Range {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Above(lo) => write!(f, "above {lo}"),
+            Self::AtLeast(lo) => write!(f, "{lo} or more"),
+            Self::Between(lo, hi) => write!(f, "between {lo} and {hi}"),
+        }
+    }
+}
+
+impl Param {
+    /// Checks `v` against the range.
+    ///
+    /// Errors: [`Error::Param`] naming the flag, e.g. `--temperature is -1; it must be above 0`.
+    pub fn check(&self, v: f64) -> Result<()> {
+        if self.range.contains(v) {
+            Ok(())
+        } else {
+            Err(Error::Param(format!(
+                "--{} is {v}; it must be {}",
+                self.flag, self.range
+            )))
+        }
+    }
+}
+
+impl MethodSpec {
+    /// This method with `value(param)` for each hyperparameter, in declaration order.
+    ///
+    /// Errors: the first error of `value`; [`Error::Param`] naming the flag of the first value
+    /// out of range.
+    pub fn config(&self, mut value: impl FnMut(&Param) -> Result<f64>) -> Result<MethodConfig> {
+        self.params
+            .iter()
+            .try_fold(MethodConfig::new(self.name), |c, p| {
+                let v = value(p)?;
+                p.check(v)?;
+                Ok(c.with(p.field, v))
+            })
+    }
+
+    /// This method with the literature's hyperparameters.
+    pub fn default_config(&self) -> MethodConfig {
+        self.params
+            .iter()
+            .fold(MethodConfig::new(self.name), |c, p| {
+                c.with(p.field, p.default)
+            })
+    }
+
+    /// A recorded config of this method made complete: each hyperparameter from the record
+    /// (its default when left out) and checked, in declaration order; fields this version
+    /// does not know are left out.
+    ///
+    /// Errors: [`Error::Param`] when the config names another method, or a value is not a
+    /// number or is out of range (naming the flag).
+    pub fn complete(&self, config: &MethodConfig) -> Result<MethodConfig> {
+        if config.name() != self.name {
+            return Err(Error::Param(format!(
+                "a {} config is not a {} config",
+                config.name(),
+                self.name
+            )));
+        }
+        let recorded = config.params();
+        self.config(|p| match recorded.get(p.field) {
+            None => Ok(p.default),
+            Some(v) => v.as_f64().ok_or_else(|| {
+                Error::Param(format!(
+                    "method {}: `{}` (--{}) is {v}, not a number",
+                    self.name, p.field, p.flag
+                ))
+            }),
+        })
+    }
+}
+
+/// The method named `name`.
 ///
-/// Errors: the architecture has no projector; libtorch fails to create a head.
+/// Errors: [`Error::Param`] listing the known names.
+pub fn spec(name: &str) -> Result<&'static MethodSpec> {
+    METHODS
+        .iter()
+        .copied()
+        .find(|m| m.name == name)
+        .ok_or_else(|| {
+            Error::Param(format!(
+                "unknown method '{name}'; known: {}",
+                names().join(", ")
+            ))
+        })
+}
+
+/// The methods' names, the default first.
+pub fn names() -> Vec<&'static str> {
+    METHODS.iter().map(|m| m.name).collect()
+}
+
+/// The method with the default name and hyperparameters (SimCLR).
+pub fn default_config() -> MethodConfig {
+    METHODS[0].default_config()
+}
+
+/// Builds the method `config` names, its hyperparameters made complete and checked
+/// ([`MethodSpec::complete`]), adding its heads to `online` (which already holds the encoder
+/// of `arch`).
+///
+/// Errors: the method is unknown; a hyperparameter is out of range; the architecture has no
+/// projector; libtorch fails to create a head.
 pub fn build(
     config: &MethodConfig,
     online: &nn::VarStore,
     arch: &ArchSpec,
 ) -> Result<Box<dyn SslMethod>> {
-    Ok(match config {
-        MethodConfig::Simclr(c) => Box::new(simclr::Simclr::new(c)),
-        MethodConfig::Simsiam(c) => Box::new(simsiam::Simsiam::new(c, online, arch)?),
-        MethodConfig::Byol(c) => Box::new(byol::Byol::new(c, online, arch)?),
-        MethodConfig::Vicreg(c) => Box::new(vicreg::Vicreg::new(c)),
-        MethodConfig::Barlow(c) => Box::new(barlow::Barlow::new(c)),
-    })
+    let spec = spec(config.name())?;
+    (spec.build)(&spec.complete(config)?, online, arch)
 }
 
 /// The two views of a two-view method.
@@ -120,10 +284,11 @@ fn project(encoder: &Encoder, views: &[Tensor]) -> Result<(Tensor, Tensor)> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use tch::{Device, Kind};
 
     use super::*;
-    use crate::recipe::method::{FlatMethodConfig, METHOD_NAMES};
     use crate::train::ssl::SslModel;
 
     pub(super) fn tiny() -> ArchSpec {
@@ -139,15 +304,10 @@ mod tests {
 
     #[test]
     fn every_method_gives_a_finite_loss_and_gradients() {
-        for &name in METHOD_NAMES {
+        for spec in METHODS {
+            let name = spec.name;
             tch::manual_seed(0);
-            let config = FlatMethodConfig {
-                method: name.into(),
-                ..Default::default()
-            }
-            .typed()
-            .expect("method");
-            let mut m = SslModel::new(&tiny(), &config, Device::Cpu).expect("model");
+            let mut m = SslModel::new(&tiny(), &spec.default_config(), Device::Cpu).expect("model");
             let views: Vec<Tensor> = m
                 .views()
                 .iter()
@@ -169,5 +329,81 @@ mod tests {
             assert!(m.loss(&views[..1]).is_err(), "{name}: one view is too few");
             m.after_step(1, 10);
         }
+    }
+
+    #[test]
+    fn the_registry_names_each_method_flag_and_field_once_with_defaults_in_range() {
+        let names: BTreeSet<_> = names().into_iter().collect();
+        assert_eq!(names.len(), METHODS.len());
+        let mut flags = BTreeSet::new();
+        for spec in METHODS {
+            assert!(!spec.about.is_empty(), "{}", spec.name);
+            let mut fields = BTreeSet::new();
+            for p in spec.params {
+                assert!(flags.insert(p.flag), "--{} is declared twice", p.flag);
+                assert!(fields.insert(p.field), "{}: {} twice", spec.name, p.field);
+                assert!(p.range.contains(p.default), "--{}", p.flag);
+                assert!(!p.help.is_empty() && !p.source.is_empty(), "--{}", p.flag);
+                assert!(
+                    !(p.flag.starts_with('-') || p.flag.contains(['_', ' '])),
+                    "--{}",
+                    p.flag
+                );
+            }
+            assert_eq!(
+                spec.complete(&MethodConfig::new(spec.name)).ok(),
+                Some(spec.default_config())
+            );
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_recorded_as_before_the_registry() {
+        let recorded: Vec<String> = METHODS
+            .iter()
+            .map(|m| serde_json::to_string(&m.default_config()).expect("json"))
+            .collect();
+        assert_eq!(
+            recorded,
+            [
+                r#"{"method":"simclr","temperature":0.5}"#,
+                r#"{"method":"simsiam"}"#,
+                r#"{"method":"byol","ema_base":0.996}"#,
+                r#"{"method":"vicreg","sim_weight":25.0,"var_weight":25.0,"cov_weight":1.0}"#,
+                r#"{"method":"barlow","lambda":0.005}"#,
+            ]
+        );
+        assert_eq!(default_config(), METHODS[0].default_config());
+    }
+
+    #[test]
+    fn a_record_is_completed_checked_and_refused_naming_the_flag() {
+        let vicreg = spec("vicreg").expect("vicreg");
+        let partial = MethodConfig::new("vicreg")
+            .with("var_weight", 5.0)
+            .with("extra", 1);
+        assert_eq!(
+            serde_json::to_string(&vicreg.complete(&partial).expect("complete")).expect("json"),
+            r#"{"method":"vicreg","sim_weight":25.0,"var_weight":5.0,"cov_weight":1.0}"#
+        );
+        let err = |c: MethodConfig| match spec(c.name()).and_then(|s| s.complete(&c)) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        };
+        assert!(err(MethodConfig::new("simclr").with("temperature", -1.0))
+            .contains("--temperature is -1; it must be above 0"));
+        assert!(err(MethodConfig::new("byol").with("ema_base", 1.5))
+            .contains("--ema-base is 1.5; it must be between 0 and 1"));
+        assert!(err(MethodConfig::new("barlow").with("lambda", -0.1))
+            .contains("--barlow-lambda is -0.1; it must be 0 or more"));
+        assert!(
+            err(MethodConfig::new("simclr").with("temperature", "warm")).contains("--temperature")
+        );
+        assert!(err(MethodConfig::new("dino"))
+            .contains("unknown method 'dino'; known: simclr, simsiam, byol, vicreg, barlow"));
+        assert!(vicreg.complete(&MethodConfig::new("simclr")).is_err());
+        assert!(spec("barlow")
+            .and_then(|s| s.config(|_| Ok(f64::NAN)))
+            .is_err_and(|e| e.to_string().contains("--barlow-lambda is NaN")));
     }
 }

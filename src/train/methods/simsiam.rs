@@ -1,29 +1,29 @@
 //! SimSiam (Chen & He 2021): a predictor on the projections, and each view's prediction
 //! pulled toward the other view's projection with the stop-gradient.
 
-use tch::{nn, Tensor};
+use tch::Tensor;
 
 use super::heads::Predictor;
-use super::{project, SslMethod};
-use crate::arch::ArchSpec;
+use super::{project, MethodSpec, SslMethod};
 use crate::error::Result;
-use crate::recipe::SimsiamConfig;
 use crate::train::loss;
 use crate::train::model::Encoder;
 
-pub struct Simsiam {
-    predictor: Predictor,
-}
-
-impl Simsiam {
-    /// Adds the predictor to `online`.
-    ///
-    /// Errors: the architecture has no projector.
-    pub fn new(_config: &SimsiamConfig, online: &nn::VarStore, arch: &ArchSpec) -> Result<Self> {
-        Ok(Self {
+/// No hyperparameters of its own: its predictor is a fixed two-layer MLP.
+pub static METHOD: MethodSpec = MethodSpec {
+    name: "simsiam",
+    about: "a predictor and the stop-gradient, no negatives (Chen & He 2021, \"Exploring \
+            Simple Siamese Representation Learning\")",
+    params: &[],
+    build: |_, online, arch| {
+        Ok(Box::new(Simsiam {
             predictor: Predictor::new(online, arch)?,
-        })
-    }
+        }))
+    },
+};
+
+struct Simsiam {
+    predictor: Predictor,
 }
 
 impl SslMethod for Simsiam {
