@@ -128,18 +128,31 @@ macro_rules! choice {
 
         impl<'de> ::serde::Deserialize<'de> for $ty {
             fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+                // Records hold the names exactly as written (parsing ignores case).
                 let text = <::std::borrow::Cow<'de, str> as ::serde::Deserialize>::deserialize(d)?;
-                <Self as $crate::choice::Choice>::parse(&text).map_err(::serde::de::Error::custom)
+                <Self as $crate::choice::Choice>::parse(&text)
+                    .ok()
+                    .filter(|v| $crate::choice::Choice::name(*v) == text)
+                    .ok_or_else(|| {
+                        ::serde::de::Error::custom($crate::choice::UnknownName {
+                            what: <Self as $crate::choice::Choice>::WHAT,
+                            given: text.to_string(),
+                            names: <Self as $crate::choice::Choice>::NAMES,
+                        })
+                    })
             }
         }
     };
 }
 
-/// Parses `text` as a `T` through serde, as the service reads a query or form value.
+/// Parses `text` as a `T` through serde, as the service reads a query or form value: in any
+/// case (the names are lower case; a manifest, read by serde directly, must spell them
+/// exactly).
 pub fn from_text<T: Choice + serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     use serde::de::IntoDeserializer;
+    let lower = text.to_ascii_lowercase();
     let d: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
-        text.into_deserializer();
+        lower.as_str().into_deserializer();
     T::deserialize(d).map_err(|e| e.to_string())
 }
 
@@ -178,6 +191,15 @@ mod tests {
             "'green' is not a colour; expected one of: red, dark-blue"
         );
         assert!(serde_json::from_str::<Colour>("\"green\"").is_err());
+        assert!(
+            serde_json::from_str::<Colour>("\"RED\"").is_err(),
+            "records spell names exactly"
+        );
+        assert_eq!(
+            from_text::<Colour>("RED"),
+            Ok(Colour::Red),
+            "query values in any case"
+        );
         assert!(from_text::<Colour>("green")
             .expect_err("unknown")
             .contains("expected one of: red, dark-blue"));

@@ -342,16 +342,16 @@ fn score_command_on_real_fashion_mnist_writes_jsonl_and_csv() {
         keys,
         [
             "input",
+            "label",
             "align_f",
             "align_g",
             "score",
             "score_ratio",
+            "score_range",
+            "score_max",
             "stderr",
             "ci95",
-            "pairs",
-            "label",
-            "score_range",
-            "score_max"
+            "pairs"
         ]
     );
     assert_eq!(lines[0]["input"], "fashion-mnist:test#0");

@@ -177,18 +177,36 @@ fn set_norm_field(k: SetNorm) -> &'static str {
     }
 }
 
-/// A line of `sslmem score --format jsonl`: the image's [`ScoreRecord`], then its label (for
-/// labelled datasets) and the set-level normalisations asked for (`null` where undefined).
-#[derive(Serialize)]
+/// A line of `sslmem score --format jsonl`: the image's [`ScoreRecord`] with its label (for
+/// labelled datasets) after `input` and the set-level normalisations asked for (in the order
+/// asked, `null` where undefined) before `stderr`, the order of the CSV's columns.
 struct ScoreLine {
-    #[serde(flatten)]
     record: ScoreRecord,
-    #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    score_range: Option<Option<f64>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    score_max: Option<Option<f64>>,
+    norms: Vec<(SetNorm, Option<f64>)>,
+}
+
+impl Serialize for ScoreLine {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = &self.record;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("input", &r.input)?;
+        if let Some(l) = self.label {
+            m.serialize_entry("label", &l)?;
+        }
+        m.serialize_entry("align_f", &r.align_f)?;
+        m.serialize_entry("align_g", &r.align_g)?;
+        m.serialize_entry("score", &r.score)?;
+        m.serialize_entry("score_ratio", &r.score_ratio)?;
+        for (k, v) in &self.norms {
+            m.serialize_entry(set_norm_field(*k), v)?;
+        }
+        m.serialize_entry("stderr", &r.stderr)?;
+        m.serialize_entry("ci95", &r.ci95)?;
+        m.serialize_entry("pairs", &r.pairs)?;
+        m.end()
+    }
 }
 
 fn to_jsonl(
@@ -197,12 +215,10 @@ fn to_jsonl(
 ) -> Result<String> {
     let mut out = String::new();
     for (i, (input, s)) in scored.iter().enumerate() {
-        let norm = |want: SetNorm| extra.iter().find(|(k, _)| *k == want).map(|(_, v)| v[i]);
         let line = ScoreLine {
             record: ScoreRecord::new(input.name.clone(), s),
             label: input.label(),
-            score_range: norm(SetNorm::Range),
-            score_max: norm(SetNorm::Max),
+            norms: extra.iter().map(|(k, v)| (*k, v[i])).collect(),
         };
         out.push_str(&serde_json::to_string(&line).map_err(|e| Error::output("JSON", e))?);
         out.push('\n');

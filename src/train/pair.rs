@@ -471,11 +471,18 @@ pub fn reevaluate(
     let i = &m.input;
     let norm = crate::augment::Normalize::new(i.mean.clone(), i.std.clone(), i.channels)?;
     let mut training = m.training.clone().unwrap_or_default();
-    let mut runs: Vec<RunRecord> = training
-        .runs
-        .as_ref()
-        .and_then(|r| r.typed().ok())
-        .unwrap_or_default();
+    // A runs record this version cannot read is refused, not replaced: the manifest is
+    // written back.
+    let mut runs: Vec<RunRecord> = match training.runs.as_ref().map(|r| r.typed()) {
+        None => Vec::new(),
+        Some(Ok(runs)) => runs,
+        Some(Err(e)) => {
+            return Err(Error::bundle(
+                dir.join(bundle::MANIFEST),
+                format!("its training.runs record cannot be read ({e}); eval would overwrite it"),
+            ))
+        }
+    };
     for (side, files, idx) in [("f", &m.f, split.f_train()), ("g", &m.g, split.g_train())] {
         for (k, mf) in files.iter().enumerate() {
             let path = bundle::verify_file(dir, mf)?;

@@ -1,10 +1,20 @@
 //! The datasets known by name, in one registry that both the trainer (`--dataset NAME`) and
 //! the scorer's inputs (`NAME:PART[range]`) read: [`NAMED`]. A named dataset is one file here
-//! implementing [`NamedDataset`] plus one line in [`NAMED`]; paths (IDX files, folders) are
-//! handled by [`super::dataset`] and [`super::inputs`] for every dataset alike.
+//! implementing [`NamedDataset`] plus one entry in the `registry!` below (`module::Type`,
+//! which also declares the module); paths (IDX files, folders) are handled by
+//! [`super::dataset`] and [`super::inputs`] for every dataset alike.
 
-mod fashion_mnist;
-mod mnist;
+/// Declares each dataset's module (its file) and lists it in [`NAMED`].
+macro_rules! registry {
+    ($($module:ident :: $ty:ident),* $(,)?) => {
+        $(mod $module;)*
+
+        /// Every named dataset.
+        pub static NAMED: &[&dyn NamedDataset] = &[$(&$module::$ty),*];
+    };
+}
+
+registry!(fashion_mnist::FashionMnist, mnist::Mnist);
 
 pub use fashion_mnist::CLASSES as FASHION_MNIST_CLASSES;
 
@@ -44,9 +54,6 @@ pub trait NamedDataset: Sync {
     /// normalise it.
     fn normalisation(&self) -> (Vec<f32>, Vec<f32>);
 }
-
-/// Every named dataset: one line each.
-pub static NAMED: &[&dyn NamedDataset] = &[&fashion_mnist::FashionMnist, &mnist::Mnist];
 
 /// The dataset `sslmem-train --dataset` calls `name`.
 pub fn by_name(name: &str) -> Option<&'static dyn NamedDataset> {
