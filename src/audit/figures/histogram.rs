@@ -11,7 +11,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{font_ready, plot_err, png, set_color};
+use super::{font_ready, legend, plot_err, png, set_color};
 use crate::audit::text::fmt_g;
 use crate::audit::SplitSet;
 use crate::error::Result;
@@ -217,13 +217,7 @@ fn chart(area: &DrawingArea<BitMapBackend<'_>, Shift>, bins: &Bins, hist: &[Coun
     chart
         .draw_series(LineSeries::new([(0.0, 0.0), (0.0, ymax)], BLACK.mix(0.4)))
         .map_err(plot_err)?;
-    chart
-        .configure_series_labels()
-        .label_font(("sans-serif", 14))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.5))
-        .draw()
-        .map_err(plot_err)?;
+    legend(&mut chart, None, 14)?;
     Ok(())
 }
 

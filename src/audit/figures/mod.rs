@@ -76,6 +76,29 @@ fn set_color(set: SplitSet) -> RGBColor {
     }
 }
 
+/// Draws a chart's legend in the figures' one style (a white box with a grey border, labels
+/// at `font` pixels); `position`: plotters' default place when `None`.
+fn legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: Option<SeriesLabelPosition>,
+    font: u32,
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    let mut style = chart.configure_series_labels();
+    if let Some(p) = position {
+        style.position(p);
+    }
+    style
+        .label_font(("sans-serif", font))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.5))
+        .draw()
+        .map_err(plot_err)
+}
+
 /// An RGB buffer of `w` x `h` pixels, as PNG bytes.
 fn png(buf: Vec<u8>, w: u32, h: u32) -> Result<Vec<u8>> {
     let img = image::RgbImage::from_raw(w, h, buf)

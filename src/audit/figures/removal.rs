@@ -3,7 +3,7 @@
 
 use plotters::prelude::*;
 
-use super::{font_ready, plot_err, png};
+use super::{font_ready, legend, plot_err, png};
 use crate::error::Result;
 
 /// Linear-probe accuracy after removing `k` candidates, over seeds.
@@ -88,13 +88,7 @@ pub fn removal_png(series: &[RemovalSeries]) -> Result<Vec<u8>> {
                 )
                 .map_err(plot_err)?;
         }
-        chart
-            .configure_series_labels()
-            .label_font(("sans-serif", 14))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.5))
-            .draw()
-            .map_err(plot_err)?;
+        legend(&mut chart, None, 14)?;
         root.present().map_err(plot_err)?;
     }
     png(buf, w, h)

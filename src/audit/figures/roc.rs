@@ -3,7 +3,7 @@
 
 use plotters::prelude::*;
 
-use super::{font_ready, plot_err, png, set_color};
+use super::{font_ready, legend, plot_err, png, set_color};
 use crate::error::Result;
 use crate::membership::Membership;
 
@@ -70,14 +70,7 @@ pub fn roc_png(curves: &[Membership]) -> Result<Vec<u8>> {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font(("sans-serif", 13))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.5))
-            .draw()
-            .map_err(plot_err)?;
+        legend(&mut chart, Some(SeriesLabelPosition::LowerRight), 13)?;
         root.present().map_err(plot_err)?;
     }
     png(buf, w, h)

@@ -2,7 +2,7 @@
 
 use plotters::prelude::*;
 
-use super::{font_ready, plot_err, png, set_color};
+use super::{font_ready, legend, plot_err, png, set_color};
 use crate::audit::typicality::TYPICALITY_K;
 use crate::audit::SplitSet;
 use crate::error::Result;
@@ -56,13 +56,7 @@ pub fn typicality_png(points: &[(SplitSet, Vec<(f64, f64)>)]) -> Result<Vec<u8>>
                 .label(name.name())
                 .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .label_font(("sans-serif", 14))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.5))
-            .draw()
-            .map_err(plot_err)?;
+        legend(&mut chart, None, 14)?;
         root.present().map_err(plot_err)?;
     }
     png(buf, w, h)
