@@ -189,9 +189,9 @@ pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
         limit: a.limit,
         pairs: s.pairs,
         seed: s.seed,
-        mode: value_name(s.mode),
-        distance: value_name(s.distance),
-        normalize: value_name(s.normalize),
+        mode: s.mode.to_string(),
+        distance: s.distance.to_string(),
+        normalize: s.normalize.to_string(),
         items: work.items.len(),
     };
     match a.shard {
@@ -354,11 +354,6 @@ fn shell_word(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
-}
-
-/// The command-line spelling of a flag's value (`aug-vs-aug`, `l2`).
-fn value_name<T: crate::choice::Choice>(v: T) -> String {
-    v.name().to_string()
 }
 
 impl AuditOptions {

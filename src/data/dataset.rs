@@ -30,9 +30,6 @@ pub struct TrainTest {
     pub classes: Vec<String>,
 }
 
-/// Fashion-MNIST's class names, by label (the dataset's own documentation).
-pub use super::named::FASHION_MNIST_CLASSES;
-
 /// Loads `spec` (see the module docs). `shape` (`[channels, height, width]`) converts folder
 /// images and checks their size; `subset` keeps the first `(train, test)` examples.
 pub fn load(

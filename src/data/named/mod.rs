@@ -16,8 +16,6 @@ macro_rules! registry {
 
 registry!(fashion_mnist::FashionMnist, mnist::Mnist);
 
-pub use fashion_mnist::CLASSES as FASHION_MNIST_CLASSES;
-
 use super::ImageArray;
 use crate::error::Result;
 
