@@ -149,9 +149,18 @@ pub fn run(a: &ScoreArgs, rt: &RuntimeOptions) -> Result<bool> {
         .iter()
         .map(|&k| (k, set_normalize(&all, k)))
         .collect();
+    let lines: Vec<ScoreLine> = scored
+        .iter()
+        .enumerate()
+        .map(|(i, (input, s))| ScoreLine {
+            record: ScoreRecord::new(input.name.clone(), s),
+            label: input.label(),
+            norms: extra.iter().map(|(k, v)| (*k, v[i])).collect(),
+        })
+        .collect();
     let text = match a.format {
-        Format::Jsonl => to_jsonl(&scored, &extra)?,
-        Format::Csv => to_csv(&scored, &extra)?,
+        Format::Jsonl => to_jsonl(&lines)?,
+        Format::Csv => to_csv(&lines, &a.set_normalize)?,
     };
     match &a.out {
         Some(p) => write_atomic(p, text.as_bytes())?,
@@ -209,27 +218,18 @@ impl Serialize for ScoreLine {
     }
 }
 
-fn to_jsonl(
-    scored: &[(&Input, ImageScore)],
-    extra: &[(SetNorm, Vec<Option<f64>>)],
-) -> Result<String> {
+fn to_jsonl(lines: &[ScoreLine]) -> Result<String> {
     let mut out = String::new();
-    for (i, (input, s)) in scored.iter().enumerate() {
-        let line = ScoreLine {
-            record: ScoreRecord::new(input.name.clone(), s),
-            label: input.label(),
-            norms: extra.iter().map(|(k, v)| (*k, v[i])).collect(),
-        };
-        out.push_str(&serde_json::to_string(&line).map_err(|e| Error::output("JSON", e))?);
+    for line in lines {
+        out.push_str(&serde_json::to_string(line).map_err(|e| Error::output("JSON", e))?);
         out.push('\n');
     }
     Ok(out)
 }
 
-fn to_csv(
-    scored: &[(&Input, ImageScore)],
-    extra: &[(SetNorm, Vec<Option<f64>>)],
-) -> Result<String> {
+/// `lines` as the CSV table; `norms` (the set-level normalisations asked for, in order) make
+/// its columns even when no image was scored.
+fn to_csv(lines: &[ScoreLine], norms: &[SetNorm]) -> Result<String> {
     // Numbers as Rust's `Display` writes them (`0.1`, `0.0000001`), as this table always had.
     let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
     let mut header: Vec<&str> = vec![
@@ -240,25 +240,26 @@ fn to_csv(
         "score",
         "score_ratio",
     ];
-    header.extend(extra.iter().map(|(k, _)| set_norm_field(*k)));
+    header.extend(norms.iter().map(|k| set_norm_field(*k)));
     header.extend(["stderr", "ci95_low", "ci95_high", "pairs"]);
     let mut w = csv::Writer::from_writer(Vec::new());
     let fail = |e: csv::Error| Error::output("the CSV table", e);
     w.write_record(&header).map_err(fail)?;
-    for (i, (input, s)) in scored.iter().enumerate() {
+    for line in lines {
+        let r = &line.record;
         let mut row = vec![
-            input.name.clone(),
-            input.label().map(|l| l.to_string()).unwrap_or_default(),
-            s.align_f.to_string(),
-            s.align_g.to_string(),
-            s.score.to_string(),
-            s.score_ratio.to_string(),
+            r.input.clone(),
+            line.label.map(|l| l.to_string()).unwrap_or_default(),
+            r.align_f.to_string(),
+            r.align_g.to_string(),
+            r.score.to_string(),
+            r.score_ratio.to_string(),
         ];
-        row.extend(extra.iter().map(|(_, v)| opt(v[i])));
-        row.push(opt(s.stderr));
-        row.push(opt(s.ci95.map(|c| c[0])));
-        row.push(opt(s.ci95.map(|c| c[1])));
-        row.push(s.pairs.to_string());
+        row.extend(line.norms.iter().map(|(_, v)| opt(*v)));
+        row.push(opt(r.stderr));
+        row.push(opt(r.ci95.map(|c| c[0])));
+        row.push(opt(r.ci95.map(|c| c[1])));
+        row.push(r.pairs.to_string());
         w.write_record(&row).map_err(fail)?;
     }
     let bytes = w
