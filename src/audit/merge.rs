@@ -193,7 +193,7 @@ pub fn merge(m: &MergeOptions, rt: &RuntimeOptions) -> Result<bool> {
             bundle_dir.display()
         )));
     }
-    let work = work_list(
+    let mut work = work_list(
         bundle,
         params.dataset.as_deref(),
         &params.sets,
@@ -201,6 +201,9 @@ pub fn merge(m: &MergeOptions, rt: &RuntimeOptions) -> Result<bool> {
         &params.sources,
         params.limit,
     )?;
+    if let Some(r) = &params.reference {
+        super::calibration::add_reference(&mut work, r, params.limit)?;
+    }
     if work.items.len() != params.items || work.dataset != params.dataset {
         return Err(Error::Param(format!(
             "the work list of {} is not the shards' ({} examples of {}, the shards have {} of \

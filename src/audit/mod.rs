@@ -11,9 +11,12 @@
 //! work list into its own folder) whose folders [`merge`] turns into the files an unsharded
 //! audit writes, through the same [`finish`].
 
+pub mod calibration;
+pub mod estimators;
 pub mod figures;
 pub mod html;
 pub mod merge;
+pub mod one_model;
 pub mod scores;
 pub mod shard;
 pub mod summary;
@@ -35,11 +38,12 @@ use crate::engine::{Engine, EstimatorOptions, Quiet};
 use crate::error::{Error, Result};
 use crate::fsutil::{sha256_file, write_atomic};
 use crate::runtime::RuntimeOptions;
-use crate::score::{set_normalize, ImageScore, ScoreRecord, SetNorm};
+use crate::score::{set_normalize, ImageScore, ScoreRecord, SetNorm, ViewAlignment};
 use scores::ScoreRow;
 use shard::{ShardRecord, ShardSpec};
 
 pub use crate::data::split::SplitSet;
+pub use calibration::ReferenceSpec;
 
 /// What `sslmem audit` does (the command line's flags, parsed).
 #[derive(Clone, Debug)]
@@ -68,6 +72,12 @@ pub struct AuditOptions {
     /// the `candidate` set, images neither saw the `extra` set (the non-members), and
     /// `shared` / `independent` as in a split. See [`SplitSet::member_flag`].
     pub sources: BTreeMap<SplitSet, Vec<String>>,
+    /// The reference population of the one-model scores (`--reference`): one of the audited
+    /// sets, or inputs scored as the set `reference` after the others. `None`: no calibrated
+    /// one-model scores (a pair still reports `align_f` beside SSLMem).
+    pub reference: Option<ReferenceSpec>,
+    /// Reference neighbours of the local one-model calibration (`knn_gap`).
+    pub knn: usize,
     /// Score only this shard of the work list into `out`, for `sslmem audit-merge`.
     pub shard: Option<ShardSpec>,
     /// When the report says the files were written: seconds since 1970, UTC (the command
@@ -91,6 +101,13 @@ pub struct AuditParams {
     /// `extra`, ...), as given; empty (and left out of the file) otherwise.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<SplitSet, Vec<String>>,
+    /// The reference population of the one-model scores, as given to `--reference`; absent
+    /// without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<ReferenceSpec>,
+    /// Reference neighbours of `knn_gap`; absent without a reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knn: Option<usize>,
     /// Examples scored per set at most (the first ones, in index order).
     pub limit: Option<usize>,
     /// View pairs per example.
@@ -118,10 +135,30 @@ pub struct Record {
     pub input: String,
     /// Its class, when known.
     pub label: Option<u8>,
-    /// Its score; `None` when it could not be scored.
+    /// Its SSLMem score; `None` when it could not be scored, and for a one-model bundle.
     pub score: Option<ImageScore>,
+    /// Its alignment under `f` alone: a one-model bundle's estimate (`None` for a pair, whose
+    /// `score` holds `align_f`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alignment: Option<ViewAlignment>,
     /// Why the example could not be scored.
     pub error: Option<String>,
+}
+
+impl Record {
+    /// Its alignment under `f`: from the SSLMem score of a pair, or a one-model estimate;
+    /// `None` when it could not be scored.
+    pub fn align_f(&self) -> Option<f64> {
+        self.score
+            .as_ref()
+            .map(|s| s.align_f)
+            .or_else(|| self.alignment.as_ref().map(|a| a.align_f))
+    }
+
+    /// Whether it was scored (by either estimator).
+    pub fn scored(&self) -> bool {
+        self.score.is_some() || self.alignment.is_some()
+    }
 }
 
 struct Item {
@@ -166,7 +203,7 @@ pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
         .split
         .as_ref()
         .is_some_and(|s| s.canaries.is_some());
-    let work = work_list(
+    let mut work = work_list(
         bundle,
         a.dataset.as_deref(),
         &a.selected_sets(has_canaries),
@@ -174,6 +211,15 @@ pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
         &a.sources,
         a.limit,
     )?;
+    if let Some(r) = &a.reference {
+        calibration::add_reference(&mut work, r, a.limit)?;
+    }
+    if bundle.g.is_empty() && a.reference.is_none() {
+        tracing::warn!(
+            "the bundle holds f only and no --reference was given: the audit reports each \
+             image's alignment under f, uncalibrated (see docs/science.md#one-model-scores)"
+        );
+    }
     if work.items.is_empty() {
         return Err(Error::Param(
             "nothing to audit: the chosen sets are empty".into(),
@@ -186,6 +232,8 @@ pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
         sets: work.sets.clone(),
         inputs: a.inputs.clone(),
         sources: a.sources.clone(),
+        reference: a.reference.clone(),
+        knn: a.reference.as_ref().map(|_| a.knn),
         limit: a.limit,
         pairs: s.pairs,
         seed: s.seed,
@@ -319,6 +367,13 @@ pub fn command_line(bundle: &Path, p: &AuditParams) -> String {
         let sets: Vec<&str> = p.sets.iter().map(|s| s.name()).collect();
         w.extend(["--sets".into(), sets.join(",")]);
     }
+    if let Some(r) = &p.reference {
+        w.push("--reference".into());
+        w.extend(r.words());
+        if let Some(k) = p.knn {
+            w.extend(["--knn".into(), k.to_string()]);
+        }
+    }
     if let Some(l) = p.limit {
         w.extend(["--limit".into(), l.to_string()]);
     }
@@ -446,10 +501,11 @@ fn work_list(
                 items.extend(canary_items(bundle, split, set, limit)?);
                 continue;
             }
-            SplitSet::Inputs => {
-                return Err(Error::Param(
-                    "`inputs` is not a set of the split; pass INPUTS to score images".into(),
-                ))
+            SplitSet::Inputs | SplitSet::Reference => {
+                return Err(Error::Param(format!(
+                    "`{set}` is not a set of the split; pass INPUTS to score images, \
+                     --reference for a reference population"
+                )))
             }
         };
         idx.validate(data.len())?;
@@ -575,39 +631,91 @@ fn finish(
 ) -> Result<()> {
     tracing::info!("typicality, statistics and figures");
     let bundle = engine.bundle();
-    let items = &work.items;
-    let typ = typicality::typicality(engine, items, records)?;
+    let one_model = bundle.g.is_empty();
+    let emb = typicality::embeddings(engine, &work.items)?;
+    let typ = typicality::typicality(emb.typicality_side(one_model), records);
+    let calibrated = match &params.reference {
+        Some(spec) => calibration::calibrate(
+            records,
+            &emb.f,
+            spec,
+            params.knn.unwrap_or(crate::score::calibrate::DEFAULT_KNN),
+        ),
+        None => vec![None; records.len()],
+    };
+    let compared = estimators::compare(records, &calibrated, params.seed);
+    if one_model {
+        let rows = one_model::rows(records, &calibrated, &typ);
+        write_atomic(
+            &out.join("scores.jsonl"),
+            one_model::to_jsonl(&rows)?.as_bytes(),
+        )?;
+        write_atomic(&out.join("scores.csv"), &one_model::to_csv(&rows)?)?;
+        let reference_images = params.reference.as_ref().map(|r| {
+            records
+                .iter()
+                .filter(|x| x.set == r.set() && x.scored())
+                .count()
+        });
+        let mut summary = summary::summarize(bundle, params, records, &typ, &[])?;
+        summary.score = one_model::FIELDS.into();
+        summary.sets.clear();
+        summary.classes.clear();
+        summary.tests.clear();
+        summary.typicality.clear();
+        summary.checks.clear();
+        summary.one_model = Some(one_model::summarize(&rows, reference_images, params.knn));
+        summary.estimators = compared;
+        let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::output("JSON", e))?;
+        write_atomic(&out.join("summary.json"), (text + "\n").as_bytes())?;
+        let roc = figures::estimators_roc_png(&summary.estimators)?;
+        if let Some(png) = &roc {
+            write_atomic(&out.join("figures").join("roc-estimators.png"), png)?;
+        }
+        let run = html::RunRecord {
+            date,
+            command: command_line(&bundle.dir, params),
+            manifest_sha256: sha256_file(&bundle.dir.join(bundle::MANIFEST))?,
+            classes: work.classes.clone(),
+        };
+        let page = html::one_model_html(bundle, params, &summary, roc.as_deref(), &run);
+        return write_atomic(&out.join("report.html"), page.as_bytes());
+    }
     // Per set: rank by score (1 = most memorized), set-level normalisations over the set.
     let sets = sets_of(records);
     let mut rows: Vec<ScoreRow> = Vec::with_capacity(records.len());
     for set in &sets {
-        let scored: Vec<(&Record, &ImageScore, Option<f64>)> = records
+        let scored: Vec<(usize, &Record, &ImageScore, Option<f64>)> = records
             .iter()
             .zip(&typ)
-            .filter(|(r, _)| r.set == *set)
-            .filter_map(|(r, t)| r.score.as_ref().map(|s| (r, s, *t)))
+            .enumerate()
+            .filter(|(_, (r, _))| r.set == *set)
+            .filter_map(|(k, (r, t))| r.score.as_ref().map(|s| (k, r, s, *t)))
             .collect();
-        let plain: Vec<ImageScore> = scored.iter().map(|(_, s, _)| (*s).clone()).collect();
+        let plain: Vec<ImageScore> = scored.iter().map(|(_, _, s, _)| (*s).clone()).collect();
         let range = set_normalize(&plain, SetNorm::Range);
         let max = set_normalize(&plain, SetNorm::Max);
         let mut order: Vec<usize> = (0..scored.len()).collect();
         order.sort_by(|&x, &y| {
             scored[y]
-                .1
+                .2
                 .score
-                .total_cmp(&scored[x].1.score)
+                .total_cmp(&scored[x].2.score)
                 .then(x.cmp(&y))
         });
         let mut rank = vec![0; scored.len()];
         for (r, &i) in order.iter().enumerate() {
             rank[i] = r + 1;
         }
-        for (i, (rec, s, typicality)) in scored.into_iter().enumerate() {
+        for (i, (k, rec, s, typicality)) in scored.into_iter().enumerate() {
             let record = ScoreRecord::new(rec.input.clone(), s);
+            let c = calibrated[k].unwrap_or_default();
             rows.push(ScoreRow {
                 score_range: range[i],
                 score_max: max[i],
                 typicality,
+                align_f_percentile: c.align_f_percentile,
+                knn_gap: c.knn_gap,
                 ..ScoreRow::of(rec.set, rec.index, rec.label, record, rank[i])
             });
         }
@@ -618,7 +726,8 @@ fn finish(
     )?;
     write_atomic(&out.join("scores.csv"), &scores::to_csv(&rows)?)?;
     let membership = summary::membership(records, params.seed);
-    let summary = summary::summarize(bundle, params, records, &typ, &membership)?;
+    let mut summary = summary::summarize(bundle, params, records, &typ, &membership)?;
+    summary.estimators = compared;
     let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::output("JSON", e))?;
     write_atomic(&out.join("summary.json"), (text + "\n").as_bytes())?;
 
@@ -688,6 +797,7 @@ fn draw_figures(
         } else {
             Some(figures::roc_png(membership)?)
         },
+        roc_estimators: figures::estimators_roc_png(&summary.estimators)?,
     };
     let dir = out.join("figures");
     write_atomic(&dir.join("score-histogram.png"), &figs.histogram)?;
@@ -695,6 +805,9 @@ fn draw_figures(
     write_atomic(&dir.join("memorized-grid.png"), &figs.grid)?;
     if let Some(roc) = &figs.roc {
         write_atomic(&dir.join("roc.png"), roc)?;
+    }
+    if let Some(roc) = &figs.roc_estimators {
+        write_atomic(&dir.join("roc-estimators.png"), roc)?;
     }
     Ok(figs)
 }

@@ -58,11 +58,21 @@ pub struct ScoreRow<N = f64> {
     pub typicality: Option<N>,
     /// View pairs scored.
     pub pairs: usize,
+    /// One-model calibration (docs/science.md#one-model-scores): the percentile of
+    /// `align_f` among the reference population's, in [0, 1] (low: member-like); `None`
+    /// without `--reference`.
+    #[serde(default)]
+    pub align_f_percentile: Option<N>,
+    /// One-model calibration: the mean `align_f` of the nearest reference images in `f`'s
+    /// representation minus this example's (high: member-like); `None` without
+    /// `--reference`.
+    #[serde(default)]
+    pub knn_gap: Option<N>,
 }
 
 /// The columns of `scores.csv`: the fields of [`ScoreRow`], in order (a test checks this).
 /// Written as the header even when no example could be scored.
-pub const COLUMNS: [&str; 17] = [
+pub const COLUMNS: [&str; 19] = [
     "set",
     "index",
     "input",
@@ -80,6 +90,8 @@ pub const COLUMNS: [&str; 17] = [
     "score_max",
     "typicality",
     "pairs",
+    "align_f_percentile",
+    "knn_gap",
 ];
 
 /// A number of `scores.csv`, written as `Display` writes it.
@@ -121,6 +133,8 @@ impl ScoreRow {
             score_max: None,
             typicality: None,
             pairs: record.pairs,
+            align_f_percentile: None,
+            knn_gap: None,
         }
     }
 }
@@ -146,6 +160,8 @@ impl<N> ScoreRow<N> {
             score_max: self.score_max.as_ref().map(&f),
             typicality: self.typicality.as_ref().map(&f),
             pairs: self.pairs,
+            align_f_percentile: self.align_f_percentile.as_ref().map(&f),
+            knn_gap: self.knn_gap.as_ref().map(&f),
         }
     }
 }
@@ -233,6 +249,8 @@ mod tests {
             score_max: None,
             typicality: Some(123456789.0),
             pairs: 4,
+            align_f_percentile: None,
+            knn_gap: None,
         }
     }
 
@@ -248,13 +266,13 @@ mod tests {
         // Numbers as `Display` writes them; quotes only where needed; a trailing newline.
         assert_eq!(
             lines.next(),
-            Some("candidate,0,\"a,b \"\"c\"\"\",3,0.5,0.75,0.25,NaN,0.00001,,1,false,1,0,,123456789,4")
+            Some("candidate,0,\"a,b \"\"c\"\"\",3,0.5,0.75,0.25,NaN,0.00001,,1,false,1,0,,123456789,4,,")
         );
         assert_eq!(
             lines.next(),
-            Some("canary-heldout,1,plain,,0.5,0.375,-0.125,NaN,0.00001,-0.25,1,false,2,0,,123456789,4")
+            Some("canary-heldout,1,plain,,0.5,0.375,-0.125,NaN,0.00001,-0.25,1,false,2,0,,123456789,4,,")
         );
-        assert!(csv.ends_with("4\n"));
+        assert!(csv.ends_with("4,,\n"));
 
         // The JSON objects have the CSV's columns, in order.
         let jsonl = to_jsonl(&rows).expect("jsonl");

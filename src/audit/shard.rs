@@ -328,22 +328,46 @@ pub(super) fn score_remaining(
                 }
             }
         }
-        let mut scores = engine
-            .score_each(&images, &a.est.score, &|n| pb.inc(n as u64))?
-            .into_iter();
+        // A pair gives each image its SSLMem score; a one-model bundle its alignment under f.
+        let one_model = engine.bundle().g.is_empty();
+        let progress = |n: usize| pb.inc(n as u64);
+        let mut scores = if one_model {
+            Vec::new().into_iter()
+        } else {
+            engine
+                .score_each(&images, &a.est.score, &progress)?
+                .into_iter()
+        };
+        let mut alignments = if one_model {
+            engine
+                .align_views_each(&images, &a.est.score, &progress)?
+                .into_iter()
+        } else {
+            Vec::new().into_iter()
+        };
         let mut text = String::new();
         for (it, error) in chunk.iter().zip(errors) {
             // Only the images that loaded were scored, in order.
-            let (score, error) = match error {
-                Some(e) => (None, Some(e)),
-                None => match scores.next() {
-                    Some(Ok(s)) => (Some(s), None),
-                    Some(Err(e)) => {
-                        pb.suspend(|| tracing::error!(input = %it.input.name, "not scored: {e}"));
-                        (None, Some(e.to_string()))
+            let (mut score, mut alignment) = (None, None);
+            let error = match error {
+                Some(e) => Some(e),
+                None => {
+                    let got = if one_model {
+                        alignments.next().map(|r| r.map(|a| alignment = Some(a)))
+                    } else {
+                        scores.next().map(|r| r.map(|s| score = Some(s)))
+                    };
+                    match got {
+                        Some(Ok(())) => None,
+                        Some(Err(e)) => {
+                            pb.suspend(
+                                || tracing::error!(input = %it.input.name, "not scored: {e}"),
+                            );
+                            Some(e.to_string())
+                        }
+                        None => Some("no score was returned".to_string()),
                     }
-                    None => (None, Some("no score was returned".to_string())),
-                },
+                }
             };
             let rec = Record {
                 set: it.set,
@@ -351,6 +375,7 @@ pub(super) fn score_remaining(
                 input: it.input.name.clone(),
                 label: it.input.label(),
                 score,
+                alignment,
                 error,
             };
             text.push_str(&serde_json::to_string(&rec).map_err(|e| Error::output("JSON", e))?);

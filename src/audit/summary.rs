@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::estimators::EstimatorMembership;
+use super::one_model::OneModelSummary;
 use super::{AuditParams, Record, SplitSet};
 use crate::augment::AugmentSpec;
 use crate::bundle::Bundle;
@@ -57,6 +59,14 @@ pub struct Summary {
     /// Membership-style evaluations of the score (see [`membership`]).
     #[serde(default)]
     pub membership: Vec<Membership>,
+    /// The membership evaluations made with each estimator the audit could compute
+    /// (SSLMem; `f`'s raw alignment; with a reference, the calibrated one-model scores),
+    /// side by side: how much the second encoder buys ([`super::estimators`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub estimators: Vec<EstimatorMembership>,
+    /// A one-model audit's per-set statistics (the bundle has no `g`); absent for a pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_model: Option<OneModelSummary>,
     /// The expected-sign checks and the canary check.
     #[serde(default)]
     pub checks: Vec<Check>,
@@ -298,6 +308,8 @@ pub fn summarize(
         tests,
         typicality: typ,
         membership: membership.to_vec(),
+        estimators: Vec::new(),
+        one_model: None,
         checks,
         failed,
     })
@@ -458,6 +470,7 @@ mod tests {
             input: format!("x#{i}"),
             label: Some((i % 2) as u8),
             score: Some(s),
+            alignment: None,
             error: None,
         }
     }

@@ -29,6 +29,7 @@ pub fn set_meaning(set: SplitSet) -> &'static str {
         SplitSet::CanaryIndependent => "planted canaries g saw",
         SplitSet::CanaryHeldout => "planted canaries neither saw",
         SplitSet::Inputs => "membership unknown",
+        SplitSet::Reference => "reference population: f did not see them",
     }
 }
 
@@ -187,6 +188,9 @@ pub fn read(out: &Path) -> Result<String> {
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let summary: Summary = serde_json::from_str(&text)
         .map_err(|e| Error::Param(format!("{}: {e}", path.display())))?;
+    if summary.one_model.is_some() {
+        return Ok(render_one_model(&summary, out));
+    }
     let rows = scores::read_csv(&out.join("scores.csv"), &["set", "score"])?;
     Ok(render(&summary, &rows, out))
 }
@@ -201,6 +205,9 @@ pub fn render(s: &Summary, rows: &[ScoreRow], out: &Path) -> String {
     sets(&mut t, s);
     checks(&mut t, s);
     membership(&mut t, s);
+    if s.params.reference.is_some() {
+        estimators(&mut t, s);
+    }
     typicality(&mut t, s);
     highest(&mut t, s, rows);
     if !s.failed.is_empty() {
@@ -323,6 +330,92 @@ fn membership(t: &mut String, s: &Summary) {
             );
         }
     }
+}
+
+/// Every estimator's membership evaluation (how much g buys).
+fn estimators(t: &mut String, s: &Summary) {
+    if s.estimators.is_empty() {
+        return;
+    }
+    t.push_str("estimators compared (higher is member-like; only sslmem is SSLMem):\n");
+    for e in &s.estimators {
+        let m = &e.membership;
+        let tpr = |i: usize| match m.tpr_at_fpr.get(i) {
+            Some(x) if x.reachable => format!("{:.3}", x.tpr.unwrap_or(f64::NAN)),
+            _ => "not reachable".into(),
+        };
+        let _ = writeln!(
+            t,
+            "  {:<19} {} vs {}: AUC {:.3} [{:.3}, {:.3}], TPR at FPR 1%: {}, at 0.1%: {}",
+            e.estimator.to_string(),
+            m.members,
+            m.non_members,
+            m.auc,
+            m.auc_ci95[0],
+            m.auc_ci95[1],
+            tpr(0),
+            tpr(1)
+        );
+    }
+}
+
+/// The printed summary of a one-model audit: where its files are, the one-model fields by
+/// set, and the estimators' membership evaluation.
+pub fn render_one_model(s: &Summary, out: &Path) -> String {
+    let mut t = String::new();
+    let out = out.display().to_string();
+    let _ = writeln!(
+        t,
+        "one-model audit of {} (f only, no SSLMem score; {} view pairs per image) in {out}/:",
+        s.bundle.path, s.params.pairs
+    );
+    t.push_str("  report.html, scores.csv, scores.jsonl, summary.json, figures/\n");
+    match &s.params.reference {
+        Some(r) => {
+            let n = s
+                .one_model
+                .as_ref()
+                .and_then(|o| o.reference_images)
+                .unwrap_or(0);
+            let _ = writeln!(
+                t,
+                "  reference population: {r} ({n} images, k = {} neighbours)",
+                s.params.knn.unwrap_or(0)
+            );
+        }
+        None => t.push_str(
+            "note: no --reference was given: align_f is uncalibrated (docs/science.md#one-model-scores)\n",
+        ),
+    }
+    if let Some(om) = &s.one_model {
+        t.push_str("mean (median) of each one-model field by set:\n");
+        let cell = |x: &Option<super::summary::Spread>| {
+            x.as_ref().map_or("–".into(), |x| {
+                format!("{:+.4} ({:+.4})", x.mean, x.median)
+            })
+        };
+        for (set, g) in &om.sets {
+            let _ = writeln!(
+                t,
+                "  {:<19} n={:<5} align_f {}  align_f_percentile {}  knn_gap {}",
+                set.to_string(),
+                g.count,
+                cell(&g.align_f),
+                cell(&g.align_f_percentile),
+                cell(&g.knn_gap)
+            );
+        }
+    }
+    estimators(&mut t, s);
+    if !s.failed.is_empty() {
+        let _ = writeln!(
+            t,
+            "{} images could not be read or scored (listed in summary.json)",
+            s.failed.len()
+        );
+    }
+    let _ = writeln!(t, "report: {out}/report.html");
+    t
 }
 
 /// The rank correlation of score and atypicality.

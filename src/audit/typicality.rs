@@ -1,15 +1,18 @@
 //! The typicality of each audited example: the mean l2 distance to its
 //! [`TYPICALITY_K`] nearest neighbours of the same class in `g`'s representation of the
-//! un-augmented images (rows l2-normalised), among the audited, scored examples. Higher is
-//! more atypical; SSLMem finds memorization concentrated on atypical examples
-//! (docs/science.md).
+//! un-augmented images (rows l2-normalised; `f`'s for a one-model bundle, which has no `g`),
+//! among the audited, scored examples. Higher is more atypical; SSLMem finds memorization
+//! concentrated on atypical examples (docs/science.md).
+//!
+//! The same pass gives `f`'s representations, which the one-model calibration's neighbours
+//! are found in ([`super::calibration`]).
 
 use std::collections::BTreeMap;
 
 use ndarray::Array2;
 use rayon::prelude::*;
 
-use super::{Item, Record};
+use super::{Item, Record, SplitSet};
 use crate::engine::{self, Preprocess};
 use crate::error::Result;
 use crate::pixels::SourceImage;
@@ -17,35 +20,55 @@ use crate::pixels::SourceImage;
 /// Neighbours averaged for the typicality measure.
 pub const TYPICALITY_K: usize = 10;
 
-/// `g0`'s representations of the examples' un-augmented images (rows l2-normalised), through
-/// the engine (an image that is not the model's size is resized, as `embed` does); `None`
-/// for examples that could not be read.
-fn representations(engine: &engine::Engine, items: &[Item]) -> Result<Vec<Option<Vec<f32>>>> {
-    let channels = engine.input().channels;
-    if engine.bundle().g.is_empty() {
-        return Ok(vec![None; items.len()]);
+/// The first `f` and `g` encoders' representations of each example's un-augmented image
+/// (rows l2-normalised), `None` for examples that could not be read or whose row is not
+/// finite; `g` is all `None` for a one-model bundle.
+pub(super) struct Embeddings {
+    pub f: Vec<Option<Vec<f32>>>,
+    pub g: Vec<Option<Vec<f32>>>,
+}
+
+impl Embeddings {
+    /// The side typicality is measured in: `g`, or `f` for a one-model bundle.
+    pub fn typicality_side(&self, one_model: bool) -> &[Option<Vec<f32>>] {
+        if one_model {
+            &self.f
+        } else {
+            &self.g
+        }
     }
-    let mut out = Vec::with_capacity(items.len());
+}
+
+/// Embeds every example through the engine (an image that is not the model's size is
+/// resized, as `embed` does).
+pub(super) fn embeddings(engine: &engine::Engine, items: &[Item]) -> Result<Embeddings> {
+    let channels = engine.input().channels;
+    let mut out = Embeddings {
+        f: Vec::with_capacity(items.len()),
+        g: Vec::with_capacity(items.len()),
+    };
     for chunk in items.chunks(512) {
         let imgs: Vec<Option<SourceImage>> = chunk
             .par_iter()
             .map(|it| it.input.load(channels, Default::default()).ok())
             .collect();
         let ok: Vec<SourceImage> = imgs.iter().flatten().cloned().collect();
-        // A row that is not finite (already recorded as a failed score) has no typicality.
+        // A row that is not finite (already recorded as a failed score) has no embedding.
         let reps = engine.embed_unchecked(&ok, Preprocess::Resize)?;
         let empty = Array2::zeros((0, 0));
-        let g = reps.g.first().unwrap_or(&empty);
-        let mut rows = g.rows().into_iter();
-        for im in &imgs {
-            out.push(im.as_ref().and_then(|_| {
-                let r = rows.next()?;
-                if r.iter().any(|v| !v.is_finite()) {
-                    return None;
-                }
-                let n = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-                Some(r.iter().map(|v| v / n).collect())
-            }));
+        for (side, dst) in [(&reps.f, &mut out.f), (&reps.g, &mut out.g)] {
+            let m = side.first().unwrap_or(&empty);
+            let mut rows = m.rows().into_iter();
+            for im in &imgs {
+                dst.push(im.as_ref().and_then(|_| {
+                    let r = rows.next()?;
+                    if r.iter().any(|v| !v.is_finite()) {
+                        return None;
+                    }
+                    let n = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                    Some(r.iter().map(|v| v / n).collect())
+                }));
+            }
         }
     }
     Ok(out)
@@ -53,15 +76,10 @@ fn representations(engine: &engine::Engine, items: &[Item]) -> Result<Vec<Option
 
 /// Typicality of every record: mean l2 distance to its `TYPICALITY_K` nearest neighbours of
 /// the same label (all audited, scored examples; unlabelled ones form one group).
-pub(super) fn typicality(
-    engine: &engine::Engine,
-    items: &[Item],
-    records: &[Record],
-) -> Result<Vec<Option<f64>>> {
-    let reps = representations(engine, items)?;
+pub(super) fn typicality(reps: &[Option<Vec<f32>>], records: &[Record]) -> Vec<Option<f64>> {
     let mut groups: BTreeMap<Option<u8>, Vec<usize>> = BTreeMap::new();
     for (k, r) in records.iter().enumerate() {
-        if r.score.is_some() && reps[k].is_some() {
+        if r.scored() && r.set != SplitSet::Reference && reps[k].is_some() {
             groups.entry(r.label).or_default().push(k);
         }
     }
@@ -92,5 +110,5 @@ pub(super) fn typicality(
             out[a] = Some(v);
         }
     }
-    Ok(out)
+    out
 }

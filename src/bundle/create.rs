@@ -79,9 +79,11 @@ pub fn create(
     opts: &CreateOptions,
     rt: &RuntimeOptions,
 ) -> Result<Manifest> {
-    if f.is_empty() || g.is_empty() {
+    if f.is_empty() {
         return Err(Error::Param(
-            "give at least one --f and one --g model".into(),
+            "give at least one --f model (and --g models for SSLMem scores; without --g the \
+             bundle is a one-model bundle)"
+                .into(),
         ));
     }
     check_out(out)?;

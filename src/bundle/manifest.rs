@@ -115,7 +115,10 @@ pub struct Manifest {
     /// (docs/science.md#training-augmentations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub augment: Option<AugmentSpec>,
+    /// The encoders trained with the audited images (at least one).
     pub f: Vec<ModelFile>,
+    /// The encoders trained without them; empty (or absent) for a one-model bundle.
+    #[serde(default)]
     pub g: Vec<ModelFile>,
     /// The encoders' architecture, where the bundle's maker recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -228,6 +231,12 @@ impl Manifest {
             .collect()
     }
 
+    /// Whether the bundle holds `f` only: it gives one-model scores (the alignment under `f`,
+    /// calibrated on a reference population), not SSLMem (docs/science.md#one-model-scores).
+    pub fn is_one_model(&self) -> bool {
+        self.g.is_empty()
+    }
+
     /// The augmentation spec to score with.
     pub fn augment(&self) -> AugmentSpec {
         self.augment.clone().unwrap_or_default()
@@ -256,8 +265,12 @@ impl Manifest {
         if i.std.iter().any(|s| !(*s > 0.0 && s.is_finite())) {
             return bad("input.std values must be positive".into());
         }
-        if self.f.is_empty() || self.g.is_empty() {
-            return bad("needs at least one encoder in each of `f` and `g`".into());
+        if self.f.is_empty() {
+            return bad(
+                "needs at least one encoder in `f` (and, for SSLMem scores, one in `g`; a \
+                 bundle with `f` only gives one-model scores)"
+                    .into(),
+            );
         }
         // uint8 inputs get the normalised values rounded to bytes: they must span 0..=255.
         let bytes = |m: f32, s: f32| m.abs() < 1e-6 && (s * 255.0 - 1.0).abs() < 1e-4;

@@ -9,7 +9,7 @@ use super::choice_arg::choice;
 use clap::Args;
 use sslmem::audit::merge::MergeOptions;
 use sslmem::audit::shard::ShardSpec;
-use sslmem::audit::{AuditOptions, SplitSet};
+use sslmem::audit::{AuditOptions, ReferenceSpec, SplitSet};
 use sslmem::error::{Error, Result};
 
 use super::score::EstimatorArgs;
@@ -71,6 +71,17 @@ pub struct AuditArgs {
     /// Images only `g` was trained on (the `independent` set), if you have them.
     #[arg(long, env = "SSLMEM_AUDIT_INDEPENDENT", num_args = 1.., value_name = "INPUT", requires = "members")]
     pub independent: Vec<String>,
+    /// The reference population of one-model scores (docs/science.md#one-model-scores):
+    /// images from the audited images' distribution that `f` did not see, as one audited set
+    /// (`set:extra`, `set:non-members`) or inputs (`fashion-mnist:test[5000:7000]`, folders,
+    /// files), scored as the set `reference`. Each image then gets `align_f_percentile` and
+    /// `knn_gap`, and the report compares them with SSLMem. Needed to calibrate a bundle
+    /// that holds `f` only.
+    #[arg(long, env = "SSLMEM_AUDIT_REFERENCE", num_args = 1.., value_name = "SET|INPUT", value_delimiter = None)]
+    pub reference: Vec<String>,
+    /// Reference neighbours (in `f`'s representation) of `knn_gap`.
+    #[arg(long, env = "SSLMEM_AUDIT_KNN", default_value_t = sslmem::score::calibrate::DEFAULT_KNN as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub knn: u64,
     /// Score these inputs (files, folders, datasets, `@FILE` lists) as one set `inputs`
     /// instead of the split. Without members and non-members nothing tells whether a score
     /// means memorization: prefer --members and --non-members.
@@ -168,6 +179,12 @@ impl AuditArgs {
             chunk: self.chunk,
             inputs: self.inputs.clone(),
             sources: self.sources(),
+            reference: if self.reference.is_empty() {
+                None
+            } else {
+                Some(ReferenceSpec::parse(&self.reference)?)
+            },
+            knn: usize::try_from(self.knn).unwrap_or(usize::MAX),
             shard: self.shard,
             date: report_date()?,
         })

@@ -26,8 +26,10 @@ pub struct CreateArgs {
     /// Encoder trained WITH the audited data; repeat for several.
     #[arg(long = "f", env = "SSLMEM_BUNDLE_CREATE_F", required = true)]
     pub f: Vec<PathBuf>,
-    /// Encoder trained WITHOUT the audited data; repeat for several.
-    #[arg(long = "g", env = "SSLMEM_BUNDLE_CREATE_G", required = true)]
+    /// Encoder trained WITHOUT the audited data; repeat for several. Leave it out for a
+    /// one-model bundle (`f` only): it has no SSLMem score, and `sslmem audit --reference`
+    /// gives its one-model scores (docs/science.md#one-model-scores).
+    #[arg(long = "g", env = "SSLMEM_BUNDLE_CREATE_G")]
     pub g: Vec<PathBuf>,
     /// Per-channel mean of the input normalisation, comma-separated (0.485,0.456,0.406); one
     /// value serves every channel.

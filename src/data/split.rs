@@ -32,6 +32,9 @@ pub enum SplitSet {
     CanaryHeldout,
     /// The inputs of an audit of given files, folders or datasets.
     Inputs,
+    /// The reference population of one-model scores (`sslmem audit --reference`): images
+    /// from the audited images' distribution that `f` did not see.
+    Reference,
 }
 
 crate::choice!(SplitSet, "set", {
@@ -42,7 +45,7 @@ crate::choice!(SplitSet, "set", {
     CanaryCandidate = "canary-candidate" => "Canaries seen by `f` only.",
     CanaryIndependent = "canary-independent" => "Canaries seen by `g` only.",
     CanaryHeldout = "canary-heldout" => "Canaries seen by neither.",
-} hidden: { Inputs = "inputs" });
+} hidden: { Inputs = "inputs", Reference = "reference" });
 
 impl SplitSet {
     /// The sets of a split, canaries included, in order (not [`SplitSet::Inputs`]).

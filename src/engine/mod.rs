@@ -28,8 +28,8 @@ use crate::error::{Error, InputError, Result};
 use crate::pixels::SourceImage;
 use crate::runtime::{EncoderSession, Provider, RuntimeOptions};
 use crate::score::{
-    alignments_from_representations, scores_from_representations, Distance, ImageScore,
-    PairAlignment, RepNorm, ScoreOptions,
+    alignments_from_representations, alignments_of_views, scores_from_representations, Distance,
+    ImageScore, PairAlignment, RepNorm, ScoreOptions, ViewAlignment,
 };
 
 use self::queue::{wait, wait_async, Queue};
@@ -93,6 +93,9 @@ pub struct Representations {
 
 /// One image's score, or why the encoders could not give it one.
 pub type Scored = std::result::Result<ImageScore, InputError>;
+
+/// One image's alignment under `f` alone, or why the encoders could not give it one.
+pub type Aligned = std::result::Result<ViewAlignment, InputError>;
 
 /// The engine handle; cloning it is cheap (all clones share one queue).
 #[derive(Clone)]
@@ -205,21 +208,72 @@ impl Engine {
         opts: &ScoreOptions,
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Vec<Scored>> {
+        self.needs_g()?;
+        self.through_views(images, opts, progress, |reps| {
+            self.checked(
+                opts,
+                reps,
+                scores_from_representations(opts, &reps.f, &reps.g),
+            )
+        })
+    }
+
+    /// The alignment under the `f` encoders alone of each image ([`ViewAlignment`]): what a
+    /// one-model bundle gives (and what a pair gives as `align_f`). Views, batching,
+    /// progress and errors as in [`Engine::score_each`]; the `g` encoders, if any, are run
+    /// but not used.
+    ///
+    /// # Errors
+    /// As [`Engine::score_each`].
+    pub fn align_views_each(
+        &self,
+        images: &[SourceImage],
+        opts: &ScoreOptions,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<Aligned>> {
+        self.through_views(images, opts, progress, |reps| {
+            self.checked(opts, reps, alignments_of_views(opts, &reps.f))
+        })
+    }
+
+    /// [`Error::Param`] for a one-model bundle, which has no SSLMem score.
+    fn needs_g(&self) -> Result<()> {
+        if self.bundle.g.is_empty() {
+            return Err(Error::Param(
+                "the bundle holds `f` only, so there is no SSLMem score (it needs an encoder g \
+                 trained without the images); audit it with `sslmem audit --reference ...` for \
+                 one-model scores"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Images -> views -> every encoder, a pass of at most `max_batch_views` views at a time
+    /// (the next group's views made while the current one runs) -> `per_job` on each pass's
+    /// representations. `progress(n)` after each group of `n` images.
+    fn through_views<T>(
+        &self,
+        images: &[SourceImage],
+        opts: &ScoreOptions,
+        progress: &(dyn Fn(usize) + Sync),
+        per_job: impl Fn(&Representations) -> Vec<T>,
+    ) -> Result<Vec<T>> {
         views::check_channels(self.input(), images)?;
         let maker = self.view_maker(opts)?;
-        let per_job = (self.max_batch_views / maker.views_per_image()).max(1);
+        let per_pass = (self.max_batch_views / maker.views_per_image()).max(1);
         let mut out = Vec::with_capacity(images.len());
         let mut in_flight: Option<(usize, queue::Reply)> = None;
-        for chunk in images.chunks(per_job) {
+        for chunk in images.chunks(per_pass) {
             let data = maker.views(chunk);
             let rx = self.queue.submit(data, self.output.clone())?;
             if let Some((n, prev)) = in_flight.replace((chunk.len(), rx)) {
-                out.extend(self.checked_scores(opts, &wait(prev)?));
+                out.extend(per_job(&wait(prev)?));
                 progress(n);
             }
         }
         if let Some((n, prev)) = in_flight {
-            out.extend(self.checked_scores(opts, &wait(prev)?));
+            out.extend(per_job(&wait(prev)?));
             progress(n);
         }
         Ok(out)
@@ -252,29 +306,64 @@ impl Engine {
         images: Vec<SourceImage>,
         opts: ScoreOptions,
     ) -> Result<Vec<Scored>> {
+        self.needs_g()?;
+        self.through_views_async(images, &opts, |reps| {
+            self.checked(
+                &opts,
+                reps,
+                scores_from_representations(&opts, &reps.f, &reps.g),
+            )
+        })
+        .await
+    }
+
+    /// [`Engine::align_views_each`] for a service.
+    pub async fn align_views_async(
+        &self,
+        images: Vec<SourceImage>,
+        opts: ScoreOptions,
+    ) -> Result<Vec<Aligned>> {
+        self.through_views_async(images, &opts, |reps| {
+            self.checked(&opts, reps, alignments_of_views(&opts, &reps.f))
+        })
+        .await
+    }
+
+    /// [`Engine::through_views`] for a service: views made on the rayon pool, the job refused
+    /// with [`EngineError::QueueFull`] when the queue is full.
+    async fn through_views_async<T>(
+        &self,
+        images: Vec<SourceImage>,
+        opts: &ScoreOptions,
+        per_job: impl Fn(&Representations) -> Vec<T>,
+    ) -> Result<Vec<T>> {
         views::check_channels(self.input(), &images)?;
-        let maker = Arc::new(self.view_maker(&opts)?);
+        let maker = Arc::new(self.view_maker(opts)?);
         // One pass's worth of images at a time: a request's views never all sit in memory at
         // once, whatever its size (64 images x 200 views of 3x224x224 would be 7.7 GB).
-        let per_job = (self.max_batch_views / maker.views_per_image()).max(1);
+        let per_pass = (self.max_batch_views / maker.views_per_image()).max(1);
         let images = Arc::new(images);
         let mut out = Vec::with_capacity(images.len());
-        for start in (0..images.len()).step_by(per_job) {
-            let end = (start + per_job).min(images.len());
+        for start in (0..images.len()).step_by(per_pass) {
+            let end = (start + per_pass).min(images.len());
             let (m, imgs) = (maker.clone(), images.clone());
             let data = on_pool(move || m.views(&imgs[start..end])).await?;
             let reps = wait_async(self.queue.try_submit(data, self.output.clone())?).await?;
-            out.extend(self.checked_scores(&opts, &reps));
+            out.extend(per_job(&reps));
         }
         Ok(out)
     }
 
-    /// The estimator on one job's rows, image by image; an image with a non-finite row under
-    /// any encoder fails with that encoder's name.
-    fn checked_scores(&self, opts: &ScoreOptions, reps: &Representations) -> Vec<Scored> {
+    /// One job's per-image estimates, checked: an image with a non-finite row under any
+    /// encoder fails with that encoder's name.
+    fn checked<T>(
+        &self,
+        opts: &ScoreOptions,
+        reps: &Representations,
+        estimates: Vec<T>,
+    ) -> Vec<std::result::Result<T, InputError>> {
         let vpi = opts.views_per_image();
-        let scores = scores_from_representations(opts, &reps.f, &reps.g);
-        scores
+        estimates
             .into_iter()
             .enumerate()
             .map(|(i, s)| {

@@ -133,6 +133,48 @@ pub fn estimate(d_f: &[f64], d_g: &[f64]) -> ImageScore {
     }
 }
 
+/// One image's alignment under the `f` encoders alone: what a bundle with no `g` gives
+/// (a one-model audit, docs/science.md#one-model-scores). Not an SSLMem score.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ViewAlignment {
+    /// Mean distance between paired views under the `f` encoders, over the `pairs` view
+    /// pairs (as [`ImageScore::align_f`]).
+    pub align_f: f64,
+    /// Standard error of `align_f` over the view pairs; null for one pair.
+    pub align_f_stderr: Option<f64>,
+    /// 95% interval of `align_f` (Student's t with pairs - 1 degrees of freedom); null for
+    /// one pair.
+    pub align_f_ci95: Option<[f64; 2]>,
+    pub pairs: usize,
+}
+
+/// The alignment under `f` alone from per-pair distances (already averaged over the `f`
+/// encoders): their mean, its standard error and t interval, as [`estimate`] gives them for
+/// the difference.
+///
+/// # Panics
+/// On an empty `d_f` (K is at least 1 everywhere it is called).
+pub fn estimate_alignment(d_f: &[f64]) -> ViewAlignment {
+    assert!(!d_f.is_empty(), "at least one view pair");
+    let k = d_f.len();
+    let n = k as f64;
+    let align_f = d_f.iter().sum::<f64>() / n;
+    let (align_f_stderr, align_f_ci95) = if k >= 2 {
+        let var = d_f.iter().map(|d| (d - align_f).powi(2)).sum::<f64>() / (n - 1.0);
+        let se = (var / n).sqrt();
+        let t = t_quantile_975(k - 1);
+        (Some(se), Some([align_f - t * se, align_f + t * se]))
+    } else {
+        (None, None)
+    };
+    ViewAlignment {
+        align_f,
+        align_f_stderr,
+        align_f_ci95,
+        pairs: k,
+    }
+}
+
 /// The 97.5% quantile of Student's t with `df` degrees of freedom.
 pub fn t_quantile_975(df: usize) -> f64 {
     StudentsT::new(0.0, 1.0, df as f64).map_or(1.959_963_984_540_054, |t| t.inverse_cdf(0.975))
@@ -276,6 +318,35 @@ mod tests {
         );
         assert!((ci[0] - (0.2 - 4.302_652_729_911 * se)).abs() < 1e-6);
         assert_eq!(s.pairs, 3);
+    }
+
+    #[test]
+    fn alignment_alone_by_hand() {
+        // Distances 0.1, 0.2, 0.6: mean 0.3, sample sd sqrt(0.07), se sqrt(0.07 / 3).
+        let a = estimate_alignment(&[0.1, 0.2, 0.6]);
+        assert!(close(a.align_f, 0.3));
+        let se = (0.07f64 / 3.0).sqrt();
+        assert!(close(a.align_f_stderr.expect("se"), se));
+        let ci = a.align_f_ci95.expect("ci");
+        assert!(
+            (ci[0] - (0.3 - 4.302_652_729_911 * se)).abs() < 1e-6,
+            "{ci:?}"
+        );
+        assert!(
+            (ci[1] - (0.3 + 4.302_652_729_911 * se)).abs() < 1e-6,
+            "{ci:?}"
+        );
+        assert_eq!(a.pairs, 3);
+        // The same mean as the pair estimator's align_f.
+        assert!(close(
+            a.align_f,
+            estimate(&[0.1, 0.2, 0.6], &[0.0; 3]).align_f
+        ));
+        let one = estimate_alignment(&[0.4]);
+        assert_eq!(
+            (one.align_f, one.align_f_stderr, one.align_f_ci95),
+            (0.4, None, None)
+        );
     }
 
     #[test]

@@ -9,7 +9,10 @@ mod record;
 use ndarray::Array2;
 use serde::Serialize;
 
-pub use math::{distance, estimate, set_normalize, Distance, ImageScore, RepNorm, SetNorm};
+pub use math::{
+    distance, estimate, estimate_alignment, set_normalize, Distance, ImageScore, RepNorm, SetNorm,
+    ViewAlignment,
+};
 pub use record::ScoreRecord;
 
 /// How the two views of a pair are made.
@@ -68,6 +71,30 @@ impl ScoreOptions {
     }
 }
 
+/// Per-pair distances of consecutive images' views (`images * K` values, image after image),
+/// averaged over the encoders `reps` of one side; empty without encoders.
+fn side_distances(opts: &ScoreOptions, reps: &[Array2<f32>]) -> Vec<f64> {
+    let vpi = opts.views_per_image();
+    let k = opts.pairs;
+    let images = reps.first().map_or(0, |r| r.nrows() / vpi);
+    let mut d = vec![0f64; images * k];
+    let inv = 1.0 / reps.len().max(1) as f64;
+    for r in reps {
+        for (i, row) in d.chunks_exact_mut(k).enumerate() {
+            for (p, dst) in row.iter_mut().enumerate() {
+                let (a, b) = opts.pair(p);
+                let (a, b) = (r.row(i * vpi + a), r.row(i * vpi + b));
+                let (a, b) = (
+                    a.as_slice().unwrap_or_default(),
+                    b.as_slice().unwrap_or_default(),
+                );
+                *dst += inv * distance(a, b, opts.normalize, opts.distance);
+            }
+        }
+    }
+    d
+}
+
 /// The estimator from representations of consecutive images' views (laid out image after
 /// image, `views_per_image` rows each, as [`crate::engine::ViewMaker`] writes them), one
 /// matrix `[views, dim]` per encoder of each side: the per-pair distances are averaged over
@@ -77,31 +104,20 @@ pub fn scores_from_representations(
     f: &[Array2<f32>],
     g: &[Array2<f32>],
 ) -> Vec<ImageScore> {
-    let vpi = opts.views_per_image();
     let k = opts.pairs;
-    let images = f.first().map_or(0, |r| r.nrows() / vpi);
-    let side = |reps: &[Array2<f32>]| -> Vec<f64> {
-        let mut d = vec![0f64; images * k];
-        let inv = 1.0 / reps.len() as f64;
-        for r in reps {
-            for (i, row) in d.chunks_exact_mut(k).enumerate() {
-                for (p, dst) in row.iter_mut().enumerate() {
-                    let (a, b) = opts.pair(p);
-                    let (a, b) = (r.row(i * vpi + a), r.row(i * vpi + b));
-                    let (a, b) = (
-                        a.as_slice().unwrap_or_default(),
-                        b.as_slice().unwrap_or_default(),
-                    );
-                    *dst += inv * distance(a, b, opts.normalize, opts.distance);
-                }
-            }
-        }
-        d
-    };
-    let (d_f, d_g) = (side(f), side(g));
+    let (d_f, d_g) = (side_distances(opts, f), side_distances(opts, g));
     d_f.chunks_exact(k)
         .zip(d_g.chunks_exact(k))
         .map(|(f, g)| estimate(f, g))
+        .collect()
+}
+
+/// The alignment under `f` alone ([`estimate_alignment`]) from representations laid out as
+/// for [`scores_from_representations`]: a bundle with no `g` (a one-model audit).
+pub fn alignments_of_views(opts: &ScoreOptions, f: &[Array2<f32>]) -> Vec<ViewAlignment> {
+    side_distances(opts, f)
+        .chunks_exact(opts.pairs.max(1))
+        .map(estimate_alignment)
         .collect()
 }
 

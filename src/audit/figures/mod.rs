@@ -23,7 +23,7 @@ pub(super) use grid::{class_grids, to_rgb, GRID_PER_END};
 pub use grid::{grid_png, ClassGrid};
 pub use histogram::histogram_png;
 pub use removal::{removal_png, RemovalPoint, RemovalSeries};
-pub use roc::roc_png;
+pub use roc::{estimators_roc_png, roc_png};
 pub use score_vs_typicality::typicality_png;
 
 const FONT: &[u8] = include_bytes!("../../../vendor/fonts/DejaVuSans.ttf");
@@ -40,6 +40,8 @@ pub struct Figures {
     pub grid_memorized: bool,
     /// `None` when no members-vs-non-members pair of sets was audited.
     pub roc: Option<Vec<u8>>,
+    /// Every estimator's ROC ([`estimators_roc_png`]); `None` as `roc`.
+    pub roc_estimators: Option<Vec<u8>>,
 }
 
 /// Registers the embedded font as `sans-serif` (once per process).
@@ -73,6 +75,7 @@ fn set_color(set: SplitSet) -> RGBColor {
         SplitSet::CanaryIndependent => RGBColor(23, 190, 207),
         SplitSet::CanaryHeldout => RGBColor(148, 103, 189),
         SplitSet::Inputs => RGBColor(0, 0, 0),
+        SplitSet::Reference => RGBColor(188, 189, 34),
     }
 }
 

@@ -8,6 +8,7 @@
 //! caller passes in (the command line takes `SOURCE_DATE_EPOCH` when set), so a resumed or
 //! merged audit writes the same bytes as an uninterrupted one given the same date.
 
+mod one_model;
 mod record;
 mod tables;
 
@@ -24,7 +25,11 @@ use crate::bundle::Bundle;
 use crate::error::Result;
 use crate::pixels::SourceImage;
 use record::run_record;
-use tables::{checks_table, class_table, membership_table, sets_table, tests_table};
+use tables::{
+    checks_table, class_table, estimators_table, membership_table, sets_table, tests_table,
+};
+
+pub use one_model::one_model_html;
 
 pub use record::RunRecord;
 
@@ -39,8 +44,7 @@ pub fn html(
     run: &RunRecord,
 ) -> Result<String> {
     let mut h = String::new();
-    h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>SSLMem audit</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}\ntable{border-collapse:collapse;margin:0.6em 0 1.4em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}\n.pass{color:#1a7f37;font-weight:600}.fail{color:#c62828;font-weight:600}\nfigure{margin:1em 0 2em}figcaption{font-size:90%;color:#444;max-width:900px}figcaption .file{color:#777}img.fig{max-width:100%;border:1px solid #ddd}\n.scope{border-left:4px solid #c77700;background:#fff8e6;padding:4px 12px;margin:1em 0}\n.record th{width:16em;vertical-align:top}.record code{white-space:pre-wrap;word-break:break-all}\n.grid td{border:none;padding:2px;text-align:center;font-size:11px}.grid th{font-weight:600}.grid img{image-rendering:pixelated;width:56px;height:56px}\ncode,pre{background:#f6f6f6;padding:1px 4px}pre{padding:8px;overflow-x:auto;font-size:12px}\n</style></head><body>\n");
-    h.push_str("<h1>SSLMem audit</h1>\n");
+    head(&mut h, "SSLMem audit");
     // What cannot be concluded comes before anything that could be read as a finding.
     let limits = scope(summary);
     if !limits.is_empty() {
@@ -72,6 +76,7 @@ pub fn html(
     class_table(&mut h, summary, &run.classes);
     tests_table(&mut h, summary);
     membership_table(&mut h, summary);
+    estimators_table(&mut h, summary);
 
     let sets: Vec<SplitSet> = summary.sets.keys().copied().collect();
     h.push_str("<h2>Figures</h2>\n");
@@ -97,6 +102,9 @@ pub fn html(
             },
         );
     }
+    if let Some(roc) = &figs.roc_estimators {
+        figure(&mut h, "fig-roc-estimators", roc, &ESTIMATORS_CAPTION);
+    }
     figure(
         &mut h,
         "fig-typicality",
@@ -117,6 +125,21 @@ pub fn html(
     h.push_str("</body></html>\n");
     Ok(h)
 }
+
+/// The page's head and style, and its title as the first heading.
+pub(super) fn head(h: &mut String, title: &str) {
+    h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>");
+    h.push_str(&esc(title));
+    h.push_str("</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}\ntable{border-collapse:collapse;margin:0.6em 0 1.4em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}\n.pass{color:#1a7f37;font-weight:600}.fail{color:#c62828;font-weight:600}\nfigure{margin:1em 0 2em}figcaption{font-size:90%;color:#444;max-width:900px}figcaption .file{color:#777}img.fig{max-width:100%;border:1px solid #ddd}\n.scope{border-left:4px solid #c77700;background:#fff8e6;padding:4px 12px;margin:1em 0}\n.record th{width:16em;vertical-align:top}.record code{white-space:pre-wrap;word-break:break-all}\n.grid td{border:none;padding:2px;text-align:center;font-size:11px}.grid th{font-weight:600}.grid img{image-rendering:pixelated;width:56px;height:56px}\ncode,pre{background:#f6f6f6;padding:1px 4px}pre{padding:8px;overflow-x:auto;font-size:12px}\n</style></head><body>\n");
+    let _ = writeln!(h, "<h1>{}</h1>", esc(title));
+}
+
+/// The caption of the estimators' ROC figure (both kinds of report).
+pub(super) const ESTIMATORS_CAPTION: Caption = Caption {
+    file: "figures/roc-estimators.png",
+    shows: "for each pair of member and non-member sets (a panel each), the ROC curve of every estimator the audit could compute, on log-log axes: sslmem (needs g), align-f (f alone, uncalibrated), and with a reference population align-f-percentile and knn-gap; the grey diagonal is guessing.",
+    read: "the gap between the sslmem curve and the best one-model curve is what the second encoder buys at each false-positive rate; where a one-model curve reaches sslmem's, an audit of f alone with that calibration loses little.",
+};
 
 /// How to read the score histogram, for the sets audited.
 fn histogram_reading(sets: &[SplitSet]) -> String {
@@ -255,13 +278,13 @@ fn grid_section(
 }
 
 /// A figure of the page: its file, what it shows and how to read it.
-struct Caption<'a> {
+pub(super) struct Caption<'a> {
     file: &'a str,
     shows: &'a str,
     read: &'a str,
 }
 
-fn figure(h: &mut String, id: &str, png: &[u8], c: &Caption) {
+pub(super) fn figure(h: &mut String, id: &str, png: &[u8], c: &Caption) {
     let _ = writeln!(
         h,
         "<figure id=\"{id}\"><img class=\"fig\" alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption><b>What it shows.</b> {} <b>How to read it.</b> {} <span class=\"file\">({})</span></figcaption></figure>",
@@ -273,7 +296,7 @@ fn figure(h: &mut String, id: &str, png: &[u8], c: &Caption) {
     );
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -104,7 +104,14 @@ fn provenance(h: &mut String, bundle: &Bundle, params: &AuditParams, run: &RunRe
             .collect::<Vec<_>>()
             .join("<br>")
     };
-    if params.inputs.is_empty() {
+    if m.g.is_empty() {
+        row(h, "f (the encoder audited)", &files(&m.f));
+        row(
+            h,
+            "g",
+            "none: a one-model bundle, so no SSLMem score (docs/science.md#one-model-scores)",
+        );
+    } else if params.inputs.is_empty() {
         row(h, "f (trained with the audited data)", &files(&m.f));
         row(h, "g (trained without it)", &files(&m.g));
     } else {
@@ -147,6 +154,18 @@ fn parameters(h: &mut String, bundle: &Bundle, params: &AuditParams) {
             esc(&params.normalize)
         ),
     );
+    if let Some(r) = &params.reference {
+        row(
+            h,
+            "reference population",
+            &format!(
+                "{} (--reference {}); k = {} neighbours for knn_gap",
+                esc(&r.to_string()),
+                esc(&r.words().join(" ")),
+                params.knn.map_or("–".into(), |k| k.to_string())
+            ),
+        );
+    }
     // The bundle's own split, when it is what was audited (not beside sets the user named).
     if let Some(split) = m
         .split

@@ -199,3 +199,61 @@ pub(super) fn membership_table(h: &mut String, summary: &Summary) {
     }
     h.push_str("</table>\n");
 }
+
+/// Every estimator's membership evaluation side by side (how much the second encoder buys);
+/// nothing when there is none.
+pub(super) fn estimators_table(h: &mut String, summary: &Summary) {
+    let rows = &summary.estimators;
+    if rows.is_empty() {
+        return;
+    }
+    h.push_str("<h2 id=\"estimators\">Estimators compared: how much g buys</h2>\n<p>The same membership evaluation made with each estimator this audit could compute, each oriented so that higher means member-like: <b>sslmem</b>, the two-model score <code>align_g − align_f</code> (needs g); <b>align-f</b>, f's alignment alone, negated (no calibration); <b>align-f-percentile</b>, 1 − the percentile of <code>align_f</code> among the reference population's; <b>knn-gap</b>, the mean <code>align_f</code> of the nearest reference images in f's representation minus the image's (docs/science.md#one-model-scores). Only sslmem is an SSLMem score.</p>\n<table><tr><th class=\"l\">estimator</th><th class=\"l\">needs</th><th class=\"l\">members</th><th class=\"l\">non-members</th><th>n</th><th>AUC [95% CI]</th><th>TPR at FPR 1%</th><th>TPR at FPR 0.1%</th></tr>\n");
+    for e in rows {
+        let m = &e.membership;
+        let at = |i: usize| match m.tpr_at_fpr.get(i) {
+            Some(t) if t.reachable => num(t.tpr),
+            Some(t) => format!("not reachable with {} non-members", t.non_members),
+            None => "–".into(),
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{} / {}</td><td>{} [{}, {}]</td><td>{}</td><td>{}</td></tr>",
+            esc(&e.estimator.to_string()),
+            esc(e.estimator.needs()),
+            esc(m.members.name()),
+            esc(m.non_members.name()),
+            m.n_members,
+            m.n_non_members,
+            num(m.auc),
+            num(m.auc_ci95[0]),
+            num(m.auc_ci95[1]),
+            at(0),
+            at(1)
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+/// A one-model audit's per-set statistics of its fields (mean and median of each).
+pub(super) fn one_model_sets_table(h: &mut String, summary: &Summary) {
+    let Some(om) = &summary.one_model else {
+        return;
+    };
+    h.push_str("<h2>One-model fields by set</h2><table><tr><th class=\"l\">set</th><th>n</th><th>align_f mean (median)</th><th>align_f_percentile mean (median)</th><th>knn_gap mean (median)</th></tr>\n");
+    let cell = |s: &Option<Spread>| match s {
+        Some(s) => format!("{} ({})", num(s.mean), num(s.median)),
+        None => "–".into(),
+    };
+    for (set, g) in &om.sets {
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(set.name()),
+            g.count,
+            cell(&g.align_f),
+            cell(&g.align_f_percentile),
+            cell(&g.knn_gap)
+        );
+    }
+    h.push_str("</table>\n");
+}
