@@ -254,12 +254,12 @@ fn align_matches_reference_distances() {
             r[0].d_f
         );
         assert!(
-            (r[0].d_g - eg).abs() < 1e-4 * eg.max(1e-3),
-            "{} vs {eg}",
+            (r[0].d_g.expect("g") - eg).abs() < 1e-4 * eg.max(1e-3),
+            "{:?} vs {eg}",
             r[0].d_g
         );
         assert!(
-            r[1].d_f.abs() < 1e-9 && r[1].d_g.abs() < 1e-9,
+            r[1].d_f.abs() < 1e-9 && r[1].d_g.expect("g").abs() < 1e-9,
             "an image is at distance 0 from itself"
         );
     }

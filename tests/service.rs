@@ -1298,3 +1298,191 @@ fn resident_memory_stops_growing_after_the_first_round_of_shapes() {
         "resident memory grew from {first} KiB after the first round to {last} KiB"
     );
 }
+
+/// The default bundle's f alone, as a one-model bundle, in `dir`.
+fn one_model_bundle(dir: &Path) -> PathBuf {
+    let b = dir.join("one-model");
+    std::fs::create_dir_all(&b).expect("mkdir");
+    let src = Path::new(CANARIES);
+    std::fs::copy(src.join("f0.onnx"), b.join("f0.onnx")).expect("copy");
+    let mut m: Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("sslmem.json")).expect("read"))
+            .expect("manifest");
+    let o = m.as_object_mut().expect("object");
+    // Its split names canary files this copy does not carry: a deployed encoder has none.
+    for k in ["g", "split"] {
+        o.remove(k);
+    }
+    std::fs::write(b.join("sslmem.json"), m.to_string()).expect("write");
+    b
+}
+
+fn unit(v: &Value) -> Vec<f64> {
+    let x: Vec<f64> = v
+        .as_array()
+        .expect("vector")
+        .iter()
+        .map(|x| x.as_f64().expect("f64"))
+        .collect();
+    let n = x.iter().map(|a| a * a).sum::<f64>().sqrt().max(1e-12);
+    x.iter().map(|a| a / n).collect()
+}
+
+/// A one-model bundle's `/v1/score` gives one-model results: f's alignment (the pair's
+/// `align_f` for the same image and views) and, with the request at the reference's settings,
+/// the percentile and kNN gap computed here by hand from the reference images' alignments and
+/// representations, fetched through the service's own routes; other settings leave them null.
+#[test]
+fn a_one_model_bundle_scores_against_its_reference_population() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = one_model_bundle(dir.path());
+    let refdir = dir.path().join("reference");
+    std::fs::create_dir_all(&refdir).expect("mkdir");
+    let refs = pngs(&refdir, 8, 28);
+    // A different image from the reference ones: a flipped gradient.
+    let query = vec![dir.path().join("query.png")];
+    image::GrayImage::from_fn(28, 28, |x, y| image::Luma([((27 - x) * 9 + y) as u8]))
+        .save(&query[0])
+        .expect("png");
+    let server = Server::start(
+        &bundle,
+        &[
+            "--reference",
+            refdir.to_str().expect("utf8"),
+            "--knn",
+            "3",
+            "--pairs",
+            "4",
+            "--max-images",
+            "16",
+        ],
+    );
+    let c = client();
+    let post = |path: &str, files: &[PathBuf]| -> Value {
+        let r = c
+            .post(server.url(path))
+            .multipart(form(files))
+            .send()
+            .expect("post");
+        assert_eq!(r.status().as_u16(), 200);
+        r.json().expect("json")
+    };
+    let q = post("/v1/score", &query);
+    assert_eq!(q["estimator"], "one-model");
+    assert_eq!(
+        q["reference"],
+        json!({"images": 8, "knn": 3, "applied": true})
+    );
+    let r = &q["results"][0];
+    assert!(
+        r.get("score").is_none() && r.get("align_g").is_none(),
+        "{r}"
+    );
+
+    // f's alignment is the pair's align_f: the same encoder, the same views.
+    let pair = cli_scores(Path::new(CANARIES), &query, "4", "0");
+    let (a, want) = (
+        r["align_f"].as_f64().expect("a"),
+        pair[0]["align_f"].as_f64().expect("a"),
+    );
+    assert!((a - want).abs() < 1e-6, "{a} vs the pair's {want}");
+
+    // The calibration by hand, from the service's own alignments and representations.
+    let ref_align: Vec<f64> = post("/v1/score", &refs)["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|x| x["align_f"].as_f64().expect("align"))
+        .collect();
+    let below = ref_align.iter().filter(|&&x| x < a).count() as f64
+        + 0.5 * ref_align.iter().filter(|&&x| x == a).count() as f64;
+    let pct = r["align_f_percentile"].as_f64().expect("percentile");
+    assert!(
+        (pct - below / 8.0).abs() < 1e-12,
+        "{pct} vs {}",
+        below / 8.0
+    );
+    let embed = |files: &[PathBuf]| -> Vec<Vec<f64>> {
+        let r = c
+            .post(server.url("/v1/embed?side=f"))
+            .multipart(form(files))
+            .send()
+            .expect("post");
+        let v: Value = r.json().expect("json");
+        v["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|x| unit(&x["f"][0]))
+            .collect()
+    };
+    let (ref_reps, q_rep) = (embed(&refs), embed(&query).remove(0));
+    let mut by_distance: Vec<(f64, usize)> = ref_reps
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            (
+                v.iter().zip(&q_rep).map(|(x, y)| (x - y) * (x - y)).sum(),
+                i,
+            )
+        })
+        .collect();
+    by_distance.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+    let gap = by_distance[..3]
+        .iter()
+        .map(|&(_, i)| ref_align[i])
+        .sum::<f64>()
+        / 3.0
+        - a;
+    let got = r["knn_gap"].as_f64().expect("gap");
+    assert!((got - gap).abs() < 1e-6, "knn_gap {got} vs {gap} by hand");
+
+    // Other settings than the reference's: no calibration, said so.
+    let r = c
+        .post(server.url("/v1/score?pairs=3"))
+        .multipart(form(&query))
+        .send()
+        .expect("post");
+    let v: Value = r.json().expect("json");
+    assert_eq!(v["reference"]["applied"], false);
+    assert!(v["results"][0]["align_f_percentile"].is_null());
+    assert!(v["results"][0]["knn_gap"].is_null());
+    // /v1/align has no g distance for a one-model bundle.
+    let mut pair_form = form(&query);
+    pair_form = pair_form.part(
+        "image",
+        multipart::Part::bytes(std::fs::read(&refs[0]).expect("read")).file_name("r.png"),
+    );
+    let r = c
+        .post(server.url("/v1/align"))
+        .multipart(pair_form)
+        .send()
+        .expect("post");
+    let v: Value = r.json().expect("json");
+    assert!(
+        v["results"][0]["d_f"].is_f64() && v["results"][0]["d_g"].is_null(),
+        "{v}"
+    );
+    if let Some(bin) = schemathesis() {
+        run_schemathesis(&bin, &server, "10", &[]);
+    }
+    assert!(!server.log.lock().expect("log").contains("panicked"));
+    drop(server);
+
+    // A pair with a reference: refused at start-up, with the reason.
+    let o = run(&[
+        "serve",
+        "--bundle",
+        CANARIES,
+        "--port",
+        "0",
+        "--reference",
+        refdir.to_str().expect("utf8"),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--reference calibrates one-model bundles"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -62,6 +62,15 @@ pub struct ServeArgs {
     /// Threads decoding and augmenting (0: one per core).
     #[arg(long, env = "SSLMEM_WORKERS", default_value_t = 0)]
     pub workers: usize,
+    /// For a one-model bundle (f only): the reference population its results are calibrated
+    /// on (images from the audited distribution that f did not see: files, folders,
+    /// datasets with a range), scored at start-up with --pairs and --seed; /v1/score then
+    /// adds `align_f_percentile` and `knn_gap` (docs/science.md#one-model-scores).
+    #[arg(long, env = "SSLMEM_SERVE_REFERENCE", num_args = 1.., value_name = "INPUT")]
+    pub reference: Vec<String>,
+    /// Reference neighbours (in f's representation) of `knn_gap`.
+    #[arg(long, env = "SSLMEM_SERVE_KNN", default_value_t = sslmem::score::calibrate::DEFAULT_KNN as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub knn: u64,
 }
 
 impl ServeArgs {
@@ -108,6 +117,8 @@ impl ServeArgs {
             api_key: self.api_key.clone(),
             drain_timeout: self.drain_timeout,
             workers: self.workers,
+            reference: self.reference.clone(),
+            knn: usize::try_from(self.knn).unwrap_or(usize::MAX),
         })
     }
 }

@@ -494,7 +494,8 @@ impl Engine {
     /// Runs a full batch of real augmented views of `image` through every encoder (the
     /// service calls this before it opens its listener).
     pub fn warm_up(&self, image: &SourceImage, opts: &ScoreOptions) -> Result<()> {
-        let scores = self.score(std::slice::from_ref(image), opts, &|_| {})?;
+        // Every encoder runs for an alignment too, and a one-model bundle has no score.
+        let scores = self.align_views_each(std::slice::from_ref(image), opts, &|_| {})?;
         if scores.len() != 1 {
             return Err(EngineError::Inference(format!(
                 "warm-up returned {} scores for one image",

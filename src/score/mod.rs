@@ -13,7 +13,7 @@ pub use math::{
     distance, estimate, estimate_alignment, set_normalize, Distance, ImageScore, RepNorm, SetNorm,
     ViewAlignment,
 };
-pub use record::ScoreRecord;
+pub use record::{OneModelRecord, ScoreRecord};
 
 /// How the two views of a pair are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +125,8 @@ pub fn alignments_of_views(opts: &ScoreOptions, f: &[Array2<f32>]) -> Vec<ViewAl
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PairAlignment {
     pub d_f: f64,
-    pub d_g: f64,
+    /// `None` for a one-model bundle, which has no `g`.
+    pub d_g: Option<f64>,
 }
 
 /// Per-pair distances from representations of image pairs (rows a1, b1, a2, b2, ...), one
@@ -152,9 +153,13 @@ pub fn alignments_from_representations(
         }
         d
     };
+    let d_g = side(g);
     side(f)
         .into_iter()
-        .zip(side(g))
-        .map(|(d_f, d_g)| PairAlignment { d_f, d_g })
+        .enumerate()
+        .map(|(p, d_f)| PairAlignment {
+            d_f,
+            d_g: d_g.get(p).copied(),
+        })
         .collect()
 }

@@ -47,6 +47,45 @@ impl ScoreRecord {
     }
 }
 
+/// One image's one-model result (a bundle with `f` only: no SSLMem score; fields as in
+/// docs/science.md#one-model-scores): a `/v1/score` result of a one-model bundle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = OneModelResult)]
+pub struct OneModelRecord {
+    /// The image's name, as in [`ScoreRecord::input`].
+    pub input: String,
+    /// Mean distance between paired views under the `f` encoders.
+    pub align_f: f64,
+    /// Standard error of `align_f` over the view pairs; null for one pair.
+    pub align_f_stderr: Option<f64>,
+    /// 95% interval of `align_f`; null for one pair.
+    pub align_f_ci95: Option<[f64; 2]>,
+    /// The share of the reference population's images whose `align_f` is lower (ties count
+    /// half), in [0, 1]; low is member-like. Null without a reference, or when the request's
+    /// estimator settings differ from those the reference was scored with.
+    pub align_f_percentile: Option<f64>,
+    /// The mean `align_f` of the image's k nearest reference images (in `f`'s
+    /// representation) minus its own; high is member-like. Null as `align_f_percentile`.
+    pub knn_gap: Option<f64>,
+    /// View pairs behind the numbers.
+    pub pairs: usize,
+}
+
+impl OneModelRecord {
+    /// The record of the image named `input` with alignment `a` and calibration `c`.
+    pub fn new(input: String, a: &super::ViewAlignment, c: super::calibrate::Calibrated) -> Self {
+        Self {
+            input,
+            align_f: a.align_f,
+            align_f_stderr: a.align_f_stderr,
+            align_f_ci95: a.align_f_ci95,
+            align_f_percentile: c.align_f_percentile,
+            knn_gap: c.knn_gap,
+            pairs: a.pairs,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

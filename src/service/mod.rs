@@ -9,6 +9,7 @@ pub mod docs_page;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod reference;
 pub mod request;
 pub mod routes;
 pub mod v1;
@@ -75,6 +76,11 @@ pub struct ServeOptions {
     pub drain_timeout: f64,
     /// Threads decoding and augmenting (0: one per core).
     pub workers: usize,
+    /// The reference population of a one-model bundle's calibrated scores (inputs: files,
+    /// folders, datasets); empty: none.
+    pub reference: Vec<String>,
+    /// Reference neighbours of `knn_gap`.
+    pub knn: usize,
 }
 
 /// What one request may ask for (the `--max-*` flags and the timeout).
@@ -122,6 +128,8 @@ pub struct AppState {
     pub provider: Provider,
     /// The OpenAPI document, with this server's limits, as served.
     pub openapi: Bytes,
+    /// A one-model bundle's reference population (`--reference`), scored at start-up.
+    pub reference: Option<reference::ServiceReference>,
     api_key: Option<[u8; 32]>,
     permits: Arc<Semaphore>,
     ready: AtomicBool,
@@ -336,8 +344,10 @@ fn app_state(
     engine: Engine,
     metrics: Arc<Metrics>,
     provider: Provider,
+    reference: Option<reference::ServiceReference>,
 ) -> Result<AppState> {
     Ok(AppState {
+        reference,
         engine,
         metrics,
         limits: Limits {
@@ -426,7 +436,31 @@ pub fn run(args: &ServeOptions, rt: &RuntimeOptions) -> Result<()> {
             ..ScoreOptions::default()
         },
     )?;
-    let state = Arc::new(app_state(args, rt, engine, metrics, provider)?);
+    let defaults = ScoreOptions {
+        pairs: args.pairs,
+        seed: args.seed,
+        ..ScoreOptions::default()
+    };
+    let reference = if args.reference.is_empty() {
+        None
+    } else if !engine.bundle().g.is_empty() {
+        return Err(bad_arg(
+            "--reference calibrates one-model bundles (f only); this bundle has g encoders, \
+             so /v1/score gives SSLMem scores"
+                .into(),
+        ));
+    } else {
+        Some(reference::ServiceReference::build(
+            &engine,
+            &args.reference,
+            &defaults,
+            args.knn,
+            DecodeLimits {
+                max_pixels: args.max_pixels,
+            },
+        )?)
+    };
+    let state = Arc::new(app_state(args, rt, engine, metrics, provider, reference)?);
     tracing::info!(
         bundle = %args.bundle.display(),
         provider = %provider,

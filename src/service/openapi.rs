@@ -30,7 +30,8 @@ use super::v1;
         v1::RepNormSchema,
         v1::OnErrorSchema,
         v1::embed::SideSchema,
-        v1::ProviderSchema
+        v1::ProviderSchema,
+        v1::score::EstimatorSchema
     ))
 )]
 struct ApiDoc;

@@ -35,7 +35,7 @@ def binary() -> Path:
 class Server:
     """One `sslmem serve` child process."""
 
-    def __init__(self, *extra: str) -> None:
+    def __init__(self, *extra: str, bundle: Path = BUNDLE) -> None:
         exe = binary()
         if not exe.is_file():
             pytest.fail(f"no sslmem binary at {exe}: run `cargo build` or set SSLMEM_BIN")
@@ -45,7 +45,7 @@ class Server:
             k: v for k, v in os.environ.items() if not k.startswith("SSLMEM_") or k == "SSLMEM_HOME"
         }
         env["RUST_LOG"] = "info"
-        self.args = [str(exe), "serve", "--port", "0", "--bundle", str(BUNDLE), *extra]
+        self.args = [str(exe), "serve", "--port", "0", "--bundle", str(bundle), *extra]
         self.proc = subprocess.Popen(
             self.args,
             stdin=subprocess.DEVNULL,
@@ -169,6 +169,27 @@ def fresh_server():
     yield start
     for s in servers:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def one_model_server(tmp_path_factory, images):
+    """The default bundle's f alone (a one-model bundle), calibrated on the first four of
+    `images` as its reference population."""
+    import json
+    import shutil
+
+    d = tmp_path_factory.mktemp("one-model")
+    shutil.copy(BUNDLE / "f0.onnx", d / "f0.onnx")
+    m = json.loads((BUNDLE / "sslmem.json").read_text())
+    for k in ("g", "split"):
+        m.pop(k, None)
+    (d / "sslmem.json").write_text(json.dumps(m))
+    ref = tmp_path_factory.mktemp("reference")
+    for p in images[:4]:
+        shutil.copy(p, ref / p.name)
+    s = Server("--reference", str(ref), "--pairs", "4", bundle=d)
+    yield s
+    s.stop()
 
 
 def sigterm(server: Server) -> None:

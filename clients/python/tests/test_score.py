@@ -299,3 +299,33 @@ def test_sets_frame_names_the_sets_as_the_audit_does(server, images):
     # As the audit does: one file in two sets is refused before anything is sent.
     with pytest.raises(ValueError, match="both the candidate and the extra set"):
         c.sets_frame(images[:2], [str(images[1])], pairs=3, seed=5)
+
+
+def test_a_one_model_server_returns_one_model_results(one_model_server, server, images):
+    from sslmem_client import OneModelScore
+    from sslmem_client.frame import ONE_MODEL_COLUMNS
+
+    with Client(one_model_server.url) as c:
+        resp = c.score(images[4:], seed=0)
+        raw = httpx.post(
+            f"{one_model_server.url}/v1/score",
+            files=[("image", (p.name, p.read_bytes())) for p in images[4:]],
+        ).json()
+    assert resp.estimator == "one-model" and raw["estimator"] == "one-model"
+    assert resp.reference is not None and resp.reference.images == 4 and resp.reference.applied
+    assert all(isinstance(r, OneModelScore) for r in resp.results)
+    for got, want in zip(resp.results, raw["results"]):
+        assert got.to_dict() == {**want, "align_f_ci95": want["align_f_ci95"]}
+        assert 0.0 <= got.align_f_percentile <= 1.0 and got.knn_gap is not None
+    # f's alignment is the pair's align_f (the same encoder and views).
+    with Client(server.url) as c:
+        pair = c.score(images[4:], pairs=4, seed=0)
+    for one, two in zip(resp.results, pair.results):
+        assert math.isclose(one.align_f, two.align_f, rel_tol=1e-6)
+    df = resp.to_frame()
+    assert list(df.columns) == ONE_MODEL_COLUMNS and df.attrs["estimator"] == "one-model"
+    # Other settings than the reference's: not calibrated.
+    with Client(one_model_server.url) as c:
+        other = c.score(images[4:], pairs=3)
+    assert not other.reference.applied
+    assert all(r.align_f_percentile is None and r.knn_gap is None for r in other.results)

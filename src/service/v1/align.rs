@@ -59,8 +59,8 @@ pub struct AlignResult {
     pub b: String,
     /// Distance under the `f` encoders.
     pub d_f: f64,
-    /// Distance under the `g` encoders.
-    pub d_g: f64,
+    /// Distance under the `g` encoders; null for a one-model bundle (no `g`).
+    pub d_g: Option<f64>,
 }
 
 /// The answer of `/v1/align`: one result per pair, in the order sent.

@@ -11,9 +11,15 @@ use super::{
     check_count, decode_each, DistanceSchema, OnErrorSchema, ProviderSchema, RepNormSchema,
     ViewModeSchema,
 };
+use crate::engine::Preprocess;
 use crate::error::InputError;
+use crate::pixels::SourceImage;
 use crate::runtime::Provider;
-use crate::score::{Distance, RepNorm, ScoreOptions, ScoreRecord, ViewMode};
+use crate::score::calibrate::Calibrated;
+use crate::score::{
+    Distance, ImageScore, OneModelRecord, RepNorm, ScoreOptions, ScoreRecord, ViewAlignment,
+    ViewMode,
+};
 use crate::service::bodies::{pairs_count, BodyErrors, FormBody, JsonBody};
 use crate::service::error::{ApiError, ImageErrorType};
 use crate::service::request::{read, unknown, Field, Images, Params};
@@ -132,13 +138,54 @@ impl ImageFailure {
     }
 }
 
-/// One image's entry in `results`: its score, or (only with `on_error=report`) why it has
-/// none. An entry with `error` is a failure, one with `score` a result.
+/// One image's entry in `results`: its SSLMem score, its one-model result (a bundle with `f`
+/// only: `estimator` is `one-model`), or (only with `on_error=report`) why it has none. An
+/// entry with `error` is a failure, one with `score` an SSLMem result, one with `align_f` and
+/// no `score` a one-model result.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum ScoreEntry {
     Scored(ScoreRecord),
+    OneModel(OneModelRecord),
     Failed(ImageFailure),
+}
+
+/// Which estimator the results come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EstimatorKind {
+    /// SSLMem: `align_g - align_f` under the bundle's encoder pair.
+    Sslmem,
+    /// One-model scores: the bundle holds `f` only (docs/science.md#one-model-scores).
+    OneModel,
+}
+
+crate::choice!(EstimatorKind, "estimator", {
+    Sslmem = "sslmem" => "SSLMem: align_g - align_f under the bundle's encoder pair.",
+    OneModel = "one-model" => "One-model scores: the bundle holds f only.",
+});
+
+/// `EstimatorKind` in the OpenAPI document.
+#[derive(ToSchema)]
+#[schema(as = Estimator)]
+#[allow(dead_code)]
+pub enum EstimatorSchema {
+    #[schema(rename = "sslmem")]
+    Sslmem,
+    #[schema(rename = "one-model")]
+    OneModel,
+}
+
+/// The reference population a one-model result is calibrated on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReferenceInfo {
+    /// Reference images scored at start-up.
+    pub images: usize,
+    /// Neighbours of `knn_gap`.
+    pub knn: usize,
+    /// Whether this request's results are calibrated: only when its estimator settings
+    /// (pairs, seed, mode, distance, normalize) are the server's defaults, which the
+    /// reference was scored with.
+    pub applied: bool,
 }
 
 /// The answer of `/v1/score`: one entry per image, in the order sent.
@@ -146,6 +193,12 @@ pub enum ScoreEntry {
 pub struct ScoreResponse {
     /// The bundle's name; null when its manifest has none.
     pub bundle: Option<String>,
+    /// `sslmem` for a bundle with `f` and `g`; `one-model` for one with `f` only.
+    #[schema(value_type = EstimatorSchema)]
+    pub estimator: EstimatorKind,
+    /// A one-model bundle's reference population (`sslmem serve --reference`); null
+    /// without one, and for a pair.
+    pub reference: Option<ReferenceInfo>,
     #[schema(value_type = ProviderSchema)]
     pub provider: Provider,
     pub params: ScoreSettings,
@@ -205,10 +258,19 @@ pub async fn score(
         }
     }
     state.metrics.images.inc_by(images.len() as u64);
+    let one_model = state.bundle().g.is_empty();
     let scored = if images.is_empty() {
         Vec::new()
+    } else if one_model {
+        one_model_results(&state, &names, &failed, images, &opts).await?
     } else {
-        state.engine.score_async(images, opts.clone()).await?
+        state
+            .engine
+            .score_async(images, opts.clone())
+            .await?
+            .into_iter()
+            .map(|r| r.map(Estimate::Pair))
+            .collect()
     };
     let mut scored = scored.into_iter();
     let mut results = Vec::with_capacity(names.len());
@@ -220,7 +282,8 @@ pub async fn score(
             })?,
         };
         results.push(match outcome {
-            Ok(s) => ScoreEntry::Scored(ScoreRecord::new(name, &s)),
+            Ok(Estimate::Pair(s)) => ScoreEntry::Scored(ScoreRecord::new(name, &s)),
+            Ok(Estimate::OneModel(a, c)) => ScoreEntry::OneModel(OneModelRecord::new(name, &a, c)),
             Err(e) if report => ScoreEntry::Failed(ImageFailure::new(index, name, &e)),
             // One image the encoders cannot score fails the request, naming it (as a bad
             // image does).
@@ -235,6 +298,16 @@ pub async fn score(
     );
     Ok(Json(ScoreResponse {
         bundle: state.bundle().manifest.name.clone(),
+        estimator: if one_model {
+            EstimatorKind::OneModel
+        } else {
+            EstimatorKind::Sslmem
+        },
+        reference: state.reference.as_ref().map(|r| ReferenceInfo {
+            images: r.reference.len(),
+            knn: r.knn,
+            applied: r.applies(&opts),
+        }),
         provider: state.provider,
         params: ScoreSettings {
             pairs: opts.pairs,
@@ -245,4 +318,54 @@ pub async fn score(
         },
         results,
     }))
+}
+
+/// One image's estimate: a pair's SSLMem score, or a one-model bundle's alignment with its
+/// calibration (empty without a reference that applies).
+enum Estimate {
+    Pair(ImageScore),
+    OneModel(ViewAlignment, Calibrated),
+}
+
+/// A one-model bundle's results for the decoded `images` (named by the slots of `names`
+/// whose `failed` entry is `None`, in order): each image's alignment under `f`, calibrated
+/// against the server's reference when there is one and the request's settings are its.
+async fn one_model_results(
+    state: &AppState,
+    names: &[String],
+    failed: &[Option<InputError>],
+    images: Vec<SourceImage>,
+    opts: &ScoreOptions,
+) -> Result<Vec<Result<Estimate, InputError>>, ApiError> {
+    let reference = state.reference.as_ref().filter(|r| r.applies(opts));
+    let reps = match reference {
+        Some(_) => Some(
+            state
+                .engine
+                .embed_async(images.clone(), Preprocess::Resize)
+                .await?,
+        ),
+        None => None,
+    };
+    let aligned = state.engine.align_views_async(images, opts.clone()).await?;
+    let decoded = names
+        .iter()
+        .zip(failed)
+        .filter(|(_, f)| f.is_none())
+        .map(|(n, _)| n);
+    Ok(aligned
+        .into_iter()
+        .zip(decoded)
+        .enumerate()
+        .map(|(i, (r, name))| {
+            r.map(|a| {
+                let row = reps.as_ref().and_then(|x| x.f.first()).map(|m| m.row(i));
+                let c = match (reference, row) {
+                    (Some(re), Some(row)) => re.calibrate(name, a.align_f, &row.to_vec()),
+                    _ => Calibrated::default(),
+                };
+                Estimate::OneModel(a, c)
+            })
+        })
+        .collect())
 }

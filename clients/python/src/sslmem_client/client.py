@@ -191,9 +191,7 @@ def _merge_score(parts: List[Dict[str, Any]]) -> ScoreResponse:
             results.append(
                 dataclasses.replace(r, index=r.index + offset) if isinstance(r, ImageError) else r
             )
-    return ScoreResponse(
-        bundle=first.bundle, provider=first.provider, params=first.params, results=results
-    )
+    return dataclasses.replace(first, results=results)
 
 
 def _merge_align(parts: List[Dict[str, Any]]) -> AlignResponse:

@@ -9,7 +9,14 @@ from typing import Any, List, Optional, Sequence, Tuple
 # No import of .models: models imports this module (``ScoreResponse.to_frame``), and
 # results say themselves whether they have a score (``ok``).
 
-__all__ = ["COLUMNS", "SET_NAMES", "to_frame", "score_frame", "sets_to_frame"]
+__all__ = [
+    "COLUMNS",
+    "ONE_MODEL_COLUMNS",
+    "SET_NAMES",
+    "to_frame",
+    "score_frame",
+    "sets_to_frame",
+]
 
 #: The sets a user names, as ``sslmem audit --members ... --non-members ...`` names them:
 #: (this client's argument, the audit's set), in the audit's order.
@@ -37,6 +44,46 @@ COLUMNS = [
 ]
 
 
+#: The columns of a one-model response's DataFrame (``estimator`` is ``"one-model"``).
+ONE_MODEL_COLUMNS = [
+    "input",
+    "align_f",
+    "align_f_stderr",
+    "align_f_ci95_low",
+    "align_f_ci95_high",
+    "align_f_percentile",
+    "knn_gap",
+    "pairs",
+    "error_type",
+    "error",
+]
+
+
+def _nan(v: Optional[float]) -> float:
+    return float("nan") if v is None else v
+
+
+def _one_model_rows(response: Any) -> List[Tuple[Any, ...]]:
+    nan = float("nan")
+    return [
+        (r.input, nan, nan, nan, nan, nan, nan, nan, r.error_type, r.error)
+        if not r.ok
+        else (
+            r.input,
+            r.align_f,
+            _nan(r.align_f_stderr),
+            nan if r.align_f_ci95 is None else r.align_f_ci95[0],
+            nan if r.align_f_ci95 is None else r.align_f_ci95[1],
+            _nan(r.align_f_percentile),
+            _nan(r.knn_gap),
+            r.pairs,
+            None,
+            None,
+        )
+        for r in response.results
+    ]
+
+
 def _pandas():
     try:
         import pandas as pd
@@ -50,8 +97,12 @@ def to_frame(response: Any):
     scored. ``stderr`` and the interval are NaN for one pair. An image without a score
     (:class:`~sslmem_client.models.ImageError`, whose ``ok`` is False) has NaN numbers and its
     ``error_type`` and ``error``. ``df.attrs`` holds the bundle, the provider and the
-    parameters."""
+    parameters. A one-model response (``estimator`` ``"one-model"``) has the columns
+    :data:`ONE_MODEL_COLUMNS` instead."""
     pd = _pandas()
+    if getattr(response, "estimator", "sslmem") == "one-model":
+        df = pd.DataFrame.from_records(_one_model_rows(response), columns=ONE_MODEL_COLUMNS)
+        return _with_attrs(df, response)
     nan = float("nan")
     rows = [
         (r.input, nan, nan, nan, nan, nan, nan, nan, nan, r.error_type, r.error)
@@ -72,7 +123,13 @@ def to_frame(response: Any):
         for r in response.results
     ]
     df = pd.DataFrame.from_records(rows, columns=COLUMNS)
+    return _with_attrs(df, response)
+
+
+def _with_attrs(df: Any, response: Any):
+    """``df`` with the response's bundle, provider, estimator and parameters in ``attrs``."""
     df.attrs.update(
+        estimator=getattr(response, "estimator", "sslmem"),
         bundle=response.bundle,
         provider=response.provider,
         pairs=response.params.pairs,

@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 __all__ = [
     "ImageScore",
+    "OneModelScore",
+    "ReferenceInfo",
     "ImageError",
     "ScoreEntry",
     "ScoreParams",
@@ -69,6 +71,62 @@ class ImageScore:
 
 
 @dataclass(frozen=True)
+class OneModelScore:
+    """One image's one-model result, from a bundle with ``f`` only (no SSLMem score; fields
+    as in ``docs/science.md#one-model-scores``).
+
+    ``align_f`` is the mean distance between paired augmented views under ``f`` (lower is
+    tighter); ``align_f_percentile`` (low: member-like) and ``knn_gap`` (high: member-like)
+    are calibrated on the server's reference population, ``None`` without one or when the
+    request's settings are not the reference's. ``align_f_stderr`` and ``align_f_ci95`` are
+    ``None`` for one pair.
+    """
+
+    input: str
+    align_f: float
+    align_f_stderr: Optional[float]
+    align_f_ci95: Optional[Tuple[float, float]]
+    align_f_percentile: Optional[float]
+    knn_gap: Optional[float]
+    pairs: int
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "OneModelScore":
+        ci = d.get("align_f_ci95")
+        return cls(
+            input=d["input"],
+            align_f=float(d["align_f"]),
+            align_f_stderr=_opt_float(d.get("align_f_stderr")),
+            align_f_ci95=None if ci is None else (float(ci[0]), float(ci[1])),
+            align_f_percentile=_opt_float(d.get("align_f_percentile")),
+            knn_gap=_opt_float(d.get("knn_gap")),
+            pairs=int(d["pairs"]),
+        )
+
+    #: Always True: this image has a result.
+    ok = True
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["align_f_ci95"] = None if self.align_f_ci95 is None else list(self.align_f_ci95)
+        return d
+
+
+@dataclass(frozen=True)
+class ReferenceInfo:
+    """A one-model server's reference population: its size, the neighbours of ``knn_gap``,
+    and whether this request's results were calibrated on it."""
+
+    images: int
+    knn: int
+    applied: bool
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "ReferenceInfo":
+        return cls(images=int(d["images"]), knn=int(d["knn"]), applied=bool(d["applied"]))
+
+
+@dataclass(frozen=True)
 class ImageError:
     """An image that has no score: the server could not decode or score it
     (``on_error="report"``, the client's default). It sits in the image's slot of
@@ -98,12 +156,15 @@ class ImageError:
 
 
 #: One entry of :attr:`ScoreResponse.results`.
-ScoreEntry = Union[ImageScore, ImageError]
+ScoreEntry = Union[ImageScore, OneModelScore, ImageError]
 
 
 def _entry(d: Dict[str, Any]) -> ScoreEntry:
-    # The server's entries have either ``error`` (a failure) or ``score``.
-    return ImageError.from_json(d) if "error" in d else ImageScore.from_json(d)
+    # The server's entries have ``error`` (a failure), ``score`` (SSLMem) or neither (a
+    # one-model result).
+    if "error" in d:
+        return ImageError.from_json(d)
+    return ImageScore.from_json(d) if "score" in d else OneModelScore.from_json(d)
 
 
 @dataclass(frozen=True)
@@ -130,27 +191,34 @@ class ScoreParams:
 @dataclass(frozen=True)
 class ScoreResponse:
     """``POST /v1/score``: the bundle's name, the execution provider, the parameters and one
-    entry per image, in the order given: an :class:`ImageScore`, or an :class:`ImageError`
-    for an image the server could not decode or score (``entry.ok`` tells them apart)."""
+    entry per image, in the order given: an :class:`ImageScore` (an :class:`OneModelScore`
+    when ``estimator`` is ``"one-model"``: the bundle holds ``f`` only), or an
+    :class:`ImageError` for an image the server could not decode or score (``entry.ok``
+    tells them apart). ``reference`` describes a one-model server's reference population."""
 
     bundle: Optional[str]
     provider: str
     params: ScoreParams
     results: List[ScoreEntry] = field(default_factory=list)
+    estimator: str = "sslmem"
+    reference: Optional[ReferenceInfo] = None
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "ScoreResponse":
+        ref = d.get("reference")
         return cls(
             bundle=d.get("bundle"),
             provider=d["provider"],
             params=ScoreParams.from_json(d["params"]),
             results=[_entry(r) for r in d["results"]],
+            estimator=d.get("estimator", "sslmem"),
+            reference=None if ref is None else ReferenceInfo.from_json(ref),
         )
 
     @property
-    def scores(self) -> List[ImageScore]:
-        """The images that have a score, in order (``results`` without the errors)."""
-        return [r for r in self.results if isinstance(r, ImageScore)]
+    def scores(self) -> List[Union[ImageScore, OneModelScore]]:
+        """The images that have a result, in order (``results`` without the errors)."""
+        return [r for r in self.results if r.ok]
 
     @property
     def errors(self) -> List[ImageError]:
