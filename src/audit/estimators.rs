@@ -122,6 +122,7 @@ mod tests {
             label: None,
             score: Some(estimate(&[d_f], &[d_g])),
             alignment: None,
+            per_encoder: None,
             error: None,
         }
     }

@@ -15,6 +15,7 @@ pub mod calibration;
 pub mod estimators;
 pub mod figures;
 pub mod html;
+pub mod many_model;
 pub mod merge;
 pub mod one_model;
 pub mod scores;
@@ -141,6 +142,10 @@ pub struct Record {
     /// `score` holds `align_f`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alignment: Option<ViewAlignment>,
+    /// A many-model bundle's pool image: its mean alignment under each encoder, in `f`'s
+    /// order (`score` holds the estimate, in-encoders as `f` and out-encoders as `g`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_encoder: Option<Vec<f64>>,
     /// Why the example could not be scored.
     pub error: Option<String>,
 }
@@ -203,10 +208,22 @@ pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
         .split
         .as_ref()
         .is_some_and(|s| s.canaries.is_some());
+    let sets = if bundle.manifest.subsample.is_some() {
+        if !a.sets.is_empty() {
+            return Err(Error::Param(
+                "a many-model bundle (sslmem-train subsample) has no split sets: its audit \
+                 scores every pool image as the set `pool`; leave out --sets"
+                    .into(),
+            ));
+        }
+        vec![SplitSet::Pool]
+    } else {
+        a.selected_sets(has_canaries)
+    };
     let mut work = work_list(
         bundle,
         a.dataset.as_deref(),
-        &a.selected_sets(has_canaries),
+        &sets,
         &a.inputs,
         &a.sources,
         a.limit,
@@ -214,7 +231,7 @@ pub fn run(a: &AuditOptions, rt: &RuntimeOptions) -> Result<bool> {
     if let Some(r) = &a.reference {
         calibration::add_reference(&mut work, r, a.limit)?;
     }
-    if bundle.g.is_empty() && a.reference.is_none() {
+    if bundle.manifest.is_one_model() && a.reference.is_none() {
         tracing::warn!(
             "the bundle holds f only and no --reference was given: the audit reports each \
              image's alignment under f, uncalibrated (see docs/science.md#one-model-scores)"
@@ -447,6 +464,9 @@ fn work_list(
     if !sources.is_empty() {
         return named_sets(sources, limit);
     }
+    if let (Some(rec), true) = (&bundle.manifest.subsample, inputs.is_empty()) {
+        return many_model::work_list(bundle, rec, dataset, sets, limit);
+    }
     if !inputs.is_empty() {
         let items = resolve(inputs)?
             .into_iter()
@@ -501,7 +521,7 @@ fn work_list(
                 items.extend(canary_items(bundle, split, set, limit)?);
                 continue;
             }
-            SplitSet::Inputs | SplitSet::Reference => {
+            SplitSet::Inputs | SplitSet::Reference | SplitSet::Pool => {
                 return Err(Error::Param(format!(
                     "`{set}` is not a set of the split; pass INPUTS to score images, \
                      --reference for a reference population"
@@ -631,9 +651,9 @@ fn finish(
 ) -> Result<()> {
     tracing::info!("typicality, statistics and figures");
     let bundle = engine.bundle();
-    let one_model = bundle.g.is_empty();
+    let one_model = bundle.manifest.is_one_model();
     let emb = typicality::embeddings(engine, &work.items)?;
-    let typ = typicality::typicality(emb.typicality_side(one_model), records);
+    let typ = typicality::typicality(emb.typicality_side(bundle.g.is_empty()), records);
     let calibrated = match &params.reference {
         Some(spec) => calibration::calibrate(
             records,
@@ -728,6 +748,10 @@ fn finish(
     let membership = summary::membership(records, params.seed);
     let mut summary = summary::summarize(bundle, params, records, &typ, &membership)?;
     summary.estimators = compared;
+    if let Some(rec) = &bundle.manifest.subsample {
+        summary.many_model = Some(many_model::summarize(rec, records, params.seed));
+        summary.score = MANY_MODEL_SCORE.into();
+    }
     let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::output("JSON", e))?;
     write_atomic(&out.join("summary.json"), (text + "\n").as_bytes())?;
 
@@ -742,6 +766,9 @@ fn finish(
     let page = html::html(bundle, params, &summary, records, &figs, &run)?;
     write_atomic(&out.join("report.html"), page.as_bytes())
 }
+
+/// What a many-model audit's score is, as `summary.json` says it.
+const MANY_MODEL_SCORE: &str = "many-model: the mean alignment of an image's views under the encoders that did not train on it minus under those that did (align_g: out, align_f: in), docs/science.md#the-many-model-estimator; significant: the 95% interval over view pairs lies above 0";
 
 /// Draws the report's figures from the audit's rows and writes each to `out/figures/`.
 fn draw_figures(

@@ -207,6 +207,7 @@ mod tests {
             label: Some(0),
             score: None,
             alignment: Some(estimate_alignment(d)),
+            per_encoder: None,
             error: None,
         }
     }

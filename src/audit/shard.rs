@@ -23,9 +23,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuditOptions, AuditParams, Item, Record};
 use crate::engine::Engine;
+use crate::error::InputError;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::output::progress_bar;
+use crate::pixels::SourceImage;
+use crate::score::{ImageScore, SubsampleScore, ViewAlignment};
 
 /// The `format` of `shard.json`.
 pub const FORMAT: &str = "sslmem-audit-shard/1";
@@ -328,46 +331,43 @@ pub(super) fn score_remaining(
                 }
             }
         }
-        // A pair gives each image its SSLMem score; a one-model bundle its alignment under f.
-        let one_model = engine.bundle().g.is_empty();
+        let loaded: Vec<&Item> = chunk
+            .iter()
+            .zip(&errors)
+            .filter(|(_, e)| e.is_none())
+            .map(|(it, _)| it)
+            .collect();
         let progress = |n: usize| pb.inc(n as u64);
-        let mut scores = if one_model {
-            Vec::new().into_iter()
-        } else {
-            engine
-                .score_each(&images, &a.est.score, &progress)?
-                .into_iter()
-        };
-        let mut alignments = if one_model {
-            engine
-                .align_views_each(&images, &a.est.score, &progress)?
-                .into_iter()
-        } else {
-            Vec::new().into_iter()
-        };
+        let mut estimates = estimate(engine, &images, &loaded, a, &progress)?.into_iter();
         let mut text = String::new();
         for (it, error) in chunk.iter().zip(errors) {
             // Only the images that loaded were scored, in order.
-            let (mut score, mut alignment) = (None, None);
+            let (mut score, mut alignment, mut per_encoder) = (None, None, None);
             let error = match error {
                 Some(e) => Some(e),
-                None => {
-                    let got = if one_model {
-                        alignments.next().map(|r| r.map(|a| alignment = Some(a)))
-                    } else {
-                        scores.next().map(|r| r.map(|s| score = Some(s)))
-                    };
-                    match got {
-                        Some(Ok(())) => None,
-                        Some(Err(e)) => {
-                            pb.suspend(
-                                || tracing::error!(input = %it.input.name, "not scored: {e}"),
-                            );
-                            Some(e.to_string())
-                        }
-                        None => Some("no score was returned".to_string()),
+                None => match estimates.next() {
+                    Some(Ok(Estimate::Pair(s))) => {
+                        score = Some(s);
+                        None
                     }
-                }
+                    Some(Ok(Estimate::OneModel(x))) => {
+                        alignment = Some(x);
+                        None
+                    }
+                    Some(Ok(Estimate::ManyModel(Some(m)))) => {
+                        score = Some(m.score);
+                        per_encoder = Some(m.per_encoder);
+                        None
+                    }
+                    Some(Ok(Estimate::ManyModel(None))) => {
+                        Some("no estimate: every encoder trained on it, or none did".to_string())
+                    }
+                    Some(Err(e)) => {
+                        pb.suspend(|| tracing::error!(input = %it.input.name, "not scored: {e}"));
+                        Some(e.to_string())
+                    }
+                    None => Some("no score was returned".to_string()),
+                },
             };
             let rec = Record {
                 set: it.set,
@@ -376,6 +376,7 @@ pub(super) fn score_remaining(
                 label: it.input.label(),
                 score,
                 alignment,
+                per_encoder,
                 error,
             };
             text.push_str(&serde_json::to_string(&rec).map_err(|e| Error::output("JSON", e))?);
@@ -388,6 +389,49 @@ pub(super) fn score_remaining(
     }
     pb.finish_and_clear();
     Ok(())
+}
+
+/// One image's estimate, by the kind of bundle.
+enum Estimate {
+    /// A pair's SSLMem score.
+    Pair(ImageScore),
+    /// A one-model bundle's alignment under `f`.
+    OneModel(ViewAlignment),
+    /// A many-model bundle's estimate (`None`: no encoder on one side).
+    ManyModel(Option<SubsampleScore>),
+}
+
+/// The estimates of the loaded `images` of `items` (in order), as the bundle gives them.
+fn estimate(
+    engine: &Engine,
+    images: &[SourceImage],
+    items: &[&Item],
+    a: &AuditOptions,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Vec<std::result::Result<Estimate, InputError>>> {
+    let opts = &a.est.score;
+    let bundle = engine.bundle();
+    let out = if let Some(rec) = &bundle.manifest.subsample {
+        let member = super::many_model::member_rows(rec, items);
+        engine
+            .subsample_each(images, &member, opts, progress)?
+            .into_iter()
+            .map(|r| r.map(Estimate::ManyModel))
+            .collect()
+    } else if bundle.g.is_empty() {
+        engine
+            .align_views_each(images, opts, progress)?
+            .into_iter()
+            .map(|r| r.map(Estimate::OneModel))
+            .collect()
+    } else {
+        engine
+            .score_each(images, opts, progress)?
+            .into_iter()
+            .map(|r| r.map(Estimate::Pair))
+            .collect()
+    };
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -67,6 +67,9 @@ pub struct Summary {
     /// A one-model audit's per-set statistics (the bundle has no `g`); absent for a pair.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub one_model: Option<OneModelSummary>,
+    /// A many-model audit's design, interval widths and per-encoder membership tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub many_model: Option<super::many_model::ManyModelSummary>,
     /// The expected-sign checks and the canary check.
     #[serde(default)]
     pub checks: Vec<Check>,
@@ -310,6 +313,7 @@ pub fn summarize(
         membership: membership.to_vec(),
         estimators: Vec::new(),
         one_model: None,
+        many_model: None,
         checks,
         failed,
     })
@@ -471,6 +475,7 @@ mod tests {
             label: Some((i % 2) as u8),
             score: Some(s),
             alignment: None,
+            per_encoder: None,
             error: None,
         }
     }

@@ -30,6 +30,7 @@ pub fn set_meaning(set: SplitSet) -> &'static str {
         SplitSet::CanaryHeldout => "planted canaries neither saw",
         SplitSet::Inputs => "membership unknown",
         SplitSet::Reference => "reference population: f did not see them",
+        SplitSet::Pool => "each seen by half of the encoders",
     }
 }
 
@@ -208,6 +209,7 @@ pub fn render(s: &Summary, rows: &[ScoreRow], out: &Path) -> String {
     if s.params.reference.is_some() {
         estimators(&mut t, s);
     }
+    many_model(&mut t, s);
     typicality(&mut t, s);
     highest(&mut t, s, rows);
     if !s.failed.is_empty() {
@@ -329,6 +331,38 @@ fn membership(t: &mut String, s: &Summary) {
                 m.members, m.non_members, m.auc, m.auc_ci95[0], m.auc_ci95[1]
             );
         }
+    }
+}
+
+/// A many-model audit's design, interval widths and per-encoder membership tests.
+fn many_model(t: &mut String, s: &Summary) {
+    let Some(m) = &s.many_model else {
+        return;
+    };
+    let _ = writeln!(
+        t,
+        "many-model estimate: {} encoders, each trained on half of the pool; {} pool images scored (in-encoders as f, out-encoders as g)",
+        m.models, m.scored
+    );
+    if let Some(w) = &m.interval_width {
+        let _ = writeln!(
+            t,
+            "  95% interval width per image: mean {:.4}, median {:.4}",
+            w.mean, w.median
+        );
+    }
+    for e in &m.per_encoder {
+        let x = &e.membership;
+        let _ = writeln!(
+            t,
+            "  encoder f{} as a membership test (the others as reference): AUC {:.3} [{:.3}, {:.3}] ({} members, {} non-members)",
+            e.encoder, x.auc, x.auc_ci95[0], x.auc_ci95[1], x.n_members, x.n_non_members
+        );
+    }
+    if let Some(a) = m.mean_auc {
+        let _ = writeln!(t, "  mean leave-one-encoder-out AUC {a:.3}");
+    } else {
+        t.push_str("  no leave-one-encoder-out test: it needs at least 4 encoders\n");
     }
 }
 

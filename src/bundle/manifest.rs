@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::arch::ArchSpec;
 use crate::augment::AugmentSpec;
 use crate::data::split::SplitRecord;
+use crate::data::subsample::SubsampleRecord;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::recipe::{MonitorSpec, Recorded, RunRecord, TrainConfig};
@@ -130,6 +131,10 @@ pub struct Manifest {
     /// How the encoders were trained; written by `sslmem-train pair`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingRecord>,
+    /// A many-model bundle's membership design (`sslmem-train subsample`): which pool
+    /// examples each encoder of `f` trained on; `g` is then empty. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subsample: Option<SubsampleRecord>,
 }
 
 /// The manifest's `training` record: how `sslmem-train pair` made the encoders, and how
@@ -234,7 +239,7 @@ impl Manifest {
     /// Whether the bundle holds `f` only: it gives one-model scores (the alignment under `f`,
     /// calibrated on a reference population), not SSLMem (docs/science.md#one-model-scores).
     pub fn is_one_model(&self) -> bool {
-        self.g.is_empty()
+        self.g.is_empty() && self.subsample.is_none()
     }
 
     /// The augmentation spec to score with.
@@ -285,6 +290,19 @@ impl Manifest {
         if let Some(a) = &self.augment {
             a.validate()
                 .map_err(|e| Error::bundle(&at, e.to_string()))?;
+        }
+        if let Some(s) = &self.subsample {
+            if !self.g.is_empty() {
+                return bad(format!(
+                    "has a subsample record and {} encoder(s) in `g`; a many-model bundle \
+                     lists all its encoders in `f` and none in `g`",
+                    self.g.len()
+                ));
+            }
+            s.validate(self.f.len()).map_err(|e| match e {
+                Error::Param(m) => Error::bundle(&at, m),
+                e => Error::bundle(&at, e.to_string()),
+            })?;
         }
         Ok(())
     }

@@ -35,6 +35,9 @@ pub enum SplitSet {
     /// The reference population of one-model scores (`sslmem audit --reference`): images
     /// from the audited images' distribution that `f` did not see.
     Reference,
+    /// Every image of a many-model bundle's pool (`sslmem-train subsample`), each seen by half
+    /// of the encoders.
+    Pool,
 }
 
 crate::choice!(SplitSet, "set", {
@@ -45,7 +48,7 @@ crate::choice!(SplitSet, "set", {
     CanaryCandidate = "canary-candidate" => "Canaries seen by `f` only.",
     CanaryIndependent = "canary-independent" => "Canaries seen by `g` only.",
     CanaryHeldout = "canary-heldout" => "Canaries seen by neither.",
-} hidden: { Inputs = "inputs", Reference = "reference" });
+} hidden: { Inputs = "inputs", Reference = "reference", Pool = "pool" });
 
 impl SplitSet {
     /// The sets of a split, canaries included, in order (not [`SplitSet::Inputs`]).

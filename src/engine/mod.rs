@@ -28,8 +28,9 @@ use crate::error::{Error, InputError, Result};
 use crate::pixels::SourceImage;
 use crate::runtime::{EncoderSession, Provider, RuntimeOptions};
 use crate::score::{
-    alignments_from_representations, alignments_of_views, scores_from_representations, Distance,
-    ImageScore, PairAlignment, RepNorm, ScoreOptions, ViewAlignment,
+    alignments_from_representations, alignments_of_views, scores_from_representations,
+    subsample_scores, Distance, ImageScore, PairAlignment, RepNorm, ScoreOptions, SubsampleScore,
+    ViewAlignment,
 };
 
 use self::queue::{wait, wait_async, Queue};
@@ -154,6 +155,7 @@ impl Engine {
             architecture: None,
             split: None,
             training: None,
+            subsample: None,
         };
         let bundle = Bundle {
             dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
@@ -209,7 +211,7 @@ impl Engine {
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Vec<Scored>> {
         self.needs_g()?;
-        self.through_views(images, opts, progress, |reps| {
+        self.through_views(images, opts, progress, |_, reps| {
             self.checked(
                 opts,
                 reps,
@@ -231,8 +233,37 @@ impl Engine {
         opts: &ScoreOptions,
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Vec<Aligned>> {
-        self.through_views(images, opts, progress, |reps| {
+        self.through_views(images, opts, progress, |_, reps| {
             self.checked(opts, reps, alignments_of_views(opts, &reps.f))
+        })
+    }
+
+    /// Many-model estimates of a bundle whose `f` encoders each trained on part of a pool
+    /// (docs/science.md#the-many-model-estimator): `member[i][e]` says whether encoder `e`
+    /// trained on image `i`. `Ok(None)` for an image with no encoder on one side. Views,
+    /// batching, progress and errors as in [`Engine::score_each`].
+    ///
+    /// # Errors
+    /// [`Error::Param`] when `member` does not have a row of one flag per `f` encoder for
+    /// each image; otherwise as [`Engine::score_each`].
+    pub fn subsample_each(
+        &self,
+        images: &[SourceImage],
+        member: &[Vec<bool>],
+        opts: &ScoreOptions,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<std::result::Result<Option<SubsampleScore>, InputError>>> {
+        let m = self.bundle.f.len();
+        if member.len() != images.len() || member.iter().any(|r| r.len() != m) {
+            return Err(Error::Param(format!(
+                "the membership table needs one row of {m} flags per image ({} images)",
+                images.len()
+            )));
+        }
+        self.through_views(images, opts, progress, |start, reps| {
+            let rows = reps.f.first().map_or(0, |r| r.nrows()) / opts.views_per_image();
+            let est = subsample_scores(opts, &reps.f, &member[start..start + rows]);
+            self.checked(opts, reps, est)
         })
     }
 
@@ -257,23 +288,24 @@ impl Engine {
         images: &[SourceImage],
         opts: &ScoreOptions,
         progress: &(dyn Fn(usize) + Sync),
-        per_job: impl Fn(&Representations) -> Vec<T>,
+        per_job: impl Fn(usize, &Representations) -> Vec<T>,
     ) -> Result<Vec<T>> {
         views::check_channels(self.input(), images)?;
         let maker = self.view_maker(opts)?;
         let per_pass = (self.max_batch_views / maker.views_per_image()).max(1);
         let mut out = Vec::with_capacity(images.len());
-        let mut in_flight: Option<(usize, queue::Reply)> = None;
-        for chunk in images.chunks(per_pass) {
+        // (first image, images, reply) of the pass in flight.
+        let mut in_flight: Option<(usize, usize, queue::Reply)> = None;
+        for (c, chunk) in images.chunks(per_pass).enumerate() {
             let data = maker.views(chunk);
             let rx = self.queue.submit(data, self.output.clone())?;
-            if let Some((n, prev)) = in_flight.replace((chunk.len(), rx)) {
-                out.extend(per_job(&wait(prev)?));
+            if let Some((start, n, prev)) = in_flight.replace((c * per_pass, chunk.len(), rx)) {
+                out.extend(per_job(start, &wait(prev)?));
                 progress(n);
             }
         }
-        if let Some((n, prev)) = in_flight {
-            out.extend(per_job(&wait(prev)?));
+        if let Some((start, n, prev)) = in_flight {
+            out.extend(per_job(start, &wait(prev)?));
             progress(n);
         }
         Ok(out)
@@ -307,7 +339,7 @@ impl Engine {
         opts: ScoreOptions,
     ) -> Result<Vec<Scored>> {
         self.needs_g()?;
-        self.through_views_async(images, &opts, |reps| {
+        self.through_views_async(images, &opts, |_, reps| {
             self.checked(
                 &opts,
                 reps,
@@ -323,7 +355,7 @@ impl Engine {
         images: Vec<SourceImage>,
         opts: ScoreOptions,
     ) -> Result<Vec<Aligned>> {
-        self.through_views_async(images, &opts, |reps| {
+        self.through_views_async(images, &opts, |_, reps| {
             self.checked(&opts, reps, alignments_of_views(&opts, &reps.f))
         })
         .await
@@ -335,7 +367,7 @@ impl Engine {
         &self,
         images: Vec<SourceImage>,
         opts: &ScoreOptions,
-        per_job: impl Fn(&Representations) -> Vec<T>,
+        per_job: impl Fn(usize, &Representations) -> Vec<T>,
     ) -> Result<Vec<T>> {
         views::check_channels(self.input(), &images)?;
         let maker = Arc::new(self.view_maker(opts)?);
@@ -349,7 +381,7 @@ impl Engine {
             let (m, imgs) = (maker.clone(), images.clone());
             let data = on_pool(move || m.views(&imgs[start..end])).await?;
             let reps = wait_async(self.queue.try_submit(data, self.output.clone())?).await?;
-            out.extend(per_job(&reps));
+            out.extend(per_job(start, &reps));
         }
         Ok(out)
     }

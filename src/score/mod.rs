@@ -121,6 +121,66 @@ pub fn alignments_of_views(opts: &ScoreOptions, f: &[Array2<f32>]) -> Vec<ViewAl
         .collect()
 }
 
+/// One pool image's many-model estimate (docs/science.md#the-many-model-estimator): the
+/// SSLMem estimator with the encoders that trained on the image as `f` and those that did not
+/// as `g`, and its alignment under each encoder.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct SubsampleScore {
+    /// `align_f`: mean over the encoders that saw the image; `align_g`: over those that did
+    /// not; `score`: out minus in, with its interval over the view pairs.
+    pub score: ImageScore,
+    /// Mean distance between paired views under each encoder, in the bundle's order.
+    pub per_encoder: Vec<f64>,
+}
+
+/// Many-model estimates from representations laid out as for [`scores_from_representations`]
+/// under every encoder (`reps[e]` is encoder `e`'s `[views, dim]`), with `member[i][e]`
+/// whether encoder `e` trained on image `i`. `None` for an image that every encoder saw, or
+/// none did: it has no estimate.
+pub fn subsample_scores(
+    opts: &ScoreOptions,
+    reps: &[Array2<f32>],
+    member: &[Vec<bool>],
+) -> Vec<Option<SubsampleScore>> {
+    let k = opts.pairs;
+    // Per encoder: its per-pair distances, image after image.
+    let each: Vec<Vec<f64>> = reps
+        .iter()
+        .map(|r| side_distances(opts, std::slice::from_ref(r)))
+        .collect();
+    member
+        .iter()
+        .enumerate()
+        .map(|(i, saw)| {
+            let side = |inside: bool| -> Option<Vec<f64>> {
+                let chosen: Vec<&Vec<f64>> = each
+                    .iter()
+                    .zip(saw)
+                    .filter(|(_, &m)| m == inside)
+                    .map(|(d, _)| d)
+                    .collect();
+                if chosen.is_empty() {
+                    return None;
+                }
+                let n = chosen.len() as f64;
+                Some(
+                    (0..k)
+                        .map(|p| chosen.iter().map(|d| d[i * k + p]).sum::<f64>() / n)
+                        .collect(),
+                )
+            };
+            let (d_in, d_out) = (side(true)?, side(false)?);
+            Some(SubsampleScore {
+                score: estimate(&d_in, &d_out),
+                per_encoder: each
+                    .iter()
+                    .map(|d| d[i * k..(i + 1) * k].iter().sum::<f64>() / k as f64)
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
 /// Distances of one pair of images with no augmentation, averaged over each side's encoders.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PairAlignment {
@@ -162,4 +222,48 @@ pub fn alignments_from_representations(
             d_g: d_g.get(p).copied(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    /// Two images, K = 1 pair (views: image 0's a, b, then image 1's), three encoders whose
+    /// representations make the distances easy to read: encoder e puts image i's views
+    /// `d[e][i]` apart on a line (no normalisation, l2).
+    #[test]
+    fn the_many_model_estimate_is_out_minus_in_per_pair_with_each_encoders_alignment() {
+        let opts = ScoreOptions {
+            pairs: 1,
+            normalize: RepNorm::None,
+            ..ScoreOptions::default()
+        };
+        let d = [[0.1f32, 0.4], [0.3, 0.2], [0.5, 0.9]];
+        let reps: Vec<Array2<f32>> = d
+            .iter()
+            .map(|e| array![[0.0], [e[0]], [0.0], [e[1]]])
+            .collect();
+        // Image 0: seen by encoders 0 and 1; image 1: by encoder 2 only; image 2 does not
+        // exist here, but an image seen by every encoder has no estimate.
+        let member = vec![vec![true, true, false], vec![false, false, true]];
+        let got = subsample_scores(&opts, &reps, &member);
+        let a = got[0].as_ref().expect("image 0");
+        assert!(
+            (a.score.align_f - 0.2).abs() < 1e-6,
+            "in: mean of 0.1 and 0.3"
+        );
+        assert!((a.score.align_g - 0.5).abs() < 1e-6, "out: 0.5");
+        assert!((a.score.score - 0.3).abs() < 1e-6);
+        let per: Vec<f64> = a
+            .per_encoder
+            .iter()
+            .map(|v| (v * 1e6).round() / 1e6)
+            .collect();
+        assert_eq!(per, [0.1, 0.3, 0.5]);
+        let b = got[1].as_ref().expect("image 1");
+        assert!((b.score.align_f - 0.9).abs() < 1e-6 && (b.score.align_g - 0.3).abs() < 1e-6);
+        let all = subsample_scores(&opts, &reps[..2], &[vec![true, true]]);
+        assert!(all[0].is_none(), "no encoder left out");
+    }
 }

@@ -322,6 +322,7 @@ impl PairData {
             g,
             architecture: Some(bundle::Architecture::from(&config.arch)),
             split: Some(self.split),
+            subsample: None,
             training: Some(TrainingRecord {
                 representation: Some(
                     if o.score_output == onnx::PROJECTION {

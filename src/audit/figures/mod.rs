@@ -76,6 +76,7 @@ fn set_color(set: SplitSet) -> RGBColor {
         SplitSet::CanaryHeldout => RGBColor(148, 103, 189),
         SplitSet::Inputs => RGBColor(0, 0, 0),
         SplitSet::Reference => RGBColor(188, 189, 34),
+        SplitSet::Pool => RGBColor(140, 86, 75),
     }
 }
 

@@ -26,7 +26,8 @@ use crate::error::Result;
 use crate::pixels::SourceImage;
 use record::run_record;
 use tables::{
-    checks_table, class_table, estimators_table, membership_table, sets_table, tests_table,
+    checks_table, class_table, estimators_table, many_model_table, membership_table, sets_table,
+    tests_table,
 };
 
 pub use one_model::one_model_html;
@@ -77,6 +78,7 @@ pub fn html(
     tests_table(&mut h, summary);
     membership_table(&mut h, summary);
     estimators_table(&mut h, summary);
+    many_model_table(&mut h, summary);
 
     let sets: Vec<SplitSet> = summary.sets.keys().copied().collect();
     h.push_str("<h2>Figures</h2>\n");

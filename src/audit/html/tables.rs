@@ -234,6 +234,47 @@ pub(super) fn estimators_table(h: &mut String, summary: &Summary) {
     h.push_str("</table>\n");
 }
 
+/// A many-model audit's design and per-encoder membership tests.
+pub(super) fn many_model_table(h: &mut String, summary: &Summary) {
+    let Some(m) = &summary.many_model else {
+        return;
+    };
+    let _ = writeln!(
+        h,
+        "<h2 id=\"many-model\">Many-model estimate</h2><p>{} encoders, each trained on half of the pool (complementary pairs of random halves); each of the {} pool images is scored by its mean alignment under the encoders that did not train on it minus under those that did (docs/science.md#the-many-model-estimator). 95% interval width per image: {}. Each encoder is then a membership test of its own training half, the other encoders that left an image out serving as its reference:</p>",
+        m.models,
+        m.scored,
+        m.interval_width
+            .as_ref()
+            .map_or("–".into(), |w| format!("mean {}, median {}", num(w.mean), num(w.median)))
+    );
+    if m.per_encoder.is_empty() {
+        h.push_str("<p>No leave-one-encoder-out test: with 2 encoders an image one did not see was seen by the only other one.</p>\n");
+        return;
+    }
+    h.push_str("<table><tr><th class=\"l\">encoder</th><th>members / non-members</th><th>AUC [95% CI]</th><th>TPR at FPR 1%</th></tr>\n");
+    for e in &m.per_encoder {
+        let x = &e.membership;
+        let tpr = match x.tpr_at_fpr.first() {
+            Some(t) if t.reachable => num(t.tpr),
+            Some(t) => format!("not reachable with {} non-members", t.non_members),
+            None => "–".into(),
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">f{}</td><td>{} / {}</td><td>{} [{}, {}]</td><td>{}</td></tr>",
+            e.encoder,
+            x.n_members,
+            x.n_non_members,
+            num(x.auc),
+            num(x.auc_ci95[0]),
+            num(x.auc_ci95[1]),
+            tpr
+        );
+    }
+    h.push_str("</table>\n");
+}
+
 /// A one-model audit's per-set statistics of its fields (mean and median of each).
 pub(super) fn one_model_sets_table(h: &mut String, summary: &Summary) {
     let Some(om) = &summary.one_model else {
