@@ -6,7 +6,9 @@
 //! - `load`: a loaded [`Bundle`] (hashes checked, one session per encoder);
 //! - `contract`: the encoder contract checked at load time;
 //! - `create`: `sslmem bundle create`, a bundle from ONNX files exported elsewhere;
-//! - `random`: `sslmem bundle random`, a bundle of seeded untrained encoders.
+//! - `random`: `sslmem bundle random`, a bundle of seeded untrained encoders;
+//! - `split_pair`: `sslmem bundle split-pair`, the pair of two complementary encoders of a
+//!   many-model bundle.
 //!
 //! Everything public is re-exported here: callers name `crate::bundle::X`.
 
@@ -15,6 +17,7 @@ mod create;
 mod load;
 mod manifest;
 mod random;
+mod split_pair;
 
 pub use create::{create, CreateOptions};
 pub use load::{side_by_side_threads, verify_file, Bundle};
@@ -23,3 +26,4 @@ pub use manifest::{
     RepresentationSpec, TrainingRecord, FORMAT, MANIFEST,
 };
 pub use random::write_random;
+pub use split_pair::split_pair;

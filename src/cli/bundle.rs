@@ -16,6 +16,9 @@ pub enum BundleCommand {
     Create(CreateArgs),
     /// Write a bundle of seeded random encoders (for demos and tests; scores are noise).
     Random(RandomArgs),
+    /// The SSLMem pair inside a many-model bundle (sslmem-train subsample): encoders 2J and
+    /// 2J+1 trained on complementary halves of the pool, as f and g with that split.
+    SplitPair(SplitPairArgs),
 }
 
 #[derive(Args, Debug)]
@@ -120,10 +123,39 @@ pub struct RandomArgs {
     pub augment: String,
 }
 
+/// `sslmem bundle split-pair`.
+#[derive(Args, Debug)]
+pub struct SplitPairArgs {
+    /// The many-model bundle (written by `sslmem-train subsample`).
+    #[arg(long, env = "SSLMEM_BUNDLE")]
+    pub bundle: PathBuf,
+    /// Which split (0..M/2): f = encoder 2J, g = encoder 2J+1.
+    #[arg(long, env = "SSLMEM_BUNDLE_SPLIT", default_value_t = 0)]
+    pub split: usize,
+    /// Test examples neither encoder saw (the extra set: the first N of the test set);
+    /// default: the test subset the training recorded.
+    #[arg(long, env = "SSLMEM_BUNDLE_TEST_EXAMPLES")]
+    pub test_examples: Option<usize>,
+    /// New folder for the pair bundle.
+    #[arg(long, env = "SSLMEM_BUNDLE_SPLIT_PAIR_OUT")]
+    pub out: PathBuf,
+}
+
 pub fn run(c: &BundleCommand, rt: &RuntimeOptions) -> Result<()> {
     match c {
         BundleCommand::Create(a) => create(a, rt),
         BundleCommand::Random(a) => random(a),
+        BundleCommand::SplitPair(a) => {
+            let m = bundle::split_pair(&a.bundle, a.split, a.test_examples, &a.out)?;
+            tracing::info!(
+                "wrote the pair of split {} of {} to {} ({})",
+                a.split,
+                a.bundle.display(),
+                a.out.display(),
+                m.name.unwrap_or_default()
+            );
+            Ok(())
+        }
     }
 }
 
