@@ -320,6 +320,7 @@ fn describe(model: &Path, opts: &CreateOptions, rt: &RuntimeOptions) -> Result<(
         architecture: None,
         split: None,
         training: None,
+        subsample: None,
     };
     Ok((manifest, c.is_none()))
 }

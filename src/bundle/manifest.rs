@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::arch::ArchSpec;
 use crate::augment::AugmentSpec;
 use crate::data::split::SplitRecord;
+use crate::data::subsample::SubsampleRecord;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::recipe::{MonitorSpec, Recorded, RunRecord, TrainConfig};
@@ -130,6 +131,10 @@ pub struct Manifest {
     /// How the encoders were trained; written by `sslmem-train pair`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingRecord>,
+    /// A many-model bundle's membership design (`sslmem-train subsample`): which pool
+    /// examples each encoder of `f` trained on; `g` is then empty. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subsample: Option<SubsampleRecord>,
 }
 
 /// The manifest's `training` record: how `sslmem-train pair` made the encoders, and how
@@ -285,6 +290,19 @@ impl Manifest {
         if let Some(a) = &self.augment {
             a.validate()
                 .map_err(|e| Error::bundle(&at, e.to_string()))?;
+        }
+        if let Some(s) = &self.subsample {
+            if !self.g.is_empty() {
+                return bad(format!(
+                    "has a subsample record and {} encoder(s) in `g`; a many-model bundle \
+                     lists all its encoders in `f` and none in `g`",
+                    self.g.len()
+                ));
+            }
+            s.validate(self.f.len()).map_err(|e| match e {
+                Error::Param(m) => Error::bundle(&at, m),
+                e => Error::bundle(&at, e.to_string()),
+            })?;
         }
         Ok(())
     }
@@ -531,6 +549,38 @@ mod tests {
         assert!(t.monitor.is_none());
         assert!(t.other.contains_key("future_training_field"));
         assert!(split.other.contains_key("future_split_field"));
+    }
+
+    #[test]
+    fn a_subsample_record_must_fit_the_encoders() {
+        let text = r#"{"format": "sslmem-bundle/1",
+            "input": {"name": "input", "channels": 1, "height": 28, "width": 28,
+                      "mean": [0.286], "std": [0.353]},
+            "representation": {"output": "representation"},
+            "f": [{"path": "f0.onnx", "sha256": "00"}, {"path": "f1.onnx", "sha256": "11"}]}"#;
+        let mut m: Manifest = serde_json::from_str(text).expect("manifest");
+        assert!(m.subsample.is_none(), "absent in other bundles");
+        let dir = Path::new("b");
+        let rec = SubsampleRecord::make("d", 10, 0, 2).expect("record");
+        m.subsample = Some(rec.clone());
+        m.validate(dir).expect("two encoders, two member sets");
+        let back: Manifest =
+            serde_json::from_str(&serde_json::to_string(&m).expect("json")).expect("read");
+        assert_eq!(back.subsample.as_ref(), Some(&rec));
+
+        let err = |m: &Manifest| m.validate(dir).expect_err("refused").to_string();
+        let mut with_g = m.clone();
+        with_g.g = vec![m.f[0].clone()];
+        assert!(err(&with_g).contains("none in `g`"), "{}", err(&with_g));
+        let mut fewer = m.clone();
+        fewer.f.pop();
+        assert!(err(&fewer).contains("one per encoder"), "{}", err(&fewer));
+        let mut swapped = m.clone();
+        if let Some(s) = swapped.subsample.as_mut() {
+            s.members.swap(0, 1);
+            s.size = 11;
+        }
+        assert!(err(&swapped).contains("members"), "{}", err(&swapped));
     }
 
     #[test]

@@ -98,6 +98,7 @@ pub fn write_random(
         architecture: Some(Architecture::from(arch)),
         split: None,
         training: None,
+        subsample: None,
     };
     write_manifest(out, &manifest)?;
     Ok(manifest)

@@ -154,6 +154,7 @@ impl Engine {
             architecture: None,
             split: None,
             training: None,
+            subsample: None,
         };
         let bundle = Bundle {
             dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),

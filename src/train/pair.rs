@@ -343,6 +343,7 @@ impl PairData {
                 eval_command: None,
                 other: serde_json::Map::new(),
             }),
+            subsample: None,
         })
     }
 }
