@@ -7,7 +7,8 @@
 //! - [`trainer`]: one encoder's run, from [`batches`] (the views), [`optim`], [`monitor`]
 //!   and [`checkpoint`];
 //! - [`job`]: one encoder trained, exported, checked, evaluated and recorded, resumably, as
-//!   [`pair`] and [`removal`] do it; [`eval`] and [`collapse`]: what is measured.
+//!   [`pair`] and [`removal`] do it; [`eval`] and [`collapse`]: what is measured;
+//!   [`manifest`]: what a trainer's bundle records of how it was made.
 
 pub mod batches;
 pub mod checkpoint;
@@ -16,6 +17,7 @@ pub mod eval;
 pub mod job;
 pub mod loss;
 pub mod malloc;
+pub mod manifest;
 pub mod methods;
 pub mod model;
 pub mod monitor;
