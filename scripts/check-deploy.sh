@@ -2,7 +2,8 @@
 # Checks the deployment files without a Docker engine or a cluster (docs/deploy.md):
 #   - hadolint on every Dockerfile;
 #   - `docker compose config` (or Debian's docker-compose) parses docker/compose.yaml;
-#   - kustomize renders docker/k8s/{base,overlays/gpu,train,audit,audit/merge}; the output is validated against
+#   - kustomize renders docker/k8s/{base,overlays/gpu,train,train/subsample,train/subsample/bundle,audit,audit/merge};
+#     the output is validated against
 #     the Kubernetes $K8S_VERSION schemas (kubernetes-validate --strict) and the ServiceMonitor
 #     against the Prometheus Operator's (npm);
 #   - scripts/check_deploy.py: ports, probes, drain timing, selectors agree across files.
@@ -29,7 +30,7 @@ if ! kubectl version --client 2>/dev/null | grep -Eq 'Kustomize Version: v[4-9]'
   echo "check-deploy: needs kubectl with kustomize v4 or later on PATH" >&2
   exit 1
 fi
-for k in base overlays/gpu train audit audit/merge; do
+for k in base overlays/gpu train train/subsample train/subsample/bundle audit audit/merge; do
   f="$out/${k//\//-}.yaml"
   kubectl kustomize "docker/k8s/$k" > "$f"
   "$venv/bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$f"
@@ -52,5 +53,5 @@ echo "ok   docker/Dockerfile's build stage compiles from its COPY list"
 
 echo "== consistency"
 "$venv/bin/python" scripts/check_deploy.py "$out/base.yaml" "$out/overlays-gpu.yaml" "$out/train.yaml" \
-  "$out/audit.yaml" "$out/audit-merge.yaml"
+  "$out/audit.yaml" "$out/audit-merge.yaml" "$out/train-subsample.yaml" "$out/train-subsample-bundle.yaml"
 echo "check-deploy: all passed"

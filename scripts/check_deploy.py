@@ -2,7 +2,8 @@
 paths, drain timing, selectors and names must agree between the Dockerfiles, the rendered
 Kubernetes manifests, the compose file and the Prometheus configuration.
 
-    python scripts/check_deploy.py RENDERED_BASE RENDERED_GPU RENDERED_TRAIN RENDERED_AUDIT RENDERED_AUDIT_MERGE
+    python scripts/check_deploy.py RENDERED_BASE RENDERED_GPU RENDERED_TRAIN RENDERED_AUDIT RENDERED_AUDIT_MERGE \
+        RENDERED_TRAIN_SUBSAMPLE RENDERED_TRAIN_SUBSAMPLE_BUNDLE
 
 (scripts/check-deploy.sh renders the kustomizations and runs this with PyYAML.)
 """
@@ -92,7 +93,54 @@ def audit_checks(audit_path, merge_path):
     check(mclaim == claim, "audit merge: mounts the shards' volume at the same path")
 
 
-def main(base_path, gpu_path, train_path, audit_path, merge_path):
+def subsample_checks(train_path, sub_path, bundle_path):
+    """The many-model bundle: an Indexed Job whose index picks the encoder (--index) and
+    whose M (--models) is its `completions`, all writing into one folder of the training
+    volume, and a bundle Job that reads that folder with the same image and volume."""
+    ds = docs(sub_path)
+    job, pvc = one(ds, "Job"), one(ds, "PersistentVolumeClaim")
+    train_pvc = one(docs(train_path), "PersistentVolumeClaim")
+    check(pvc == train_pvc, "subsample: the pairs' volume, as docker/k8s/train declares it")
+    spec = job["spec"]
+    check(spec.get("completionMode") == "Indexed", "subsample: Indexed Job")
+    pod = spec["template"]["spec"]
+    c = pod["containers"][0]
+    env = {e["name"]: e for e in c.get("env", [])}
+    idx = [n for n, e in env.items() if "job-completion-index" in json.dumps(e)]
+    args = c.get("args", [])
+
+    def flag(name):
+        return args[args.index(name) + 1] if name in args[:-1] else None
+
+    check(args[:1] == ["subsample"] and "--resume" in args, "subsample: runs `sslmem-train subsample --resume`")
+    check(bool(idx) and flag("--index") == f"$({idx[0]})", f"subsample: --index from the completion index ({flag('--index')})")
+    models = flag("--models") or ""
+    m = re.fullmatch(r"\$\((\w+)\)", models)
+    value = env.get(m.group(1), {}).get("value") if m else models
+    n = spec.get("completions")
+    check(value == str(n) and n >= 2 and n % 2 == 0, f"subsample: --models is completions, even ({models} = {value}, completions {n})")
+    out = flag("--out") or ""
+    mounts = {mm["mountPath"]: mm["name"] for mm in c["volumeMounts"]}
+    vols = {v["name"]: v for v in pod["volumes"]}
+    shared = [p for p in mounts if out.startswith(p + "/")]
+    claim = vols[mounts[shared[0]]].get("persistentVolumeClaim", {}).get("claimName") if shared else None
+    check(claim == pvc["metadata"]["name"] and "ReadWriteMany" in pvc["spec"]["accessModes"], f"subsample: every index writes {out} on the ReadWriteMany volume")
+    check(pod["securityContext"].get("runAsNonRoot") is True and c["securityContext"].get("readOnlyRootFilesystem") is True, "subsample: non-root, read-only root filesystem")
+
+    bjob = one(docs(bundle_path), "Job")
+    bpod = bjob["spec"]["template"]["spec"]
+    b = bpod["containers"][0]
+    bargs = b.get("args", [])
+    check(bargs[:1] == ["subsample-bundle"] and "--out" in bargs[:-1] and bargs[bargs.index("--out") + 1] == out, f"subsample bundle: runs `subsample-bundle --out {out}`")
+    check(b["image"] == c["image"], "subsample bundle: the training pods' image (and so their dataset, which the plan names)")
+    bmounts = {mm["mountPath"]: mm["name"] for mm in b["volumeMounts"]}
+    bvols = {v["name"]: v for v in bpod["volumes"]}
+    bclaim = bvols.get(bmounts.get(shared[0] if shared else "", ""), {}).get("persistentVolumeClaim", {}).get("claimName")
+    check(bclaim == claim, "subsample bundle: mounts the training volume at the same path")
+    check(bpod["securityContext"].get("runAsNonRoot") is True and b["securityContext"].get("readOnlyRootFilesystem") is True, "subsample bundle: non-root, read-only root filesystem")
+
+
+def main(base_path, gpu_path, train_path, audit_path, merge_path, sub_path, sub_bundle_path):
     env, entry, cmd, expose = dockerfile_env("docker/Dockerfile")
     port = int(env["SSLMEM_PORT"])
     drain = int(env["SSLMEM_DRAIN_TIMEOUT"])
@@ -162,6 +210,7 @@ def main(base_path, gpu_path, train_path, audit_path, merge_path):
     check(vols[[k for k, v in mounts.items() if v == "/bundles"][0]]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"], "train: bundles go to the persistent volume")
 
     audit_checks(audit_path, merge_path)
+    subsample_checks(train_path, sub_path, sub_bundle_path)
 
     compose = yaml.safe_load((ROOT / "docker/compose.yaml").read_text())
     check(compose["services"]["sslmem"]["ports"] == [f"{port}:{port}"], "compose: service port")
@@ -178,4 +227,4 @@ def main(base_path, gpu_path, train_path, audit_path, merge_path):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    main(*sys.argv[1:8])

@@ -597,9 +597,11 @@ fn canaries_are_planted_recorded_monitored_and_audited() {
 /// As for `sslmem`: every trainer flag reads an `SSLMEM_TRAIN_*` variable with one meaning.
 #[test]
 fn every_trainer_flag_reads_an_environment_variable_with_one_meaning() {
-    let subcommands: [&[&str]; 5] = [
+    let subcommands: [&[&str]; 7] = [
         &["split"],
         &["pair"],
+        &["subsample"],
+        &["subsample-bundle"],
         &["eval"],
         &["removal"],
         &["bench-epoch"],

@@ -552,6 +552,38 @@ mod tests {
     }
 
     #[test]
+    fn a_subsample_record_must_fit_the_encoders() {
+        let text = r#"{"format": "sslmem-bundle/1",
+            "input": {"name": "input", "channels": 1, "height": 28, "width": 28,
+                      "mean": [0.286], "std": [0.353]},
+            "representation": {"output": "representation"},
+            "f": [{"path": "f0.onnx", "sha256": "00"}, {"path": "f1.onnx", "sha256": "11"}]}"#;
+        let mut m: Manifest = serde_json::from_str(text).expect("manifest");
+        assert!(m.subsample.is_none(), "absent in other bundles");
+        let dir = Path::new("b");
+        let rec = SubsampleRecord::make("d", 10, 0, 2).expect("record");
+        m.subsample = Some(rec.clone());
+        m.validate(dir).expect("two encoders, two member sets");
+        let back: Manifest =
+            serde_json::from_str(&serde_json::to_string(&m).expect("json")).expect("read");
+        assert_eq!(back.subsample.as_ref(), Some(&rec));
+
+        let err = |m: &Manifest| m.validate(dir).expect_err("refused").to_string();
+        let mut with_g = m.clone();
+        with_g.g = vec![m.f[0].clone()];
+        assert!(err(&with_g).contains("none in `g`"), "{}", err(&with_g));
+        let mut fewer = m.clone();
+        fewer.f.pop();
+        assert!(err(&fewer).contains("one per encoder"), "{}", err(&fewer));
+        let mut swapped = m.clone();
+        if let Some(s) = swapped.subsample.as_mut() {
+            s.members.swap(0, 1);
+            s.size = 11;
+        }
+        assert!(err(&swapped).contains("members"), "{}", err(&swapped));
+    }
+
+    #[test]
     fn architectures_read_as_specs_only_when_nothing_is_lost() {
         let spec = ArchSpec::resnet_mini_28();
         let value = serde_json::to_value(&spec).expect("value");

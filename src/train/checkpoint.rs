@@ -23,6 +23,23 @@ use crate::recipe::{EpochLine, TrainConfig};
 /// The training log's file name in a run's folder.
 pub const LOG: &str = "log.jsonl";
 
+/// Removes the checkpoints of the run in `workdir` (for a run whose record is written, which
+/// nothing resumes); a file that cannot be removed is left.
+pub fn remove_all(workdir: &Path) {
+    let Ok(entries) = fs::read_dir(workdir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("ckpt-") || name == META {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// The file that points at a run's last checkpoint.
+const META: &str = "checkpoint.json";
+
 #[derive(Serialize, Deserialize)]
 struct CheckpointMeta {
     epochs_done: usize,
@@ -55,7 +72,7 @@ impl Checkpoints {
     }
 
     fn meta_path(&self) -> PathBuf {
-        self.workdir.join("checkpoint.json")
+        self.workdir.join(META)
     }
 
     /// Whether the folder holds a checkpoint to resume from.

@@ -7,7 +7,11 @@
 //! - [`trainer`]: one encoder's run, from [`batches`] (the views), [`optim`], [`monitor`]
 //!   and [`checkpoint`];
 //! - [`job`]: one encoder trained, exported, checked, evaluated and recorded, resumably, as
-//!   [`pair`] and [`removal`] do it; [`eval`] and [`collapse`]: what is measured.
+//!   [`pair`], [`subsample`] and [`removal`] do it; [`eval`] and [`collapse`]: what is
+//!   measured; [`manifest`]: what a trainer's bundle records of how it was made.
+//! - [`pair`]: `f` and `g` on the practical split; [`subsample`]: `M` encoders on random
+//!   halves of a pool (the many-model estimator's bundle); [`removal`]: the removal
+//!   experiment.
 
 pub mod batches;
 pub mod checkpoint;
@@ -16,6 +20,7 @@ pub mod eval;
 pub mod job;
 pub mod loss;
 pub mod malloc;
+pub mod manifest;
 pub mod methods;
 pub mod model;
 pub mod monitor;
@@ -24,4 +29,5 @@ pub mod pair;
 pub mod profile;
 pub mod removal;
 pub mod ssl;
+pub mod subsample;
 pub mod trainer;

@@ -8,14 +8,13 @@ use std::path::{Path, PathBuf};
 
 use tch::Device;
 
-use super::checkpoint;
-use super::collapse::OutputSpreads;
-use super::eval::{evaluate, exported_engine, output_spreads, raw_pixel_probe};
+use super::eval::{evaluate, exported_engine, raw_pixel_probe};
 use super::job::Job;
+use super::manifest::{run_record, Provenance};
 use super::monitor::{sample, Monitor, MonitorSets, MonitorSpec};
 use super::trainer::{TrainConfig, Trainer};
 use crate::augment::Normalize;
-use crate::bundle::{self, InputSpec, Manifest, ModelFile, RepresentationSpec, TrainingRecord};
+use crate::bundle::{self, Manifest, ModelFile};
 use crate::data::canary::{self, CanarySpec};
 use crate::data::dataset;
 use crate::data::split::{CanaryFile, CanaryRecord, IndexSet};
@@ -23,8 +22,8 @@ use crate::data::split::{SplitRecord, SplitSpec};
 use crate::data::ImageArray;
 use crate::error::{Error, Result};
 use crate::fsutil::{sha256_file, write_atomic};
-use crate::onnx::{self, ExportOptions};
-use crate::recipe::{EvalLine, RunRecord};
+use crate::onnx::ExportOptions;
+use crate::recipe::RunRecord;
 
 /// Where and how `sslmem-train pair` trains (the recipe itself is a [`TrainConfig`]).
 pub struct PairOptions {
@@ -35,7 +34,8 @@ pub struct PairOptions {
     pub monitor: MonitorSpec,
     /// Seconds between checkpoints (see [`Trainer::checkpoint_seconds`]).
     pub checkpoint_seconds: f64,
-    /// The ONNX output the bundle scores: [`onnx::REPRESENTATION`] or [`onnx::PROJECTION`].
+    /// The ONNX output the bundle scores: [`crate::onnx::REPRESENTATION`] or
+    /// [`crate::onnx::PROJECTION`].
     pub score_output: String,
     pub out: PathBuf,
     pub models: usize,
@@ -207,7 +207,6 @@ impl PairData {
             seed: self.config.seed.wrapping_add(m as u64),
             ..self.config.clone()
         };
-        let epochs = config.epochs;
         let job = Job {
             trainer: Trainer {
                 config,
@@ -242,31 +241,8 @@ impl PairData {
             eval: self.labelled.then_some((&self.train, idx.as_slice())),
         };
         job.run(|e| {
-            let spread = output_spreads(e.path, &self.test, &self.norm)?;
-            let collapsed = collapse_report(&label, &spread, epochs);
-            let record = RunRecord {
-                side: name.into(),
-                index: m,
-                seed: job.trainer.config.seed,
-                train_examples: idx.len(),
-                eval: e.eval.clone(),
-                parity_max_rel_err: e.parity,
-                file: format!("{label}.onnx"),
-                spread: Some(spread),
-                collapsed,
-            };
-            let line = EvalLine {
-                run: label.clone(),
-                eval: record.eval.clone(),
-                parity_max_rel_err: e.parity,
-            };
-            let mut log = fs::read(job.trainer.workdir.join(checkpoint::LOG)).unwrap_or_default();
-            log.extend_from_slice(
-                (serde_json::to_string(&line).map_err(|e| Error::output("JSON", e))? + "\n")
-                    .as_bytes(),
-            );
-            write_atomic(&o.out.join(format!("train-{label}.jsonl")), &log)?;
-            Ok(record)
+            let log = o.out.join(format!("train-{label}.jsonl"));
+            run_record(&job, e, name, m, idx.len(), format!("{label}.onnx"), &log)
         })
     }
 
@@ -277,7 +253,6 @@ impl PairData {
         records: Vec<RunRecord>,
         raw: Option<f64>,
     ) -> Result<Manifest> {
-        let config = self.config;
         let files = |side: &str| -> Result<Vec<ModelFile>> {
             records
                 .iter()
@@ -292,85 +267,20 @@ impl PairData {
                 .collect()
         };
         let (f, g) = (files("f")?, files("g")?);
+        let provenance = Provenance {
+            config: &self.config,
+            dataset: &o.dataset,
+            subset: o.subset,
+            score_output: &o.score_output,
+            monitor: &o.monitor,
+            device: format!("{:?}", o.device),
+            command: o.command.clone(),
+        };
         Ok(Manifest {
-            format: bundle::FORMAT.into(),
-            name: Some(
-                format!(
-                    "{} {} on {}",
-                    config.arch.name,
-                    config.method.name(),
-                    o.dataset
-                )
-                .to_lowercase(),
-            ),
-            input: InputSpec {
-                name: onnx::INPUT.into(),
-                channels: config.arch.in_channels,
-                height: config.arch.height,
-                width: config.arch.width,
-                mean: config.mean.clone(),
-                std: config.std.clone(),
-                ..Default::default()
-            },
-            representation: RepresentationSpec {
-                output: o.score_output.clone(),
-                layers: config.arch.layer_names(),
-                pooling: None,
-            },
-            augment: Some(config.augment.clone()),
-            f,
-            g,
-            architecture: Some(bundle::Architecture::from(&config.arch)),
             split: Some(self.split),
-            subsample: None,
-            training: Some(TrainingRecord {
-                representation: Some(
-                    if o.score_output == onnx::PROJECTION {
-                        "projector output (what the SSL loss sees)"
-                    } else {
-                        "backbone output after global average pooling"
-                    }
-                    .into(),
-                ),
-                config: Some(config.into()),
-                dataset: Some(o.dataset.clone()),
-                subset: o.subset,
-                runs: Some(records.into()),
-                raw_pixel_linear_probe_accuracy: raw,
-                monitor: Some(o.monitor.clone().into()),
-                device: Some(format!("{:?}", o.device)),
-                command: Some(o.command.clone()),
-                sslmem_version: Some(env!("CARGO_PKG_VERSION").into()),
-                eval_command: None,
-                other: serde_json::Map::new(),
-            }),
+            ..provenance.manifest(f, g, records, raw)
         })
     }
-}
-
-/// The outputs of `label` that collapsed after `epochs` (by their spread over the test
-/// images), said in the log: a warning when any did.
-fn collapse_report(label: &str, spread: &OutputSpreads, epochs: usize) -> Vec<String> {
-    let collapsed: Vec<String> = spread
-        .collapsed(epochs)
-        .into_iter()
-        .map(String::from)
-        .collect();
-    if collapsed.is_empty() {
-        tracing::info!(run = %label, representation = ?spread.representation, projection = ?spread.projection, "effective rank over the test images");
-    } else {
-        tracing::warn!(
-            run = %label,
-            representation = ?spread.representation,
-            projection = ?spread.projection,
-            "COLLAPSED ({}): {label}'s effective rank over the test images is below \
-             {:.0}% of the output's dimension: its audit is unlikely to show memorization; \
-             change the method's settings (docs/train.md)",
-            collapsed.join(", "),
-            100.0 * super::collapse::COLLAPSE_FRACTION
-        );
-    }
-    collapsed
 }
 
 /// Writes the canaries as `canaries/NNNN.png` under the bundle folder and returns their

@@ -1,6 +1,7 @@
-//! The `sslmem-train` command line: `split`, `pair`, `eval`, `removal` and `bench-epoch`, over
-//! the library's [`sslmem::train`]. Every flag can also be set from an `SSLMEM_TRAIN_*`
-//! environment variable.
+//! The `sslmem-train` command line: `split`, `pair`, `subsample`, `subsample-bundle`, `eval`,
+//! `removal` and `bench-epoch`, over the library's [`sslmem::train`]. Every flag can also be
+//! set from an `SSLMEM_TRAIN_*` environment variable; the recipe's flags, which `pair` and
+//! `subsample` share, are in [`crate::recipe_args`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,9 +20,10 @@ use sslmem::train::methods;
 use sslmem::train::monitor::{sample, Monitor, MonitorSets, MonitorSpec};
 use sslmem::train::optim::{OptimConfig, OptimKind};
 use sslmem::train::pair::{run_pair, PairOptions};
+use sslmem::train::subsample::{run_subsample, write_bundle, SubsampleOptions};
 use sslmem::train::trainer::TrainConfig;
 
-use crate::method_args::MethodArgs;
+use crate::recipe_args::RecipeArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,6 +53,18 @@ pub enum TrainCommand {
     Split(SplitArgs),
     /// Train f and g (N of each), evaluate, export to ONNX and write a model bundle.
     Pair(Box<PairArgs>),
+    /// Train M encoders, each on a random half of the pool (complementary pairs), for the
+    /// many-model (subsampling) estimator; each encoder is its own resumable job
+    /// (--index I), and the bundle (all M in f, g empty, which encoder saw which image) is
+    /// written once all are done.
+    Subsample(Box<SubsampleArgs>),
+    /// Write the bundle of a `subsample` folder whose M encoders are all done (subsample
+    /// does this itself after the last one); refuses, naming them, while some are not.
+    SubsampleBundle {
+        /// The --out of `sslmem-train subsample`.
+        #[arg(long, env = "SSLMEM_TRAIN_OUT")]
+        out: PathBuf,
+    },
     /// Re-evaluate a bundle's encoders (kNN, linear probe, raw-pixel baseline) and update
     /// its `training` record.
     Eval {
@@ -161,71 +175,21 @@ pub struct SplitArgs {
 
 #[derive(Args, Debug)]
 pub struct PairArgs {
-    #[arg(long, env = "SSLMEM_TRAIN_DATASET", default_value = "fashion-mnist")]
-    pub dataset: String,
+    /// The recipe, the dataset, and how runs are monitored, checkpointed and resumed.
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
     /// Bundle folder to write.
     #[arg(long, env = "SSLMEM_TRAIN_OUT")]
     pub out: PathBuf,
     /// Encoders per side (different seeds), for the expectation over training runs.
     #[arg(long, env = "SSLMEM_TRAIN_MODELS", default_value_t = 1)]
     pub models: usize,
-    /// `--method` and every method's hyperparameters (from the library's registry).
-    #[command(flatten)]
-    pub method: MethodArgs,
-    #[arg(long, env = "SSLMEM_TRAIN_ARCH", default_value = "resnet-mini-28x28x1")]
-    pub arch: String,
-    /// Stride of the architecture's stem convolution (2 quarters the compute of every later
-    /// layer; the parameters are the same).
-    #[arg(long, env = "SSLMEM_TRAIN_STEM_STRIDE")]
-    pub stem_stride: Option<usize>,
-    #[arg(long, env = "SSLMEM_TRAIN_EPOCHS", default_value_t = 10)]
-    pub epochs: usize,
-    #[arg(long, env = "SSLMEM_TRAIN_BATCH_SIZE", default_value_t = 256)]
-    pub batch_size: usize,
-    #[arg(
-        long,
-        env = "SSLMEM_TRAIN_OPTIMIZER",
-        value_parser = crate::choice_arg::choice::<OptimKind>(),
-        default_value = "sgd"
-    )]
-    pub optimizer: OptimKind,
-    /// Peak learning rate (after warm-up).
-    #[arg(long, env = "SSLMEM_TRAIN_LR", default_value_t = 0.06)]
-    pub lr: f64,
-    #[arg(long, env = "SSLMEM_TRAIN_WEIGHT_DECAY", default_value_t = 5e-4)]
-    pub weight_decay: f64,
-    #[arg(long, env = "SSLMEM_TRAIN_MOMENTUM", default_value_t = 0.9)]
-    pub momentum: f64,
-    #[arg(long, env = "SSLMEM_TRAIN_WARMUP_EPOCHS", default_value_t = 1.0)]
-    pub warmup_epochs: f64,
-    /// Training augmentations: a preset (simclr, authors, byol, none).
-    #[arg(long, env = "SSLMEM_TRAIN_AUGMENT", default_value = "simclr")]
-    pub augment: String,
-    /// Smallest crop scale of RandomResizedCrop.
-    #[arg(long, env = "SSLMEM_TRAIN_CROP_SCALE_MIN")]
-    pub crop_scale_min: Option<f64>,
-    /// Normalisation mean and std (default: the dataset's).
-    #[arg(long, env = "SSLMEM_TRAIN_MEAN", value_delimiter = ',')]
-    pub mean: Vec<f32>,
-    #[arg(long, env = "SSLMEM_TRAIN_STD", value_delimiter = ',')]
-    pub std: Vec<f32>,
-    #[arg(long, env = "SSLMEM_TRAIN_SEED", default_value_t = 0)]
-    pub seed: u64,
     #[arg(long, env = "SSLMEM_TRAIN_SPLIT_SEED", default_value_t = 0)]
     pub split_seed: u64,
     #[arg(long, env = "SSLMEM_TRAIN_CANDIDATE", default_value_t = 0.1)]
     pub candidate: f64,
     #[arg(long, env = "SSLMEM_TRAIN_INDEPENDENT", default_value_t = 0.1)]
     pub independent: f64,
-    /// Use only the first N training examples (quick runs).
-    #[arg(long, env = "SSLMEM_TRAIN_SUBSET")]
-    pub subset: Option<usize>,
-    /// Use only the first N test examples.
-    #[arg(long, env = "SSLMEM_TRAIN_TEST_SUBSET")]
-    pub test_subset: Option<usize>,
-    /// Continue a killed run from its checkpoints.
-    #[arg(long, env = "SSLMEM_TRAIN_RESUME")]
-    pub resume: bool,
     /// Plant N canaries in each of candidate (seen by f only), independent (seen by g only)
     /// and held-out (seen by neither): a positive control the audit scores as its own sets.
     #[arg(long, env = "SSLMEM_TRAIN_CANARIES", default_value_t = 0)]
@@ -243,25 +207,26 @@ pub struct PairArgs {
     /// (0: drawn independently, so near-duplicates across sets are possible).
     #[arg(long, env = "SSLMEM_TRAIN_CANARY_MIN_DISTANCE", default_value_t = 0.0)]
     pub canary_min_distance: f64,
-    /// Measure seen-versus-unseen alignment every N epochs (0: never), logged to the
-    /// training log and the progress line.
-    #[arg(long, env = "SSLMEM_TRAIN_MONITOR_EVERY", default_value_t = 5)]
-    pub monitor_every: usize,
-    /// Images per monitored sample (seen and unseen each).
-    #[arg(long, env = "SSLMEM_TRAIN_MONITOR_SAMPLE", default_value_t = 256)]
-    pub monitor_sample: usize,
-    /// The output a bundle scores: representation (the backbone after global average
-    /// pooling, as the papers) or projection (the projector head, what the SSL loss sees).
-    #[arg(long, env = "SSLMEM_TRAIN_SCORE_OUTPUT", default_value = "representation", value_parser = ["representation", "projection"])]
-    pub score_output: String,
-    /// Seconds between checkpoints (0: after every epoch).
-    #[arg(long, env = "SSLMEM_TRAIN_CHECKPOINT_SECONDS", default_value_t = 120.0)]
-    pub checkpoint_seconds: f64,
-    /// Store convolution weights and activations channels-last (NHWC): about 1.25x faster
-    /// on CPU. false trains NCHW, as before this flag existed: other rounding, so other
-    /// weights from the same seed; use it to reproduce a bundle trained before.
-    #[arg(long, env = "SSLMEM_TRAIN_CHANNELS_LAST", default_value_t = true, action = clap::ArgAction::Set)]
-    pub channels_last: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SubsampleArgs {
+    /// The recipe, the dataset (the pool is its training set, or `--subset` of it), and how
+    /// runs are monitored, checkpointed and resumed. `--seed` draws the splits and, plus I,
+    /// seeds encoder I's training.
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// Bundle folder to write (every encoder of one bundle gets the same --out).
+    #[arg(long, env = "SSLMEM_TRAIN_OUT")]
+    pub out: PathBuf,
+    /// Encoders, M: even, at least 2; encoders 2j and 2j + 1 train on the two halves of the
+    /// pool's random split j, so each image is seen by M/2 of them.
+    #[arg(long, env = "SSLMEM_TRAIN_SUBSAMPLE_MODELS")]
+    pub models: usize,
+    /// Train encoder I only (0..M), as one index of an Indexed Job does; without it, every
+    /// encoder not yet done, in order. The bundle is written once all M are done.
+    #[arg(long, env = "SSLMEM_TRAIN_SUBSAMPLE_INDEX")]
+    pub index: Option<usize>,
 }
 
 fn device(spec: &str) -> Result<Device> {
@@ -286,50 +251,7 @@ fn device(spec: &str) -> Result<Device> {
 }
 
 fn pair(a: &PairArgs, dev: Device) -> Result<()> {
-    let mut arch = ArchSpec::preset(&a.arch)?;
-    if let Some(s) = a.stem_stride.filter(|&s| s != arch.stem.stride) {
-        arch.stem.stride = s;
-        arch.name = format!("{}-stem-stride-{s}", arch.name);
-        arch.validate()?;
-    }
-    let mut augment = AugmentSpec::preset(&a.augment)?;
-    if let Some(min) = a.crop_scale_min {
-        for crop in augment.crops_mut() {
-            crop.scale[0] = min;
-        }
-    }
-    augment.validate()?;
-    if a.mean.len() != a.std.len() {
-        return Err(Error::Param(format!(
-            "--mean has {} values and --std {}",
-            a.mean.len(),
-            a.std.len()
-        )));
-    }
-    // Empty: the dataset's (see data::dataset::normalisation), filled in once it is loaded.
-    let (mean, std) = (a.mean.clone(), a.std.clone());
-    let method = a.method.config()?;
-    let config = TrainConfig {
-        arch,
-        method,
-        optim: OptimConfig {
-            kind: a.optimizer,
-            lr: a.lr * a.batch_size as f64 / 256.0,
-            weight_decay: a.weight_decay,
-            momentum: a.momentum,
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            trust: 0.001,
-        },
-        augment,
-        mean,
-        std,
-        epochs: a.epochs,
-        batch_size: a.batch_size,
-        warmup_epochs: a.warmup_epochs,
-        seed: a.seed,
-        channels_last: a.channels_last,
-    };
+    let config = a.recipe.config()?;
     let opts = pair_options(a, dev)?;
     let m = run_pair(&config, &opts)?;
     tracing::info!(
@@ -357,21 +279,13 @@ fn pair_options(a: &PairArgs, dev: Device) -> Result<PairOptions> {
     if a.canary_repeats == 0 {
         return Err(Error::Param("--canary-repeats must be at least 1".into()));
     }
-    if a.checkpoint_seconds.is_nan() || a.checkpoint_seconds < 0.0 {
-        return Err(Error::Param(
-            "--checkpoint-seconds must be 0 or more".into(),
-        ));
-    }
+    let r = &a.recipe;
     Ok(PairOptions {
-        dataset: a.dataset.clone(),
+        dataset: r.dataset.clone(),
         canaries,
-        monitor: MonitorSpec {
-            every: a.monitor_every,
-            sample: a.monitor_sample,
-            ..MonitorSpec::default()
-        },
-        checkpoint_seconds: a.checkpoint_seconds,
-        score_output: a.score_output.clone(),
+        monitor: r.monitor(),
+        checkpoint_seconds: r.checkpoint_seconds()?,
+        score_output: r.score_output.clone(),
         out: a.out.clone(),
         models: a.models,
         split: SplitSpec {
@@ -379,14 +293,35 @@ fn pair_options(a: &PairArgs, dev: Device) -> Result<PairOptions> {
             candidate: a.candidate,
             independent: a.independent,
         },
-        subset: a
-            .subset
-            .map(|n| (n, a.test_subset.unwrap_or(usize::MAX)))
-            .or(a.test_subset.map(|m| (usize::MAX, m))),
-        resume: a.resume,
+        subset: r.subset(),
+        resume: r.resume,
         device: dev,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: command_line(),
     })
+}
+
+fn subsample(a: &SubsampleArgs, dev: Device) -> Result<()> {
+    let config = a.recipe.config()?;
+    let r = &a.recipe;
+    let opts = SubsampleOptions {
+        dataset: r.dataset.clone(),
+        subset: r.subset(),
+        models: a.models,
+        index: a.index,
+        monitor: r.monitor(),
+        checkpoint_seconds: r.checkpoint_seconds()?,
+        score_output: r.score_output.clone(),
+        out: a.out.clone(),
+        resume: r.resume,
+        device: dev,
+        command: command_line(),
+    };
+    run_subsample(&config, &opts).map(|_| ())
+}
+
+/// The command line, as the records keep it.
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
 }
 
 fn bench_epoch(a: &BenchArgs, dev: Device) -> Result<()> {
@@ -490,9 +425,11 @@ pub fn main(cli: TrainCli) -> ExitCode {
         match &cli.command {
             TrainCommand::Split(a) => split(a),
             TrainCommand::Pair(a) => pair(a, dev),
+            TrainCommand::Subsample(a) => subsample(a, dev),
+            TrainCommand::SubsampleBundle { out } => write_bundle(out, dev).map(|_| ()),
             TrainCommand::Eval { bundle, dataset } => {
-                let cmd = std::env::args().collect::<Vec<_>>().join(" ");
-                sslmem::train::pair::reevaluate(bundle, dataset.as_deref(), None, &cmd).map(|_| ())
+                sslmem::train::pair::reevaluate(bundle, dataset.as_deref(), None, &command_line())
+                    .map(|_| ())
             }
             TrainCommand::Removal {
                 bundle,
