@@ -65,6 +65,39 @@ pub fn describe(x: &[f64]) -> Option<Describe> {
     })
 }
 
+/// [`Describe`] without its count: the fields an audit's `summary.json` writes after a group's
+/// own `count`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub mean: f64,
+    /// Sample standard deviation; `None` below two values.
+    pub sd: Option<f64>,
+    pub min: f64,
+    /// Quantiles (linear interpolation, as NumPy's default): 5%, 25%, 50%, 75%, 95%.
+    pub q05: f64,
+    pub q25: f64,
+    pub median: f64,
+    pub q75: f64,
+    pub q95: f64,
+    pub max: f64,
+}
+
+impl From<Describe> for Spread {
+    fn from(d: Describe) -> Self {
+        Self {
+            mean: d.mean,
+            sd: d.sd,
+            min: d.min,
+            q05: d.q05,
+            q25: d.q25,
+            median: d.median,
+            q75: d.q75,
+            q95: d.q95,
+            max: d.max,
+        }
+    }
+}
+
 /// p-values of a test statistic for the three alternatives, about the first sample
 /// (`greater`: its location is above the second's).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -34,7 +34,10 @@ fn many_model_bundle(dir: &Path) -> (PathBuf, SubsampleRecord) {
     let mut m: Value = serde_json::from_str(&read(&b, "sslmem.json")).expect("manifest");
     let o = m.as_object_mut().expect("object");
     o.remove("g");
-    o.insert("subsample".into(), serde_json::to_value(&design).expect("json"));
+    o.insert(
+        "subsample".into(),
+        serde_json::to_value(&design).expect("json"),
+    );
     o.insert(
         "training".into(),
         json!({"dataset": "fashion-mnist", "subset": [POOL, POOL],
@@ -102,7 +105,10 @@ fn every_pool_image_is_scored_by_the_encoders_that_saw_it_against_those_that_did
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let printed = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(printed.contains("many-model estimate: 4 encoders"), "{printed}");
+    assert!(
+        printed.contains("many-model estimate: 4 encoders"),
+        "{printed}"
+    );
 
     let got = rows(&out);
     assert_eq!(got.len(), POOL);
@@ -126,14 +132,23 @@ fn every_pool_image_is_scored_by_the_encoders_that_saw_it_against_those_that_did
             r["align_f"].as_f64().expect("f"),
             r["align_g"].as_f64().expect("g"),
         );
-        assert!((a_f - mean(&inside)).abs() < 1e-9, "{index}: in {a_f} vs {inside:?}");
-        assert!((a_g - mean(&outside)).abs() < 1e-9, "{index}: out {a_g} vs {outside:?}");
+        assert!(
+            (a_f - mean(&inside)).abs() < 1e-9,
+            "{index}: in {a_f} vs {inside:?}"
+        );
+        assert!(
+            (a_g - mean(&outside)).abs() < 1e-9,
+            "{index}: out {a_g} vs {outside:?}"
+        );
         assert!((r["score"].as_f64().expect("score") - (a_g - a_f)).abs() < 1e-12);
     }
 
     let s: Value = serde_json::from_str(&read(&out, "summary.json")).expect("summary");
     let mm_s = &s["many_model"];
-    assert_eq!((mm_s["models"].as_u64(), mm_s["scored"].as_u64()), (Some(4), Some(POOL as u64)));
+    assert_eq!(
+        (mm_s["models"].as_u64(), mm_s["scored"].as_u64()),
+        (Some(4), Some(POOL as u64))
+    );
     let evals = mm_s["per_encoder"].as_array().expect("per encoder");
     assert_eq!(evals.len(), 4);
     for (e, ev) in evals.iter().enumerate() {
@@ -177,8 +192,14 @@ fn the_pair_of_a_split_audits_with_its_halves_as_candidate_and_independent() {
     let src: Value = serde_json::from_str(&read(&mm, "sslmem.json")).expect("manifest");
     assert_eq!(m["f"][0]["sha256"], src["f"][2]["sha256"]);
     assert_eq!(m["g"][0]["sha256"], src["f"][3]["sha256"]);
-    assert_eq!(m["split"]["candidate"], serde_json::to_value(&design.members[2]).expect("j"));
-    assert_eq!(m["split"]["independent"], serde_json::to_value(&design.members[3]).expect("j"));
+    assert_eq!(
+        m["split"]["candidate"],
+        serde_json::to_value(&design.members[2]).expect("j")
+    );
+    assert_eq!(
+        m["split"]["independent"],
+        serde_json::to_value(&design.members[3]).expect("j")
+    );
     assert_eq!(m["split"]["extra"], json!([[0, POOL]]));
     assert!(m.get("subsample").is_none());
 
@@ -214,7 +235,11 @@ fn the_pair_of_a_split_audits_with_its_halves_as_candidate_and_independent() {
         dir.path().join("x").to_str().expect("utf8"),
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("not a many-model bundle"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a many-model bundle"),
+        "{}",
+        stderr(&o)
+    );
     let o = run(&[
         "bundle",
         "split-pair",

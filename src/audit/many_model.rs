@@ -8,7 +8,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::summary::Spread;
 use super::{Item, Record, SplitSet, WorkList};
 use crate::bundle::Bundle;
 use crate::data::dataset;
@@ -17,6 +16,7 @@ use crate::data::subsample::SubsampleRecord;
 use crate::error::{Error, Result};
 use crate::membership::{evaluate, Membership};
 use crate::stats::describe;
+use crate::stats::Spread;
 use std::sync::Arc;
 
 /// The pool's images in index order (the first `limit`), as the set `pool`.

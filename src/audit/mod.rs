@@ -665,41 +665,12 @@ fn finish(
     };
     let compared = estimators::compare(records, &calibrated, params.seed);
     if one_model {
-        let rows = one_model::rows(records, &calibrated, &typ);
-        write_atomic(
-            &out.join("scores.jsonl"),
-            one_model::to_jsonl(&rows)?.as_bytes(),
-        )?;
-        write_atomic(&out.join("scores.csv"), &one_model::to_csv(&rows)?)?;
-        let reference_images = params.reference.as_ref().map(|r| {
-            records
-                .iter()
-                .filter(|x| x.set == r.set() && x.scored())
-                .count()
-        });
-        let mut summary = summary::summarize(bundle, params, records, &typ, &[])?;
-        summary.score = one_model::FIELDS.into();
-        summary.sets.clear();
-        summary.classes.clear();
-        summary.tests.clear();
-        summary.typicality.clear();
-        summary.checks.clear();
-        summary.one_model = Some(one_model::summarize(&rows, reference_images, params.knn));
-        summary.estimators = compared;
-        let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::output("JSON", e))?;
-        write_atomic(&out.join("summary.json"), (text + "\n").as_bytes())?;
-        let roc = figures::estimators_roc_png(&summary.estimators)?;
-        if let Some(png) = &roc {
-            write_atomic(&out.join("figures").join("roc-estimators.png"), png)?;
-        }
-        let run = html::RunRecord {
-            date,
-            command: command_line(&bundle.dir, params),
-            manifest_sha256: sha256_file(&bundle.dir.join(bundle::MANIFEST))?,
-            classes: work.classes.clone(),
+        let parts = OneModelParts {
+            calibrated: &calibrated,
+            typ: &typ,
+            compared,
         };
-        let page = html::one_model_html(bundle, params, &summary, roc.as_deref(), &run);
-        return write_atomic(&out.join("report.html"), page.as_bytes());
+        return finish_one_model(out, bundle, params, work, records, parts, date);
     }
     // Per set: rank by score (1 = most memorized), set-level normalisations over the set.
     let sets = sets_of(records);
@@ -764,6 +735,61 @@ fn finish(
         classes: work.classes.clone(),
     };
     let page = html::html(bundle, params, &summary, records, &figs, &run)?;
+    write_atomic(&out.join("report.html"), page.as_bytes())
+}
+
+/// What [`finish`] computed that a one-model audit's files need.
+struct OneModelParts<'a> {
+    calibrated: &'a [Option<crate::score::calibrate::Calibrated>],
+    typ: &'a [Option<f64>],
+    compared: Vec<estimators::EstimatorMembership>,
+}
+
+/// [`finish`] for a one-model bundle: its rows ([`one_model::OneModelRow`]), summary, the
+/// estimators' ROC and its report.
+fn finish_one_model(
+    out: &Path,
+    bundle: &Bundle,
+    params: &AuditParams,
+    work: &WorkList,
+    records: &[Record],
+    p: OneModelParts,
+    date: i64,
+) -> Result<()> {
+    let rows = one_model::rows(records, p.calibrated, p.typ);
+    write_atomic(
+        &out.join("scores.jsonl"),
+        one_model::to_jsonl(&rows)?.as_bytes(),
+    )?;
+    write_atomic(&out.join("scores.csv"), &one_model::to_csv(&rows)?)?;
+    let reference_images = params.reference.as_ref().map(|r| {
+        records
+            .iter()
+            .filter(|x| x.set == r.set() && x.scored())
+            .count()
+    });
+    let mut summary = summary::summarize(bundle, params, records, p.typ, &[])?;
+    summary.score = one_model::FIELDS.into();
+    summary.sets.clear();
+    summary.classes.clear();
+    summary.tests.clear();
+    summary.typicality.clear();
+    summary.checks.clear();
+    summary.one_model = Some(one_model::summarize(&rows, reference_images, params.knn));
+    summary.estimators = p.compared;
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::output("JSON", e))?;
+    write_atomic(&out.join("summary.json"), (text + "\n").as_bytes())?;
+    let roc = figures::estimators_roc_png(&summary.estimators)?;
+    if let Some(png) = &roc {
+        write_atomic(&out.join("figures").join("roc-estimators.png"), png)?;
+    }
+    let run = html::RunRecord {
+        date,
+        command: command_line(&bundle.dir, params),
+        manifest_sha256: sha256_file(&bundle.dir.join(bundle::MANIFEST))?,
+        classes: work.classes.clone(),
+    };
+    let page = html::one_model_html(bundle, params, &summary, roc.as_deref(), &run);
     write_atomic(&out.join("report.html"), page.as_bytes())
 }
 

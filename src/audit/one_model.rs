@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::summary::Spread;
 use super::{Record, SplitSet};
 use crate::error::{Error, Result};
 use crate::score::calibrate::Calibrated;
 use crate::stats::describe;
+use crate::stats::Spread;
 
 /// One example of a one-model audit: a line of `scores.jsonl` and a row of `scores.csv`.
 /// Nothing here is an SSLMem score.

@@ -16,8 +16,9 @@ use crate::augment::AugmentSpec;
 use crate::bundle::Bundle;
 use crate::error::Result;
 use crate::membership::Membership;
+pub use crate::stats::Spread;
 use crate::stats::{
-    describe, mann_whitney, spearman, student_t, welch_t, Describe, MannWhitney, Spearman, TTest,
+    describe, mann_whitney, spearman, student_t, welch_t, MannWhitney, Spearman, TTest,
 };
 
 /// Significance level of the expected-sign checks.
@@ -108,38 +109,6 @@ pub struct Group {
     pub significant_positive: usize,
     /// `significant_positive` over `count`; `None` without scores.
     pub significant_positive_fraction: Option<f64>,
-}
-
-/// [`Describe`] without its count: the fields a [`Group`] writes after its own `count`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Spread {
-    pub mean: f64,
-    /// Sample standard deviation; `None` below two values.
-    pub sd: Option<f64>,
-    pub min: f64,
-    /// Quantiles (linear interpolation, as NumPy's default): 5%, 25%, 50%, 75%, 95%.
-    pub q05: f64,
-    pub q25: f64,
-    pub median: f64,
-    pub q75: f64,
-    pub q95: f64,
-    pub max: f64,
-}
-
-impl From<Describe> for Spread {
-    fn from(d: Describe) -> Self {
-        Self {
-            mean: d.mean,
-            sd: d.sd,
-            min: d.min,
-            q05: d.q05,
-            q25: d.q25,
-            median: d.median,
-            q75: d.q75,
-            q95: d.q95,
-            max: d.max,
-        }
-    }
 }
 
 /// Two-sample tests of set `a`'s scores against set `b`'s (`None`: the test is undefined for

@@ -50,7 +50,12 @@ pub fn split_pair(
         )));
     }
     let (fi, gi) = (2 * split, 2 * split + 1);
-    if out.exists() && fs::read_dir(out).map_err(|e| Error::io(out, e))?.next().is_some() {
+    if out.exists()
+        && fs::read_dir(out)
+            .map_err(|e| Error::io(out, e))?
+            .next()
+            .is_some()
+    {
         return Err(Error::Param(format!(
             "{} already exists and is not empty; choose a new folder",
             out.display()
