@@ -1428,4 +1428,31 @@ fn a_pair_audit_with_a_reference_compares_the_four_estimators() {
     let printed = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(printed.contains("estimators compared"), "{printed}");
     assert!(read(&out, "report.html").contains("Estimators compared: how much g buys"));
+
+    // An audit compared with itself agrees perfectly; the reference against the candidates
+    // shares no image.
+    let o = sslmem()
+        .args([
+            "compare",
+            arg(&out),
+            arg(&out),
+            "--top",
+            "0.25,0.5",
+            "--json",
+        ])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(c["n"], 8);
+    assert!((c["spearman"]["rho"].as_f64().expect("rho") - 1.0).abs() < 1e-12);
+    assert_eq!(c["top"][0]["k"], 2);
+    assert_eq!(c["top"][0]["overlap"], 2);
+    assert_eq!(c["top"][1]["overlap"], 4);
+    let o = sslmem()
+        .args(["compare", arg(&out), arg(&out), "--set", "shared"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no image of"), "{}", stderr(&o));
 }

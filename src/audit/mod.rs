@@ -12,6 +12,7 @@
 //! audit writes, through the same [`finish`].
 
 pub mod calibration;
+pub mod compare;
 pub mod estimators;
 pub mod figures;
 pub mod html;

@@ -7,6 +7,7 @@ mod align;
 mod audit;
 mod bundle;
 mod choice_arg;
+mod compare;
 mod health;
 mod inspect;
 mod score;
@@ -92,6 +93,9 @@ pub enum Command {
     /// Merge the folders of `sslmem audit --shard I/N` (all N shards of one audit) into the
     /// files the unsharded audit writes, byte for byte.
     AuditMerge(audit::MergeArgs),
+    /// Do two audits find the same images memorized? Spearman's correlation of their scores
+    /// on the images both scored, and the overlap of their top fractions against chance.
+    Compare(compare::CompareArgs),
     /// Probe a running service: exits 0 when GET PATH answers 200 (container health checks;
     /// needs no curl in the image).
     Health(health::HealthArgs),
@@ -111,6 +115,7 @@ pub fn main(cli: Cli) -> ExitCode {
             .and_then(|o| sslmem::service::run(&o, &rt))
             .map(|()| true),
         Command::Health(a) => health::run(&a),
+        Command::Compare(a) => compare::run(&a).map(|()| true),
         Command::Audit(a) => a.options().and_then(|o| {
             let all_scored = sslmem::audit::run(&o, &rt)?;
             // A shard's folder holds a journal, not an audit: the merge prints the summary.
