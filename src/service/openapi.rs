@@ -280,6 +280,7 @@ mod tests {
             schemas["ScoreEntry"]["oneOf"],
             json!([
                 {"$ref": "#/components/schemas/ScoreResult"},
+                {"$ref": "#/components/schemas/OneModelResult"},
                 {"$ref": "#/components/schemas/ImageFailure"}
             ]),
             "{}",

@@ -393,7 +393,7 @@ mod tests {
             for (set, index, input, label, score) in rows {
                 let align_g = 0.5 + score;
                 text += &format!(
-                    "{set},{index},{input},{label},0.5,{align_g},{score},0,,,,false,1,,,,4\n"
+                    "{set},{index},{input},{label},0.5,{align_g},{score},0,,,,false,1,,,,4,,\n"
                 );
             }
             text
