@@ -612,11 +612,14 @@ fn report_renders_in_headless_chromium_with_every_figure() {
     );
     assert_eq!(v["title"], "SSLMem audit");
     assert_eq!(v["scope"], "", "split sets with extra: nothing to caveat");
-    assert_eq!(v["figures"], 4, "histogram, ROC, typicality, grid");
+    assert_eq!(
+        v["figures"], 5,
+        "histogram, ROC, every estimator's ROC, typicality, grid"
+    );
     let imgs = v["images"].as_array().expect("images");
-    assert!(imgs.iter().filter(|i| i["figure"] == true).count() == 4);
+    assert!(imgs.iter().filter(|i| i["figure"] == true).count() == 5);
     // 10 classes x (up to 8 most + 8 least memorized) thumbnails besides the figures.
-    assert!(imgs.len() > 4 + 10 * 2, "{} images", imgs.len());
+    assert!(imgs.len() > 5 + 10 * 2, "{} images", imgs.len());
     for i in imgs {
         assert!(
             i["loaded"] == true && i["visible"] == true,
@@ -1157,7 +1160,10 @@ fn reports_of_own_sets_and_of_inputs_say_only_what_they_can_in_headless_chromium
         Some(&keep.join("own-sets.png")),
     );
     assert_eq!(v["scope"], "", "{v}");
-    assert_eq!(v["figures"], 4, "histogram, ROC, typicality, grid");
+    assert_eq!(
+        v["figures"], 5,
+        "histogram, ROC, every estimator's ROC, typicality, grid"
+    );
     let h = headings(&v);
     for want in [
         "Expected signs (docs/science.md#expected-signs)",
