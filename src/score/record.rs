@@ -48,7 +48,9 @@ impl ScoreRecord {
 }
 
 /// One image's one-model result (a bundle with `f` only: no SSLMem score; fields as in
-/// docs/science.md#one-model-scores): a `/v1/score` result of a one-model bundle.
+/// docs/science.md#one-model-scores): a `/v1/score` result of a one-model bundle. Its
+/// nullable fields are always written (null when absent) and required in the schema, so that
+/// no SSLMem result also matches this schema (`ScoreEntry` is a `oneOf`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(as = OneModelResult)]
 pub struct OneModelRecord {
@@ -57,15 +59,19 @@ pub struct OneModelRecord {
     /// Mean distance between paired views under the `f` encoders.
     pub align_f: f64,
     /// Standard error of `align_f` over the view pairs; null for one pair.
+    #[schema(required = true)]
     pub align_f_stderr: Option<f64>,
     /// 95% interval of `align_f`; null for one pair.
+    #[schema(required = true)]
     pub align_f_ci95: Option<[f64; 2]>,
     /// The share of the reference population's images whose `align_f` is lower (ties count
     /// half), in [0, 1]; low is member-like. Null without a reference, or when the request's
     /// estimator settings differ from those the reference was scored with.
+    #[schema(required = true)]
     pub align_f_percentile: Option<f64>,
     /// The mean `align_f` of the image's k nearest reference images (in `f`'s
     /// representation) minus its own; high is member-like. Null as `align_f_percentile`.
+    #[schema(required = true)]
     pub knn_gap: Option<f64>,
     /// View pairs behind the numbers.
     pub pairs: usize,
