@@ -1,11 +1,13 @@
 //! `sslmem-train removal`: the removal experiment (docs/science.md#findings-to-reproduce).
 //! The `k` most memorized candidates (by an audit's scores), and separately `k` random
-//! candidates, are removed from `f`'s training data; `f` is retrained with the bundle's
+//! candidates drawn with the same class histogram ([`class_matched_pick`]: memorized points
+//! are not spread over the classes as random ones are), are removed from `f`'s training data; `f` is retrained with the bundle's
 //! recipe and its linear-probe accuracy on the test set compared, over several seeds, for
 //! several `k` (and `k = 0`, nothing removed).
 //! Each run's result is written atomically as it finishes and skipped when rerun, and runs
 //! resume from their epoch checkpoints, so a killed experiment continues where it stopped.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -73,6 +75,46 @@ pub fn ranked_candidates(scores_csv: &Path) -> Result<Vec<(usize, f64)>> {
     Ok(out)
 }
 
+/// The class of each candidate that has one (its `label` column), from an audit's
+/// scores.csv.
+///
+/// Errors: as [`ranked_candidates`].
+pub fn candidate_labels(scores_csv: &Path) -> Result<BTreeMap<usize, u8>> {
+    Ok(read_csv(scores_csv, &["set", "index", "score"])?
+        .iter()
+        .filter(|r| r.set == SplitSet::Candidate)
+        .filter_map(|r| Some((r.index, r.label?)))
+        .collect())
+}
+
+/// The random control of removing `top`: as many candidates of each class as `top` has
+/// (candidates without a class form one group), each class's drawn uniformly without
+/// replacement among all its candidates (the top ones included) from `seed`; sorted.
+/// With every candidate in one group this is [`random_pick`] of `top.len()`.
+pub fn class_matched_pick(
+    candidates: &[(usize, f64)],
+    labels: &BTreeMap<usize, u8>,
+    top: &[usize],
+    seed: u64,
+) -> Vec<usize> {
+    let mut wanted: BTreeMap<Option<u8>, usize> = BTreeMap::new();
+    for i in top {
+        *wanted.entry(labels.get(i).copied()).or_default() += 1;
+    }
+    let mut out = Vec::with_capacity(top.len());
+    for (class, &n) in &wanted {
+        let of_class: Vec<(usize, f64)> = candidates
+            .iter()
+            .filter(|c| labels.get(&c.0).copied() == *class)
+            .copied()
+            .collect();
+        let salt = class.map_or(0xFF, u64::from);
+        out.extend(random_pick(&of_class, n, seed ^ salt.wrapping_mul(0x9E37_79B9)));
+    }
+    out.sort_unstable();
+    out
+}
+
 /// `k` candidates drawn uniformly without replacement from `seed` (sorted).
 pub fn random_pick(candidates: &[(usize, f64)], k: usize, seed: u64) -> Vec<usize> {
     let mut idx: Vec<usize> = candidates.iter().map(|c| c.0).collect();
@@ -97,7 +139,7 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
     let setup = Setup::load(o)?;
     let runs_dir = o.out.join("runs");
     fs::create_dir_all(&runs_dir).map_err(|e| Error::io(&runs_dir, e))?;
-    let plan = plan(&setup.ranked, &o.ks, &o.seeds);
+    let plan = plan(&setup.ranked, &setup.labels, &o.ks, &o.seeds);
     let mut results = Vec::new();
     for (n, (strategy, k, seed, removed)) in plan.iter().cloned().enumerate() {
         let name = format!("{strategy}-k{k}-seed{seed}");
@@ -134,6 +176,7 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
             norm: &setup.norm,
             eval: Some((&setup.tt.train, &indices)),
         };
+        let planned = removed.clone();
         let r = job.run(|e| {
             let eval = e.eval.as_ref().ok_or_else(|| {
                 Error::Train(format!("{name}: the retrained f was not evaluated"))
@@ -148,6 +191,14 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
                 removed,
             })
         })?;
+        if r.removed != planned {
+            return Err(Error::Param(format!(
+                "{}: run {name} removed other examples than this plan does (an experiment \
+                 made before the random control was drawn with the top's class histogram?); \
+                 choose another --out",
+                o.out.display()
+            )));
+        }
         let _ = fs::remove_dir_all(&work);
         tracing::info!(run = %name, linear_probe = r.linear_probe_accuracy, "done");
         results.push(r);
@@ -175,6 +226,8 @@ struct Setup {
     /// f's canary examples, each repeated as the bundle's recipe did.
     canaries: Vec<usize>,
     ranked: Vec<(usize, f64)>,
+    /// The class of each candidate that has one.
+    labels: BTreeMap<usize, u8>,
     norm: Normalize,
 }
 
@@ -214,6 +267,7 @@ impl Setup {
             )));
         }
         let ranked = ranked_candidates(&o.scores)?;
+        let labels = candidate_labels(&o.scores)?;
         let cand: std::collections::BTreeSet<usize> = split.candidate.iter().collect();
         if let Some((i, _)) = ranked.iter().find(|(i, _)| !cand.contains(i)) {
             return Err(Error::Param(format!(
@@ -250,6 +304,7 @@ impl Setup {
             with_canaries,
             canaries,
             ranked,
+            labels,
             norm,
         })
     }
@@ -268,6 +323,7 @@ fn no_recipe(manifest: &Path, why: &str) -> Error {
 /// `k` candidates and `k` random ones; each `(strategy, k, seed, removed indices sorted)`.
 fn plan(
     ranked: &[(usize, f64)],
+    labels: &BTreeMap<usize, u8>,
     ks: &[usize],
     seeds: &[u64],
 ) -> Vec<(String, usize, u64, Vec<usize>)> {
@@ -277,13 +333,14 @@ fn plan(
         for &k in ks.iter().filter(|&&k| k > 0) {
             let mut top: Vec<usize> = ranked[..k].iter().map(|c| c.0).collect();
             top.sort_unstable();
+            let random = class_matched_pick(
+                ranked,
+                labels,
+                &top,
+                seed.wrapping_mul(1_000_003) ^ k as u64,
+            );
             plan.push(("top".into(), k, seed, top));
-            plan.push((
-                "random".into(),
-                k,
-                seed,
-                random_pick(ranked, k, seed.wrapping_mul(1_000_003) ^ k as u64),
-            ));
+            plan.push(("random".into(), k, seed, random));
         }
     }
     plan
@@ -372,6 +429,7 @@ fn summarize(results: &[RemovalRun], config: &TrainConfig, o: &RemovalOptions) -
         "bundle": o.bundle.display().to_string(),
         "scores": o.scores.display().to_string(),
         "epochs": config.epochs,
+        "random_control": "as many candidates of each class as the top k has, drawn uniformly within each class",
         "recipe": config,
         "table": table,
         "top_minus_random": diffs,
@@ -421,5 +479,38 @@ mod tests {
         assert!(ranked_candidates(&p).is_err());
         fs::write(&p, "set,index\ncandidate,1\n").expect("write");
         assert!(ranked_candidates(&p).is_err());
+    }
+
+    #[test]
+    fn the_random_control_draws_the_class_histogram_of_the_top() {
+        // 30 candidates in 3 classes (index % 3), ranked by index; labels for all but 29.
+        let ranked: Vec<(usize, f64)> = (0..30).map(|i| (i, -(i as f64))).collect();
+        let labels: BTreeMap<usize, u8> = (0..29).map(|i| (i, (i % 3) as u8)).collect();
+        // The top: four of class 0, one of class 1, and the unlabelled 29.
+        let top = vec![0, 3, 6, 9, 1, 29];
+        for seed in 0..20 {
+            let pick = class_matched_pick(&ranked, &labels, &top, seed);
+            assert_eq!(pick.len(), top.len());
+            let mut hist: BTreeMap<Option<u8>, usize> = BTreeMap::new();
+            for i in &pick {
+                *hist.entry(labels.get(i).copied()).or_default() += 1;
+            }
+            assert_eq!(
+                hist,
+                BTreeMap::from([(None, 1), (Some(0), 4), (Some(1), 1)]),
+                "seed {seed}: {pick:?}"
+            );
+            let mut dedup = pick.clone();
+            dedup.dedup();
+            assert_eq!(dedup, pick, "without replacement");
+            assert_eq!(pick, class_matched_pick(&ranked, &labels, &top, seed));
+        }
+        let draws: std::collections::BTreeSet<Vec<usize>> = (0..20)
+            .map(|s| class_matched_pick(&ranked, &labels, &top, s))
+            .collect();
+        assert!(draws.len() > 1, "seeds draw differently");
+        // Without labels it is the uniform draw.
+        let plain = class_matched_pick(&ranked, &BTreeMap::new(), &top, 5);
+        assert_eq!(plain.len(), 6);
     }
 }
