@@ -109,6 +109,10 @@ fn every_pool_image_is_scored_by_the_encoders_that_saw_it_against_those_that_did
         printed.contains("many-model estimate: 4 encoders"),
         "{printed}"
     );
+    assert!(
+        !printed.contains("note:"),
+        "no split-audit caveat on a pool: {printed}"
+    );
 
     let got = rows(&out);
     assert_eq!(got.len(), POOL);

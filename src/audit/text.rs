@@ -106,6 +106,11 @@ pub fn scope(summary: &Summary) -> Vec<String> {
         );
         return out;
     }
+    if has(SplitSet::Pool) {
+        // A many-model pool: every image is a member of half the encoders, and each encoder's
+        // membership test is in the many-model section.
+        return out;
+    }
     let members = has(SplitSet::Candidate) || has(SplitSet::CanaryCandidate);
     let non_members = has(SplitSet::Extra) || has(SplitSet::CanaryHeldout);
     if members && !non_members {

@@ -109,7 +109,11 @@ pub fn class_matched_pick(
             .copied()
             .collect();
         let salt = class.map_or(0xFF, u64::from);
-        out.extend(random_pick(&of_class, n, seed ^ salt.wrapping_mul(0x9E37_79B9)));
+        out.extend(random_pick(
+            &of_class,
+            n,
+            seed ^ salt.wrapping_mul(0x9E37_79B9),
+        ));
     }
     out.sort_unstable();
     out
