@@ -760,7 +760,7 @@ fn finish_one_model(
     let rows = one_model::rows(records, p.calibrated, p.typ);
     write_atomic(
         &out.join("scores.jsonl"),
-        one_model::to_jsonl(&rows)?.as_bytes(),
+        scores::to_jsonl(&rows)?.as_bytes(),
     )?;
     write_atomic(&out.join("scores.csv"), &one_model::to_csv(&rows)?)?;
     let reference_images = params.reference.as_ref().map(|r| {

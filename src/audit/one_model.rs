@@ -107,16 +107,6 @@ pub fn rows(
     out
 }
 
-/// `scores.jsonl` of a one-model audit.
-pub fn to_jsonl(rows: &[OneModelRow]) -> Result<String> {
-    let mut out = String::new();
-    for r in rows {
-        out.push_str(&serde_json::to_string(r).map_err(|e| Error::output("JSON", e))?);
-        out.push('\n');
-    }
-    Ok(out)
-}
-
 /// `scores.csv` of a one-model audit: [`COLUMNS`], then a line per row.
 pub fn to_csv(rows: &[OneModelRow]) -> Result<Vec<u8>> {
     let err = |e: csv::Error| Error::output("CSV", e);

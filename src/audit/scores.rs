@@ -171,8 +171,9 @@ fn runtime<E: fmt::Display>(e: E) -> Error {
 }
 
 /// `scores.jsonl`: one JSON object per row, each line ending in `\n`. Non-finite numbers
-/// are written as `null`.
-pub fn to_jsonl(rows: &[ScoreRow]) -> Result<String> {
+/// are written as `null`. Rows are [`ScoreRow`]s, or a one-model audit's
+/// [`super::one_model::OneModelRow`]s.
+pub fn to_jsonl<T: Serialize>(rows: &[T]) -> Result<String> {
     let mut out = String::new();
     for r in rows {
         out.push_str(&serde_json::to_string(r).map_err(runtime)?);

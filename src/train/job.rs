@@ -12,8 +12,9 @@ use tch::{Device, Kind};
 
 use super::eval::{evaluate, exported_engine, images, EvalReport};
 use super::model::Encoder;
-use super::trainer::Trainer;
+use super::trainer::{TrainConfig, Trainer};
 use crate::augment::Normalize;
+use crate::data::dataset;
 use crate::data::ImageArray;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
@@ -103,6 +104,28 @@ impl Job<'_> {
         )?;
         Ok(r)
     }
+}
+
+/// The dataset `spec` (cut to the first `subset` examples) at the recipe's input size, and the
+/// recipe with its normalisation taken from the training images when it has none: what
+/// `pair` and `subsample` start from. Returns `(recipe, train, test)`.
+///
+/// # Errors
+/// When the dataset cannot be loaded or cut.
+pub fn load_data(
+    config: &TrainConfig,
+    spec: &str,
+    subset: Option<(usize, usize)>,
+) -> Result<(TrainConfig, ImageArray, ImageArray)> {
+    let arch = &config.arch;
+    let shape = [arch.in_channels, arch.height, arch.width];
+    let dataset::TrainTest { train, test, .. } = dataset::load(spec, Some(shape), subset)?;
+    let mut config = config.clone();
+    if config.mean.is_empty() {
+        (config.mean, config.std) = dataset::normalisation(spec, &train);
+        tracing::info!(mean = ?config.mean, std = ?config.std, "input normalisation");
+    }
+    Ok((config, train, test))
 }
 
 /// Runs the tch encoder (eval mode) and ONNX Runtime on the same images; fails when they

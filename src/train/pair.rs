@@ -118,15 +118,7 @@ impl PairData {
     /// Loads the dataset, makes the split and the canaries, and writes `split.json` and the
     /// canary images into the bundle folder.
     fn prepare(config: &TrainConfig, o: &PairOptions, work: &Path) -> Result<Self> {
-        let arch = &config.arch;
-        let shape = [arch.in_channels, arch.height, arch.width];
-        let dataset::TrainTest { train, test, .. } =
-            dataset::load(&o.dataset, Some(shape), o.subset)?;
-        let mut config = config.clone();
-        if config.mean.is_empty() {
-            (config.mean, config.std) = dataset::normalisation(&o.dataset, &train);
-            tracing::info!(mean = ?config.mean, std = ?config.std, "input normalisation");
-        }
+        let (config, train, test) = super::job::load_data(config, &o.dataset, o.subset)?;
         let labelled = train.labels.is_some() && test.labels.is_some();
         if !labelled {
             tracing::warn!(
@@ -140,7 +132,12 @@ impl PairData {
         let base = train.len();
         let train = match o.canaries {
             Some(spec) => {
-                let c = canary::make(spec, arch.in_channels, arch.height, arch.width)?;
+                let c = canary::make(
+                    spec,
+                    config.arch.in_channels,
+                    config.arch.height,
+                    config.arch.width,
+                )?;
                 split.canaries = Some(write_canaries(&o.out, &c, spec)?);
                 canary::append(&train, &c)?
             }

@@ -341,15 +341,7 @@ struct Pool {
 impl Pool {
     /// Loads the dataset, fills in the recipe's normalisation and makes the plan of `o`.
     fn prepare(config: &TrainConfig, o: &SubsampleOptions) -> Result<Self> {
-        let arch = &config.arch;
-        let shape = [arch.in_channels, arch.height, arch.width];
-        let dataset::TrainTest { train, test, .. } =
-            dataset::load(&o.dataset, Some(shape), o.subset)?;
-        let mut config = config.clone();
-        if config.mean.is_empty() {
-            (config.mean, config.std) = dataset::normalisation(&o.dataset, &train);
-            tracing::info!(mean = ?config.mean, std = ?config.std, "input normalisation");
-        }
+        let (config, train, test) = super::job::load_data(config, &o.dataset, o.subset)?;
         let plan = Plan {
             dataset: o.dataset.clone(),
             subset: o.subset,

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use super::{class_name, esc};
 use crate::audit::summary::{CheckValue, Group, Spread, Summary};
 use crate::audit::text::num;
+use crate::membership::Membership;
 use crate::stats::PValues;
 
 /// A column of the per-set table: its name, and how a set's cell is written.
@@ -210,11 +211,6 @@ pub(super) fn estimators_table(h: &mut String, summary: &Summary) {
     h.push_str("<h2 id=\"estimators\">Estimators compared: how much g buys</h2>\n<p>The same membership evaluation made with each estimator this audit could compute, each oriented so that higher means member-like: <b>sslmem</b>, the two-model score <code>align_g − align_f</code> (needs g); <b>align-f</b>, f's alignment alone, negated (no calibration); <b>align-f-percentile</b>, 1 − the percentile of <code>align_f</code> among the reference population's; <b>knn-gap</b>, the mean <code>align_f</code> of the nearest reference images in f's representation minus the image's (docs/science.md#one-model-scores). Only sslmem is an SSLMem score.</p>\n<table><tr><th class=\"l\">estimator</th><th class=\"l\">needs</th><th class=\"l\">members</th><th class=\"l\">non-members</th><th>n</th><th>AUC [95% CI]</th><th>TPR at FPR 1%</th><th>TPR at FPR 0.1%</th></tr>\n");
     for e in rows {
         let m = &e.membership;
-        let at = |i: usize| match m.tpr_at_fpr.get(i) {
-            Some(t) if t.reachable => num(t.tpr),
-            Some(t) => format!("not reachable with {} non-members", t.non_members),
-            None => "–".into(),
-        };
         let _ = writeln!(
             h,
             "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{} / {}</td><td>{} [{}, {}]</td><td>{}</td><td>{}</td></tr>",
@@ -227,11 +223,20 @@ pub(super) fn estimators_table(h: &mut String, summary: &Summary) {
             num(m.auc),
             num(m.auc_ci95[0]),
             num(m.auc_ci95[1]),
-            at(0),
-            at(1)
+            tpr_cell(m, 0),
+            tpr_cell(m, 1)
         );
     }
     h.push_str("</table>\n");
+}
+
+/// The true-positive rate of `m` at its `i`-th low false-positive rate, or why there is none.
+fn tpr_cell(m: &Membership, i: usize) -> String {
+    match m.tpr_at_fpr.get(i) {
+        Some(t) if t.reachable => num(t.tpr),
+        Some(t) => format!("not reachable with {} non-members", t.non_members),
+        None => "–".into(),
+    }
 }
 
 /// A many-model audit's design and per-encoder membership tests.
@@ -255,11 +260,6 @@ pub(super) fn many_model_table(h: &mut String, summary: &Summary) {
     h.push_str("<table><tr><th class=\"l\">encoder</th><th>members / non-members</th><th>AUC [95% CI]</th><th>TPR at FPR 1%</th></tr>\n");
     for e in &m.per_encoder {
         let x = &e.membership;
-        let tpr = match x.tpr_at_fpr.first() {
-            Some(t) if t.reachable => num(t.tpr),
-            Some(t) => format!("not reachable with {} non-members", t.non_members),
-            None => "–".into(),
-        };
         let _ = writeln!(
             h,
             "<tr><td class=\"l\">f{}</td><td>{} / {}</td><td>{} [{}, {}]</td><td>{}</td></tr>",
@@ -269,7 +269,7 @@ pub(super) fn many_model_table(h: &mut String, summary: &Summary) {
             num(x.auc),
             num(x.auc_ci95[0]),
             num(x.auc_ci95[1]),
-            tpr
+            tpr_cell(x, 0)
         );
     }
     h.push_str("</table>\n");

@@ -164,16 +164,13 @@ crate::choice!(EstimatorKind, "estimator", {
     OneModel = "one-model" => "One-model scores: the bundle holds f only.",
 });
 
-/// `EstimatorKind` in the OpenAPI document.
-#[derive(ToSchema)]
-#[schema(as = Estimator)]
-#[allow(dead_code)]
-pub enum EstimatorSchema {
-    #[schema(rename = "sslmem")]
-    Sslmem,
-    #[schema(rename = "one-model")]
-    OneModel,
+impl super::Choice for EstimatorKind {
+    const NAME: &'static str = "Estimator";
+    const ABOUT: &'static str = "Which estimator the results come from.";
 }
+
+/// The schema of [`EstimatorKind`].
+pub type EstimatorSchema = super::ChoiceSchema<EstimatorKind>;
 
 /// The reference population a one-model result is calibrated on.
 #[derive(Debug, Serialize, ToSchema)]
