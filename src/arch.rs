@@ -3,7 +3,9 @@
 //!
 //! A small ResNet: stem (conv-BN-ReLU, optional 2x2 max-pool), a chain of basic blocks
 //! (conv-BN-ReLU-conv-BN plus shortcut, add, ReLU), global average pooling (the
-//! *representation*), and an MLP projector (the *projection*, used only by the SSL loss).
+//! *representation*), and an MLP projector (the *projection*, used only by the SSL loss):
+//! Linear, ReLU, ..., Linear, or with [`ArchSpec::projector_bn`] Linear, BN, ReLU, ...,
+//! Linear (SimSiam's and BYOL's projector; both collapse without it).
 
 use std::collections::BTreeMap;
 
@@ -37,6 +39,12 @@ pub struct ArchSpec {
     pub blocks: Vec<BlockSpec>,
     /// Widths of the projector's linear layers (ReLU between them).
     pub projector: Vec<usize>,
+    /// Batch norm after each hidden linear layer of the projector, before its ReLU (as
+    /// `nn.Sequential(Linear, BatchNorm1d, ReLU, ..., Linear)`; Chen & He 2021, section 3;
+    /// Grill et al. 2020, section 3.3). The trainer gives the methods' predictors the same.
+    /// Absent from older records: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub projector_bn: bool,
     #[serde(default = "default_eps")]
     pub bn_eps: f32,
 }
@@ -116,6 +124,7 @@ impl ArchSpec {
                 },
             ],
             projector: vec![128, 64],
+            projector_bn: false,
             bn_eps: 1e-5,
         }
     }
@@ -219,8 +228,7 @@ impl ArchSpec {
         }
         let mut d_in = self.representation_dim();
         for (j, &d) in self.projector.iter().enumerate() {
-            // Index as in `nn.Sequential(Linear, ReLU, Linear, ...)`.
-            let p = format!("projector.{}", 2 * j);
+            let p = self.projector_linear(j);
             out.push(ParamInfo {
                 name: format!("{p}.weight"),
                 shape: vec![d, d_in],
@@ -231,17 +239,47 @@ impl ArchSpec {
                 shape: vec![d],
                 kind: ParamKind::LinearBias,
             });
+            if let Some(bn) = self.projector_norm(j) {
+                for (suffix, kind) in [
+                    ("weight", ParamKind::BnWeight),
+                    ("bias", ParamKind::BnBias),
+                    ("running_mean", ParamKind::BnMean),
+                    ("running_var", ParamKind::BnVar),
+                ] {
+                    out.push(ParamInfo {
+                        name: format!("{bn}.{suffix}"),
+                        shape: vec![d],
+                        kind,
+                    });
+                }
+            }
             d_in = d;
         }
         out
+    }
+
+    /// The name of the projector's `j`-th linear layer, indexed as in PyTorch's
+    /// `nn.Sequential(Linear, ReLU, Linear, ...)` (`projector.0`, `projector.2`...) or, with
+    /// [`Self::projector_bn`], `nn.Sequential(Linear, BatchNorm1d, ReLU, ...)`
+    /// (`projector.0`, `projector.3`...).
+    pub fn projector_linear(&self, j: usize) -> String {
+        let stride = if self.projector_bn { 3 } else { 2 };
+        format!("projector.{}", stride * j)
+    }
+
+    /// The batch norm after the projector's `j`-th linear layer (`projector.1`,
+    /// `projector.4`...): only with [`Self::projector_bn`], and never after the last layer.
+    pub fn projector_norm(&self, j: usize) -> Option<String> {
+        (self.projector_bn && j + 1 < self.projector.len())
+            .then(|| format!("projector.{}", 3 * j + 1))
     }
 
     /// Floating-point operations of one view's forward pass up to the projection: 2 per
     /// multiply-add of every convolution (stem, both convolutions of each block, 1x1
     /// shortcuts) and every projector layer, as FLOP counts are usually quoted (e.g. the
     /// ResNet paper's "FLOPs" counted multiply-adds; this counts each as 2). Batch norm is
-    /// folded into the convolutions at export; ReLU, the residual add and the poolings are
-    /// left out (they are elementwise, a fraction of a percent here). Unit: FLOPs per view
+    /// folded into the convolutions and linears at export; ReLU, the residual add and the
+    /// poolings are left out (they are elementwise, a fraction of a percent here). Unit: FLOPs per view
     /// (one image through one encoder). `scripts/bench-score.sh` divides measured throughput
     /// by it to compare the forward pass with the machine's matrix-multiply rate.
     pub fn forward_flops(&self) -> u64 {
@@ -426,6 +464,41 @@ mod tests {
         assert_eq!(n, 305_440 + 1_344 + 24_768);
         assert_eq!(a.representation_dim(), 128);
         assert_eq!(a.layer_names(), ["layer1", "layer2", "layer3", "layer4"]);
+    }
+
+    #[test]
+    fn a_projector_with_batch_norm_is_named_as_pytorch_sequential_names_it() {
+        let mut a = ArchSpec::resnet_mini_28();
+        a.projector = vec![96, 80, 64];
+        let linears = |a: &ArchSpec| (0..3).map(|j| a.projector_linear(j)).collect::<Vec<_>>();
+        assert_eq!(linears(&a), ["projector.0", "projector.2", "projector.4"]);
+        assert_eq!(a.projector_norm(0), None);
+        a.projector_bn = true;
+        assert_eq!(linears(&a), ["projector.0", "projector.3", "projector.6"]);
+        let norms: Vec<_> = (0..3).map(|j| a.projector_norm(j)).collect();
+        assert_eq!(
+            norms,
+            [Some("projector.1".into()), Some("projector.4".into()), None]
+        );
+        let names: Vec<String> = a
+            .params()
+            .into_iter()
+            .filter(|p| p.name.starts_with("projector."))
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names.len(), 3 * 2 + 2 * 4);
+        assert!(names.contains(&"projector.4.running_var".to_string()));
+        a.check_weights(&a.random_weights(1)).expect("complete");
+        // An older record (no field) reads as no batch norm, and a record without it is
+        // written as before the field existed.
+        let plain = ArchSpec::resnet_mini_28();
+        let json = serde_json::to_string(&plain).expect("json");
+        assert!(!json.contains("projector_bn"));
+        let back: ArchSpec = serde_json::from_str(&json).expect("read");
+        assert!(!back.projector_bn);
+        assert!(serde_json::to_string(&a)
+            .expect("json")
+            .contains("\"projector_bn\":true"));
     }
 
     #[test]

@@ -231,18 +231,38 @@ impl Graph<'_> {
         Ok(())
     }
 
-    /// The projector's Linear (Gemm) and ReLU layers from the representation to the projection.
+    /// The projector's Linear (Gemm) and ReLU layers from the representation to the projection,
+    /// a batch norm after a linear folded into it as into a convolution ([`Self::conv_bn`]):
+    /// W' = W * g / sqrt(v + eps) row by row, b' = (b - m) * g / sqrt(v + eps) + beta.
     fn projector(&mut self) -> Result<()> {
         let a = self.arch;
         let mut y = REPRESENTATION.to_string();
         for j in 0..a.projector.len() {
-            let p = format!("projector.{}", 2 * j);
-            let wt = self.get(&format!("{p}.weight"))?.clone();
-            let bt = self.get(&format!("{p}.bias"))?.clone();
-            self.inits
-                .push(tensor(&format!("{p}.weight"), &wt.shape, &wt.data));
-            self.inits
-                .push(tensor(&format!("{p}.bias"), &bt.shape, &bt.data));
+            let p = a.projector_linear(j);
+            let mut wt = self.get(&format!("{p}.weight"))?.clone();
+            let mut bt = self.get(&format!("{p}.bias"))?.clone();
+            let (wn, bn_name) = match a.projector_norm(j) {
+                None => (format!("{p}.weight"), format!("{p}.bias")),
+                Some(bn) => {
+                    let gamma = &self.get(&format!("{bn}.weight"))?.data;
+                    let beta = &self.get(&format!("{bn}.bias"))?.data;
+                    let mean = &self.get(&format!("{bn}.running_mean"))?.data;
+                    let var = &self.get(&format!("{bn}.running_var"))?.data;
+                    let d_in = wt.shape[1];
+                    for o in 0..wt.shape[0] {
+                        let scale =
+                            f64::from(gamma[o]) / (f64::from(var[o]) + f64::from(a.bn_eps)).sqrt();
+                        for v in &mut wt.data[o * d_in..(o + 1) * d_in] {
+                            *v = (f64::from(*v) * scale) as f32;
+                        }
+                        bt.data[o] = ((f64::from(bt.data[o]) - f64::from(mean[o])) * scale
+                            + f64::from(beta[o])) as f32;
+                    }
+                    (format!("{p}.weight_folded"), format!("{p}.bias_folded"))
+                }
+            };
+            self.inits.push(tensor(&wn, &wt.shape, &wt.data));
+            self.inits.push(tensor(&bn_name, &bt.shape, &bt.data));
             let last = j + 1 == a.projector.len();
             let out = if last {
                 PROJECTION.to_string()
@@ -251,7 +271,7 @@ impl Graph<'_> {
             };
             self.node(
                 "Gemm",
-                &[&y, &format!("{p}.weight"), &format!("{p}.bias")],
+                &[&y, &wn, &bn_name],
                 &out,
                 vec![attr_int("transB", 1)],
             );
@@ -412,6 +432,45 @@ mod tests {
         assert_eq!(convs, 1 + 2 * 3 + 2);
         let plain = model(&arch, &w, ExportOptions::default()).expect("model");
         assert_eq!(plain.graph.as_ref().expect("graph").output.len(), 2);
+    }
+
+    #[test]
+    fn a_projector_batch_norm_is_folded_into_its_linear_layer() {
+        let mut arch = ArchSpec::resnet_mini_28();
+        arch.projector = vec![4, 3];
+        arch.projector_bn = true;
+        let w = arch.random_weights(5);
+        let m = model(&arch, &w, ExportOptions::default()).expect("model");
+        let g = m.graph.as_ref().expect("graph");
+        assert!(g.node.iter().all(|n| n.op_type != "BatchNormalization"));
+        let init = |name: &str| {
+            g.initializer
+                .iter()
+                .find(|t| t.name == name)
+                .map(|t| {
+                    t.raw_data
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect::<Vec<f32>>()
+                })
+                .expect(name)
+        };
+        // By hand for output 2 of the first layer, a row of 128 weights.
+        let (wf, bf) = (
+            init("projector.0.weight_folded"),
+            init("projector.0.bias_folded"),
+        );
+        let v = |n: &str, i: usize| f64::from(w[n].data[i]);
+        let scale = v("projector.1.weight", 2) / (v("projector.1.running_var", 2) + 1e-5).sqrt();
+        let want_b = (v("projector.0.bias", 2) - v("projector.1.running_mean", 2)) * scale
+            + v("projector.1.bias", 2);
+        assert!((f64::from(bf[2]) - want_b).abs() < 1e-6);
+        for k in [0, 77, 127] {
+            let want = v("projector.0.weight", 2 * 128 + k) * scale;
+            assert!((f64::from(wf[2 * 128 + k]) - want).abs() < 1e-6);
+        }
+        // The last layer has no batch norm and keeps its weights.
+        assert_eq!(init("projector.3.weight"), w["projector.3.weight"].data);
     }
 
     #[test]

@@ -28,7 +28,10 @@ fn parity(arch: &ArchSpec) {
             );
         }
         for (name, mut v) in vs.variables() {
-            if name.ends_with("bn.weight") || name.ends_with("bn1.bias") {
+            if name.ends_with("bn.weight")
+                || name.ends_with("bn1.bias")
+                || name.starts_with("projector.1.")
+            {
                 let noise = Tensor::randn(v.size(), (Kind::Float, Device::Cpu)) * 0.1;
                 let _ = v.g_add_(&noise);
             }
@@ -100,6 +103,15 @@ fn export_matches_tch_32x32x3_with_pooling_stem() {
         stride: 2,
         max_pool: true,
     };
+    parity(&arch);
+}
+
+#[test]
+fn export_matches_tch_with_batch_norm_in_the_projector() {
+    let mut arch = ArchSpec::resnet_mini_28();
+    arch.stem.stride = 2;
+    arch.projector = vec![96, 80, 64];
+    arch.projector_bn = true;
     parity(&arch);
 }
 

@@ -114,8 +114,14 @@ impl Encoder {
             [1, 1],
             1,
         );
+        self.bn(&y, bn, train)
+    }
+
+    /// Batch norm `bn` over the channels (dimension 1) of `[n, c, ...]`; `train` uses batch
+    /// statistics and updates the running ones.
+    fn bn(&self, y: &Tensor, bn: &str, train: bool) -> Tensor {
         Tensor::batch_norm(
-            &y,
+            y,
             Some(self.p(&format!("{bn}.weight"))),
             Some(self.p(&format!("{bn}.bias"))),
             Some(self.p(&format!("{bn}.running_mean"))),
@@ -161,11 +167,14 @@ impl Encoder {
         let representation = y.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
         let mut z = representation.shallow_clone();
         for j in 0..a.projector.len() {
-            let name = format!("projector.{}", 2 * j);
+            let name = a.projector_linear(j);
             z = z.linear(
                 self.p(&format!("{name}.weight")),
                 Some(self.p(&format!("{name}.bias"))),
             );
+            if let Some(bn) = a.projector_norm(j) {
+                z = self.bn(&z, &bn, train);
+            }
             if j + 1 < a.projector.len() {
                 z = z.relu();
             }

@@ -26,6 +26,11 @@ pub struct RecipeArgs {
     /// layer; the parameters are the same).
     #[arg(long, env = "SSLMEM_TRAIN_STEM_STRIDE")]
     pub stem_stride: Option<usize>,
+    /// Batch norm after each hidden layer of the projector, and of the predictor of BYOL and
+    /// SimSiam (as their papers: both collapse without it). Exported folded into the linear
+    /// layers.
+    #[arg(long, env = "SSLMEM_TRAIN_PROJECTOR_BN")]
+    pub projector_bn: bool,
     #[arg(long, env = "SSLMEM_TRAIN_EPOCHS", default_value_t = 10)]
     pub epochs: usize,
     #[arg(long, env = "SSLMEM_TRAIN_BATCH_SIZE", default_value_t = 256)]
@@ -101,6 +106,10 @@ impl RecipeArgs {
             arch.stem.stride = s;
             arch.name = format!("{}-stem-stride-{s}", arch.name);
             arch.validate()?;
+        }
+        if self.projector_bn {
+            arch.projector_bn = true;
+            arch.name = format!("{}-projector-bn", arch.name);
         }
         let mut augment = AugmentSpec::preset(&self.augment)?;
         if let Some(min) = self.crop_scale_min {

@@ -6,13 +6,19 @@ use crate::arch::ArchSpec;
 use crate::error::{Error, Result};
 use crate::train::model::fan_in_uniform;
 
-/// A two-layer MLP predictor (SimSiam, BYOL): Linear, ReLU, Linear, `[n, d] -> [n, d]`,
-/// PyTorch's default initialisation.
+/// A two-layer MLP predictor (SimSiam, BYOL): Linear, ReLU, Linear, `[n, d] -> [n, d]`, or
+/// Linear, BN, ReLU, Linear when the architecture's projector has batch norm
+/// ([`ArchSpec::projector_bn`]; Chen & He 2021, section 3; Grill et al. 2020, section 3.3).
+/// PyTorch's default initialisation. The predictor runs only in training, so its batch norm
+/// always uses the batch's statistics and keeps no running ones.
 pub struct Predictor {
     w1: Tensor,
     b1: Tensor,
+    /// Batch norm's weight and bias after the first layer (with `projector_bn`).
+    bn: Option<(Tensor, Tensor)>,
     w2: Tensor,
     b2: Tensor,
+    eps: f64,
 }
 
 impl Predictor {
@@ -32,14 +38,34 @@ impl Predictor {
         Ok(Self {
             w1: p.var("w1", &[hidden, d], u(d)),
             b1: p.var("b1", &[hidden], u(d)),
+            bn: arch.projector_bn.then(|| {
+                (
+                    p.var("bn_weight", &[hidden], nn::Init::Const(1.0)),
+                    p.var("bn_bias", &[hidden], nn::Init::Const(0.0)),
+                )
+            }),
             w2: p.var("w2", &[d, hidden], u(hidden)),
             b2: p.var("b2", &[d], u(hidden)),
+            eps: f64::from(arch.bn_eps),
         })
     }
 
+    /// `[n, d] -> [n, d]`.
     pub fn forward(&self, z: &Tensor) -> Tensor {
-        z.linear(&self.w1, Some(&self.b1))
-            .relu()
-            .linear(&self.w2, Some(&self.b2))
+        let mut h = z.linear(&self.w1, Some(&self.b1));
+        if let Some((w, b)) = &self.bn {
+            h = Tensor::batch_norm(
+                &h,
+                Some(w),
+                Some(b),
+                None::<&Tensor>,
+                None::<&Tensor>,
+                true,
+                0.1,
+                self.eps,
+                false,
+            );
+        }
+        h.relu().linear(&self.w2, Some(&self.b2))
     }
 }

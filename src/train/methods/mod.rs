@@ -304,10 +304,15 @@ mod tests {
 
     #[test]
     fn every_method_gives_a_finite_loss_and_gradients() {
-        for spec in METHODS {
+        let mut with_bn = tiny();
+        with_bn.projector_bn = true;
+        for (spec, arch) in METHODS
+            .iter()
+            .flat_map(|s| [(s, tiny()), (s, with_bn.clone())])
+        {
             let name = spec.name;
             tch::manual_seed(0);
-            let mut m = SslModel::new(&tiny(), &spec.default_config(), Device::Cpu).expect("model");
+            let mut m = SslModel::new(&arch, &spec.default_config(), Device::Cpu).expect("model");
             let views: Vec<Tensor> = m
                 .views()
                 .iter()
@@ -325,7 +330,17 @@ mod tests {
             );
             if matches!(name, "simsiam" | "byol") {
                 assert!(named.iter().any(|(n, _)| n.starts_with("predictor.")));
+                assert_eq!(
+                    named.iter().any(|(n, _)| n == "predictor.bn_weight"),
+                    arch.projector_bn,
+                    "{name}"
+                );
             }
+            assert_eq!(
+                named.iter().any(|(n, _)| n == "encoder.projector.1.weight"),
+                arch.projector_bn,
+                "{name}"
+            );
             assert!(m.loss(&views[..1]).is_err(), "{name}: one view is too few");
             m.after_step(1, 10);
         }
