@@ -186,6 +186,45 @@ pub fn one_sample_t(x: &[f64]) -> Option<TTest> {
     })
 }
 
+/// The mean of a sample with its 95% interval, and the smallest true mean a design with this
+/// many values and this spread would detect (two-sided α = 0.05, power 0.8).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeanInterval {
+    pub n: usize,
+    pub mean: f64,
+    /// Sample standard deviation (n - 1 in the denominator).
+    pub sd: f64,
+    /// `mean ± t(0.975, n-1) sd / sqrt(n)`.
+    pub ci95: [f64; 2],
+    /// `(t(0.975, n-1) + t(0.8, n-1)) sd / sqrt(n)`: the usual approximation of the minimum
+    /// detectable effect of a one-sample (or paired) t-test (e.g. Cohen 1988, ch. 2), with t
+    /// quantiles in place of normal ones for a small n.
+    pub minimum_detectable: f64,
+    /// The one-sample t-test against 0 (`None` when the values have no spread).
+    pub t_test: Option<TTest>,
+}
+
+/// [`MeanInterval`] of `x`; `None` below two values or with a non-finite one.
+pub fn mean_interval(x: &[f64]) -> Option<MeanInterval> {
+    if x.len() < 2 || x.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let (mean, var) = mean_var(x);
+    let sd = var?.sqrt();
+    let df = (x.len() - 1) as f64;
+    let t = StudentsT::new(0.0, 1.0, df).ok()?;
+    let se = sd / (x.len() as f64).sqrt();
+    let half = t.inverse_cdf(0.975) * se;
+    Some(MeanInterval {
+        n: x.len(),
+        mean,
+        sd,
+        ci95: [mean - half, mean + half],
+        minimum_detectable: (t.inverse_cdf(0.975) + t.inverse_cdf(0.8)) * se,
+        t_test: one_sample_t(x),
+    })
+}
+
 /// Which distribution the Mann–Whitney p-values come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -382,6 +421,26 @@ fn u_null_pmf(m: usize, n: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mean_interval_matches_a_hand_computation() {
+        // [1, 2, 3, 4]: mean 2.5, sd sqrt(5/3) = 1.290994, se 0.645497; t(0.975, 3) =
+        // 3.182446, t(0.8, 3) = 0.978472 (tables; scipy.stats.t.ppf).
+        let m = mean_interval(&[1.0, 2.0, 3.0, 4.0]).expect("interval");
+        assert_eq!(m.n, 4);
+        assert!((m.mean - 2.5).abs() < 1e-12);
+        assert!((m.sd - 1.290_994).abs() < 1e-6);
+        assert!((m.ci95[0] - (2.5 - 3.182_446 * 0.645_497)).abs() < 1e-5);
+        assert!((m.ci95[1] - (2.5 + 3.182_446 * 0.645_497)).abs() < 1e-5);
+        assert!((m.minimum_detectable - (3.182_446 + 0.978_472) * 0.645_497).abs() < 1e-5);
+        assert!(m.t_test.is_some());
+        assert!(mean_interval(&[1.0]).is_none());
+        assert!(mean_interval(&[1.0, f64::NAN]).is_none());
+        // No spread: a zero-width interval, no test.
+        let flat = mean_interval(&[0.5, 0.5, 0.5]).expect("interval");
+        assert_eq!(flat.ci95, [0.5, 0.5]);
+        assert!(flat.t_test.is_none());
+    }
 
     // Reference values below are SciPy 1.x's (scipy.stats.ttest_ind, mannwhitneyu) and
     // NumPy's (quantile, std with ddof=1) for the same samples.

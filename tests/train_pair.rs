@@ -409,8 +409,46 @@ fn removal_experiment_retrains_f_without_top_or_random_candidates() {
         );
         let acc = run["linear_probe_accuracy"].as_f64().expect("acc");
         assert!((0.0..=1.0).contains(&acc));
+        // Per test image: the probe's verdict (agreeing with the accuracy) and align_f.
+        let correct = run["test"]["probe_correct"]
+            .as_array()
+            .expect("probe_correct");
+        let align = run["test"]["align_f"].as_array().expect("align_f");
+        assert_eq!((correct.len(), align.len()), (200, 200));
+        let right = correct.iter().filter(|v| v.as_bool() == Some(true)).count();
+        assert!(
+            (right as f64 / 200.0 - acc).abs() < 1e-6,
+            "{right} of 200 vs {acc}"
+        );
+        assert!(align
+            .iter()
+            .all(|v| v.as_f64().is_some_and(|a| (0.0..=2.0).contains(&a))));
     }
     assert_eq!(r["table"].as_array().map(Vec::len), Some(4));
+    // Whole-test-set differences with their interval over the 2 seeds, and both arms'
+    // subpopulations.
+    let tmr = &r["top_minus_random"][0];
+    assert_eq!(tmr["k"], 5);
+    assert_eq!(tmr["top_minus_random"].as_array().map(Vec::len), Some(2));
+    if let Some(iv) = tmr["interval"].as_object() {
+        assert_eq!(iv["n"], 2);
+        assert!(iv["ci95"][0].as_f64() <= iv["ci95"][1].as_f64());
+    }
+    let subs = r["subpopulations"].as_array().expect("subpopulations");
+    assert_eq!(subs.len(), 2);
+    assert_eq!(
+        (subs[0]["arm"].as_str(), subs[1]["arm"].as_str()),
+        (Some("top"), Some("random"))
+    );
+    for sub in subs {
+        for seed in sub["seeds"].as_array().expect("seeds") {
+            let n = seed["test_images"].as_u64().expect("n");
+            assert!(n <= 200);
+            if n > 0 {
+                assert!(seed["align_f_removed"].as_f64().is_some());
+            }
+        }
+    }
     let png = std::fs::read(out.join("removal.png")).expect("png");
     assert!(image::load_from_memory(&png).is_ok());
 

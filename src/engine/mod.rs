@@ -139,7 +139,13 @@ impl Engine {
 
     /// An engine over one ONNX encoder outside any bundle (as `f`; there is no `g`): the
     /// trainer evaluates and checks each exported encoder through it before the bundle exists.
-    pub fn for_model(path: &Path, input: InputSpec, output: &str) -> Result<Self> {
+    /// Its views come from `augment` (`None`: the manifest default's).
+    pub fn for_model(
+        path: &Path,
+        input: InputSpec,
+        output: &str,
+        augment: Option<crate::augment::AugmentSpec>,
+    ) -> Result<Self> {
         let session = EncoderSession::load(path, &RuntimeOptions::default())?;
         let manifest = Manifest {
             format: crate::bundle::FORMAT.into(),
@@ -149,7 +155,7 @@ impl Engine {
                 output: output.into(),
                 ..Default::default()
             },
-            augment: None,
+            augment,
             f: Vec::new(),
             g: Vec::new(),
             architecture: None,

@@ -117,6 +117,25 @@ pub fn linear_probe(
     classes: i64,
     steps: usize,
 ) -> f64 {
+    match probe_predictions(train, train_y, test, classes, steps) {
+        Some(pred) => pred
+            .eq_tensor(test_y)
+            .to_kind(Kind::Float)
+            .mean(Kind::Float)
+            .double_value(&[]),
+        None => f64::NAN,
+    }
+}
+
+/// The linear probe's predicted class of each test example `[n]` (as [`linear_probe`] fits
+/// it); `None` when the optimiser cannot be built.
+fn probe_predictions(
+    train: &Tensor,
+    train_y: &Tensor,
+    test: &Tensor,
+    classes: i64,
+    steps: usize,
+) -> Option<Tensor> {
     let mean = train.mean_dim([0i64].as_slice(), true, Kind::Float);
     let std = train
         .std_dim([0i64].as_slice(), false, true)
@@ -135,17 +154,39 @@ pub fn linear_probe(
         0.05,
     ) {
         Ok(o) => o,
-        Err(_) => return f64::NAN,
+        Err(_) => return None,
     };
     for _ in 0..steps {
         let loss = x.linear(&w, Some(&b)).cross_entropy_for_logits(train_y);
         opt.backward_step(&loss);
     }
-    let pred = tch::no_grad(|| xt.linear(&w, Some(&b)).argmax(1, false));
-    pred.eq_tensor(test_y)
-        .to_kind(Kind::Float)
-        .mean(Kind::Float)
-        .double_value(&[])
+    Some(tch::no_grad(|| xt.linear(&w, Some(&b)).argmax(1, false)))
+}
+
+/// Whether the linear probe (fitted as [`evaluate`] fits it, on `train_idx`) classifies each
+/// test example correctly, in the test set's order.
+///
+/// Errors: an example has no label; the encoder fails; the probe cannot be fitted.
+pub fn probe_correct(
+    enc: &crate::engine::Engine,
+    train: &ImageArray,
+    train_idx: &[usize],
+    test: &ImageArray,
+    norm: &Normalize,
+) -> Result<Vec<bool>> {
+    let test_idx: Vec<usize> = (0..test.len()).collect();
+    let (xr, yr) = (
+        onnx_representations(enc, train, train_idx, norm)?,
+        labels(train, train_idx, Device::Cpu)?,
+    );
+    let (xt, yt) = (
+        onnx_representations(enc, test, &test_idx, norm)?,
+        labels(test, &test_idx, Device::Cpu)?,
+    );
+    let classes = yr.max().int64_value(&[]).max(yt.max().int64_value(&[])) + 1;
+    let pred = probe_predictions(&xr, &yr, &xt, classes, PROBE_STEPS)
+        .ok_or_else(|| Error::Train("cannot build the linear probe's optimiser".into()))?;
+    Vec::<bool>::try_from(pred.eq_tensor(&yt)).map_err(|e| Error::Train(e.to_string()))
 }
 
 /// The scoring engine over one exported encoder (`f` of an engine with no `g`), fed the
@@ -166,7 +207,7 @@ pub fn exported_engine(
         std: norm.std.clone(),
         ..Default::default()
     };
-    crate::engine::Engine::for_model(path, input, output)
+    crate::engine::Engine::for_model(path, input, output, None)
 }
 
 /// Representations `[n, d]` of the given examples from an exported encoder (ONNX Runtime,

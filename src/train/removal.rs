@@ -1,9 +1,17 @@
 //! `sslmem-train removal`: the removal experiment (docs/science.md#findings-to-reproduce).
 //! The `k` most memorized candidates (by an audit's scores), and separately `k` random
 //! candidates drawn with the same class histogram ([`class_matched_pick`]: memorized points
-//! are not spread over the classes as random ones are), are removed from `f`'s training data; `f` is retrained with the bundle's
-//! recipe and its linear-probe accuracy on the test set compared, over several seeds, for
-//! several `k` (and `k = 0`, nothing removed).
+//! are not spread over the classes as random ones are), are removed from `f`'s training
+//! data; `f` is retrained with the bundle's recipe, over several seeds, for several `k` (and
+//! `k = 0`, nothing removed). Two downstream measures are compared, top minus random, with
+//! 95% intervals over seeds and the smallest effect the design could detect:
+//! - the linear probe's accuracy on the whole test set;
+//! - the *subpopulations* the removed points stand for ([`nearest_training`]): the test
+//!   images whose nearest training image (normalised raw pixels, l2) was removed, with the
+//!   probe's accuracy and their alignment (`align_f`, the bundle's scored output and
+//!   augmentations) under the `f` that lost those neighbours against the `f` of the other arm
+//!   that kept them, paired over the same test images.
+//!
 //! Each run's result is written atomically as it finishes and skipped when rerun, and runs
 //! resume from their epoch checkpoints, so a killed experiment continues where it stopped.
 
@@ -51,6 +59,50 @@ pub struct RemovalRun {
     pub knn_accuracy: f64,
     /// The removed examples (indices into the training set).
     pub removed: Vec<usize>,
+    /// Per test image, in the test set's order (absent from runs made before it was
+    /// measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<TestOutcomes>,
+}
+
+/// What a retrained `f` does on each test image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestOutcomes {
+    /// Whether the linear probe classifies it correctly.
+    pub probe_correct: Vec<bool>,
+    /// Its `align_f` (mean l2 distance between l2-normalised outputs of augmented view
+    /// pairs; lower is tighter) under the retrained `f`.
+    pub align_f: Vec<f64>,
+}
+
+/// View pairs per test image of [`TestOutcomes::align_f`] (seed 0, as an audit's default).
+pub const ALIGN_PAIRS: usize = 10;
+
+/// For each test image, the example of `train_idx` nearest to it in normalised raw pixels
+/// (squared l2; ties to the first), as an index into the training array.
+///
+/// Errors: an example cannot be read.
+pub fn nearest_training(
+    train: &ImageArray,
+    train_idx: &[usize],
+    test: &ImageArray,
+    norm: &Normalize,
+) -> Result<Vec<usize>> {
+    let x = super::eval::images(train, train_idx, norm, Device::Cpu)?.flatten(1, -1);
+    let test_idx: Vec<usize> = (0..test.len()).collect();
+    let mut out = Vec::with_capacity(test.len());
+    for chunk in test_idx.chunks(256) {
+        let q = super::eval::images(test, chunk, norm, Device::Cpu)?.flatten(1, -1);
+        // |q - x|^2 = |q|^2 - 2 q.x + |x|^2; |q|^2 does not change the argmin.
+        let d = x
+            .square()
+            .sum_dim_intlist([1i64].as_slice(), false, tch::Kind::Float)
+            - q.matmul(&x.tr()) * 2.0;
+        let best = Vec::<i64>::try_from(d.argmin(1, false))
+            .map_err(|e| Error::Train(format!("nearest training images: {e}")))?;
+        out.extend(best.into_iter().map(|b| train_idx[b as usize]));
+    }
+    Ok(out)
 }
 
 /// Candidate examples with their scores, most memorized first, from an audit's scores.csv
@@ -193,6 +245,7 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
                 linear_probe_accuracy: eval.linear_probe_accuracy,
                 knn_accuracy: eval.knn_accuracy,
                 removed,
+                test: Some(setup.test_outcomes(e.path, &indices)?),
             })
         })?;
         if r.removed != planned {
@@ -207,7 +260,7 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
         tracing::info!(run = %name, linear_probe = r.linear_probe_accuracy, "done");
         results.push(r);
     }
-    let summary = summarize(&results, &setup.config, o);
+    let summary = summarize(&results, &setup.nearest, &setup.config, o);
     write_atomic(
         &o.out.join("removal.json"),
         (serde_json::to_string_pretty(&summary).map_err(|e| Error::output("JSON", e))? + "\n")
@@ -233,12 +286,63 @@ struct Setup {
     /// The class of each candidate that has one.
     labels: BTreeMap<usize, u8>,
     norm: Normalize,
+    /// Each test image's nearest example of f's training set ([`nearest_training`]).
+    nearest: Vec<usize>,
+    /// The bundle's input, scored output and augmentations (for [`TestOutcomes::align_f`]).
+    input: crate::bundle::InputSpec,
+    output: String,
+    augment: crate::augment::AugmentSpec,
 }
 
 impl Setup {
     /// The training array the runs train on.
     fn train(&self) -> &ImageArray {
         self.with_canaries.as_ref().unwrap_or(&self.tt.train)
+    }
+
+    /// What the `f` exported at `onnx`, trained on `train_idx`, does on each test image.
+    ///
+    /// Errors: the model cannot be loaded or run; an image cannot be read or gives a
+    /// non-finite output.
+    fn test_outcomes(&self, onnx: &Path, train_idx: &[usize]) -> Result<TestOutcomes> {
+        let test = &self.tt.test;
+        let rep =
+            super::eval::exported_engine(onnx, test, &self.norm, crate::onnx::REPRESENTATION)?;
+        let probe_correct =
+            super::eval::probe_correct(&rep, &self.tt.train, train_idx, test, &self.norm)?;
+        let scored = crate::engine::Engine::for_model(
+            onnx,
+            self.input.clone(),
+            &self.output,
+            Some(self.augment.clone()),
+        )?;
+        let images = (0..test.len())
+            .map(|i| {
+                test.get(i).map_err(|source| Error::Input {
+                    input: format!("{} test image {i}", test.name),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let opts = crate::score::ScoreOptions {
+            pairs: ALIGN_PAIRS,
+            ..Default::default()
+        };
+        let align_f = scored
+            .align_views_each(&images, &opts, &|_| {})?
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                a.map(|v| v.align_f).map_err(|source| Error::Input {
+                    input: format!("{} test image {i}", test.name),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        Ok(TestOutcomes {
+            probe_correct,
+            align_f,
+        })
     }
 
     fn load(o: &RemovalOptions) -> Result<Self> {
@@ -301,8 +405,14 @@ impl Setup {
             // Without canaries the runs train on `tt.train` itself, not a copy.
             None => (None, Vec::new()),
         };
+        let f_train = split.f_train();
+        let nearest = nearest_training(&tt.train, &f_train, &tt.test, &norm)?;
         Ok(Setup {
-            f_train: split.f_train(),
+            f_train,
+            nearest,
+            input: m.input.clone(),
+            output: m.representation.output.clone(),
+            augment: m.augment(),
             config,
             tt,
             with_canaries,
@@ -395,7 +505,12 @@ fn series(results: &[RemovalRun]) -> Vec<RemovalSeries> {
         .collect()
 }
 
-fn summarize(results: &[RemovalRun], config: &TrainConfig, o: &RemovalOptions) -> Value {
+fn summarize(
+    results: &[RemovalRun],
+    nearest: &[usize],
+    config: &TrainConfig,
+    o: &RemovalOptions,
+) -> Value {
     let table: Vec<Value> = series(results)
         .into_iter()
         .flat_map(|(s, pts)| {
@@ -404,41 +519,143 @@ fn summarize(results: &[RemovalRun], config: &TrainConfig, o: &RemovalOptions) -
             })
         })
         .collect();
-    // Paired by seed: top minus random at each k (negative = removing memorized hurts more).
-    let mut diffs = Vec::new();
-    for &k in o.ks.iter().filter(|&&k| k > 0) {
-        let d: Vec<f64> = o
-            .seeds
-            .iter()
-            .filter_map(|&s| {
-                let acc = |st: &str| {
-                    results
-                        .iter()
-                        .find(|r| r.k == k && r.seed == s && r.strategy == st)
-                        .map(|r| r.linear_probe_accuracy)
-                };
-                Some(acc("top")? - acc("random")?)
-            })
-            .collect();
-        let t = crate::stats::one_sample_t(&d);
-        diffs.push(json!({
-            "k": k,
-            "top_minus_random": d,
-            "mean": (!d.is_empty()).then(|| d.iter().sum::<f64>() / d.len() as f64),
-            "paired_t": t,
-        }));
-    }
+    let ks: Vec<usize> = o.ks.iter().copied().filter(|&k| k > 0).collect();
     json!({
         "format": "sslmem-removal/1",
         "bundle": o.bundle.display().to_string(),
         "scores": o.scores.display().to_string(),
         "epochs": config.epochs,
         "random_control": "as many candidates of each class as the top k has, drawn uniformly within each class",
+        "subpopulation": "the test images whose nearest training image of f (normalised raw pixels, l2) one arm removed and the other kept; differences are the f that removed them minus the f that kept them, at the same k and seed",
+        "align_pairs": ALIGN_PAIRS,
         "recipe": config,
         "table": table,
-        "top_minus_random": diffs,
+        "top_minus_random": top_minus_random(results, &ks, &o.seeds),
+        "subpopulations": subpopulations(results, nearest, &ks, &o.seeds),
         "runs": results,
     })
+}
+
+/// The run of `strategy` at `k` and `seed`, if it finished.
+fn find<'a>(
+    results: &'a [RemovalRun],
+    strategy: &str,
+    k: usize,
+    seed: u64,
+) -> Option<&'a RemovalRun> {
+    results
+        .iter()
+        .find(|r| r.k == k && r.seed == seed && r.strategy == strategy)
+}
+
+/// Whole-test-set probe accuracy, top minus random, paired by seed, at each `k`: the
+/// differences, their mean and the [`crate::stats::MeanInterval`] over seeds (negative:
+/// removing the memorized points hurts more).
+fn top_minus_random(results: &[RemovalRun], ks: &[usize], seeds: &[u64]) -> Vec<Value> {
+    ks.iter()
+        .map(|&k| {
+            let d: Vec<f64> = seeds
+                .iter()
+                .filter_map(|&s| {
+                    let acc = |st: &str| find(results, st, k, s).map(|r| r.linear_probe_accuracy);
+                    Some(acc("top")? - acc("random")?)
+                })
+                .collect();
+            json!({
+                "k": k,
+                "top_minus_random": d,
+                "mean": (!d.is_empty()).then(|| d.iter().sum::<f64>() / d.len() as f64),
+                "paired_t": crate::stats::one_sample_t(&d),
+                "interval": crate::stats::mean_interval(&d),
+            })
+        })
+        .collect()
+}
+
+/// The subpopulation measure at each `k`, for each arm (`top`, `random`): per seed, the test
+/// images whose nearest training image this arm removed and the other arm kept, the probe's
+/// accuracy and mean `align_f` on them under both `f`s, and the differences (removed minus
+/// kept) with their interval paired over those images; then the interval of the per-seed
+/// mean differences over seeds.
+fn subpopulations(
+    results: &[RemovalRun],
+    nearest: &[usize],
+    ks: &[usize],
+    seeds: &[u64],
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    for &k in ks {
+        for (arm, other) in [("top", "random"), ("random", "top")] {
+            let mut per_seed = Vec::new();
+            let (mut probe_means, mut align_means) = (Vec::new(), Vec::new());
+            for &seed in seeds {
+                let (Some(a), Some(b)) =
+                    (find(results, arm, k, seed), find(results, other, k, seed))
+                else {
+                    continue;
+                };
+                let (Some(ta), Some(tb)) = (&a.test, &b.test) else {
+                    continue;
+                };
+                if ta.probe_correct.len() != nearest.len() || tb.align_f.len() != nearest.len() {
+                    continue;
+                }
+                let removed: std::collections::HashSet<usize> = a.removed.iter().copied().collect();
+                let kept: std::collections::HashSet<usize> = b.removed.iter().copied().collect();
+                let images: Vec<usize> = (0..nearest.len())
+                    .filter(|&t| removed.contains(&nearest[t]) && !kept.contains(&nearest[t]))
+                    .collect();
+                let mean =
+                    |xs: &[f64]| (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64);
+                let acc = |t: &TestOutcomes| {
+                    mean(
+                        &images
+                            .iter()
+                            .map(|&i| f64::from(u8::from(t.probe_correct[i])))
+                            .collect::<Vec<_>>(),
+                    )
+                };
+                let align = |t: &TestOutcomes| {
+                    mean(&images.iter().map(|&i| t.align_f[i]).collect::<Vec<_>>())
+                };
+                let probe_d: Vec<f64> = images
+                    .iter()
+                    .map(|&i| {
+                        f64::from(u8::from(ta.probe_correct[i]))
+                            - f64::from(u8::from(tb.probe_correct[i]))
+                    })
+                    .collect();
+                let align_d: Vec<f64> = images
+                    .iter()
+                    .map(|&i| ta.align_f[i] - tb.align_f[i])
+                    .collect();
+                if let (Some(p), Some(q)) = (mean(&probe_d), mean(&align_d)) {
+                    probe_means.push(p);
+                    align_means.push(q);
+                }
+                per_seed.push(json!({
+                    "seed": seed,
+                    "test_images": images.len(),
+                    "probe_accuracy_removed": acc(ta),
+                    "probe_accuracy_kept": acc(tb),
+                    "align_f_removed": align(ta),
+                    "align_f_kept": align(tb),
+                    "probe_difference": mean(&probe_d),
+                    "probe_difference_over_images": crate::stats::mean_interval(&probe_d),
+                    "align_f_difference": mean(&align_d),
+                    "align_f_difference_over_images": crate::stats::mean_interval(&align_d),
+                }));
+            }
+            out.push(json!({
+                "k": k,
+                "arm": arm,
+                "seeds": per_seed,
+                "probe_difference": crate::stats::mean_interval(&probe_means),
+                "align_f_difference": crate::stats::mean_interval(&align_means),
+            }));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -483,6 +700,111 @@ mod tests {
         assert!(ranked_candidates(&p).is_err());
         fs::write(&p, "set,index\ncandidate,1\n").expect("write");
         assert!(ranked_candidates(&p).is_err());
+    }
+
+    #[test]
+    fn the_summary_intervals_match_a_hand_computation() {
+        // Six test images whose nearest training images are 10, 11, 12, 13, 10, 14. Every
+        // seed's top removes {10, 11} and its random control {11, 12}: the top's
+        // subpopulation is test images 0 and 4 (11 was removed by both arms), the random's
+        // test image 2.
+        let nearest = [10, 11, 12, 13, 10, 14];
+        let run = |strategy: &str, seed: u64, acc: f64, wrong: &[usize], align: f64| RemovalRun {
+            strategy: strategy.into(),
+            k: 2,
+            seed,
+            train_examples: 8,
+            linear_probe_accuracy: acc,
+            knn_accuracy: 0.5,
+            removed: if strategy == "top" {
+                vec![10, 11]
+            } else {
+                vec![11, 12]
+            },
+            test: Some(TestOutcomes {
+                probe_correct: (0..6).map(|i| !wrong.contains(&i)).collect(),
+                align_f: (0..6)
+                    .map(|i| if [0, 4].contains(&i) { align } else { 0.2 })
+                    .collect(),
+            }),
+        };
+        let results = vec![
+            run("top", 0, 0.80, &[0, 4], 0.3),
+            run("random", 0, 0.85, &[], 0.2),
+            run("top", 1, 0.82, &[0, 4], 0.4),
+            run("random", 1, 0.83, &[], 0.2),
+            run("top", 2, 0.78, &[0], 0.5),
+            run("random", 2, 0.86, &[], 0.2),
+        ];
+        let seeds = [0, 1, 2];
+        let close = |v: &Value, want: f64| {
+            let got = v.as_f64().expect("number");
+            assert!((got - want).abs() < 1e-5, "{got} != {want}");
+        };
+        // Whole test set: d = [-0.05, -0.01, -0.08], mean -0.046667, sd 0.035119;
+        // t(0.975, 2) = 4.302653, t(0.8, 2) = 1.060660.
+        let whole = &top_minus_random(&results, &[2], &seeds)[0];
+        let iv = &whole["interval"];
+        close(&iv["mean"], -0.046_667);
+        close(&iv["sd"], 0.035_119);
+        let se = 0.035_119_1 / 3f64.sqrt();
+        close(&iv["ci95"][0], -0.046_667 - 4.302_653 * se);
+        close(&iv["ci95"][1], -0.046_667 + 4.302_653 * se);
+        close(&iv["minimum_detectable"], (4.302_653 + 1.060_660) * se);
+        // The top's subpopulation: per seed the probe differences (removed minus kept) are
+        // -1, -1 and -0.5 (mean -0.833333, sd 0.288675) and align_f's 0.1, 0.2, 0.3.
+        let sub = subpopulations(&results, &nearest, &[2], &seeds);
+        let top = &sub[0];
+        assert_eq!(top["arm"], "top");
+        assert_eq!(top["seeds"][0]["test_images"], 2);
+        close(&top["seeds"][2]["probe_accuracy_removed"], 0.5);
+        close(&top["seeds"][2]["probe_accuracy_kept"], 1.0);
+        close(&top["seeds"][1]["align_f_removed"], 0.4);
+        close(&top["probe_difference"]["mean"], -0.833_333);
+        close(
+            &top["probe_difference"]["ci95"][1],
+            -0.833_333 + 4.302_653 * 0.288_675 / 3f64.sqrt(),
+        );
+        close(&top["align_f_difference"]["mean"], 0.2);
+        close(
+            &top["align_f_difference"]["ci95"][0],
+            0.2 - 4.302_653 * 0.1 / 3f64.sqrt(),
+        );
+        // Over the two images of seed 2: differences -1 and 0 (sd 1/sqrt(2), se 0.5).
+        let s2 = &top["seeds"][2]["probe_difference_over_images"];
+        close(&s2["mean"], -0.5);
+        close(&s2["ci95"][0], -0.5 - 12.706_205 * 0.5);
+        // The random's subpopulation (test image 2): nothing differs.
+        let random = &sub[1];
+        assert_eq!(random["arm"], "random");
+        assert_eq!(random["seeds"][0]["test_images"], 1);
+        close(&random["probe_difference"]["mean"], 0.0);
+        close(&random["align_f_difference"]["sd"], 0.0);
+        // A run made before the per-image outcomes existed leaves its seed out.
+        let mut old = results.clone();
+        old[1].test = None;
+        let sub = subpopulations(&old, &nearest, &[2], &seeds);
+        assert_eq!(sub[0]["seeds"].as_array().expect("seeds").len(), 2);
+    }
+
+    #[test]
+    fn the_nearest_training_image_is_found_in_normalised_pixels() {
+        let array = |name: &str, pixels: Vec<u8>| ImageArray {
+            name: name.into(),
+            channels: 1,
+            height: 1,
+            width: 2,
+            pixels,
+            labels: None,
+        };
+        let train = array("t", vec![0, 0, 255, 255, 0, 255, 230, 230]);
+        let test = array("q", vec![242, 242, 25, 0, 0, 204]);
+        let norm = Normalize::new(vec![0.5], vec![0.25], 1).expect("norm");
+        // Among examples 0, 2 and 3 only (example 1 is not f's).
+        assert_eq!(
+            nearest_training(&train, &[0, 2, 3], &test, &norm).expect("nearest"),
+            [3, 0, 2]
+        );
     }
 
     #[test]
