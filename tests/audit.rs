@@ -58,6 +58,45 @@ fn read(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// The class names in the rows of the report's grid table, in order.
+fn grid_rows(html: &str) -> Vec<String> {
+    let start = html.find("<table class=\"grid\">").expect("grid table");
+    let table = &html[start..start + html[start..].find("</table>").expect("end")];
+    table
+        .split("<tr><th class=\"l\">")
+        .skip(2) // before the first row, and the header's "class"
+        .map(|row| row.split("</th>").next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn the_grid_shows_the_classes_asked_for_in_their_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (all, some) = (dir.path().join("all"), dir.path().join("some"));
+    let o = sslmem().args(args(&all, "30")).output().expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut a = args(&some, "30");
+    a.extend(["--grid-classes".into(), "3,1,42".into()]);
+    let o = sslmem().args(&a).output().expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let every = grid_rows(&read(&all, "report.html"));
+    assert!(every.len() > 2, "{every:?}");
+    assert!(every.contains(&"3 Dress".to_string()) && every.contains(&"1 Trouser".to_string()));
+    // Class 42 has no example: no row.
+    assert_eq!(
+        grid_rows(&read(&some, "report.html")),
+        ["3 Dress", "1 Trouser"]
+    );
+    let height = |d: &Path| {
+        image::open(d.join("figures/memorized-grid.png"))
+            .expect("png")
+            .height()
+    };
+    assert!(height(&some) < height(&all));
+    // The scores are the same: the option only chooses what the figure shows.
+    assert_eq!(read(&all, "scores.csv"), read(&some, "scores.csv"));
+}
+
 #[test]
 fn audit_writes_scores_statistics_and_checks() {
     let dir = tempfile::tempdir().expect("tempdir");

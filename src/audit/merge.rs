@@ -34,6 +34,8 @@ pub struct MergeOptions {
     pub batch_size: usize,
     /// When the report says the files were written: seconds since 1970, UTC.
     pub date: i64,
+    /// As [`super::AuditOptions::grid_classes`].
+    pub grid_classes: Vec<u8>,
 }
 
 /// One shard folder, read.
@@ -237,7 +239,15 @@ pub fn merge(m: &MergeOptions, rt: &RuntimeOptions) -> Result<bool> {
     }
     let records: Vec<Record> = shards.into_iter().flat_map(|s| s.records).collect();
     let failed = records.iter().filter(|r| r.error.is_some()).count();
-    finish(&m.out, &engine, &params, &work, &records, m.date)?;
+    finish(
+        &m.out,
+        &engine,
+        &params,
+        &work,
+        &records,
+        m.date,
+        &m.grid_classes,
+    )?;
     tracing::info!(
         scored = records.len() - failed,
         failed,

@@ -85,6 +85,9 @@ pub struct AuditOptions {
     /// When the report says the files were written: seconds since 1970, UTC (the command
     /// line takes `SOURCE_DATE_EPOCH`, else the clock).
     pub date: i64,
+    /// The classes (labels) the grid of most and least memorized examples shows, a row each
+    /// in this order; empty: every class.
+    pub grid_classes: Vec<u8>,
 }
 
 /// What an audit is: what a journal was started with (a resume must match it), what every
@@ -291,7 +294,15 @@ fn run_whole(
     shard::score_remaining(a, engine, &dir, &work.items, &mut records)?;
 
     let failed = records.iter().filter(|r| r.error.is_some()).count();
-    finish(&a.out, engine, params, work, &records, a.date)?;
+    finish(
+        &a.out,
+        engine,
+        params,
+        work,
+        &records,
+        a.date,
+        &a.grid_classes,
+    )?;
     fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     tracing::info!(
         scored = records.len() - failed,
@@ -649,6 +660,7 @@ fn finish(
     work: &WorkList,
     records: &[Record],
     date: i64,
+    grid_classes: &[u8],
 ) -> Result<()> {
     tracing::info!("typicality, statistics and figures");
     let bundle = engine.bundle();
@@ -728,7 +740,16 @@ fn finish(
     write_atomic(&out.join("summary.json"), (text + "\n").as_bytes())?;
 
     // Figures, as files and in the report.
-    let figs = draw_figures(out, bundle, work, records, &rows, &summary, &membership)?;
+    let figs = draw_figures(
+        out,
+        bundle,
+        work,
+        records,
+        &rows,
+        &summary,
+        &membership,
+        grid_classes,
+    )?;
     let run = html::RunRecord {
         date,
         command: command_line(&bundle.dir, params),
@@ -806,6 +827,7 @@ fn draw_figures(
     rows: &[ScoreRow],
     summary: &summary::Summary,
     membership: &[crate::membership::Membership],
+    grid_classes: &[u8],
 ) -> Result<figures::Figures> {
     let sets = sets_of(records);
     let by_set: Vec<(SplitSet, Vec<f64>)> = sets
@@ -838,6 +860,7 @@ fn draw_figures(
         records,
         grid_set,
         bundle.manifest.input.channels,
+        grid_classes,
     );
     let figs = figures::Figures {
         histogram: figures::histogram_png(&by_set)?,

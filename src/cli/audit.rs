@@ -79,6 +79,15 @@ pub struct AuditArgs {
     /// that holds `f` only.
     #[arg(long, env = "SSLMEM_AUDIT_REFERENCE", num_args = 1.., value_name = "SET|INPUT", value_delimiter = None)]
     pub reference: Vec<String>,
+    /// Classes (labels, e.g. `3,6`) the grid of most and least memorized examples shows,
+    /// a row each in this order (default: every class).
+    #[arg(
+        long,
+        env = "SSLMEM_AUDIT_GRID_CLASSES",
+        value_delimiter = ',',
+        value_name = "LABEL"
+    )]
+    pub grid_classes: Vec<u8>,
     /// Reference neighbours (in `f`'s representation) of `knn_gap`.
     #[arg(long, env = "SSLMEM_AUDIT_KNN", default_value_t = sslmem::score::calibrate::DEFAULT_KNN as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub knn: u64,
@@ -106,6 +115,14 @@ pub struct MergeArgs {
     /// Views per inference batch (typicality runs g once over every example).
     #[arg(long, env = "SSLMEM_BATCH_SIZE", default_value_t = 256)]
     pub batch_size: usize,
+    /// As `sslmem audit --grid-classes`.
+    #[arg(
+        long,
+        env = "SSLMEM_AUDIT_GRID_CLASSES",
+        value_delimiter = ',',
+        value_name = "LABEL"
+    )]
+    pub grid_classes: Vec<u8>,
 }
 
 impl MergeArgs {
@@ -116,6 +133,7 @@ impl MergeArgs {
             bundle: self.bundle.clone(),
             batch_size: self.batch_size,
             date: report_date()?,
+            grid_classes: self.grid_classes.clone(),
         })
     }
 }
@@ -187,6 +205,7 @@ impl AuditArgs {
             knn: usize::try_from(self.knn).unwrap_or(usize::MAX),
             shard: self.shard,
             date: report_date()?,
+            grid_classes: self.grid_classes.clone(),
         })
     }
 }

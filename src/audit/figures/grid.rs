@@ -25,12 +25,14 @@ pub struct ClassGrid {
 }
 
 /// The grids of the set the grids are drawn from (candidate when audited: the only set whose
-/// scores measure memorization by `f`), per label.
+/// scores measure memorization by `f`), per label: every label in order, or only `classes`
+/// in the order given (`--grid-classes`; a class with no scored example has no row).
 pub(in crate::audit) fn class_grids(
     items: &[Item],
     records: &[Record],
     set: SplitSet,
     channels: usize,
+    classes: &[u8],
 ) -> Vec<ClassGrid> {
     let mut by_label: BTreeMap<Option<u8>, Vec<(usize, f64)>> = BTreeMap::new();
     for (k, r) in records.iter().enumerate() {
@@ -38,8 +40,16 @@ pub(in crate::audit) fn class_grids(
             by_label.entry(r.label).or_default().push((k, s.score));
         }
     }
+    let chosen: Vec<(Option<u8>, Vec<(usize, f64)>)> = if classes.is_empty() {
+        by_label.into_iter().collect()
+    } else {
+        classes
+            .iter()
+            .filter_map(|&c| by_label.remove(&Some(c)).map(|v| (Some(c), v)))
+            .collect()
+    };
     let load = |k: usize| items[k].input.load(channels, Default::default()).ok();
-    by_label
+    chosen
         .into_iter()
         .map(|(label, mut v)| {
             v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
