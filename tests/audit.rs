@@ -13,7 +13,7 @@ use common::{bin, random_bundle, stderr};
 use serde_json::Value;
 
 const BUNDLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/fashion-mnist-canaries");
-const FILES: [&str; 8] = [
+const FILES: [&str; 9] = [
     "scores.jsonl",
     "scores.csv",
     "summary.json",
@@ -22,6 +22,7 @@ const FILES: [&str; 8] = [
     "figures/score-vs-typicality.png",
     "figures/memorized-grid.png",
     "figures/roc.png",
+    "figures/layer-mem.png",
 ];
 
 fn args(out: &Path, limit: &str) -> Vec<String> {
@@ -652,11 +653,11 @@ fn report_renders_in_headless_chromium_with_every_figure() {
     assert_eq!(v["title"], "SSLMem audit");
     assert_eq!(v["scope"], "", "split sets with extra: nothing to caveat");
     assert_eq!(
-        v["figures"], 5,
-        "histogram, ROC, every estimator's ROC, typicality, grid"
+        v["figures"], 6,
+        "histogram, ROC, every estimator's ROC, typicality, grid, LayerMem"
     );
     let imgs = v["images"].as_array().expect("images");
-    assert!(imgs.iter().filter(|i| i["figure"] == true).count() == 5);
+    assert!(imgs.iter().filter(|i| i["figure"] == true).count() == 6);
     // 10 classes x (up to 8 most + 8 least memorized) thumbnails besides the figures.
     assert!(imgs.len() > 5 + 10 * 2, "{} images", imgs.len());
     for i in imgs {
@@ -1200,8 +1201,8 @@ fn reports_of_own_sets_and_of_inputs_say_only_what_they_can_in_headless_chromium
     );
     assert_eq!(v["scope"], "", "{v}");
     assert_eq!(
-        v["figures"], 5,
-        "histogram, ROC, every estimator's ROC, typicality, grid"
+        v["figures"], 6,
+        "histogram, ROC, every estimator's ROC, typicality, grid, LayerMem"
     );
     let h = headings(&v);
     for want in [

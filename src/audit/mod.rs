@@ -16,6 +16,7 @@ pub mod compare;
 pub mod estimators;
 pub mod figures;
 pub mod html;
+pub mod layer_mem;
 pub mod many_model;
 pub mod merge;
 pub mod one_model;
@@ -127,6 +128,30 @@ pub struct AuditParams {
     pub normalize: String,
     /// Examples in the work list.
     pub items: usize,
+}
+
+impl AuditParams {
+    /// The options every image was scored with (the journal's `pairs`, `seed`, `mode`,
+    /// `distance`, `normalize`).
+    ///
+    /// Errors: a recorded choice this version does not know.
+    pub fn score_options(&self) -> Result<crate::score::ScoreOptions> {
+        let parse =
+            |what: &str, v: &str| Error::Param(format!("the audit's {what} '{v}' is unknown"));
+        Ok(crate::score::ScoreOptions {
+            pairs: self.pairs,
+            seed: self.seed,
+            mode: self.mode.parse().map_err(|_| parse("mode", &self.mode))?,
+            distance: self
+                .distance
+                .parse()
+                .map_err(|_| parse("distance", &self.distance))?,
+            normalize: self
+                .normalize
+                .parse()
+                .map_err(|_| parse("normalize", &self.normalize))?,
+        })
+    }
 }
 
 /// One scored example, as journaled.
@@ -732,6 +757,7 @@ fn finish(
     let membership = summary::membership(records, params.seed);
     let mut summary = summary::summarize(bundle, params, records, &typ, &membership)?;
     summary.estimators = compared;
+    summary.layer_mem = layer_mem::measure(engine, &work.items, records, &params.score_options()?)?;
     if let Some(rec) = &bundle.manifest.subsample {
         summary.many_model = Some(many_model::summarize(rec, records, params.seed));
         summary.score = MANY_MODEL_SCORE.into();
@@ -819,6 +845,8 @@ fn finish_one_model(
 const MANY_MODEL_SCORE: &str = "many-model: the mean alignment of an image's views under the encoders that did not train on it minus under those that did (align_g: out, align_f: in), docs/science.md#the-many-model-estimator; significant: the 95% interval over view pairs lies above 0";
 
 /// Draws the report's figures from the audit's rows and writes each to `out/figures/`.
+// Every argument is a different input of the figures; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn draw_figures(
     out: &Path,
     bundle: &Bundle,
@@ -875,6 +903,10 @@ fn draw_figures(
             Some(figures::roc_png(membership)?)
         },
         roc_estimators: figures::estimators_roc_png(&summary.estimators)?,
+        layer_mem: match &summary.layer_mem {
+            Some(m) => Some(figures::layer_mem_png(m)?),
+            None => None,
+        },
     };
     let dir = out.join("figures");
     write_atomic(&dir.join("score-histogram.png"), &figs.histogram)?;
@@ -885,6 +917,9 @@ fn draw_figures(
     }
     if let Some(roc) = &figs.roc_estimators {
         write_atomic(&dir.join("roc-estimators.png"), roc)?;
+    }
+    if let Some(png) = &figs.layer_mem {
+        write_atomic(&dir.join("layer-mem.png"), png)?;
     }
     Ok(figs)
 }

@@ -71,6 +71,10 @@ pub struct Summary {
     /// A many-model audit's design, interval widths and per-encoder membership tests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub many_model: Option<super::many_model::ManyModelSummary>,
+    /// LayerMem and ΔLayerMem of the candidates per layer ([`super::layer_mem`]); absent when
+    /// the bundle lists no layers, has no `g` or no candidate was audited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_mem: Option<super::layer_mem::LayerMem>,
     /// The expected-sign checks and the canary check.
     #[serde(default)]
     pub checks: Vec<Check>,
@@ -283,6 +287,7 @@ pub fn summarize(
         estimators: Vec::new(),
         one_model: None,
         many_model: None,
+        layer_mem: None,
         checks,
         failed,
     })

@@ -215,6 +215,7 @@ pub fn render(s: &Summary, rows: &[ScoreRow], out: &Path) -> String {
         estimators(&mut t, s);
     }
     many_model(&mut t, s);
+    layer_mem(&mut t, s);
     typicality(&mut t, s);
     highest(&mut t, s, rows);
     if !s.failed.is_empty() {
@@ -368,6 +369,30 @@ fn many_model(t: &mut String, s: &Summary) {
         let _ = writeln!(t, "  mean leave-one-encoder-out AUC {a:.3}");
     } else {
         t.push_str("  no leave-one-encoder-out test: it needs at least 4 encoders\n");
+    }
+}
+
+/// LayerMem by layer, when the audit measured it.
+fn layer_mem(t: &mut String, s: &Summary) {
+    let Some(m) = &s.layer_mem else {
+        return;
+    };
+    let _ = writeln!(
+        t,
+        "LayerMem (mean ratio score of the {} {} images on each layer's output, 95% interval; Δ: increase over the layer before):",
+        m.images,
+        m.set.name()
+    );
+    for r in &m.layers {
+        let iv = |v: &Option<crate::stats::MeanInterval>| match v {
+            Some(v) => format!("{:+.4} [{:+.4}, {:+.4}]", v.mean, v.ci95[0], v.ci95[1]),
+            None => "–".into(),
+        };
+        let delta = match &r.delta {
+            Some(_) => format!("  Δ {}", iv(&r.delta)),
+            None => String::new(),
+        };
+        let _ = writeln!(t, "  {:<12} {}{delta}", r.layer, iv(&r.layer_mem));
     }
 }
 

@@ -77,6 +77,11 @@ pub struct ScoreArgs {
     pub bundle: PathBuf,
     #[command(flatten)]
     pub est: EstimatorArgs,
+    /// Score another output of the encoders than the bundle's representation: one of the
+    /// manifest's `layers` (a feature map is flattened per image), as LayerMem does for each
+    /// layer (docs/science.md#layermem).
+    #[arg(long, env = "SSLMEM_OUTPUT", value_name = "LAYER")]
+    pub output: Option<String>,
     /// Add set-level normalised scores (`score_range`, `score_max`); repeatable.
     #[arg(long, env = "SSLMEM_SET_NORMALIZE", value_parser = choice::<SetNorm>(), value_delimiter = ',')]
     pub set_normalize: Vec<SetNorm>,
@@ -98,7 +103,10 @@ const LOAD_CHUNK: usize = 2048;
 pub fn run(a: &ScoreArgs, rt: &RuntimeOptions) -> Result<bool> {
     let est = a.est.options()?;
     let inputs = resolve(&a.inputs)?;
-    let engine = Engine::start(Bundle::load(&a.bundle, rt)?, est.queue(), Quiet::shared())?;
+    let mut engine = Engine::start(Bundle::load(&a.bundle, rt)?, est.queue(), Quiet::shared())?;
+    if let Some(output) = &a.output {
+        engine = engine.with_output(output)?;
+    }
     let limits = est.limits();
     let channels = engine.input().channels;
     tracing::info!(
@@ -107,6 +115,7 @@ pub fn run(a: &ScoreArgs, rt: &RuntimeOptions) -> Result<bool> {
         mode = ?est.score.mode,
         f = engine.bundle().f.len(),
         g = engine.bundle().g.len(),
+        output = engine.output(),
         "scoring with {}",
         a.bundle.display()
     );

@@ -174,6 +174,36 @@ impl Engine {
         Self::start(bundle, QueueOptions::default(), Arc::new(Quiet))
     }
 
+    /// The same engine (queue, sessions) scoring another output of the encoders: the
+    /// manifest's representation or one of its `layers` (a feature map is flattened per image,
+    /// [`crate::runtime::EncoderSession::embed`]). What LayerMem scores each layer with.
+    ///
+    /// # Errors
+    /// [`Error::Param`] for an output the manifest does not list.
+    pub fn with_output(&self, output: &str) -> Result<Self> {
+        let r = &self.bundle.manifest.representation;
+        if output != r.output && !r.layers.iter().any(|l| l == output) {
+            return Err(Error::Param(format!(
+                "output '{output}' is not one the bundle lists (representation '{}', layers: {})",
+                r.output,
+                if r.layers.is_empty() {
+                    "none".to_string()
+                } else {
+                    r.layers.join(", ")
+                }
+            )));
+        }
+        Ok(Self {
+            output: output.into(),
+            ..self.clone()
+        })
+    }
+
+    /// The output this engine scores.
+    pub fn output(&self) -> &str {
+        &self.output
+    }
+
     /// The bundle: its folder, manifest and sessions.
     pub fn bundle(&self) -> &Bundle {
         &self.bundle

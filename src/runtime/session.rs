@@ -190,7 +190,9 @@ impl EncoderSession {
     }
 
     /// One representation per row: a matrix output as is, a token output `[batch, tokens,
-    /// dim]` pooled as the bundle says.
+    /// dim]` pooled as the bundle says, a feature map `[batch, c, h, w]` (a layer's output)
+    /// flattened per image to `[batch, c·h·w]`, as LayerMem's reference code flattens a
+    /// layer's output before its one l2 norm (Wang et al. 2024, `layer_mem.py`).
     ///
     /// # Errors
     /// [`Error::Model`] for an output of another rank, or a token output with no pooling.
@@ -221,6 +223,15 @@ impl EncoderSession {
                 }
                 Ok(pool(&t, p))
             }
+            (4, _) => {
+                let n = first.shape()[0];
+                let per: usize = first.shape()[1..].iter().product();
+                let flat: Vec<f32> = first.iter().copied().collect();
+                Array2::from_shape_vec((n, per), flat).map_err(|e| Error::Model {
+                    model: model(),
+                    reason: e.to_string(),
+                })
+            }
             (3, None) => Err(Error::Model {
                 model: model(),
                 reason: format!(
@@ -232,8 +243,8 @@ impl EncoderSession {
             (d, _) => Err(Error::Model {
                 model: model(),
                 reason: format!(
-                    "output '{output}' has {d} dimensions {:?}; a representation is [batch, dim] \
-                     or, pooled, [batch, tokens, dim]",
+                    "output '{output}' has {d} dimensions {:?}; a representation is [batch, dim], \
+                     pooled [batch, tokens, dim] or a flattened feature map [batch, c, h, w]",
                     first.shape()
                 ),
             }),

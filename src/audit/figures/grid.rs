@@ -24,6 +24,9 @@ pub struct ClassGrid {
     pub bottom: Vec<(usize, SourceImage, f64)>,
 }
 
+/// (record index, score) of one class's examples.
+type Scores = Vec<(usize, f64)>;
+
 /// The grids of the set the grids are drawn from (candidate when audited: the only set whose
 /// scores measure memorization by `f`), per label: every label in order, or only `classes`
 /// in the order given (`--grid-classes`; a class with no scored example has no row).
@@ -34,13 +37,13 @@ pub(in crate::audit) fn class_grids(
     channels: usize,
     classes: &[u8],
 ) -> Vec<ClassGrid> {
-    let mut by_label: BTreeMap<Option<u8>, Vec<(usize, f64)>> = BTreeMap::new();
+    let mut by_label: BTreeMap<Option<u8>, Scores> = BTreeMap::new();
     for (k, r) in records.iter().enumerate() {
         if let (true, Some(s)) = (r.set == set, r.score.as_ref()) {
             by_label.entry(r.label).or_default().push((k, s.score));
         }
     }
-    let chosen: Vec<(Option<u8>, Vec<(usize, f64)>)> = if classes.is_empty() {
+    let chosen: Vec<(Option<u8>, Scores)> = if classes.is_empty() {
         by_label.into_iter().collect()
     } else {
         classes

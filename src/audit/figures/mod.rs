@@ -1,12 +1,14 @@
 //! The audit's figures, drawn with `plotters` (bitmap backend, the embedded DejaVu Sans font)
 //! and encoded as PNG: one file per figure (`histogram`: the score per set;
 //! `score_vs_typicality`; `grid`: the most and least memorized examples per class; `roc`: the
-//! membership test), plus the trainer's removal experiment (`removal`).
+//! membership test; `layer_mem`: LayerMem by layer), plus the trainer's removal experiment
+//! (`removal`).
 //!
 //! Nothing here depends on the clock or the machine: the same scores give the same bytes.
 
 mod grid;
 mod histogram;
+mod layer_mem;
 mod removal;
 mod roc;
 mod score_vs_typicality;
@@ -22,6 +24,7 @@ use crate::error::{Error, Result};
 pub(super) use grid::{class_grids, to_rgb, GRID_PER_END};
 pub use grid::{grid_png, ClassGrid};
 pub use histogram::histogram_png;
+pub use layer_mem::layer_mem_png;
 pub use removal::{removal_png, RemovalPoint, RemovalSeries};
 pub use roc::{estimators_roc_png, roc_png};
 pub use score_vs_typicality::typicality_png;
@@ -42,6 +45,8 @@ pub struct Figures {
     pub roc: Option<Vec<u8>>,
     /// Every estimator's ROC ([`estimators_roc_png`]); `None` as `roc`.
     pub roc_estimators: Option<Vec<u8>>,
+    /// LayerMem by layer ([`layer_mem_png`]); `None` without a LayerMem.
+    pub layer_mem: Option<Vec<u8>>,
 }
 
 /// Registers the embedded font as `sans-serif` (once per process).

@@ -118,6 +118,9 @@ pub fn html(
         },
     );
     grid_section(&mut h, figs, records, &run.classes)?;
+    if let (Some(m), Some(png)) = (&summary.layer_mem, &figs.layer_mem) {
+        layer_mem_section(&mut h, m, png);
+    }
     let failed = summary.failed.len();
     let _ = writeln!(
         h,
@@ -126,6 +129,51 @@ pub fn html(
     );
     h.push_str("</body></html>\n");
     Ok(h)
+}
+
+/// LayerMem by layer: a table (LayerMem and ΔLayerMem with their intervals) and its figure.
+fn layer_mem_section(h: &mut String, m: &super::layer_mem::LayerMem, png: &[u8]) {
+    let _ = writeln!(
+        h,
+        "<h2>Where memorization builds up: LayerMem by layer ({} set)</h2>",
+        esc(m.set.name())
+    );
+    let _ = writeln!(
+        h,
+        "<p>Each of the {} {} images scored again on the outputs of every layer of f and g (a feature map flattened per image), with the audit's views; LayerMem is the mean ratio score <code>(align_g − align_f) / (align_g + align_f)</code> on that layer, ΔLayerMem its increase over the layer before, paired over the same images (Wang et al. 2024). The paper finds it rising with depth (ResNet-9, SimCLR, CIFAR-10: 0.091 after the first layer, 0.308 after the last).</p>",
+        m.images,
+        esc(m.set.name())
+    );
+    let _ = writeln!(
+        h,
+        "<table><tr><th class=\"l\">layer</th><th>LayerMem</th><th>95% interval</th><th>ΔLayerMem</th><th>95% interval</th></tr>"
+    );
+    let iv = |v: Option<crate::stats::MeanInterval>| match v {
+        Some(v) => (
+            format!("{:.4}", v.mean),
+            format!("[{:.4}, {:.4}]", v.ci95[0], v.ci95[1]),
+        ),
+        None => ("–".into(), "–".into()),
+    };
+    for r in &m.layers {
+        let ((lm, lm_ci), (d, d_ci)) = (iv(r.layer_mem), iv(r.delta));
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td>{lm}</td><td>{lm_ci}</td><td>{d}</td><td>{d_ci}</td></tr>",
+            esc(&r.layer)
+        );
+    }
+    h.push_str("</table>\n");
+    figure(
+        h,
+        "fig-layer-mem",
+        png,
+        &Caption {
+            file: "figures/layer-mem.png",
+            shows: "LayerMem of each layer (a point, with its 95% interval over the images as a bar), the input side on the left and the bundle's scored output last; the grey line is zero.",
+            read: "a curve that rises to the right says memorization builds up with depth, as the paper finds; a step marks the layer where it grows most (its ΔLayerMem in the table). Values are ratios of alignments on different outputs, so compare their trend, not their level with the audit's score.",
+        },
+    );
 }
 
 /// The page's head and style, and its title as the first heading.
