@@ -776,3 +776,97 @@ fn a_collapsing_run_says_so_in_its_log_warning_and_manifest() {
         );
     }
 }
+
+/// Every method of the registry (BYOL and SimSiam with batch norm in their heads, as their
+/// recipes) trains a pair for one epoch on a tiny set with canaries, and its bundle audits
+/// with every field a method row of docs/reproduction.md reads: the sets, the checks, both
+/// membership tests, typicality and LayerMem.
+#[test]
+fn every_method_trains_a_pair_with_canaries_that_audits_completely() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (method, extra) in [
+        ("simclr", &["--temperature", "0.2"][..]),
+        ("simsiam", &["--projector-bn"][..]),
+        ("byol", &["--projector-bn"][..]),
+        ("vicreg", &[][..]),
+        ("barlow", &["--barlow-lambda", "0.02"][..]),
+    ] {
+        let out = dir.path().join(method);
+        let mut args = small_pair_args(&out, "1", "0.1");
+        args.extend(
+            [
+                "--method",
+                method,
+                "--canaries",
+                "4",
+                "--canary-kind",
+                "patterns",
+                "--monitor-every",
+                "1",
+                "--score-output",
+                "projection",
+            ]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string()),
+        );
+        let o = train_bin().args(&args).output().expect("run");
+        assert!(
+            o.status.success(),
+            "{method}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let m = manifest(&out);
+        assert_eq!(m["training"]["config"]["method"]["method"], method);
+        assert_eq!(
+            m["architecture"]["projector_bn"].as_bool().unwrap_or(false),
+            extra.contains(&"--projector-bn"),
+            "{method}"
+        );
+        let audit = dir.path().join(format!("{method}-audit"));
+        let o = common::run(&[
+            "audit",
+            "--bundle",
+            out.to_str().expect("utf8"),
+            "--out",
+            audit.to_str().expect("utf8"),
+            "--pairs",
+            "2",
+            "--limit",
+            "20",
+        ]);
+        assert!(o.status.success(), "{method}: {}", common::stderr(&o));
+        let s: Value = serde_json::from_str(
+            &std::fs::read_to_string(audit.join("summary.json")).expect("summary"),
+        )
+        .expect("json");
+        for set in [
+            "candidate",
+            "shared",
+            "independent",
+            "extra",
+            "canary-candidate",
+        ] {
+            assert!(s["sets"][set]["mean"].is_f64(), "{method}: {set}");
+        }
+        assert!(
+            s["checks"].as_array().is_some_and(|c| c.len() >= 5),
+            "{method}"
+        );
+        assert_eq!(
+            s["membership"].as_array().map(Vec::len),
+            Some(2),
+            "{method}"
+        );
+        assert!(s["typicality"]["candidate"]["rho"].is_f64(), "{method}");
+        let layers = s["layer_mem"]["layers"].as_array().expect("layer_mem");
+        assert_eq!(
+            layers.last().and_then(|l| l["layer"].as_str()),
+            Some("projection"),
+            "{method}"
+        );
+        let run = &m["training"]["runs"][0];
+        assert!(run["eval"]["linear_probe_accuracy"].is_f64(), "{method}");
+        assert!(run["parity_max_rel_err"].as_f64() < Some(1e-4), "{method}");
+    }
+}

@@ -710,45 +710,7 @@ fn finish(
         };
         return finish_one_model(out, bundle, params, work, records, parts, date);
     }
-    // Per set: rank by score (1 = most memorized), set-level normalisations over the set.
-    let sets = sets_of(records);
-    let mut rows: Vec<ScoreRow> = Vec::with_capacity(records.len());
-    for set in &sets {
-        let scored: Vec<(usize, &Record, &ImageScore, Option<f64>)> = records
-            .iter()
-            .zip(&typ)
-            .enumerate()
-            .filter(|(_, (r, _))| r.set == *set)
-            .filter_map(|(k, (r, t))| r.score.as_ref().map(|s| (k, r, s, *t)))
-            .collect();
-        let plain: Vec<ImageScore> = scored.iter().map(|(_, _, s, _)| (*s).clone()).collect();
-        let range = set_normalize(&plain, SetNorm::Range);
-        let max = set_normalize(&plain, SetNorm::Max);
-        let mut order: Vec<usize> = (0..scored.len()).collect();
-        order.sort_by(|&x, &y| {
-            scored[y]
-                .2
-                .score
-                .total_cmp(&scored[x].2.score)
-                .then(x.cmp(&y))
-        });
-        let mut rank = vec![0; scored.len()];
-        for (r, &i) in order.iter().enumerate() {
-            rank[i] = r + 1;
-        }
-        for (i, (k, rec, s, typicality)) in scored.into_iter().enumerate() {
-            let record = ScoreRecord::new(rec.input.clone(), s);
-            let c = calibrated[k].unwrap_or_default();
-            rows.push(ScoreRow {
-                score_range: range[i],
-                score_max: max[i],
-                typicality,
-                align_f_percentile: c.align_f_percentile,
-                knn_gap: c.knn_gap,
-                ..ScoreRow::of(rec.set, rec.index, rec.label, record, rank[i])
-            });
-        }
-    }
+    let rows = ranked_rows(records, &typ, &calibrated);
     write_atomic(
         &out.join("scores.jsonl"),
         scores::to_jsonl(&rows)?.as_bytes(),
@@ -784,6 +746,55 @@ fn finish(
     };
     let page = html::html(bundle, params, &summary, records, &figs, &run)?;
     write_atomic(&out.join("report.html"), page.as_bytes())
+}
+
+/// The rows of scores.jsonl and scores.csv, set by set in [`sets_of`]'s order: each scored
+/// record with its rank in its set (1 = most memorized), its set-level normalisations over the
+/// set, its typicality (`typ`, one per record) and its calibration (`calibrated`, one per record).
+fn ranked_rows(
+    records: &[Record],
+    typ: &[Option<f64>],
+    calibrated: &[Option<crate::score::calibrate::Calibrated>],
+) -> Vec<ScoreRow> {
+    let sets = sets_of(records);
+    let mut rows: Vec<ScoreRow> = Vec::with_capacity(records.len());
+    for set in &sets {
+        let scored: Vec<(usize, &Record, &ImageScore, Option<f64>)> = records
+            .iter()
+            .zip(typ)
+            .enumerate()
+            .filter(|(_, (r, _))| r.set == *set)
+            .filter_map(|(k, (r, t))| r.score.as_ref().map(|s| (k, r, s, *t)))
+            .collect();
+        let plain: Vec<ImageScore> = scored.iter().map(|(_, _, s, _)| (*s).clone()).collect();
+        let range = set_normalize(&plain, SetNorm::Range);
+        let max = set_normalize(&plain, SetNorm::Max);
+        let mut order: Vec<usize> = (0..scored.len()).collect();
+        order.sort_by(|&x, &y| {
+            scored[y]
+                .2
+                .score
+                .total_cmp(&scored[x].2.score)
+                .then(x.cmp(&y))
+        });
+        let mut rank = vec![0; scored.len()];
+        for (r, &i) in order.iter().enumerate() {
+            rank[i] = r + 1;
+        }
+        for (i, (k, rec, s, typicality)) in scored.into_iter().enumerate() {
+            let record = ScoreRecord::new(rec.input.clone(), s);
+            let c = calibrated[k].unwrap_or_default();
+            rows.push(ScoreRow {
+                score_range: range[i],
+                score_max: max[i],
+                typicality,
+                align_f_percentile: c.align_f_percentile,
+                knn_gap: c.knn_gap,
+                ..ScoreRow::of(rec.set, rec.index, rec.label, record, rank[i])
+            });
+        }
+    }
+    rows
 }
 
 /// What [`finish`] computed that a one-model audit's files need.
