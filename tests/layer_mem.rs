@@ -61,7 +61,50 @@ fn mean(x: &[f64]) -> f64 {
 fn layer_mem_is_the_mean_ratio_score_of_each_layer_as_sslmem_score_gives_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bundle = random_bundle(dir.path(), "pair", &["--layers"]);
-    let s = audit(&bundle, &dir.path().join("audit"));
+    check_layer_mem(
+        &bundle,
+        &dir.path().join("audit"),
+        &["layer1", "layer2", "layer3", "layer4", "representation"],
+    );
+
+    // An output the bundle does not list is refused, naming the ones it has.
+    let o = run(&[
+        "score",
+        "--bundle",
+        bundle.to_str().expect("utf8"),
+        "--output",
+        "layer9",
+        MEMBERS,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("layers: layer1, layer2, layer3, layer4"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn layer_mem_of_a_vit_scores_each_blocks_attention_and_mlp_tokens_flattened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = random_bundle(
+        dir.path(),
+        "vit",
+        &["--layers", "--arch", "vit-tiny-28x28x1"],
+    );
+    let mut names: Vec<String> = (1..=6)
+        .flat_map(|i| [format!("block{i}.attn"), format!("block{i}.mlp")])
+        .collect();
+    names.push("representation".into());
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    check_layer_mem(&bundle, &dir.path().join("audit"), &names);
+}
+
+/// The audit of `bundle` into `out` has LayerMem rows for `names`, in order, each the mean of
+/// the ratio scores `sslmem score --output` gives on that layer, Δ paired with the row
+/// before, and its figure and report section.
+fn check_layer_mem(bundle: &Path, out: &Path, names_wanted: &[&str]) {
+    let s = audit(bundle, out);
     let m = &s["layer_mem"];
     assert_eq!(m["set"], "candidate");
     assert_eq!(m["images"], 12);
@@ -70,14 +113,11 @@ fn layer_mem_is_the_mean_ratio_score_of_each_layer_as_sslmem_score_gives_it() {
         .iter()
         .map(|r| r["layer"].as_str().expect("name"))
         .collect();
-    assert_eq!(
-        names,
-        ["layer1", "layer2", "layer3", "layer4", "representation"]
-    );
+    assert_eq!(names, names_wanted);
     let mut before: Option<Vec<f64>> = None;
     for r in layers {
         let name = r["layer"].as_str().expect("name");
-        let x = ratios(&bundle, name);
+        let x = ratios(bundle, name);
         assert_eq!(x.len(), 12);
         let got = r["layer_mem"]["mean"].as_f64().expect("mean");
         assert!(
@@ -97,26 +137,10 @@ fn layer_mem_is_the_mean_ratio_score_of_each_layer_as_sslmem_score_gives_it() {
         }
         before = Some(x);
     }
-    let png = std::fs::read(dir.path().join("audit/figures/layer-mem.png")).expect("figure");
+    let png = std::fs::read(out.join("figures/layer-mem.png")).expect("figure");
     assert!(image::load_from_memory(&png).is_ok());
-    let html = std::fs::read_to_string(dir.path().join("audit/report.html")).expect("report");
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report");
     assert!(html.contains("LayerMem by layer") && html.contains("fig-layer-mem"));
-
-    // An output the bundle does not list is refused, naming the ones it has.
-    let o = run(&[
-        "score",
-        "--bundle",
-        bundle.to_str().expect("utf8"),
-        "--output",
-        "layer9",
-        MEMBERS,
-    ]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("layers: layer1, layer2, layer3, layer4"),
-        "{}",
-        stderr(&o)
-    );
 }
 
 #[test]

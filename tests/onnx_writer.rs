@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{onnx_python, reference_forward};
+use common::{onnx_python, reference_forward, reference_vit_forward};
 use sslmem::arch::{ArchSpec, StemSpec};
 use sslmem::onnx::{self, ExportOptions};
 use sslmem::rng::Rng;
@@ -80,10 +80,16 @@ fn check(arch: &ArchSpec, seed: u64) {
         assert!(e < 1e-4, "{}: projection differs by {e}", arch.name);
     }
 
+    onnx_checker(&path);
+}
+
+/// `onnx.checker` accepts the model at opset 17 (when the venv with `onnx` is there; required
+/// with `SSLMEM_REQUIRE_ONNX_CHECKER`).
+fn onnx_checker(path: &std::path::Path) {
     if let Some(py) = onnx_python() {
         let o = Command::new(py)
             .args(["-c", "import onnx, sys; m = onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print(m.opset_import[0].version)"])
-            .arg(&path)
+            .arg(path)
             .output()
             .expect("run python");
         assert!(
@@ -113,13 +119,14 @@ fn writer_matches_reference_32x32x3() {
 fn writer_matches_reference_with_strided_stem_and_max_pool() {
     let mut arch = ArchSpec::resnet_mini_32();
     arch.name = "strided".into();
-    arch.stem = StemSpec {
+    let r = arch.resnet_mut().expect("resnet");
+    r.stem = StemSpec {
         channels: 16,
         kernel: 5,
         stride: 2,
         max_pool: true,
     };
-    arch.blocks.truncate(2);
+    r.blocks.truncate(2);
     arch.projector = vec![32];
     check(&arch, 3);
 }
@@ -225,4 +232,81 @@ fn representation_only_graph_computes_the_same_output_with_fewer_nodes() {
         .expect("layer output");
     assert_eq!(layer[0].shape(), layer_want[0].shape());
     assert_eq!(layer[0], layer_want[0]);
+}
+
+/// A ViT written as ONNX against [`reference_vit_forward`]: every block's attention and MLP
+/// outputs, the final tokens, the class token and the projection, for three images.
+fn check_vit(arch: &ArchSpec, seed: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("vit.onnx");
+    let w = arch.random_weights(seed);
+    onnx::write(
+        &path,
+        arch,
+        &w,
+        ExportOptions {
+            layer_outputs: true,
+        },
+    )
+    .expect("write onnx");
+    let enc = EncoderSession::load(&path, &RuntimeOptions::default()).expect("load");
+    let n = 3;
+    let len = arch.in_channels * arch.height * arch.width;
+    let mut rng = Rng::from_seed(seed + 7);
+    let input: Vec<f32> = (0..n * len)
+        .map(|_| rng.uniform(-2.0, 2.0) as f32)
+        .collect();
+    let mut names = vec![
+        onnx::REPRESENTATION.to_string(),
+        onnx::PROJECTION.to_string(),
+        onnx::TOKENS.to_string(),
+    ];
+    names.extend(arch.layer_names());
+    let outs = enc
+        .run_owned(
+            input.clone(),
+            [n, arch.in_channels, arch.height, arch.width],
+            &names,
+        )
+        .expect("run");
+    let v = arch.vit().expect("vit");
+    let t = v.tokens(arch.height, arch.width);
+    for b in 0..n {
+        let r = reference_vit_forward(arch, &w, &input[b * len..(b + 1) * len]);
+        let got = |k: usize| {
+            outs[k]
+                .index_axis(ndarray::Axis(0), b)
+                .as_standard_layout()
+                .iter()
+                .copied()
+                .collect::<Vec<f32>>()
+        };
+        for (k, want, what) in [
+            (0, &r.representation, "representation"),
+            (1, &r.projection, "projection"),
+            (2, &r.tokens, "tokens"),
+        ] {
+            let e = max_rel_err(&got(k), want);
+            assert!(e < 1e-4, "{}: {what} differs by {e}", arch.name);
+        }
+        assert_eq!(outs[2].shape(), [n, t, v.width]);
+        for (l, want) in r.layers.iter().enumerate() {
+            assert_eq!(outs[3 + l].shape(), [n, t, v.width], "{}", names[3 + l]);
+            let e = max_rel_err(&got(3 + l), want);
+            assert!(e < 1e-4, "{}: {} differs by {e}", arch.name, names[3 + l]);
+        }
+    }
+    onnx_checker(&path);
+}
+
+#[test]
+fn vit_writer_matches_reference_28x28x1() {
+    check_vit(&ArchSpec::preset("vit-tiny-28x28x1").expect("preset"), 4);
+}
+
+#[test]
+fn vit_writer_matches_reference_32x32x3_with_a_one_layer_projector() {
+    let mut arch = ArchSpec::preset("vit-tiny-32x32x3").expect("preset");
+    arch.projector = vec![64];
+    check_vit(&arch, 5);
 }

@@ -31,6 +31,7 @@ fn parity(arch: &ArchSpec) {
             if name.ends_with("bn.weight")
                 || name.ends_with("bn1.bias")
                 || name.starts_with("projector.1.")
+                || name.contains("norm")
             {
                 let noise = Tensor::randn(v.size(), (Kind::Float, Device::Cpu)) * 0.1;
                 let _ = v.g_add_(&noise);
@@ -56,11 +57,16 @@ fn parity(arch: &ArchSpec) {
     .expect("write");
     let ort = EncoderSession::load(&path, &RuntimeOptions::default()).expect("load");
     let input = Vec::<f32>::try_from(x.flatten(0, -1)).expect("input");
-    let names = vec![
+    let mut names = vec![
         onnx::REPRESENTATION.to_string(),
         onnx::PROJECTION.to_string(),
-        "layer2".to_string(),
+        arch.layer_names()[1].clone(),
     ];
+    let mut wanted = vec![&out.representation, &out.projection, &out.layers[1]];
+    if let Some(tokens) = &out.tokens {
+        names.push(onnx::TOKENS.to_string());
+        wanted.push(tokens);
+    }
     let got = ort
         .run_owned(
             input,
@@ -68,10 +74,8 @@ fn parity(arch: &ArchSpec) {
             &names,
         )
         .expect("run");
-    for (g, want) in got
-        .iter()
-        .zip([&out.representation, &out.projection, &out.layers[1]])
-    {
+    assert_eq!(got.len(), wanted.len());
+    for (g, want) in got.iter().zip(wanted) {
         let want = Vec::<f32>::try_from(want.flatten(0, -1)).expect("tensor");
         let g: Vec<f32> = g.iter().copied().collect();
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
@@ -86,6 +90,7 @@ fn parity(arch: &ArchSpec) {
             "{}: ONNX differs from tch by {err} relative to the output scale",
             arch.name
         );
+        assert!(g.iter().all(|v| v.is_finite()), "{}", arch.name);
     }
 }
 
@@ -97,7 +102,7 @@ fn export_matches_tch_28x28x1() {
 #[test]
 fn export_matches_tch_32x32x3_with_pooling_stem() {
     let mut arch = ArchSpec::resnet_mini_32();
-    arch.stem = StemSpec {
+    arch.resnet_mut().expect("resnet").stem = StemSpec {
         channels: 16,
         kernel: 5,
         stride: 2,
@@ -109,8 +114,20 @@ fn export_matches_tch_32x32x3_with_pooling_stem() {
 #[test]
 fn export_matches_tch_with_batch_norm_in_the_projector() {
     let mut arch = ArchSpec::resnet_mini_28();
-    arch.stem.stride = 2;
+    arch.resnet_mut().expect("resnet").stem.stride = 2;
     arch.projector = vec![96, 80, 64];
+    arch.projector_bn = true;
+    parity(&arch);
+}
+
+#[test]
+fn export_matches_tch_vit_28x28x1() {
+    parity(&ArchSpec::preset("vit-tiny-28x28x1").expect("preset"));
+}
+
+#[test]
+fn export_matches_tch_vit_32x32x3_with_batch_norm_in_the_projector() {
+    let mut arch = ArchSpec::preset("vit-tiny-32x32x3").expect("preset");
     arch.projector_bn = true;
     parity(&arch);
 }

@@ -101,6 +101,8 @@ pub struct CreateArgs {
 pub struct RandomArgs {
     #[arg(long, env = "SSLMEM_BUNDLE_RANDOM_OUT")]
     pub out: PathBuf,
+    /// The encoders' architecture: resnet-mini-28x28x1, resnet-mini-32x32x3, vit-tiny-28x28x1
+    /// or vit-tiny-32x32x3.
     #[arg(
         long,
         env = "SSLMEM_BUNDLE_RANDOM_ARCH",

@@ -73,6 +73,9 @@ pub struct EncoderSession {
     pub outputs: Vec<TensorInfo>,
     pub provider: Provider,
     pub boundary: Boundary,
+    /// The output the bundle scores (`primary` of [`Self::load_with`]); any other output it
+    /// is asked for is a layer's.
+    pub scored: Option<String>,
     tx: mpsc::Sender<Job>,
 }
 
@@ -128,6 +131,7 @@ impl EncoderSession {
                 ),
             });
         };
+        let scored = primary.map(str::to_string);
         let primary = primary.filter(|p| outputs.len() > 1 && outputs.iter().any(|o| o.name == *p));
         let sessions = match primary.map(|p| specialise(env, path, opts, p, provider)) {
             Some(Some(fast)) => Sessions {
@@ -164,6 +168,7 @@ impl EncoderSession {
             outputs,
             provider,
             boundary,
+            scored,
             tx,
         })
     }
@@ -189,10 +194,11 @@ impl EncoderSession {
         })?
     }
 
-    /// One representation per row: a matrix output as is, a token output `[batch, tokens,
-    /// dim]` pooled as the bundle says, a feature map `[batch, c, h, w]` (a layer's output)
-    /// flattened per image to `[batch, c·h·w]`, as LayerMem's reference code flattens a
-    /// layer's output before its one l2 norm (Wang et al. 2024, `layer_mem.py`).
+    /// One representation per row: a matrix output as is, the scored token output `[batch,
+    /// tokens, dim]` pooled as the bundle says, a layer's output (a feature map `[batch, c, h,
+    /// w]` or a ViT block's tokens `[batch, tokens, dim]`, any output but [`Self::scored`])
+    /// flattened per image, as LayerMem's reference code flattens a layer's output before its
+    /// one l2 norm (Wang et al. 2024, `layer_mem.py`).
     ///
     /// # Errors
     /// [`Error::Model`] for an output of another rank, or a token output with no pooling.
@@ -203,12 +209,13 @@ impl EncoderSession {
             .next()
             .ok_or_else(|| Error::Runtime("no output returned".into()))?;
         let model = || self.path.display().to_string();
+        let layer = self.scored.as_deref().is_some_and(|s| s != output);
         match (first.ndim(), self.boundary.pooling) {
             (2, _) => first.into_dimensionality().map_err(|e| Error::Model {
                 model: model(),
                 reason: e.to_string(),
             }),
-            (3, Some(p)) => {
+            (3, Some(p)) if !layer => {
                 let t = first
                     .into_dimensionality::<ndarray::Ix3>()
                     .map_err(|e| Error::Model {
@@ -223,7 +230,7 @@ impl EncoderSession {
                 }
                 Ok(pool(&t, p))
             }
-            (4, _) => {
+            (4, _) | (3, _) if first.ndim() == 4 || layer => {
                 let n = first.shape()[0];
                 let per: usize = first.shape()[1..].iter().product();
                 let flat: Vec<f32> = first.iter().copied().collect();

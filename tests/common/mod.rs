@@ -140,14 +140,15 @@ pub fn reference_forward(arch: &ArchSpec, w: &Weights, image: &[f32]) -> Forward
         w: arch.width,
         v: image.iter().map(|&v| f64::from(v)).collect(),
     };
-    let mut y = conv(&x, &w["stem.conv.weight"], arch.stem.stride);
+    let r = arch.resnet().expect("a ResNet");
+    let mut y = conv(&x, &w["stem.conv.weight"], r.stem.stride);
     bn(&mut y, w, "stem.bn", arch.bn_eps);
     relu(&mut y);
-    if arch.stem.max_pool {
+    if r.stem.max_pool {
         y = max_pool2(&y);
     }
     let mut layers = vec![y.clone()];
-    for (i, b) in arch.blocks.iter().enumerate() {
+    for (i, b) in r.blocks.iter().enumerate() {
         let p = format!("blocks.{i}");
         let mut h = conv(&y, &w[&format!("{p}.conv1.weight")], b.stride);
         bn(&mut h, w, &format!("{p}.bn1"), arch.bn_eps);
@@ -172,7 +173,16 @@ pub fn reference_forward(arch: &ArchSpec, w: &Weights, image: &[f32]) -> Forward
     let representation: Vec<f64> = (0..y.c)
         .map(|c| y.v[c * n..(c + 1) * n].iter().sum::<f64>() / n as f64)
         .collect();
-    let mut z = representation.clone();
+    Forward {
+        layers,
+        projection: reference_projector(arch, w, &representation),
+        representation,
+    }
+}
+
+/// The projector (Linear, ReLU, ..., Linear; no batch norm) on `representation`, in f64.
+fn reference_projector(arch: &ArchSpec, w: &Weights, representation: &[f64]) -> Vec<f64> {
+    let mut z = representation.to_vec();
     for (j, _) in arch.projector.iter().enumerate() {
         let wt = &w[&format!("projector.{}.weight", 2 * j)];
         let bt = &w[&format!("projector.{}.bias", 2 * j)];
@@ -190,10 +200,132 @@ pub fn reference_forward(arch: &ArchSpec, w: &Weights, image: &[f32]) -> Forward
         }
         z = out;
     }
-    Forward {
+    z
+}
+
+/// Output of the reference ViT forward pass for one image: each layer's and the final
+/// tokens `[tokens x width]` row-major, the class token and the projection.
+pub struct VitForward {
+    pub layers: Vec<Vec<f64>>,
+    pub tokens: Vec<f64>,
+    pub representation: Vec<f64>,
+    pub projection: Vec<f64>,
+}
+
+/// The ViT of `arch` on one image `[c, h, w]`, in f64, written from the definitions
+/// (Dosovitskiy et al. 2021, eq. 1-4; Vaswani et al. 2017, eq. 1), loop by loop: no code is
+/// shared with the writer or the trainer.
+pub fn reference_vit_forward(arch: &ArchSpec, w: &Weights, image: &[f32]) -> VitForward {
+    let v = arch.vit().expect("a ViT");
+    let (c, h, wd, p, d) = (arch.in_channels, arch.height, arch.width, v.patch, v.width);
+    let (gh, gw) = (h / p, wd / p);
+    let t = gh * gw + 1;
+    let f = |name: &str| -> Vec<f64> { w[name].data.iter().map(|&x| f64::from(x)).collect() };
+    let mut x = vec![0f64; t * d];
+    x[..d].copy_from_slice(&f("cls_token"));
+    let (pw, pb) = (f("patch_embed.proj.weight"), f("patch_embed.proj.bias"));
+    for gy in 0..gh {
+        for gx in 0..gw {
+            let tok = 1 + gy * gw + gx;
+            for o in 0..d {
+                let mut s = pb[o];
+                for ch in 0..c {
+                    for dy in 0..p {
+                        for dx in 0..p {
+                            let px = image[(ch * h + gy * p + dy) * wd + gx * p + dx];
+                            s += pw[((o * c + ch) * p + dy) * p + dx] * f64::from(px);
+                        }
+                    }
+                }
+                x[tok * d + o] = s;
+            }
+        }
+    }
+    for (a, b) in x.iter_mut().zip(f("pos_embed")) {
+        *a += b;
+    }
+    let eps = f64::from(v.ln_eps);
+    let norm = |x: &[f64], name: &str| -> Vec<f64> {
+        let (g, b) = (f(&format!("{name}.weight")), f(&format!("{name}.bias")));
+        x.chunks(d)
+            .flat_map(|row| {
+                let mean = row.iter().sum::<f64>() / d as f64;
+                let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d as f64;
+                let inv = 1.0 / (var + eps).sqrt();
+                (0..d)
+                    .map(|k| (row[k] - mean) * inv * g[k] + b[k])
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let linear = |x: &[f64], name: &str| -> Vec<f64> {
+        let (wt, b) = (&w[&format!("{name}.weight")], f(&format!("{name}.bias")));
+        let (o, i) = (wt.shape[0], wt.shape[1]);
+        x.chunks(i)
+            .flat_map(|row| {
+                (0..o)
+                    .map(|r| {
+                        b[r] + (0..i)
+                            .map(|k| f64::from(wt.data[r * i + k]) * row[k])
+                            .sum::<f64>()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let (heads, dh) = (v.heads, d / v.heads);
+    let mut layers = Vec::new();
+    for blk in 0..v.depth {
+        let b = format!("blocks.{blk}");
+        let qkv = linear(&norm(&x, &format!("{b}.norm1")), &format!("{b}.attn.qkv"));
+        // Row i of qkv is [q | k | v], each [heads x dh].
+        let at =
+            |i: usize, part: usize, hd: usize, e: usize| qkv[i * 3 * d + part * d + hd * dh + e];
+        let mut context = vec![0f64; t * d];
+        for hd in 0..heads {
+            for i in 0..t {
+                let scores: Vec<f64> = (0..t)
+                    .map(|j| {
+                        (0..dh)
+                            .map(|e| at(i, 0, hd, e) * at(j, 1, hd, e))
+                            .sum::<f64>()
+                            / (dh as f64).sqrt()
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let exp: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = exp.iter().sum();
+                for e in 0..dh {
+                    context[i * d + hd * dh + e] =
+                        (0..t).map(|j| exp[j] / total * at(j, 2, hd, e)).sum();
+                }
+            }
+        }
+        let attn: Vec<f64> = x
+            .iter()
+            .zip(linear(&context, &format!("{b}.attn.proj")))
+            .map(|(a, b)| a + b)
+            .collect();
+        let hidden: Vec<f64> = linear(&norm(&attn, &format!("{b}.norm2")), &format!("{b}.mlp.fc1"))
+            .into_iter()
+            .map(|u| 0.5 * u * (1.0 + statrs::function::erf::erf(u / std::f64::consts::SQRT_2)))
+            .collect();
+        let mlp: Vec<f64> = attn
+            .iter()
+            .zip(linear(&hidden, &format!("{b}.mlp.fc2")))
+            .map(|(a, b)| a + b)
+            .collect();
+        layers.push(attn);
+        layers.push(mlp.clone());
+        x = mlp;
+    }
+    let tokens = norm(&x, "norm");
+    let representation = tokens[..d].to_vec();
+    VitForward {
         layers,
+        projection: reference_projector(arch, w, &representation),
+        tokens,
         representation,
-        projection: z,
     }
 }
 

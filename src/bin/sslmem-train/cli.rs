@@ -330,7 +330,9 @@ fn bench_epoch(a: &BenchArgs, dev: Device) -> Result<()> {
     let (mean, std) = dataset::normalisation("fashion-mnist", &train);
     let mut arch = ArchSpec::resnet_mini_28();
     if let Some(s) = a.stem_stride {
-        arch.stem.stride = s;
+        if let Some(r) = arch.resnet_mut() {
+            r.stem.stride = s;
+        }
         arch.validate()?;
     }
     let config = TrainConfig {

@@ -20,6 +20,8 @@ pub struct RecipeArgs {
     /// `--method` and every method's hyperparameters (from the library's registry).
     #[command(flatten)]
     pub method: MethodArgs,
+    /// The encoder: resnet-mini-28x28x1, resnet-mini-32x32x3 (small ResNets), vit-tiny-28x28x1
+    /// or vit-tiny-32x32x3 (Vision Transformers; docs/train.md#architectures).
     #[arg(long, env = "SSLMEM_TRAIN_ARCH", default_value = "resnet-mini-28x28x1")]
     pub arch: String,
     /// Stride of the architecture's stem convolution (2 quarters the compute of every later
@@ -102,10 +104,16 @@ impl RecipeArgs {
     /// scale, `--mean` and `--std` of different lengths, a method hyperparameter out of range.
     pub fn config(&self) -> Result<TrainConfig> {
         let mut arch = ArchSpec::preset(&self.arch)?;
-        if let Some(s) = self.stem_stride.filter(|&s| s != arch.stem.stride) {
-            arch.stem.stride = s;
-            arch.name = format!("{}-stem-stride-{s}", arch.name);
-            arch.validate()?;
+        if let Some(s) = self.stem_stride {
+            let name = arch.name.clone();
+            let r = arch.resnet_mut().ok_or_else(|| {
+                Error::Param(format!("--stem-stride: {name} has no stem (a ResNet has)"))
+            })?;
+            if s != r.stem.stride {
+                r.stem.stride = s;
+                arch.name = format!("{name}-stem-stride-{s}");
+                arch.validate()?;
+            }
         }
         if self.projector_bn {
             arch.projector_bn = true;

@@ -293,8 +293,9 @@ mod tests {
 
     pub(super) fn tiny() -> ArchSpec {
         let mut a = ArchSpec::resnet_mini_28();
-        a.stem.channels = 4;
-        a.blocks = vec![crate::arch::BlockSpec {
+        let r = a.resnet_mut().expect("resnet");
+        r.stem.channels = 4;
+        r.blocks = vec![crate::arch::BlockSpec {
             channels: 8,
             stride: 2,
         }];

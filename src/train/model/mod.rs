@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use tch::{nn, Kind, Tensor};
 
-use crate::arch::{ArchSpec, ParamKind, Tensor as ArchTensor, Weights};
+use crate::arch::{ArchSpec, Backbone, ParamKind, ResNetSpec, Tensor as ArchTensor, Weights};
 use crate::error::{Error, Result};
+
+mod vit;
 
 /// PyTorch's default initialisation of linear and convolution parameters.
 pub(crate) fn fan_in_uniform(fan_in: i64) -> nn::Init {
@@ -20,10 +22,15 @@ pub(crate) fn fan_in_uniform(fan_in: i64) -> nn::Init {
 
 /// Outputs of one forward pass.
 pub struct Forward {
-    /// Feature maps after the stem and after each block (`layer1`...).
+    /// The layer outputs in [`ArchSpec::layer_names`]' order: a ResNet's feature maps after
+    /// the stem and after each block (`layer1`...), a ViT's residual stream `[batch, tokens,
+    /// width]` after each block's attention and MLP.
     pub layers: Vec<Tensor>,
-    /// Global-average-pooled backbone output `[batch, dim]`: what is scored.
+    /// The backbone's output `[batch, dim]`: a ResNet's global-average-pooled features, a
+    /// ViT's class token after its final norm.
     pub representation: Tensor,
+    /// A ViT's every token after its final norm, `[batch, tokens, width]`.
+    pub tokens: Option<Tensor>,
     /// Projector output `[batch, d]`: what the SSL loss sees.
     pub projection: Tensor,
 }
@@ -55,17 +62,30 @@ impl Encoder {
                 ParamKind::ConvWeight | ParamKind::LinearWeight => {
                     sub.var(leaf, &shape, fan_in_uniform(shape[1..].iter().product()))
                 }
-                ParamKind::LinearBias => {
-                    let fan_in = arch
+                ParamKind::LinearBias | ParamKind::ConvBias => {
+                    let fan_in: usize = arch
                         .params()
                         .iter()
                         .find(|q| q.name == p.name.replace(".bias", ".weight"))
-                        .map_or(1, |q| q.shape[1]);
+                        .map_or(1, |q| q.shape[1..].iter().product());
                     sub.var(leaf, &shape, fan_in_uniform(fan_in as i64))
                 }
                 // tch initialises batch-norm weights uniformly; PyTorch (and we) use 1.
-                ParamKind::BnWeight => sub.var(leaf, &shape, nn::Init::Const(1.0)),
-                ParamKind::BnBias => sub.var(leaf, &shape, nn::Init::Const(0.0)),
+                ParamKind::BnWeight | ParamKind::LnWeight => {
+                    sub.var(leaf, &shape, nn::Init::Const(1.0))
+                }
+                ParamKind::BnBias | ParamKind::LnBias => {
+                    sub.var(leaf, &shape, nn::Init::Const(0.0))
+                }
+                // timm: trunc_normal_(std=0.02); at this std the truncation at ±2 never bites.
+                ParamKind::Embedding => sub.var(
+                    leaf,
+                    &shape,
+                    nn::Init::Randn {
+                        mean: 0.0,
+                        stdev: 0.02,
+                    },
+                ),
                 ParamKind::BnMean => sub.zeros_no_train(leaf, &shape),
                 ParamKind::BnVar => sub.ones_no_train(leaf, &shape),
             };
@@ -135,22 +155,42 @@ impl Encoder {
 
     /// The forward pass; `train` uses batch statistics and updates the running ones.
     pub fn forward(&self, x: &Tensor, train: bool) -> Forward {
-        let a = &self.arch;
+        let (layers, representation, tokens) = match &self.arch.backbone {
+            Backbone::ResNet(r) => {
+                let (layers, representation) = self.resnet(r, x, train);
+                (layers, representation, None)
+            }
+            Backbone::Vit { vit } => {
+                let (layers, tokens) = self.vit(vit, x);
+                (layers, tokens.select(1, 0), Some(tokens))
+            }
+        };
+        let projection = self.project(&representation, train);
+        Forward {
+            layers,
+            representation,
+            tokens,
+            projection,
+        }
+    }
+
+    /// The ResNet backbone: its layer outputs and the pooled representation.
+    fn resnet(&self, r: &ResNetSpec, x: &Tensor, train: bool) -> (Vec<Tensor>, Tensor) {
         let mut y = self
-            .conv_bn(x, "stem.conv", "stem.bn", a.stem.stride as i64, train)
+            .conv_bn(x, "stem.conv", "stem.bn", r.stem.stride as i64, train)
             .relu();
-        if a.stem.max_pool {
+        if r.stem.max_pool {
             y = y.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
         }
         let mut layers = vec![y.shallow_clone()];
-        for (i, b) in a.blocks.iter().enumerate() {
+        for (i, b) in r.blocks.iter().enumerate() {
             let p = format!("blocks.{i}");
             let s = b.stride as i64;
             let h = self
                 .conv_bn(&y, &format!("{p}.conv1"), &format!("{p}.bn1"), s, train)
                 .relu();
             let h = self.conv_bn(&h, &format!("{p}.conv2"), &format!("{p}.bn2"), 1, train);
-            let short = if a.block_has_projection_shortcut(i) {
+            let short = if r.block_has_projection_shortcut(i) {
                 self.conv_bn(
                     &y,
                     &format!("{p}.shortcut.conv"),
@@ -165,6 +205,12 @@ impl Encoder {
             layers.push(y.shallow_clone());
         }
         let representation = y.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
+        (layers, representation)
+    }
+
+    /// The projector on `representation`.
+    fn project(&self, representation: &Tensor, train: bool) -> Tensor {
+        let a = &self.arch;
         let mut z = representation.shallow_clone();
         for j in 0..a.projector.len() {
             let name = a.projector_linear(j);
@@ -179,11 +225,7 @@ impl Encoder {
                 z = z.relu();
             }
         }
-        Forward {
-            layers,
-            representation,
-            projection: z,
-        }
+        z
     }
 
     /// The parameters (and batch-norm statistics) as plain arrays for the ONNX writer.

@@ -11,12 +11,17 @@ use onnx_protobuf::{
     TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
-use crate::arch::{conv_out, ArchSpec, Weights};
+use crate::arch::{conv_out, ArchSpec, Backbone, ResNetSpec, Weights};
 use crate::error::{Error, Result};
+
+mod vit;
 
 pub const INPUT: &str = "input";
 pub const REPRESENTATION: &str = "representation";
 pub const PROJECTION: &str = "projection";
+/// A ViT's every token after its final norm, `[batch, tokens, width]`: what the MAE authors
+/// score (masking off, all tokens, flattened).
+pub const TOKENS: &str = "tokens";
 pub const OPSET: i64 = 17;
 pub const IR_VERSION: i64 = 8;
 
@@ -83,6 +88,9 @@ fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
     vi.type_ = Some(ty).into();
     vi
 }
+
+/// Graph outputs by name, with their shapes.
+type Outputs = Vec<(String, Vec<Dim>)>;
 
 enum Dim {
     Fixed(usize),
@@ -158,20 +166,20 @@ impl Graph<'_> {
 
     /// The stem (conv, BN, ReLU, optional 2x2 max-pool) into `out`; returns the spatial size
     /// after it.
-    fn stem(&mut self, out: &str) -> Result<(usize, usize)> {
+    fn stem(&mut self, r: &ResNetSpec, out: &str) -> Result<(usize, usize)> {
         let a = self.arch;
         let (mut h, mut w) = (
-            conv_out(a.height, a.stem.kernel, a.stem.stride),
-            conv_out(a.width, a.stem.kernel, a.stem.stride),
+            conv_out(a.height, r.stem.kernel, r.stem.stride),
+            conv_out(a.width, r.stem.kernel, r.stem.stride),
         );
-        self.conv_bn(INPUT, "stem.conv", "stem.bn", a.stem.stride, "stem.bn_out")?;
-        let stem_out = if a.stem.max_pool {
+        self.conv_bn(INPUT, "stem.conv", "stem.bn", r.stem.stride, "stem.bn_out")?;
+        let stem_out = if r.stem.max_pool {
             "stem.relu_out"
         } else {
             out
         };
         self.relu("stem.bn_out", stem_out);
-        if a.stem.max_pool {
+        if r.stem.max_pool {
             self.node(
                 "MaxPool",
                 &[stem_out],
@@ -189,9 +197,8 @@ impl Graph<'_> {
 
     /// Residual block `i` (conv-BN-ReLU, conv-BN, plus the identity or a projection
     /// shortcut, then ReLU) from `x` into `out`.
-    fn residual_block(&mut self, i: usize, x: &str, out: &str) -> Result<()> {
-        let a = self.arch;
-        let b = &a.blocks[i];
+    fn residual_block(&mut self, r: &ResNetSpec, i: usize, x: &str, out: &str) -> Result<()> {
+        let b = &r.blocks[i];
         let p = format!("blocks.{i}");
         self.conv_bn(
             x,
@@ -208,7 +215,7 @@ impl Graph<'_> {
             1,
             &format!("{p}.bn2_out"),
         )?;
-        let shortcut = if a.block_has_projection_shortcut(i) {
+        let shortcut = if r.block_has_projection_shortcut(i) {
             let s = format!("{p}.shortcut_out");
             self.conv_bn(
                 x,
@@ -286,25 +293,26 @@ impl Graph<'_> {
         Ok(())
     }
 
-    fn build(&mut self, opts: ExportOptions) -> Result<Vec<(String, Vec<Dim>)>> {
-        let a = self.arch;
-        let layer_names = a.layer_names();
+    /// The ResNet backbone from the input to [`REPRESENTATION`] (global average pooling);
+    /// returns its layer outputs with their shapes.
+    fn resnet(&mut self, r: &ResNetSpec) -> Result<Outputs> {
+        let layer_names = self.arch.layer_names();
         let mut outputs = Vec::new();
         // Spatial size after each step, for the declared output shapes.
-        let (mut h, mut w) = self.stem(&layer_names[0])?;
+        let (mut h, mut w) = self.stem(r, &layer_names[0])?;
         outputs.push((
             layer_names[0].clone(),
             vec![
                 Dim::Named("batch"),
-                Dim::Fixed(a.stem.channels),
+                Dim::Fixed(r.stem.channels),
                 Dim::Fixed(h),
                 Dim::Fixed(w),
             ],
         ));
         let mut x = layer_names[0].clone();
-        for (i, b) in a.blocks.iter().enumerate() {
+        for (i, b) in r.blocks.iter().enumerate() {
             let out = layer_names[i + 1].clone();
-            self.residual_block(i, &x, &out)?;
+            self.residual_block(r, i, &x, &out)?;
             h = conv_out(h, 3, b.stride);
             w = conv_out(w, 3, b.stride);
             outputs.push((
@@ -325,6 +333,15 @@ impl Graph<'_> {
             REPRESENTATION,
             vec![attr_int("axis", 1)],
         );
+        Ok(outputs)
+    }
+
+    fn build(&mut self, opts: ExportOptions) -> Result<Outputs> {
+        let a = self.arch;
+        let (layers, extra) = match &a.backbone {
+            Backbone::ResNet(r) => (self.resnet(r)?, Vec::new()),
+            Backbone::Vit { vit } => self.vit(vit)?,
+        };
         self.projector()?;
 
         let mut graph_outputs = vec![(
@@ -337,8 +354,9 @@ impl Graph<'_> {
                 vec![Dim::Named("batch"), Dim::Fixed(d)],
             ));
         }
+        graph_outputs.extend(extra);
         if opts.layer_outputs {
-            graph_outputs.extend(outputs);
+            graph_outputs.extend(layers);
         }
         Ok(graph_outputs)
     }

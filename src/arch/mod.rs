@@ -1,7 +1,8 @@
 //! The encoder architecture, described once. The ONNX writer and the trainer both walk
 //! this description, so the exported graph and the trained model cannot drift apart.
 //!
-//! A small ResNet: stem (conv-BN-ReLU, optional 2x2 max-pool), a chain of basic blocks
+//! Two backbones ([`Backbone`]), each followed by the same projector. A Vision Transformer
+//! ([`vit`]); or a small ResNet: stem (conv-BN-ReLU, optional 2x2 max-pool), a chain of basic blocks
 //! (conv-BN-ReLU-conv-BN plus shortcut, add, ReLU), global average pooling (the
 //! *representation*), and an MLP projector (the *projection*, used only by the SSL loss):
 //! Linear, ReLU, ..., Linear, or with [`ArchSpec::projector_bn`] Linear, BN, ReLU, ...,
@@ -13,6 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::rng::Rng;
+
+pub mod vit;
+
+pub use vit::VitSpec;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StemSpec {
@@ -29,14 +34,30 @@ pub struct BlockSpec {
     pub stride: usize,
 }
 
+/// The ResNet backbone: the stem, then basic blocks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResNetSpec {
+    pub stem: StemSpec,
+    pub blocks: Vec<BlockSpec>,
+}
+
+/// The backbone before the projector. In a record a ResNet's fields sit beside the
+/// architecture's own (`"stem"`, `"blocks"`, as before ViTs existed), a ViT's under `"vit"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Backbone {
+    ResNet(ResNetSpec),
+    Vit { vit: VitSpec },
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ArchSpec {
     pub name: String,
     pub in_channels: usize,
     pub height: usize,
     pub width: usize,
-    pub stem: StemSpec,
-    pub blocks: Vec<BlockSpec>,
+    #[serde(flatten)]
+    pub backbone: Backbone,
     /// Widths of the projector's linear layers (ReLU between them).
     pub projector: Vec<usize>,
     /// Batch norm after each hidden linear layer of the projector, before its ReLU (as
@@ -80,12 +101,19 @@ pub type Weights = BTreeMap<String, Tensor>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParamKind {
     ConvWeight,
+    /// A convolution's bias (a ViT's patch embedding).
+    ConvBias,
     BnWeight,
     BnBias,
     BnMean,
     BnVar,
     LinearWeight,
     LinearBias,
+    /// Layer norm scale (initially 1) and shift (initially 0).
+    LnWeight,
+    LnBias,
+    /// A learned token or position embedding (truncated normal, std 0.02, as timm's ViT).
+    Embedding,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -95,78 +123,11 @@ pub struct ParamInfo {
     pub kind: ParamKind,
 }
 
-impl ArchSpec {
-    /// The 28x28x1 preset (MNIST, Fashion-MNIST): channels 32-64-128, ~0.33M parameters.
-    pub fn resnet_mini_28() -> Self {
-        Self {
-            name: "resnet-mini-28x28x1".into(),
-            in_channels: 1,
-            height: 28,
-            width: 28,
-            stem: StemSpec {
-                channels: 32,
-                kernel: 3,
-                stride: 1,
-                max_pool: false,
-            },
-            blocks: vec![
-                BlockSpec {
-                    channels: 32,
-                    stride: 1,
-                },
-                BlockSpec {
-                    channels: 64,
-                    stride: 2,
-                },
-                BlockSpec {
-                    channels: 128,
-                    stride: 2,
-                },
-            ],
-            projector: vec![128, 64],
-            projector_bn: false,
-            bn_eps: 1e-5,
-        }
-    }
-
-    /// The 32x32x3 preset (CIFAR-like).
-    pub fn resnet_mini_32() -> Self {
-        Self {
-            name: "resnet-mini-32x32x3".into(),
-            in_channels: 3,
-            height: 32,
-            width: 32,
-            ..Self::resnet_mini_28()
-        }
-    }
-
-    pub fn preset(name: &str) -> Result<Self> {
-        match name {
-            "resnet-mini-28x28x1" => Ok(Self::resnet_mini_28()),
-            "resnet-mini-32x32x3" => Ok(Self::resnet_mini_32()),
-            other => Err(Error::Param(format!(
-                "unknown architecture '{other}' (resnet-mini-28x28x1, resnet-mini-32x32x3)"
-            ))),
-        }
-    }
-
-    /// Width of the representation (the last block's channels).
-    pub fn representation_dim(&self) -> usize {
-        self.blocks
-            .last()
-            .map_or(self.stem.channels, |b| b.channels)
-    }
-
-    /// Names of the per-layer outputs: `layer1` after the stem, then one per block.
-    pub fn layer_names(&self) -> Vec<String> {
-        (1..=self.blocks.len() + 1)
-            .map(|i| format!("layer{i}"))
-            .collect()
-    }
-
-    /// Every parameter in a fixed order, with its shape and kind.
-    pub fn params(&self) -> Vec<ParamInfo> {
-        let mut out = Vec::new();
+impl ResNetSpec {
+    /// The backbone's parameters for `in_channels` input channels, in a fixed order.
+    fn params(&self, in_channels: usize) -> Vec<ParamInfo> {
+        let mut all = Vec::new();
+        let out = &mut all;
         let conv_bn =
             |out: &mut Vec<ParamInfo>, prefix: &str, bn: &str, o: usize, i: usize, k: usize| {
                 out.push(ParamInfo {
@@ -188,18 +149,18 @@ impl ArchSpec {
                 }
             };
         conv_bn(
-            &mut out,
+            out,
             "stem.conv",
             "stem.bn",
             self.stem.channels,
-            self.in_channels,
+            in_channels,
             self.stem.kernel,
         );
         let mut c_in = self.stem.channels;
         for (i, b) in self.blocks.iter().enumerate() {
             let p = format!("blocks.{i}");
             conv_bn(
-                &mut out,
+                out,
                 &format!("{p}.conv1"),
                 &format!("{p}.bn1"),
                 b.channels,
@@ -207,7 +168,7 @@ impl ArchSpec {
                 3,
             );
             conv_bn(
-                &mut out,
+                out,
                 &format!("{p}.conv2"),
                 &format!("{p}.bn2"),
                 b.channels,
@@ -216,7 +177,7 @@ impl ArchSpec {
             );
             if self.block_has_projection_shortcut(i) {
                 conv_bn(
-                    &mut out,
+                    out,
                     &format!("{p}.shortcut.conv"),
                     &format!("{p}.shortcut.bn"),
                     b.channels,
@@ -226,6 +187,171 @@ impl ArchSpec {
             }
             c_in = b.channels;
         }
+        all
+    }
+
+    /// Whether block `i` needs a 1x1 conv shortcut (stride or width change).
+    pub fn block_has_projection_shortcut(&self, i: usize) -> bool {
+        let c_in = if i == 0 {
+            self.stem.channels
+        } else {
+            self.blocks[i - 1].channels
+        };
+        self.blocks[i].stride != 1 || self.blocks[i].channels != c_in
+    }
+
+    /// [`ArchSpec::forward_flops`] of the backbone alone, for `in_channels` x `height` x
+    /// `width` inputs.
+    fn forward_flops(&self, in_channels: usize, height: usize, width: usize) -> u64 {
+        let conv = |c_out: usize, c_in: usize, k: usize, h: usize, w: usize| {
+            2 * (c_out * c_in * k * k * h * w) as u64
+        };
+        let (mut h, mut w) = (
+            conv_out(height, self.stem.kernel, self.stem.stride),
+            conv_out(width, self.stem.kernel, self.stem.stride),
+        );
+        let mut flops = conv(self.stem.channels, in_channels, self.stem.kernel, h, w);
+        if self.stem.max_pool {
+            h /= 2;
+            w /= 2;
+        }
+        let mut c_in = self.stem.channels;
+        for (i, b) in self.blocks.iter().enumerate() {
+            let (ho, wo) = (conv_out(h, 3, b.stride), conv_out(w, 3, b.stride));
+            flops += conv(b.channels, c_in, 3, ho, wo) + conv(b.channels, b.channels, 3, ho, wo);
+            if self.block_has_projection_shortcut(i) {
+                flops += conv(b.channels, c_in, 1, ho, wo);
+            }
+            (h, w, c_in) = (ho, wo, b.channels);
+        }
+        flops
+    }
+}
+
+impl ArchSpec {
+    /// The 28x28x1 preset (MNIST, Fashion-MNIST): channels 32-64-128, ~0.33M parameters.
+    pub fn resnet_mini_28() -> Self {
+        Self {
+            name: "resnet-mini-28x28x1".into(),
+            in_channels: 1,
+            height: 28,
+            width: 28,
+            backbone: Backbone::ResNet(ResNetSpec {
+                stem: StemSpec {
+                    channels: 32,
+                    kernel: 3,
+                    stride: 1,
+                    max_pool: false,
+                },
+                blocks: vec![
+                    BlockSpec {
+                        channels: 32,
+                        stride: 1,
+                    },
+                    BlockSpec {
+                        channels: 64,
+                        stride: 2,
+                    },
+                    BlockSpec {
+                        channels: 128,
+                        stride: 2,
+                    },
+                ],
+            }),
+            projector: vec![128, 64],
+            projector_bn: false,
+            bn_eps: 1e-5,
+        }
+    }
+
+    /// The 32x32x3 preset (CIFAR-like).
+    pub fn resnet_mini_32() -> Self {
+        Self {
+            name: "resnet-mini-32x32x3".into(),
+            in_channels: 3,
+            height: 32,
+            width: 32,
+            ..Self::resnet_mini_28()
+        }
+    }
+
+    /// The names [`Self::preset`] knows.
+    pub const PRESETS: [&'static str; 4] = [
+        "resnet-mini-28x28x1",
+        "resnet-mini-32x32x3",
+        "vit-tiny-28x28x1",
+        "vit-tiny-32x32x3",
+    ];
+
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "resnet-mini-28x28x1" => Ok(Self::resnet_mini_28()),
+            "resnet-mini-32x32x3" => Ok(Self::resnet_mini_32()),
+            "vit-tiny-28x28x1" => Ok(vit::vit_tiny_28()),
+            "vit-tiny-32x32x3" => Ok(vit::vit_tiny_32()),
+            other => Err(Error::Param(format!(
+                "unknown architecture '{other}' ({})",
+                Self::PRESETS.join(", ")
+            ))),
+        }
+    }
+
+    /// The ResNet backbone, if this is one.
+    pub fn resnet(&self) -> Option<&ResNetSpec> {
+        match &self.backbone {
+            Backbone::ResNet(r) => Some(r),
+            Backbone::Vit { .. } => None,
+        }
+    }
+
+    /// The ResNet backbone to change, if this is one.
+    pub fn resnet_mut(&mut self) -> Option<&mut ResNetSpec> {
+        match &mut self.backbone {
+            Backbone::ResNet(r) => Some(r),
+            Backbone::Vit { .. } => None,
+        }
+    }
+
+    /// The ViT backbone, if this is one.
+    pub fn vit(&self) -> Option<&VitSpec> {
+        match &self.backbone {
+            Backbone::Vit { vit } => Some(vit),
+            Backbone::ResNet(_) => None,
+        }
+    }
+
+    /// Width of the representation: the last block's channels (ResNet), the embedding width
+    /// (ViT, the class token).
+    pub fn representation_dim(&self) -> usize {
+        match &self.backbone {
+            Backbone::ResNet(r) => r.blocks.last().map_or(r.stem.channels, |b| b.channels),
+            Backbone::Vit { vit } => vit.width,
+        }
+    }
+
+    /// Names of the per-layer outputs: for a ResNet `layer1` after the stem, then one per
+    /// block; for a ViT `block1.attn` and `block1.mlp` (the residual stream after block 1's
+    /// attention and after its MLP), then block 2's...
+    pub fn layer_names(&self) -> Vec<String> {
+        match &self.backbone {
+            Backbone::ResNet(r) => (1..=r.blocks.len() + 1)
+                .map(|i| format!("layer{i}"))
+                .collect(),
+            Backbone::Vit { vit } => vit.layer_names(),
+        }
+    }
+
+    /// Every parameter in a fixed order, with its shape and kind.
+    pub fn params(&self) -> Vec<ParamInfo> {
+        let mut out = match &self.backbone {
+            Backbone::ResNet(r) => r.params(self.in_channels),
+            Backbone::Vit { vit } => vit.params(self),
+        };
+        self.projector_params(&mut out);
+        out
+    }
+
+    fn projector_params(&self, out: &mut Vec<ParamInfo>) {
         let mut d_in = self.representation_dim();
         for (j, &d) in self.projector.iter().enumerate() {
             let p = self.projector_linear(j);
@@ -255,7 +381,6 @@ impl ArchSpec {
             }
             d_in = d;
         }
-        out
     }
 
     /// The name of the projector's `j`-th linear layer, indexed as in PyTorch's
@@ -283,43 +408,16 @@ impl ArchSpec {
     /// (one image through one encoder). `scripts/bench-score.sh` divides measured throughput
     /// by it to compare the forward pass with the machine's matrix-multiply rate.
     pub fn forward_flops(&self) -> u64 {
-        let conv = |c_out: usize, c_in: usize, k: usize, h: usize, w: usize| {
-            2 * (c_out * c_in * k * k * h * w) as u64
+        let mut flops = match &self.backbone {
+            Backbone::ResNet(r) => r.forward_flops(self.in_channels, self.height, self.width),
+            Backbone::Vit { vit } => vit.forward_flops(self),
         };
-        let (mut h, mut w) = (
-            conv_out(self.height, self.stem.kernel, self.stem.stride),
-            conv_out(self.width, self.stem.kernel, self.stem.stride),
-        );
-        let mut flops = conv(self.stem.channels, self.in_channels, self.stem.kernel, h, w);
-        if self.stem.max_pool {
-            h /= 2;
-            w /= 2;
-        }
-        let mut c_in = self.stem.channels;
-        for (i, b) in self.blocks.iter().enumerate() {
-            let (ho, wo) = (conv_out(h, 3, b.stride), conv_out(w, 3, b.stride));
-            flops += conv(b.channels, c_in, 3, ho, wo) + conv(b.channels, b.channels, 3, ho, wo);
-            if self.block_has_projection_shortcut(i) {
-                flops += conv(b.channels, c_in, 1, ho, wo);
-            }
-            (h, w, c_in) = (ho, wo, b.channels);
-        }
         let mut d_in = self.representation_dim();
         for &d in &self.projector {
             flops += 2 * (d * d_in) as u64;
             d_in = d;
         }
         flops
-    }
-
-    /// Whether block `i` needs a 1x1 conv shortcut (stride or width change).
-    pub fn block_has_projection_shortcut(&self, i: usize) -> bool {
-        let c_in = if i == 0 {
-            self.stem.channels
-        } else {
-            self.blocks[i - 1].channels
-        };
-        self.blocks[i].stride != 1 || self.blocks[i].channels != c_in
     }
 
     /// Checks the description itself.
@@ -331,11 +429,16 @@ impl ArchSpec {
         if self.height == 0 || self.width == 0 {
             return bad("zero input size".into());
         }
-        if self.stem.kernel.is_multiple_of(2) || self.stem.stride == 0 || self.stem.channels == 0 {
-            return bad("stem needs an odd kernel, positive stride and channels".into());
-        }
-        if self.blocks.iter().any(|b| b.stride == 0 || b.channels == 0) {
-            return bad("blocks need positive stride and channels".into());
+        match &self.backbone {
+            Backbone::ResNet(r) => {
+                if r.stem.kernel.is_multiple_of(2) || r.stem.stride == 0 || r.stem.channels == 0 {
+                    return bad("stem needs an odd kernel, positive stride and channels".into());
+                }
+                if r.blocks.iter().any(|b| b.stride == 0 || b.channels == 0) {
+                    return bad("blocks need positive stride and channels".into());
+                }
+            }
+            Backbone::Vit { vit } => vit.validate(self.height, self.width).or_else(bad)?,
         }
         Ok(())
     }
@@ -368,7 +471,8 @@ impl ArchSpec {
     }
 
     /// Seeded random weights: Kaiming-normal convs, PyTorch-default linears, and batch-norm
-    /// statistics drawn away from the identity so that folding them is really exercised.
+    /// statistics and layer norms drawn away from the identity so that folding and
+    /// normalising them are really exercised.
     pub fn random_weights(&self, seed: u64) -> Weights {
         let mut rng = Rng::from_seed(seed);
         let mut normal = move |std: f64| {
@@ -390,9 +494,17 @@ impl ArchSpec {
                         let fan_in = p.shape[1].max(1) as f64;
                         (0..n).map(|_| normal(1.0 / fan_in.sqrt())).collect()
                     }
-                    ParamKind::LinearBias => (0..n).map(|_| normal(0.05)).collect(),
-                    ParamKind::BnWeight => (0..n).map(|_| 1.0 + normal(0.1)).collect(),
-                    ParamKind::BnBias | ParamKind::BnMean => (0..n).map(|_| normal(0.1)).collect(),
+                    ParamKind::LinearBias | ParamKind::ConvBias => {
+                        (0..n).map(|_| normal(0.05)).collect()
+                    }
+                    ParamKind::BnWeight | ParamKind::LnWeight => {
+                        (0..n).map(|_| 1.0 + normal(0.1)).collect()
+                    }
+                    ParamKind::BnBias | ParamKind::BnMean | ParamKind::LnBias => {
+                        (0..n).map(|_| normal(0.1)).collect()
+                    }
+                    // Larger than training's 0.02, so that a wrong position shows.
+                    ParamKind::Embedding => (0..n).map(|_| normal(0.5)).collect(),
                     ParamKind::BnVar => (0..n).map(|_| 1.0 + normal(0.2).abs()).collect(),
                 };
                 (
@@ -430,7 +542,7 @@ mod tests {
             + 128 * 128
             + 128 * 64;
         let mut a = ArchSpec::resnet_mini_28();
-        a.stem.stride = 2;
+        a.resnet_mut().expect("resnet").stem.stride = 2;
         assert_eq!(a.forward_flops(), 2 * macs as u64);
         // Stride 1: the stem and block 0 at 28x28, block 1 at 14x14, block 2 at 7x7.
         let body = |s0: usize, s1: usize, s2: usize| {
@@ -443,7 +555,7 @@ mod tests {
         assert_eq!(one, 2 * (32 * 9 * 784 + body(784, 196, 49) + head) as u64);
         // A 2x2 max-pool after a stride-1 stem: the stem at 28x28, the blocks as with stride 2.
         let mut pooled = ArchSpec::resnet_mini_28();
-        pooled.stem.max_pool = true;
+        pooled.resnet_mut().expect("resnet").stem.max_pool = true;
         assert_eq!(
             pooled.forward_flops(),
             2 * (32 * 9 * 784 + body(196, 49, 16) + head) as u64
