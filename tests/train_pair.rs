@@ -870,3 +870,85 @@ fn every_method_trains_a_pair_with_canaries_that_audits_completely() {
         assert!(run["parity_max_rel_err"].as_f64() < Some(1e-4), "{method}");
     }
 }
+
+#[test]
+fn a_vit_pair_trains_with_mae_exports_its_tokens_and_audits_each_sub_layer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("mae");
+    let mut args = small_pair_args(&out, "1", "0.001");
+    args.extend(
+        [
+            "--arch",
+            "vit-tiny-28x28x1",
+            "--method",
+            "mae",
+            "--optimizer",
+            "adamw",
+            "--score-output",
+            "tokens",
+            "--canaries",
+            "4",
+            "--canary-kind",
+            "patterns",
+            "--monitor-every",
+            "1",
+        ]
+        .map(String::from),
+    );
+    let o = train_bin().args(&args).output().expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = manifest(&out);
+    assert_eq!(m["training"]["config"]["method"]["mask_ratio"], 0.75);
+    assert_eq!(m["architecture"]["vit"]["patch"], 7);
+    assert_eq!(m["representation"]["output"], "tokens");
+    assert_eq!(m["representation"]["pooling"], "flatten");
+    assert_eq!(
+        m["representation"]["layers"].as_array().map(Vec::len),
+        Some(12)
+    );
+    for run in m["training"]["runs"].as_array().expect("runs") {
+        assert!(run["parity_max_rel_err"].as_f64() < Some(1e-4), "{run}");
+    }
+    let audit = dir.path().join("audit");
+    let o = common::run(&[
+        "audit",
+        "--bundle",
+        out.to_str().expect("utf8"),
+        "--out",
+        audit.to_str().expect("utf8"),
+        "--pairs",
+        "2",
+        "--limit",
+        "12",
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let s: Value = serde_json::from_str(
+        &std::fs::read_to_string(audit.join("summary.json")).expect("summary"),
+    )
+    .expect("json");
+    let layers: Vec<&str> = s["layer_mem"]["layers"]
+        .as_array()
+        .expect("layer_mem")
+        .iter()
+        .filter_map(|l| l["layer"].as_str())
+        .collect();
+    assert_eq!(layers.len(), 13);
+    assert_eq!(
+        (layers[0], layers[1], layers[12]),
+        ("block1.attn", "block1.mlp", "tokens")
+    );
+    assert!(s["sets"]["canary-candidate"]["mean"].is_f64());
+
+    // MAE on a ResNet, and tokens of a ResNet, are refused with the reason.
+    for (extra, why) in [
+        (&["--method", "mae"][..], "needs a Vision Transformer"),
+        (&["--score-output", "tokens"][..], "has no tokens"),
+    ] {
+        let mut args = small_pair_args(&dir.path().join("refused"), "1", "0.1");
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let o = train_bin().args(&args).output().expect("run");
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(why), "{err}");
+    }
+}

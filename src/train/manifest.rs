@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::onnx;
 use crate::recipe::{EvalLine, RunRecord};
+use crate::runtime::Pooling;
 
 /// How the encoders of a bundle were made, as the manifest records it.
 pub struct Provenance<'a> {
@@ -70,7 +71,7 @@ impl Provenance<'_> {
             representation: RepresentationSpec {
                 output: self.score_output.into(),
                 layers: config.arch.layer_names(),
-                pooling: None,
+                pooling: (self.score_output == onnx::TOKENS).then_some(Pooling::Flatten),
             },
             augment: Some(config.augment.clone()),
             f,
@@ -79,10 +80,13 @@ impl Provenance<'_> {
             split: None,
             training: Some(TrainingRecord {
                 representation: Some(
-                    if self.score_output == onnx::PROJECTION {
-                        "projector output (what the SSL loss sees)"
-                    } else {
-                        "backbone output after global average pooling"
+                    match (self.score_output, config.arch.vit().is_some()) {
+                        (onnx::PROJECTION, _) => "projector output (what the SSL loss sees)",
+                        (onnx::TOKENS, _) => {
+                            "every token after the final norm, flattened (as the MAE authors score)"
+                        }
+                        (_, true) => "class token after the final norm",
+                        (_, false) => "backbone output after global average pooling",
                     }
                     .into(),
                 ),

@@ -82,9 +82,11 @@ pub struct RecipeArgs {
     /// Images per monitored sample (seen and unseen each).
     #[arg(long, env = "SSLMEM_TRAIN_MONITOR_SAMPLE", default_value_t = 256)]
     pub monitor_sample: usize,
-    /// The output a bundle scores: representation (the backbone after global average
-    /// pooling, as the papers) or projection (the projector head, what the SSL loss sees).
-    #[arg(long, env = "SSLMEM_TRAIN_SCORE_OUTPUT", default_value = "representation", value_parser = ["representation", "projection"])]
+    /// The output a bundle scores: representation (a ResNet's backbone after global average
+    /// pooling, a ViT's class token, as the papers), projection (the projector head, what the
+    /// SSL loss sees) or, for a ViT, tokens (every token after the final norm, flattened: how
+    /// the MAE authors score).
+    #[arg(long, env = "SSLMEM_TRAIN_SCORE_OUTPUT", default_value = "representation", value_parser = ["representation", "projection", "tokens"])]
     pub score_output: String,
     /// Seconds between checkpoints (0: after every epoch).
     #[arg(long, env = "SSLMEM_TRAIN_CHECKPOINT_SECONDS", default_value_t = 120.0)]
@@ -104,6 +106,12 @@ impl RecipeArgs {
     /// scale, `--mean` and `--std` of different lengths, a method hyperparameter out of range.
     pub fn config(&self) -> Result<TrainConfig> {
         let mut arch = ArchSpec::preset(&self.arch)?;
+        if self.score_output == sslmem::onnx::TOKENS && arch.vit().is_none() {
+            return Err(Error::Param(format!(
+                "--score-output tokens: {} has no tokens (a ViT has)",
+                arch.name
+            )));
+        }
         if let Some(s) = self.stem_stride {
             let name = arch.name.clone();
             let r = arch.resnet_mut().ok_or_else(|| {

@@ -87,7 +87,7 @@ macro_rules! registry {
 }
 
 // The default method first.
-registry!(simclr, simsiam, byol, vicreg, barlow);
+registry!(simclr, simsiam, byol, vicreg, barlow, mae);
 
 /// One method of the registry.
 pub struct MethodSpec {
@@ -303,13 +303,26 @@ mod tests {
         a
     }
 
+    /// A one-block ViT of width 32 (MAE needs a ViT).
+    pub(super) fn tiny_vit() -> ArchSpec {
+        let mut a = crate::arch::vit::vit_tiny_28();
+        if let crate::arch::Backbone::Vit { vit } = &mut a.backbone {
+            (vit.width, vit.depth, vit.heads, vit.mlp_width) = (32, 1, 2, 64);
+        }
+        a.projector = vec![8, 6];
+        a
+    }
+
     #[test]
     fn every_method_gives_a_finite_loss_and_gradients() {
-        let mut with_bn = tiny();
-        with_bn.projector_bn = true;
+        let arch_for = |name: &str, bn: bool| {
+            let mut a = if name == "mae" { tiny_vit() } else { tiny() };
+            a.projector_bn = bn;
+            a
+        };
         for (spec, arch) in METHODS
             .iter()
-            .flat_map(|s| [(s, tiny()), (s, with_bn.clone())])
+            .flat_map(|s| [(s, arch_for(s.name, false)), (s, arch_for(s.name, true))])
         {
             let name = spec.name;
             tch::manual_seed(0);
@@ -342,7 +355,12 @@ mod tests {
                 arch.projector_bn,
                 "{name}"
             );
-            assert!(m.loss(&views[..1]).is_err(), "{name}: one view is too few");
+            let fewer = &views[..views.len() - 1];
+            assert!(
+                m.loss(fewer).is_err(),
+                "{name}: {} views are too few",
+                fewer.len()
+            );
             m.after_step(1, 10);
         }
     }
@@ -387,6 +405,7 @@ mod tests {
                 r#"{"method":"byol","ema_base":0.996}"#,
                 r#"{"method":"vicreg","sim_weight":25.0,"var_weight":25.0,"cov_weight":1.0}"#,
                 r#"{"method":"barlow","lambda":0.005}"#,
+                r#"{"method":"mae","mask_ratio":0.75,"decoder_width":64.0,"decoder_depth":2.0}"#,
             ]
         );
         assert_eq!(default_config(), METHODS[0].default_config());

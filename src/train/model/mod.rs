@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 
 mod vit;
 
+pub(crate) use vit::{block as vit_block, layer_norm as vit_layer_norm};
+
 /// PyTorch's default initialisation of linear and convolution parameters.
 pub(crate) fn fan_in_uniform(fan_in: i64) -> nn::Init {
     let bound = (1.0 / fan_in.max(1) as f64).sqrt();

@@ -2,30 +2,70 @@
 //! as the ONNX graph (`crate::onnx`): patch embedding, class token, positions, pre-norm
 //! blocks, final norm.
 
+use std::collections::BTreeMap;
+
 use tch::{Kind, Tensor};
 
 use super::Encoder;
 use crate::arch::VitSpec;
 
+/// `params[name]`: every name asked for is one the caller created.
+fn param<'a>(params: &'a BTreeMap<String, Tensor>, name: &str) -> &'a Tensor {
+    &params[name]
+}
+
+fn linear(params: &BTreeMap<String, Tensor>, x: &Tensor, name: &str) -> Tensor {
+    x.linear(
+        param(params, &format!("{name}.weight")),
+        Some(param(params, &format!("{name}.bias"))),
+    )
+}
+
+/// Layer norm `name` over the last dimension of `x`.
+pub(crate) fn layer_norm(
+    params: &BTreeMap<String, Tensor>,
+    x: &Tensor,
+    name: &str,
+    eps: f32,
+) -> Tensor {
+    let d = x.size()[x.dim() - 1];
+    x.layer_norm(
+        [d],
+        Some(param(params, &format!("{name}.weight"))),
+        Some(param(params, &format!("{name}.bias"))),
+        f64::from(eps),
+        false,
+    )
+}
+
+/// The pre-norm transformer block named `b` (timm's names under it: `norm1`, `attn.qkv`,
+/// `attn.proj`, `norm2`, `mlp.fc1`, `mlp.fc2`) on the residual stream `x` `[n, t, width]`
+/// with `heads` heads: the stream after its attention and after its MLP. The encoder's blocks
+/// and MAE's decoder blocks are both this.
+pub(crate) fn block(
+    params: &BTreeMap<String, Tensor>,
+    b: &str,
+    heads: i64,
+    eps: f32,
+    x: &Tensor,
+) -> (Tensor, Tensor) {
+    let (n, t, d) = (x.size()[0], x.size()[1], x.size()[2]);
+    let h = layer_norm(params, x, &format!("{b}.norm1"), eps);
+    let qkv = linear(params, &h, &format!("{b}.attn.qkv"))
+        .reshape([n, t, 3, heads, d / heads])
+        .permute([2, 0, 3, 1, 4]);
+    let scale = 1.0 / ((d / heads) as f64).sqrt();
+    let (q, k, val) = (qkv.get(0) * scale, qkv.get(1), qkv.get(2));
+    let weights = q.matmul(&k.transpose(-2, -1)).softmax(-1, Kind::Float);
+    let context = weights.matmul(&val).transpose(1, 2).reshape([n, t, d]);
+    let attn = x + linear(params, &context, &format!("{b}.attn.proj"));
+    let h = layer_norm(params, &attn, &format!("{b}.norm2"), eps);
+    let h = linear(params, &h, &format!("{b}.mlp.fc1")).gelu("none");
+    let mlp = &attn + linear(params, &h, &format!("{b}.mlp.fc2"));
+    (attn, mlp)
+}
+
 impl Encoder {
-    fn linear_named(&self, x: &Tensor, name: &str) -> Tensor {
-        x.linear(
-            self.p(&format!("{name}.weight")),
-            Some(self.p(&format!("{name}.bias"))),
-        )
-    }
-
-    fn layer_norm_named(&self, x: &Tensor, name: &str, eps: f32) -> Tensor {
-        let d = x.size()[x.dim() - 1];
-        x.layer_norm(
-            [d],
-            Some(self.p(&format!("{name}.weight"))),
-            Some(self.p(&format!("{name}.bias"))),
-            f64::from(eps),
-            false,
-        )
-    }
-
     /// The patch embedding, class token and positions of `x` `[n, c, h, w]`: `[n, tokens,
     /// width]`.
     pub(crate) fn vit_embed(&self, v: &VitSpec, x: &Tensor) -> Tensor {
@@ -49,28 +89,18 @@ impl Encoder {
     /// Block `i` (from 0) on the residual stream `x` `[n, t, width]`: the stream after its
     /// attention and after its MLP.
     pub(crate) fn vit_block(&self, v: &VitSpec, i: usize, x: &Tensor) -> (Tensor, Tensor) {
-        let b = format!("blocks.{i}");
-        let (n, t) = (x.size()[0], x.size()[1]);
-        let (d, heads) = (v.width as i64, v.heads as i64);
-        let h = self.layer_norm_named(x, &format!("{b}.norm1"), v.ln_eps);
-        let qkv = self
-            .linear_named(&h, &format!("{b}.attn.qkv"))
-            .reshape([n, t, 3, heads, d / heads])
-            .permute([2, 0, 3, 1, 4]);
-        let scale = 1.0 / ((d / heads) as f64).sqrt();
-        let (q, k, val) = (qkv.get(0) * scale, qkv.get(1), qkv.get(2));
-        let weights = q.matmul(&k.transpose(-2, -1)).softmax(-1, Kind::Float);
-        let context = weights.matmul(&val).transpose(1, 2).reshape([n, t, d]);
-        let attn = x + self.linear_named(&context, &format!("{b}.attn.proj"));
-        let h = self.layer_norm_named(&attn, &format!("{b}.norm2"), v.ln_eps);
-        let h = self.linear_named(&h, &format!("{b}.mlp.fc1")).gelu("none");
-        let mlp = &attn + self.linear_named(&h, &format!("{b}.mlp.fc2"));
-        (attn, mlp)
+        block(
+            &self.params,
+            &format!("blocks.{i}"),
+            v.heads as i64,
+            v.ln_eps,
+            x,
+        )
     }
 
     /// The final norm of the residual stream.
     pub(crate) fn vit_norm(&self, v: &VitSpec, x: &Tensor) -> Tensor {
-        self.layer_norm_named(x, "norm", v.ln_eps)
+        layer_norm(&self.params, x, "norm", v.ln_eps)
     }
 
     /// The whole backbone on `x` `[n, c, h, w]`: the layer outputs (after each block's
