@@ -52,5 +52,5 @@ echo "== 3. removal experiment on the MNIST pair" >&2
   --epochs "$REMOVAL_EPOCHS" --out "$OUT/removal"
 
 echo "== 4. findings" >&2
-python3 scripts/findings.py "$OUT" > "$OUT/findings.md"
+python3 scripts/findings.py reproduce "$OUT" > "$OUT/findings.md"
 cat "$OUT/findings.md"

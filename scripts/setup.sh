@@ -8,7 +8,8 @@
 #                                 `schemathesis` (tests run it against the service's OpenAPI document)
 #   scripts/setup.sh --train      ... plus PyTorch 2.13.0 (libtorch for the `train` feature, ~5 GB);
 #                                 prints the LIBTORCH to export for `cargo build --features train`
-#   scripts/setup.sh --plots      ... plus matplotlib in the Python venv (scripts/plot_monitor.py)
+#   scripts/setup.sh --plots      ... plus matplotlib and scipy in the Python venv (scripts/plot_monitor.py,
+#                                 scripts/findings.py)
 #   scripts/setup.sh --browser    ... plus Debian's chromium and npm's playwright-core (the test
 #                                 that renders an audit's report.html headless)
 #   scripts/setup.sh --client     ... plus a Python venv with the Python client (clients/python,
@@ -145,11 +146,11 @@ if [[ $want_python == 1 ]]; then
   fi
 fi
 if [[ $want_plots == 1 ]]; then
-  if "$SSLMEM_HOME/py/bin/python" -c 'import matplotlib' 2>/dev/null; then
-    log "matplotlib already in $SSLMEM_HOME/py"
+  if "$SSLMEM_HOME/py/bin/python" -c 'import matplotlib, scipy' 2>/dev/null; then
+    log "matplotlib and scipy already in $SSLMEM_HOME/py"
   else
-    log "installing matplotlib into $SSLMEM_HOME/py"
-    "$SSLMEM_HOME/py/bin/python" -m pip install --quiet "matplotlib==3.11.2"
+    log "installing matplotlib and scipy into $SSLMEM_HOME/py"
+    "$SSLMEM_HOME/py/bin/python" -m pip install --quiet "matplotlib==3.11.2" "scipy==1.16.3"
   fi
 fi
 # --- Python client (clients/python) and its tests -------------------------------------

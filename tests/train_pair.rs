@@ -451,6 +451,23 @@ fn removal_experiment_retrains_f_without_top_or_random_candidates() {
     }
     let png = std::fs::read(out.join("removal.png")).expect("png");
     assert!(image::load_from_memory(&png).is_ok());
+    // The findings page's tables of it: the per-seed differences as removal.json has them,
+    // and a row per arm of the subpopulations.
+    let md = findings(&["removal", out.to_str().expect("utf8")]);
+    let per_seed: Vec<String> = tmr["top_minus_random"]
+        .as_array()
+        .expect("d")
+        .iter()
+        .map(|v| format!("{:.4}", v.as_f64().expect("f64")))
+        .collect();
+    assert!(
+        md.contains(&format!("| 5 | {} |", per_seed.join(", "))),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 5 | top |") && md.contains("| 5 | random |"),
+        "{md}"
+    );
 
     // Rerunning finds every run done and writes the same summary.
     let before = std::fs::read(out.join("removal.json")).expect("json");
@@ -869,6 +886,56 @@ fn every_method_trains_a_pair_with_canaries_that_audits_completely() {
         assert!(run["eval"]["linear_probe_accuracy"].is_f64(), "{method}");
         assert!(run["parity_max_rel_err"].as_f64() < Some(1e-4), "{method}");
     }
+
+    // The method matrix of docs/reproduction.md, made from these audits: a row per method,
+    // each with its canary AUC and every check counted.
+    let specs: Vec<String> = ["simclr", "simsiam", "byol", "vicreg", "barlow"]
+        .iter()
+        .map(|m| format!("{m}={}", dir.path().join(format!("{m}-audit")).display()))
+        .collect();
+    let table = findings(
+        &[
+            &["methods"][..],
+            &specs.iter().map(String::as_str).collect::<Vec<_>>(),
+        ]
+        .concat(),
+    );
+    for method in ["simclr", "simsiam", "byol", "vicreg", "barlow"] {
+        let s: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(format!("{method}-audit/summary.json")))
+                .expect("summary"),
+        )
+        .expect("json");
+        let canary = s["membership"]
+            .as_array()
+            .and_then(|m| m.iter().find(|x| x["members"] == "canary-candidate"))
+            .and_then(|x| x["auc"].as_f64())
+            .expect("canary auc");
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {method} |")))
+            .unwrap_or_else(|| panic!("no row for {method} in\n{table}"));
+        assert!(row.contains(&format!("| {canary:.3} [")), "{row}");
+        let checks = s["checks"].as_array().expect("checks").len();
+        assert!(row.ends_with(&format!("/{checks} |")), "{row}");
+        let bundle = format!("- {method}: `{}`", dir.path().join(method).display());
+        assert!(table.contains(&bundle), "{table}");
+    }
+}
+
+/// What `python3 scripts/findings.py ARGS` prints (it must succeed).
+fn findings(args: &[&str]) -> String {
+    let o = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/findings.py"))
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        o.status.success(),
+        "findings.py {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).expect("utf8")
 }
 
 #[test]
