@@ -68,11 +68,11 @@ def audit_section(name, path):
         out.append(f"| {set_name} | {v['count']} | {fmt(v.get('mean'))} | {fmt(v.get('sd'))} | "
                    f"{fmt(v.get('significant_positive_fraction'), 3)} | "
                    f"{fmt(sp.get('rho'), 3)} (p {fmt(sp.get('p_two_sided'), 3)}) |")
-    out += ["", "| vs shared | mean difference | Welch t | p (greater) | p (less) | Mann–Whitney p (two-sided) |",
-            "|---|---|---|---|---|---|"]
+    out += ["", "| set | against | mean difference | Welch t | p (greater) | p (less) | Mann–Whitney p (two-sided) |",
+            "|---|---|---|---|---|---|---|"]
     for t in s["tests"]:
         w, mw = t.get("welch") or {}, t.get("mann_whitney") or {}
-        out.append(f"| {t['a']} | {fmt(t['mean_difference'])} | {fmt(w.get('t'), 3)} | "
+        out.append(f"| {t['a']} | {t['b']} | {fmt(t['mean_difference'])} | {fmt(w.get('t'), 3)} | "
                    f"{fmt((w.get('p') or {}).get('greater'))} | {fmt((w.get('p') or {}).get('less'))} | "
                    f"{fmt((mw.get('p') or {}).get('two_sided'))} |")
     out += ["", "| expected sign (docs/science.md#expected-signs) | result |", "|---|---|"]
@@ -134,7 +134,10 @@ def training(bundle):
     seconds, monitor_rank = 0.0, None
     for log in sorted(bundle.glob("train-*.jsonl")):
         for line in log.read_text().splitlines():
-            rec = json.loads(line)
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a killed run
             seconds += rec.get("seconds", 0.0)
             if log.name == "train-f0.jsonl" and rec.get("memorization"):
                 monitor_rank = rec["memorization"].get("projection_spread", {}).get("effective_rank")
@@ -175,7 +178,8 @@ def methods(specs):
             f"{p('extra indistinguishable from shared')} | {auc(canary)} | {auc(ce)} | "
             f"{fmt((tpr or {}).get('tpr'), 3) if tpr and tpr.get('reachable') else '–'} | "
             f"{fmt(rho.get('rho'), 3)} | {fmt(tr.get('probe'), 3)} ({fmt(tr.get('raw'), 3)}) | "
-            f"{fmt(tr.get('rank'), 1)} | {fmt(tr.get('minutes'), 0)} | {passed}/{len(s['checks'])} |")
+            f"{fmt(tr.get('rank'), 1)}{' (monitor)' if tr.get('rank') is not None and tr['rank_source'] != 'test images' else ''} | "
+            f"{fmt(tr.get('minutes'), 0)} | {passed}/{len(s['checks'])} |")
     out += ["", "Bundles and the commands that trained them:", ""]
     for name, audit, bundle, s in runs:
         tr = training(bundle)
@@ -200,6 +204,8 @@ def agreement(specs, figure, top_fraction, shown):
     scores = {name: candidate_scores(audit) for name, audit, _, _ in runs}
     common = sorted(set.intersection(*(set(s) for s in scores.values())))
     n = len(common)
+    if n == 0:
+        sys.exit("findings.py: the audits share no scored candidate (were they made on the same split?)")
     k = max(1, round(top_fraction * n))
     top = {name: set(sorted(common, key=lambda i: -s[i])[:k]) for name, s in scores.items()}
     out = header()
