@@ -7,6 +7,7 @@ it, so that every number in docs/reproduction.md sits next to the command that m
     python3 scripts/findings.py methods NAME=AUDIT[@BUNDLE] ...       # the method matrix
     python3 scripts/findings.py agreement [--figure PNG] NAME=AUDIT ... # agreement between methods
     python3 scripts/findings.py removal REMOVAL_DIR                   # the removal experiment
+    python3 scripts/findings.py layermem AUDIT                        # LayerMem by layer
 
 AUDIT is an `sslmem audit --out` folder; BUNDLE the bundle it audited (default: the path its
 summary.json records). The tables need only the standard library; `agreement` needs SciPy
@@ -333,6 +334,8 @@ def main(argv):
     a.add_argument("--figure", help="PNG of the most memorized candidates of each method, side by side")
     a.add_argument("--top", type=float, default=0.1, help="the top fraction compared (default 0.1)")
     a.add_argument("--shown", type=int, default=10, help="images per method in the figure (default 10)")
+    lm = sub.add_parser("layermem", help="LayerMem and ΔLayerMem of an audit, layer by layer")
+    lm.add_argument("audit")
     rm = sub.add_parser("removal", help="the removal experiment's tables")
     rm.add_argument("dir")
     args = ap.parse_args(argv)
@@ -346,6 +349,13 @@ def main(argv):
         if not 0 < args.top <= 1:
             ap.error("--top is a fraction in (0, 1]")
         lines = agreement(args.runs, args.figure, args.top, args.shown)
+    elif args.what == "layermem":
+        s = json.loads((Path(args.audit) / "summary.json").read_text())
+        if not s.get("layer_mem"):
+            sys.exit(f"findings.py: {args.audit}/summary.json has no layer_mem (a bundle without layers?)")
+        lm = s["layer_mem"]
+        lines = header() + [f"{lm['images']} {lm['set']} images, {s['params']['pairs']} view pairs each; "
+                            "95% intervals over the images.", ""] + layer_mem_table(lm)
     else:
         lines = header() + removal_section(Path(args.dir))
     print("\n".join(lines))
