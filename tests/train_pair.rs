@@ -1010,6 +1010,17 @@ fn a_vit_pair_trains_with_mae_exports_its_tokens_and_audits_each_sub_layer() {
     for (extra, why) in [
         (&["--method", "mae"][..], "needs a Vision Transformer"),
         (&["--score-output", "tokens"][..], "has no tokens"),
+        (
+            &[
+                "--arch",
+                "vit-tiny-28x28x1",
+                "--method",
+                "mae",
+                "--score-output",
+                "projection",
+            ][..],
+            "does not train the projector",
+        ),
     ] {
         let mut args = small_pair_args(&dir.path().join("refused"), "1", "0.1");
         args.extend(extra.iter().map(|s| s.to_string()));

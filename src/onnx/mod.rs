@@ -19,8 +19,8 @@ mod vit;
 pub const INPUT: &str = "input";
 pub const REPRESENTATION: &str = "representation";
 pub const PROJECTION: &str = "projection";
-/// A ViT's every token after its final norm, `[batch, tokens, width]`: what the MAE authors
-/// score (masking off, all tokens, flattened).
+/// A ViT's every token after its final norm, `[batch, tokens, width]`: what the SSLMem
+/// authors' code scores for an MAE encoder (masking off, all tokens, flattened).
 pub const TOKENS: &str = "tokens";
 pub const OPSET: i64 = 17;
 pub const IR_VERSION: i64 = 8;

@@ -83,7 +83,7 @@ impl Provenance<'_> {
                     match (self.score_output, config.arch.vit().is_some()) {
                         (onnx::PROJECTION, _) => "projector output (what the SSL loss sees)",
                         (onnx::TOKENS, _) => {
-                            "every token after the final norm, flattened (as the MAE authors score)"
+                            "every token after the final norm, flattened (as the SSLMem authors score MAE)"
                         }
                         (_, true) => "class token after the final norm",
                         (_, false) => "backbone output after global average pooling",

@@ -85,7 +85,7 @@ pub struct RecipeArgs {
     /// The output a bundle scores: representation (a ResNet's backbone after global average
     /// pooling, a ViT's class token, as the papers), projection (the projector head, what the
     /// SSL loss sees) or, for a ViT, tokens (every token after the final norm, flattened: how
-    /// the MAE authors score).
+    /// the SSLMem authors' code scores an MAE encoder).
     #[arg(long, env = "SSLMEM_TRAIN_SCORE_OUTPUT", default_value = "representation", value_parser = ["representation", "projection", "tokens"])]
     pub score_output: String,
     /// Seconds between checkpoints (0: after every epoch).
@@ -106,6 +106,14 @@ impl RecipeArgs {
     /// scale, `--mean` and `--std` of different lengths, a method hyperparameter out of range.
     pub fn config(&self) -> Result<TrainConfig> {
         let mut arch = ArchSpec::preset(&self.arch)?;
+        let method = self.method.config()?;
+        if method.name() == "mae" && self.score_output == sslmem::onnx::PROJECTION {
+            return Err(Error::Param(
+                "--score-output projection: MAE does not train the projector; score tokens or \
+                 representation"
+                    .into(),
+            ));
+        }
         if self.score_output == sslmem::onnx::TOKENS && arch.vit().is_none() {
             return Err(Error::Param(format!(
                 "--score-output tokens: {} has no tokens (a ViT has)",
@@ -143,7 +151,7 @@ impl RecipeArgs {
         }
         Ok(TrainConfig {
             arch,
-            method: self.method.config()?,
+            method,
             optim: OptimConfig {
                 kind: self.optimizer,
                 lr: self.lr * self.batch_size as f64 / 256.0,

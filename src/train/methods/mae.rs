@@ -122,6 +122,13 @@ impl Mae {
         let patches = v.patches(arch.height, arch.width) as i64;
         // As the paper's code: int(L * (1 - mask_ratio)), and at least one patch.
         let keep = ((patches as f64 * (1.0 - config.mask_ratio)) as i64).max(1);
+        if keep >= patches {
+            return Err(Error::Param(format!(
+                "--mask-ratio {} drops none of {}'s {patches} patches; raise it or use smaller \
+                 patches",
+                config.mask_ratio, arch.name
+            )));
+        }
         let patch_pixels = (v.patch * v.patch * arch.in_channels) as i64;
         let depth = config.decoder_depth as usize;
         let d = v.width as i64;
@@ -195,6 +202,12 @@ impl SslMethod for Mae {
                 views.len()
             )));
         };
+        if x.dim() != 4 {
+            return Err(Error::Train(format!(
+                "MAE takes views [batch, channels, height, width], given {:?}",
+                x.size()
+            )));
+        }
         let v = &self.vit;
         let (n, d) = (x.size()[0], v.width as i64);
         let (kept, restore, mask) = self.random_mask(n, x.device());
@@ -301,5 +314,15 @@ mod tests {
             .expect("refused")
             .to_string();
         assert!(e.contains("needs a Vision Transformer"), "{e}");
+        // One 28x28 patch: nothing would be left to reconstruct.
+        let mut whole = crate::arch::vit::vit_tiny_28();
+        if let crate::arch::Backbone::Vit { vit } = &mut whole.backbone {
+            vit.patch = 28;
+        }
+        let e = Mae::new(config.typed().expect("typed"), &online, &whole)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("drops none"), "{e}");
     }
 }
