@@ -42,12 +42,32 @@ pub struct ResNetSpec {
 }
 
 /// The backbone before the projector. In a record a ResNet's fields sit beside the
-/// architecture's own (`"stem"`, `"blocks"`, as before ViTs existed), a ViT's under `"vit"`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// architecture's own (`"stem"`, `"blocks"`, as before ViTs existed), a ViT's under `"vit"`;
+/// reading one dispatches on the `"vit"` key, so that a malformed record's error names the
+/// field at fault.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Backbone {
     ResNet(ResNetSpec),
     Vit { vit: VitSpec },
+}
+
+impl<'de> Deserialize<'de> for Backbone {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut fields = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        match fields.remove("vit") {
+            Some(_) if fields.contains_key("stem") || fields.contains_key("blocks") => Err(
+                D::Error::custom("an architecture has a ViT (\"vit\") or a ResNet (\"stem\", \"blocks\"), not both"),
+            ),
+            Some(vit) => serde_json::from_value(vit)
+                .map(|vit| Self::Vit { vit })
+                .map_err(|e| D::Error::custom(format!("vit: {e}"))),
+            None => serde_json::from_value(serde_json::Value::Object(fields))
+                .map(Self::ResNet)
+                .map_err(D::Error::custom),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

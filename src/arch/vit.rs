@@ -222,6 +222,26 @@ mod tests {
         let r = serde_json::to_value(ArchSpec::resnet_mini_28()).expect("json");
         assert_eq!(r["stem"]["channels"], 32);
         assert!(r.get("vit").is_none());
+        // A malformed record names its field; a record with both backbones is refused.
+        let mut bad = serde_json::to_value(&a).expect("json");
+        bad["vit"]["heads"] = "three".into();
+        let e = serde_json::from_value::<ArchSpec>(bad)
+            .expect_err("bad")
+            .to_string();
+        assert!(e.contains("vit") && e.contains("invalid type"), "{e}");
+        let mut both = serde_json::to_value(&a).expect("json");
+        both["stem"] = r["stem"].clone();
+        both["blocks"] = r["blocks"].clone();
+        let e = serde_json::from_value::<ArchSpec>(both)
+            .expect_err("both")
+            .to_string();
+        assert!(e.contains("not both"), "{e}");
+        let mut no_stem = r.clone();
+        no_stem.as_object_mut().expect("object").remove("stem");
+        let e = serde_json::from_value::<ArchSpec>(no_stem)
+            .expect_err("no stem")
+            .to_string();
+        assert!(e.contains("stem"), "{e}");
         for (patch, heads, what) in [(5, 3, "patch 5"), (7, 5, "heads 5")] {
             let mut b = vit_tiny_28();
             if let Backbone::Vit { vit } = &mut b.backbone {
