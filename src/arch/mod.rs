@@ -143,6 +143,23 @@ pub struct ParamInfo {
     pub kind: ParamKind,
 }
 
+/// A batch norm's four parameters (`{bn}.weight`, `.bias`, `.running_mean`, `.running_var`)
+/// over `width` channels.
+fn bn_params(out: &mut Vec<ParamInfo>, bn: &str, width: usize) {
+    for (suffix, kind) in [
+        ("weight", ParamKind::BnWeight),
+        ("bias", ParamKind::BnBias),
+        ("running_mean", ParamKind::BnMean),
+        ("running_var", ParamKind::BnVar),
+    ] {
+        out.push(ParamInfo {
+            name: format!("{bn}.{suffix}"),
+            shape: vec![width],
+            kind,
+        });
+    }
+}
+
 impl ResNetSpec {
     /// The backbone's parameters for `in_channels` input channels, in a fixed order.
     fn params(&self, in_channels: usize) -> Vec<ParamInfo> {
@@ -155,18 +172,7 @@ impl ResNetSpec {
                     shape: vec![o, i, k, k],
                     kind: ParamKind::ConvWeight,
                 });
-                for (suffix, kind) in [
-                    ("weight", ParamKind::BnWeight),
-                    ("bias", ParamKind::BnBias),
-                    ("running_mean", ParamKind::BnMean),
-                    ("running_var", ParamKind::BnVar),
-                ] {
-                    out.push(ParamInfo {
-                        name: format!("{bn}.{suffix}"),
-                        shape: vec![o],
-                        kind,
-                    });
-                }
+                bn_params(out, bn, o);
             };
         conv_bn(
             out,
@@ -386,18 +392,7 @@ impl ArchSpec {
                 kind: ParamKind::LinearBias,
             });
             if let Some(bn) = self.projector_norm(j) {
-                for (suffix, kind) in [
-                    ("weight", ParamKind::BnWeight),
-                    ("bias", ParamKind::BnBias),
-                    ("running_mean", ParamKind::BnMean),
-                    ("running_var", ParamKind::BnVar),
-                ] {
-                    out.push(ParamInfo {
-                        name: format!("{bn}.{suffix}"),
-                        shape: vec![d],
-                        kind,
-                    });
-                }
+                bn_params(out, &bn, d);
             }
             d_in = d;
         }

@@ -116,7 +116,7 @@ impl VitSpec {
     }
 
     /// The backbone's parameters in a fixed order, named as timm names them.
-    pub(super) fn params(&self, arch: &ArchSpec) -> Vec<ParamInfo> {
+    pub(crate) fn params(&self, arch: &ArchSpec) -> Vec<ParamInfo> {
         let d = self.width;
         let t = self.tokens(arch.height, arch.width);
         let p = |name: String, shape: Vec<usize>, kind| ParamInfo { name, shape, kind };

@@ -5,7 +5,7 @@
 use onnx_protobuf::{tensor_proto::DataType, AttributeProto, TensorProto};
 
 use super::{attr_int, attr_ints, tensor, Dim, Graph, Outputs, INPUT, REPRESENTATION, TOKENS};
-use crate::arch::VitSpec;
+use crate::arch::{ParamKind, VitSpec};
 use crate::error::Result;
 
 fn tensor_i64(name: &str, dims: &[usize], data: &[i64]) -> TensorProto {
@@ -289,31 +289,12 @@ impl Graph<'_> {
     /// The weights the graph reads by their own names (the linear layers' are transposed
     /// copies).
     fn vit_weights(&mut self, v: &VitSpec) -> Result<()> {
-        for name in [
-            "patch_embed.proj.weight",
-            "patch_embed.proj.bias",
-            "cls_token",
-            "pos_embed",
-        ]
-        .into_iter()
-        .map(String::from)
-        .chain((0..v.depth).flat_map(|i| {
-            let b = format!("blocks.{i}");
-            [
-                format!("{b}.norm1.weight"),
-                format!("{b}.norm1.bias"),
-                format!("{b}.attn.qkv.bias"),
-                format!("{b}.attn.proj.bias"),
-                format!("{b}.norm2.weight"),
-                format!("{b}.norm2.bias"),
-                format!("{b}.mlp.fc1.bias"),
-                format!("{b}.mlp.fc2.bias"),
-            ]
-        }))
-        .chain(["norm.weight".to_string(), "norm.bias".to_string()])
-        {
-            let w = self.get(&name)?.clone();
-            self.inits.push(tensor(&name, &w.shape, &w.data));
+        let arch = self.arch;
+        for p in v.params(arch) {
+            if p.kind != ParamKind::LinearWeight {
+                let w = self.get(&p.name)?.clone();
+                self.inits.push(tensor(&p.name, &w.shape, &w.data));
+            }
         }
         Ok(())
     }

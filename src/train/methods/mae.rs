@@ -62,9 +62,8 @@ struct MaeConfig {
 
 struct Mae {
     vit: VitSpec,
-    /// Patches per image and pixel values per patch (`patch² x channels`).
+    /// Patches per image.
     patches: i64,
-    patch_pixels: i64,
     keep: i64,
     width: i64,
     heads: i64,
@@ -167,7 +166,6 @@ impl Mae {
         Ok(Self {
             vit: v.clone(),
             patches,
-            patch_pixels,
             keep,
             width,
             heads: width / 32,
@@ -243,9 +241,7 @@ impl SslMethod for Mae {
         let pred = z
             .linear(&dec["decoder_pred.weight"], Some(&dec["decoder_pred.bias"]))
             .narrow(1, 1, self.patches);
-        let target = patchify(x, v.patch as i64);
-        debug_assert_eq!(target.size()[2], self.patch_pixels);
-        Ok(reconstruction_loss(&pred, &target, &mask))
+        Ok(reconstruction_loss(&pred, &patchify(x, v.patch as i64), &mask))
     }
 }
 
