@@ -21,7 +21,18 @@ fn max_rel_err(got: &[f32], want: &[f64]) -> f64 {
         / scale
 }
 
-fn check(arch: &ArchSpec, seed: u64) {
+/// `arch` with seeded random weights, written with its layers to a temporary folder, loaded
+/// in ONNX Runtime and run on 3 seeded random images for `names` (then the layers).
+struct Run {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    w: sslmem::arch::Weights,
+    input: Vec<f32>,
+    outs: Vec<ndarray::ArrayD<f32>>,
+    names: Vec<String>,
+}
+
+fn write_and_run(arch: &ArchSpec, seed: u64, input_seed: u64, outputs: &[&str]) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("enc.onnx");
     let w = arch.random_weights(seed);
@@ -34,27 +45,51 @@ fn check(arch: &ArchSpec, seed: u64) {
         },
     )
     .expect("write onnx");
-
     let enc = EncoderSession::load(&path, &RuntimeOptions::default())
         .expect("ONNX Runtime loads the model");
-    let n = 3;
     let len = arch.in_channels * arch.height * arch.width;
-    let mut rng = Rng::from_seed(seed + 99);
-    let input: Vec<f32> = (0..n * len)
+    let mut rng = Rng::from_seed(input_seed);
+    let input: Vec<f32> = (0..N * len)
         .map(|_| rng.uniform(-2.0, 2.0) as f32)
         .collect();
-    let mut names = vec![
-        onnx::REPRESENTATION.to_string(),
-        onnx::PROJECTION.to_string(),
-    ];
+    let mut names: Vec<String> = outputs.iter().map(|s| s.to_string()).collect();
     names.extend(arch.layer_names());
     let outs = enc
         .run_owned(
             input.clone(),
-            [n, arch.in_channels, arch.height, arch.width],
+            [N, arch.in_channels, arch.height, arch.width],
             &names,
         )
         .expect("run");
+    Run {
+        _dir: dir,
+        path,
+        w,
+        input,
+        outs,
+        names,
+    }
+}
+
+/// Images per [`write_and_run`].
+const N: usize = 3;
+
+fn check(arch: &ArchSpec, seed: u64) {
+    let Run {
+        path,
+        w,
+        input,
+        outs,
+        _dir,
+        ..
+    } = write_and_run(
+        arch,
+        seed,
+        seed + 99,
+        &[onnx::REPRESENTATION, onnx::PROJECTION],
+    );
+    let n = N;
+    let len = arch.in_channels * arch.height * arch.width;
 
     for b in 0..n {
         let r = reference_forward(arch, &w, &input[b * len..(b + 1) * len]);
@@ -237,38 +272,21 @@ fn representation_only_graph_computes_the_same_output_with_fewer_nodes() {
 /// A ViT written as ONNX against [`reference_vit_forward`]: every block's attention and MLP
 /// outputs, the final tokens, the class token and the projection, for three images.
 fn check_vit(arch: &ArchSpec, seed: u64) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("vit.onnx");
-    let w = arch.random_weights(seed);
-    onnx::write(
-        &path,
+    let Run {
+        path,
+        w,
+        input,
+        outs,
+        names,
+        _dir,
+    } = write_and_run(
         arch,
-        &w,
-        ExportOptions {
-            layer_outputs: true,
-        },
-    )
-    .expect("write onnx");
-    let enc = EncoderSession::load(&path, &RuntimeOptions::default()).expect("load");
-    let n = 3;
+        seed,
+        seed + 7,
+        &[onnx::REPRESENTATION, onnx::PROJECTION, onnx::TOKENS],
+    );
+    let n = N;
     let len = arch.in_channels * arch.height * arch.width;
-    let mut rng = Rng::from_seed(seed + 7);
-    let input: Vec<f32> = (0..n * len)
-        .map(|_| rng.uniform(-2.0, 2.0) as f32)
-        .collect();
-    let mut names = vec![
-        onnx::REPRESENTATION.to_string(),
-        onnx::PROJECTION.to_string(),
-        onnx::TOKENS.to_string(),
-    ];
-    names.extend(arch.layer_names());
-    let outs = enc
-        .run_owned(
-            input.clone(),
-            [n, arch.in_channels, arch.height, arch.width],
-            &names,
-        )
-        .expect("run");
     let v = arch.vit().expect("vit");
     let t = v.tokens(arch.height, arch.width);
     for b in 0..n {
