@@ -393,7 +393,7 @@ build_train() {
   pm build --format docker --network host "${build_args[@]}" --build-arg "SSLMEM_GIT_REVISION=$rev" \
     -v "$torch_site:/run/torch-site:ro" --build-arg TORCH_FROM=/run/torch-site \
     -f docker/Dockerfile.train -t "$train_img" .
-  echo "  $train_img: $(pm image inspect --format '{{.Size}}' "$train_img" | awk '{printf "%.1f GB", $1 / 1e9}')"
+  echo "  $train_img: $(pm image inspect --format '{{.Size}}' "$train_img" | awk '{printf "%.1f GB", $1 / 1e9}'); $(df -h --output=avail "$graph_root" | tail -n 1 | tr -d ' ') left free"
 }
 train_one_epoch() {
   # The image's own command (`sslmem-train pair --resume`, SSLMEM_TRAIN_OUT under /bundles),
@@ -414,6 +414,11 @@ train_one_epoch() {
 }
 
 echo "== container checks (podman $(pm version --format '{{.Client.Version}}'), runtime runc)"
+# Dangling images of an earlier run that stopped before its own prune (below) would otherwise
+# take disk space the trainer image needs.
+freed=$(pm image prune -f 2>/dev/null | wc -l)
+graph_root=$(pm info --format '{{.Store.GraphRoot}}')
+echo "  removed $freed dangling image(s); $(df -h --output=avail "$graph_root" | tail -n 1 | tr -d ' ') free in $graph_root"
 check "build docker/Dockerfile (local Debian/Python/Rust bases)" build_cpu
 check "build a Prometheus image (Debian's prometheus package)" build_prometheus
 check "starts as user 10001 on a read-only root and answers /readyz" start_nonroot_readonly
