@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The long training runs behind docs/reproduction.md's method matrix (issue 24) and ViT rows
+# (issue 20), one after another, each resumable: run it again (after a crash, or in a later
+# session on a machine whose $RUNS survived) and every finished step is skipped, every
+# unfinished one continues from its last checkpoint (`--resume`).
+#
+#   RUNS=~/.cache/sslmem/runs    where the bundles and audits go (outside the checkout)
+#   STEPS="mnist vicreg ..."     which steps, in order (default: all, in the order below)
+#   DEVICE=cpu THREADS=2         the trainer's --device and --threads
+#   NICE=10                      niceness of the training processes
+#
+# Steps (the default's recipe: 1,000 Fashion-MNIST images, split 50/25/25, 50 pattern canaries
+# repeated 4 times, 1,000 epochs, projection scored; each pair then audited with 10 view pairs):
+#   mnist       SimCLR on MNIST digits (the second dataset), temperature 0.2
+#   vicreg      VICReg
+#   byol-bn     BYOL with batch norm in the projector
+#   barlow-bn   Barlow Twins, lambda 0.02, batch norm in the projector
+#   vit-mae     MAE on vit-tiny-28x28x1 (AdamW 1e-3, weight decay 0.05), 200 epochs, tokens scored
+#   vit-simclr  SimCLR on vit-tiny-28x28x1, the same optimiser, 200 epochs, temperature 0.2
+# Build the binaries first (scripts/reproduce.sh does the same):
+#   cargo build --release --locked --features train --bin sslmem --bin sslmem-train
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-$HOME/.cache/sslmem/runs}
+STEPS=${STEPS:-mnist vicreg byol-bn barlow-bn vit-mae vit-simclr}
+DEVICE=${DEVICE:-cpu}
+THREADS=${THREADS:-2}
+NICE=${NICE:-10}
+bin=${BIN:-target/release}
+mkdir -p "$RUNS/audits"
+
+common=(--subset 1000 --test-subset 1000 --candidate 0.25 --independent 0.25 --crop-scale-min 0.3
+  --batch-size 64 --stem-stride 2 --canaries 50 --canary-kind patterns --canary-min-distance 0.2
+  --canary-repeats 4 --monitor-every 50 --models 1 --resume)
+vit=(--subset 1000 --test-subset 1000 --candidate 0.25 --independent 0.25 --crop-scale-min 0.3
+  --batch-size 64 --canaries 50 --canary-kind patterns --canary-min-distance 0.2 --canary-repeats 4
+  --monitor-every 25 --models 1 --resume --arch vit-tiny-28x28x1 --optimizer adamw --lr 1e-3
+  --weight-decay 0.05 --epochs 200)
+
+train() { # name args...
+  local name=$1
+  shift
+  echo "== $(date -u +%FT%TZ) train $name" >&2
+  nice -n "$NICE" "$bin/sslmem-train" --device "$DEVICE" --threads "$THREADS" "$@" \
+    >>"$RUNS/$name.log" 2>&1
+}
+audit() { # name
+  local name=$1
+  if [[ -f $RUNS/audits/$name/summary.json ]]; then
+    return
+  fi
+  echo "== $(date -u +%FT%TZ) audit $name" >&2
+  local extra=()
+  [[ $name == mnist-canaries ]] && extra=(--grid-classes 3,6)
+  nice -n "$NICE" "$bin/sslmem" audit --bundle "$RUNS/$name" --out "$RUNS/audits/$name" \
+    --pairs 10 "${extra[@]}" >>"$RUNS/$name.log" 2>&1
+}
+pair() { # name args...
+  local name=$1
+  shift
+  train "$name" pair "$@" --epochs 1000 --score-output projection --out "$RUNS/$name" "${common[@]}"
+  audit "$name"
+}
+
+for step in $STEPS; do
+  case $step in
+    mnist) pair mnist-canaries --dataset mnist --temperature 0.2 ;;
+    vicreg) pair vicreg --method vicreg ;;
+    byol-bn) pair byol-bn --method byol --projector-bn ;;
+    barlow-bn) pair barlow-bn --method barlow --barlow-lambda 0.02 --projector-bn ;;
+    vit-mae)
+      train vit-mae pair --method mae --score-output tokens --out "$RUNS/vit-mae" "${vit[@]}"
+      audit vit-mae
+      ;;
+    vit-simclr)
+      train vit-simclr pair --temperature 0.2 --score-output projection --out "$RUNS/vit-simclr" "${vit[@]}"
+      audit vit-simclr
+      ;;
+    *) echo "findings-runs: unknown step '$step'" >&2; exit 2 ;;
+  esac
+  echo "== $(date -u +%FT%TZ) done $step" >&2
+done
