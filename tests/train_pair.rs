@@ -189,6 +189,30 @@ fn a_killed_run_resumes_and_matches_an_uninterrupted_one() {
 }
 
 #[test]
+fn a_killed_dino_run_resumes_its_teacher_and_centre_exactly() {
+    // DINO keeps state beside the online network (the EMA teacher and the running centre of
+    // its outputs) and takes local crops: a resumed run must give the same encoders.
+    kill_resume_and_compare(
+        |out| {
+            let mut a = pair_args(out, "2");
+            a.extend(
+                [
+                    "--method",
+                    "dino",
+                    "--local-crops",
+                    "2",
+                    "--dino-out-dim",
+                    "64",
+                ]
+                .map(String::from),
+            );
+            a
+        },
+        &[1, 2],
+    );
+}
+
+#[test]
 fn a_run_killed_between_checkpoints_loses_only_the_epochs_since_the_last() {
     // Checkpoints only after the measured epochs (2 and 4) and the last: killed after epoch
     // 2, the run loses epoch 3 (its log line waits for the next checkpoint) and trains it
@@ -807,6 +831,7 @@ fn every_method_trains_a_pair_with_canaries_that_audits_completely() {
         ("byol", &["--projector-bn"][..]),
         ("vicreg", &[][..]),
         ("barlow", &["--barlow-lambda", "0.02"][..]),
+        ("dino", &["--augment", "byol", "--local-crops", "2"][..]),
     ] {
         let out = dir.path().join(method);
         let mut args = small_pair_args(&out, "1", "0.1");
@@ -1029,4 +1054,47 @@ fn a_vit_pair_trains_with_mae_exports_its_tokens_and_audits_each_sub_layer() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(why), "{err}");
     }
+}
+
+/// DINO on the ViT: its local crops (14x14 of 28, a 2x2 patch grid) go through the same
+/// encoder with resized position embeddings; the exported student matches tch at the full
+/// size and is scored on its class token.
+#[test]
+fn a_vit_pair_trains_with_dino_local_crops_and_exports_the_student() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("dino");
+    let mut args = small_pair_args(&out, "1", "0.001");
+    args.extend(
+        [
+            "--arch",
+            "vit-tiny-28x28x1",
+            "--method",
+            "dino",
+            "--augment",
+            "byol",
+            "--local-crops",
+            "2",
+            "--optimizer",
+            "adamw",
+            "--score-output",
+            "representation",
+        ]
+        .map(String::from),
+    );
+    let o = train_bin().args(&args).output().expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = manifest(&out);
+    let method = &m["training"]["config"]["method"];
+    assert_eq!(method["method"], "dino");
+    assert_eq!(method["local_crops"], 2.0);
+    assert_eq!(method["teacher_temp"], 0.04);
+    for run in m["training"]["runs"].as_array().expect("runs") {
+        assert!(run["parity_max_rel_err"].as_f64() < Some(1e-4), "{run}");
+    }
+    let log = std::fs::read_to_string(out.join("train-f0.jsonl")).expect("log");
+    let first: Value = serde_json::from_str(log.lines().next().expect("a line")).expect("json");
+    assert!(
+        first["loss"].as_f64().is_some_and(f64::is_finite),
+        "{first}"
+    );
 }

@@ -13,7 +13,7 @@ use crate::data::ImageArray;
 use crate::rng::{splitmix64, Rng};
 
 /// One step's input: view 0 of every example of the batch, then view 1 of every example,
-/// and so on (`views × batch × view_len` values), and the seconds it took to make them.
+/// and so on (`batch × view_len(v)` values per view `v`), and the seconds it took to make them.
 pub struct Batch {
     pub views: Vec<f32>,
     pub augment: f64,
@@ -24,15 +24,14 @@ pub struct Batches<'a> {
     pub data: &'a ImageArray,
     /// (example, copy) pairs, see [`with_copies`].
     pub examples: Vec<(usize, usize)>,
-    pub augmenter: &'a Augmenter,
     pub norm: &'a Normalize,
     pub seed: u64,
     pub batch: usize,
     pub epochs: usize,
-    /// Values of one normalised view (channels × height × width).
-    pub view_len: usize,
-    /// Views per example (the method's, [`super::methods::SslMethod::views`]).
-    pub views: usize,
+    /// The augmenter of each view of an example, in the method's order
+    /// ([`super::methods::SslMethod::views`]): the run's for global views, a smaller one for
+    /// local crops.
+    pub views: Vec<&'a Augmenter>,
 }
 
 impl Batches<'_> {
@@ -50,19 +49,29 @@ impl Batches<'_> {
     /// example gets views `V (epoch + k epochs)` to the `V - 1` after it, so every copy and
     /// epoch sees views of its own (with two views: 2(epoch + k epochs) and the next).
     pub fn make(&self, epoch: usize, chunk: &[(usize, usize)]) -> Vec<f32> {
-        let (len, batch, views) = (self.view_len, chunk.len(), self.views);
-        let mut buf = vec![0f32; views * batch * len];
-        buf.par_chunks_mut(len).enumerate().for_each(|(k, dst)| {
-            let (v, (i, copy)) = (k / batch, chunk[k % batch]);
-            if let Ok(img) = self.data.get(i) {
-                let base = (views * (epoch + copy * self.epochs)) as u64;
-                let view =
-                    self.augmenter
-                        .view(&img.to_planes(), self.seed, i as u64, base + v as u64);
-                self.norm.write(&view, dst);
-            }
-        });
+        let (batch, views) = (chunk.len(), self.views.len());
+        let lens: Vec<usize> = self.views.iter().map(|a| self.view_len(a)).collect();
+        let mut buf = vec![0f32; batch * lens.iter().sum::<usize>()];
+        let mut rest = buf.as_mut_slice();
+        for (v, (augmenter, &len)) in self.views.iter().zip(&lens).enumerate() {
+            let (block, tail) = rest.split_at_mut(batch * len);
+            rest = tail;
+            block.par_chunks_mut(len).enumerate().for_each(|(k, dst)| {
+                let (i, copy) = chunk[k];
+                if let Ok(img) = self.data.get(i) {
+                    let base = (views * (epoch + copy * self.epochs)) as u64;
+                    let view =
+                        augmenter.view(&img.to_planes(), self.seed, i as u64, base + v as u64);
+                    self.norm.write(&view, dst);
+                }
+            });
+        }
         buf
+    }
+
+    /// Values of one normalised view from `augmenter` (channels × height × width).
+    pub fn view_len(&self, augmenter: &Augmenter) -> usize {
+        self.data.channels * augmenter.height * augmenter.width
     }
 
     /// Sends every batch of `epochs`, in order, until done or until nobody receives.
@@ -116,13 +125,11 @@ mod tests {
         let batches = Batches {
             data: &data,
             examples: with_copies(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 3]),
-            augmenter: &augmenter,
             norm: &norm,
             seed: 7,
             batch: 4,
             epochs: 5,
-            view_len: 64,
-            views: 2,
+            views: vec![&augmenter; 2],
         };
         // A run resumed after epoch 2 gets the same batches as one that started at 0.
         let (tx, rx) = mpsc::sync_channel(1);
@@ -165,13 +172,11 @@ mod tests {
         let three = Batches {
             data: &data,
             examples: with_copies(&[0, 1, 1]),
-            augmenter: &augmenter,
             norm: &norm,
             seed: 3,
             batch: 3,
             epochs: 4,
-            view_len: 64,
-            views: 3,
+            views: vec![&augmenter; 3],
         };
         let chunk = [(0, 0), (1, 1)];
         let buf = three.make(2, &chunk);
@@ -187,6 +192,42 @@ mod tests {
                 "view {v}"
             );
         }
+    }
+
+    #[test]
+    fn local_views_follow_the_global_ones_at_their_own_size() {
+        let data = ImageArray {
+            name: "test".into(),
+            channels: 1,
+            height: 8,
+            width: 8,
+            pixels: (0..2 * 64).map(|v| (v * 11 % 251) as u8).collect(),
+            labels: None,
+        };
+        let global = Augmenter::new(AugmentSpec::simclr(), 8, 8).expect("augmenter");
+        let local = Augmenter::new(AugmentSpec::simclr(), 4, 4).expect("augmenter");
+        let norm = Normalize::new(vec![0.5], vec![0.25], 1).expect("norm");
+        let b = Batches {
+            data: &data,
+            examples: with_copies(&[0, 1]),
+            norm: &norm,
+            seed: 5,
+            batch: 2,
+            epochs: 3,
+            views: vec![&global, &global, &local],
+        };
+        let buf = b.make(1, &[(0, 0), (1, 0)]);
+        assert_eq!(buf.len(), 2 * (64 + 64 + 16));
+        // View 2 (number 3 * 1 + 2) of example 1: the last 16 values.
+        let img = data.get(1).expect("image").to_planes();
+        let mut want = vec![0f32; 16];
+        norm.write(&local.view(&img, 5, 1, 5), &mut want);
+        assert_eq!(&buf[2 * 128 + 16..], &want[..]);
+        // View 1 of example 0 is a global view, unchanged by the local one after it.
+        let img0 = data.get(0).expect("image").to_planes();
+        let mut want = vec![0f32; 64];
+        norm.write(&global.view(&img0, 5, 0, 4), &mut want);
+        assert_eq!(&buf[128..192], &want[..]);
     }
 
     #[test]

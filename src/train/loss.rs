@@ -94,6 +94,50 @@ pub fn barlow_twins(z1: &Tensor, z2: &Tensor, lambda: f64) -> Tensor {
     on + off * lambda
 }
 
+/// DINO's cross-entropy between teacher and student (Caron et al. 2021, Algorithm 1):
+/// `teacher[i]` `[n, K]` are the teacher's outputs on global view `i`, `student[v]` the
+/// student's on view `v` (the global views first, in the same order); for every pair with
+/// `v != i`, `-Σ_k softmax((t - center) / teacher_temp)_k · log_softmax(s / student_temp)_k`,
+/// averaged over the batch, then over the `G·V - G` pairs (`G` teachers). The teacher side is
+/// detached; `center` is `[1, K]`.
+pub fn dino(
+    student: &[Tensor],
+    teacher: &[Tensor],
+    center: &Tensor,
+    student_temp: f64,
+    teacher_temp: f64,
+) -> Tensor {
+    let targets: Vec<Tensor> = teacher
+        .iter()
+        .map(|t| ((t.detach() - center) / teacher_temp).softmax(-1, Kind::Float))
+        .collect();
+    let logs: Vec<Tensor> = student
+        .iter()
+        .map(|s| (s / student_temp).log_softmax(-1, Kind::Float))
+        .collect();
+    let mut total: Option<Tensor> = None;
+    let mut terms = 0;
+    for (i, q) in targets.iter().enumerate() {
+        for (v, log_p) in logs.iter().enumerate() {
+            if v == i {
+                continue;
+            }
+            let ce = -(q * log_p)
+                .sum_dim_intlist(-1, false, Kind::Float)
+                .mean(Kind::Float);
+            total = Some(match total {
+                Some(acc) => acc + ce,
+                None => ce,
+            });
+            terms += 1;
+        }
+    }
+    total.map_or_else(
+        || Tensor::zeros([], (Kind::Float, center.device())),
+        |t| t / terms as f64,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +156,44 @@ mod tests {
 
     fn val(x: &Tensor) -> f64 {
         x.double_value(&[])
+    }
+
+    #[test]
+    fn dino_by_hand() {
+        // K = 2, one image. Teacher on global 0: (ln 3, 0) with center 0 and temperature 1:
+        // softmax (3/4, 1/4). Teacher on global 1: (0, 0): (1/2, 1/2). Student views with
+        // temperature 1: global 0 (0, 0) -> log (1/2, 1/2); global 1 (ln 3, 0) -> log (3/4,
+        // 1/4); a local view (0, ln 3) -> log (1/4, 3/4). Pairs (teacher 0: views 1, 2;
+        // teacher 1: views 0, 2), averaged.
+        let l3 = 3f64.ln();
+        let teacher = [t(&[&[l3, 0.0]]), t(&[&[0.0, 0.0]])];
+        let student = [t(&[&[0.0, 0.0]]), t(&[&[l3, 0.0]]), t(&[&[0.0, l3]])];
+        let center = t(&[&[0.0, 0.0]]);
+        let ce = |q: [f64; 2], p: [f64; 2]| -(q[0] * p[0].ln() + q[1] * p[1].ln());
+        let want = (ce([0.75, 0.25], [0.75, 0.25])
+            + ce([0.75, 0.25], [0.25, 0.75])
+            + ce([0.5, 0.5], [0.5, 0.5])
+            + ce([0.5, 0.5], [0.25, 0.75]))
+            / 4.0;
+        let got = val(&dino(&student, &teacher, &center, 1.0, 1.0));
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        // Centering subtracts before sharpening: a center equal to teacher 0's output makes
+        // its target uniform; temperatures divide both sides.
+        let centered = val(&dino(&student, &teacher, &teacher[0], 1.0, 1.0));
+        let want_c = (ce([0.5, 0.5], [0.75, 0.25])
+            + ce([0.5, 0.5], [0.25, 0.75])
+            + ce([0.25, 0.75], [0.5, 0.5])
+            + ce([0.25, 0.75], [0.25, 0.75]))
+            / 4.0;
+        assert!((centered - want_c).abs() < 1e-6, "{centered} vs {want_c}");
+        let sharp = val(&dino(&student, &teacher, &center, 0.5, 0.5));
+        let q0 = [0.9, 0.1]; // softmax(2 ln 3, 0) = (9/10, 1/10)
+        let want_s = (ce(q0, q0)
+            + ce(q0, [0.1, 0.9])
+            + ce([0.5, 0.5], [0.5, 0.5])
+            + ce([0.5, 0.5], [0.1, 0.9]))
+            / 4.0;
+        assert!((sharp - want_s).abs() < 1e-5, "{sharp} vs {want_s}");
     }
 
     #[test]

@@ -45,8 +45,13 @@ impl SslModel {
     }
 
     /// The views each image needs per step ([`SslMethod::views`]).
-    pub fn views(&self) -> &'static [ViewKind] {
+    pub fn views(&self) -> &[ViewKind] {
         self.method.views()
+    }
+
+    /// The area fraction of the method's local crops ([`SslMethod::local_crop_scale`]).
+    pub fn local_crop_scale(&self) -> [f64; 2] {
+        self.method.local_crop_scale()
     }
 
     /// The loss of a batch of views (training mode), see [`SslMethod::loss`].

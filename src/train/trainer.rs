@@ -57,10 +57,14 @@ struct Schedule {
 struct Loop<'r> {
     trainer: &'r Trainer<'r>,
     schedule: Schedule,
+    /// The run's augmentations at the architecture's size (global views and the monitor).
     augmenter: Augmenter,
+    /// The local crops' augmenter, when the method takes local views.
+    local: Option<Augmenter>,
     norm: Normalize,
-    /// Shape of one view of a batch, `[batch, channels, height, width]`.
-    shape: [i64; 4],
+    /// Shape of each view of a batch, `[batch, channels, height, width]`, in the method's
+    /// order.
+    shapes: Vec<[i64; 4]>,
     pb: ProgressBar,
 }
 
@@ -97,20 +101,30 @@ impl Trainer<'_> {
         } else {
             checkpoints.discard_log();
         }
-        if let Some(kind) = model.views().iter().find(|k| **k != ViewKind::Global) {
-            return Err(Error::Train(format!("the trainer makes no {kind:?} views")));
-        }
+        let augmenter = Augmenter::new(c.augment.clone(), c.arch.height, c.arch.width)?;
+        let local = if model.views().contains(&ViewKind::Local) {
+            Some(local_augmenter(c, model.local_crop_scale())?)
+        } else {
+            None
+        };
+        let shapes = model
+            .views()
+            .iter()
+            .map(|kind| {
+                let a = match kind {
+                    ViewKind::Local => local.as_ref().unwrap_or(&augmenter),
+                    ViewKind::Global => &augmenter,
+                };
+                [c.batch_size, c.arch.in_channels, a.height, a.width].map(|s| s as i64)
+            })
+            .collect();
         let lp = Loop {
             trainer: self,
             schedule,
-            augmenter: Augmenter::new(c.augment.clone(), c.arch.height, c.arch.width)?,
+            augmenter,
+            local,
             norm: Normalize::new(c.mean.clone(), c.std.clone(), c.arch.in_channels)?,
-            shape: [
-                c.batch_size as i64,
-                c.arch.in_channels as i64,
-                c.arch.height as i64,
-                c.arch.width as i64,
-            ],
+            shapes,
             pb: progress_bar(
                 &self.label,
                 (c.epochs - start_epoch.min(c.epochs)) * schedule.steps_per_epoch,
@@ -119,13 +133,18 @@ impl Trainer<'_> {
         let batches = Batches {
             data: self.data,
             examples: with_copies(&self.indices),
-            augmenter: &lp.augmenter,
             norm: &lp.norm,
             seed: c.seed,
             batch: c.batch_size,
             epochs: c.epochs,
-            view_len: c.arch.in_channels * c.arch.height * c.arch.width,
-            views: model.views().len(),
+            views: model
+                .views()
+                .iter()
+                .map(|kind| match (kind, &lp.local) {
+                    (ViewKind::Local, Some(local)) => local,
+                    _ => &lp.augmenter,
+                })
+                .collect(),
         };
         let run_started = Instant::now();
         let mut total_profile = Profile::default();
@@ -182,6 +201,19 @@ impl Trainer<'_> {
             warmup: (c.warmup_epochs * steps_per_epoch as f64).round() as usize,
         })
     }
+}
+
+/// The augmenter of local views: the run's augmentations with every crop's scale set to
+/// `scale` (DINO's 0.05 to 0.4), at [`local_size`](super::methods::local_size).
+///
+/// Errors: [`Error::Param`] when the scale is out of range.
+fn local_augmenter(c: &TrainConfig, scale: [f64; 2]) -> Result<Augmenter> {
+    let mut spec = c.augment.clone();
+    for crop in spec.crops_mut() {
+        crop.scale = scale;
+    }
+    let (h, w) = super::methods::local_size(&c.arch);
+    Augmenter::new(spec, h, w)
 }
 
 fn progress_bar(label: &str, steps: usize) -> ProgressBar {
@@ -273,7 +305,6 @@ impl Loop<'_> {
     ) -> Result<EpochSteps> {
         let (t, c, s) = (self.trainer, &self.trainer.config, self.schedule);
         let started = Instant::now();
-        let view_len = self.shape[1..].iter().product::<i64>() as usize;
         let mut out = EpochSteps {
             loss_sum: 0.0,
             steps: 0,
@@ -294,12 +325,14 @@ impl Loop<'_> {
             }
             prof.augment += augment;
             let step = epoch * s.steps_per_epoch + out.steps;
-            let x: Vec<Tensor> = views
-                .chunks_exact(c.batch_size * view_len)
-                .map(|v| {
-                    Tensor::from_slice(v)
-                        .reshape(self.shape)
-                        .to_device(t.device)
+            let mut rest = views.as_slice();
+            let x: Vec<Tensor> = self
+                .shapes
+                .iter()
+                .map(|shape| {
+                    let (v, tail) = rest.split_at(shape.iter().product::<i64>() as usize);
+                    rest = tail;
+                    Tensor::from_slice(v).reshape(shape).to_device(t.device)
                 })
                 .collect();
             let loss = model.loss(&x)?;

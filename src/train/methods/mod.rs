@@ -25,9 +25,21 @@ use crate::recipe::MethodConfig;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ViewKind {
     /// A view at the architecture's input size from the run's training augmentations (what
-    /// SimCLR, BYOL, SimSiam, VICReg and Barlow Twins take two of). Multi-crop methods
-    /// (SwAV, DINO) would add small local crops as another kind.
+    /// SimCLR, BYOL, SimSiam, VICReg and Barlow Twins take two of).
     Global,
+    /// A small local crop (multi-crop, Caron et al. 2020 and 2021): the run's augmentations
+    /// with every crop's scale set to [`SslMethod::local_crop_scale`] and the output at
+    /// [`local_size`] of the architecture's, so that a ViT sees fewer patches.
+    Local,
+}
+
+/// The side of a local view for `arch`: half the input's, rounded down to a whole number of
+/// patches for a ViT (14 of 28 with patch 7, 16 of 32 with patch 4; DINO's is 96 of 224),
+/// `(height, width)` in pixels.
+pub fn local_size(arch: &ArchSpec) -> (usize, usize) {
+    let step = arch.vit().map_or(1, |v| v.patch);
+    let half = |side: usize| ((side / 2) / step * step).max(step);
+    (half(arch.height), half(arch.width))
 }
 
 /// Two global views, the joint-embedding methods' pair.
@@ -37,12 +49,19 @@ pub const TWO_GLOBAL: &[ViewKind] = &[ViewKind::Global, ViewKind::Global];
 /// encoder's own, [`ArchSpec::projector`]), the loss of a batch of views, and its state.
 pub trait SslMethod {
     /// The views each image needs per step, in the order [`Self::loss`] takes them.
-    fn views(&self) -> &'static [ViewKind] {
+    fn views(&self) -> &[ViewKind] {
         TWO_GLOBAL
     }
 
+    /// The `[min, max]` area fraction of a [`ViewKind::Local`] crop (DINO's 0.05 to 0.4);
+    /// only read when [`Self::views`] has local views.
+    fn local_crop_scale(&self) -> [f64; 2] {
+        [0.05, 0.4]
+    }
+
     /// The loss of one batch (training mode): `views[k]` is view `k` of every image of the
-    /// batch, `[batch, channels, height, width]`, normalised.
+    /// batch, `[batch, channels, height, width]`, normalised (height and width those of its
+    /// [`ViewKind`]).
     ///
     /// Errors: [`Error::Train`] when the views are not the ones [`Self::views`] asks for.
     fn loss(&self, encoder: &Encoder, views: &[Tensor]) -> Result<Tensor>;
@@ -87,7 +106,7 @@ macro_rules! registry {
 }
 
 // The default method first.
-registry!(simclr, simsiam, byol, vicreg, barlow, mae);
+registry!(simclr, simsiam, byol, vicreg, barlow, mae, dino);
 
 /// One method of the registry.
 pub struct MethodSpec {
@@ -327,10 +346,17 @@ mod tests {
             let name = spec.name;
             tch::manual_seed(0);
             let mut m = SslModel::new(&arch, &spec.default_config(), Device::Cpu).expect("model");
+            let (lh, lw) = local_size(&arch);
             let views: Vec<Tensor> = m
                 .views()
                 .iter()
-                .map(|_| Tensor::randn([6, 1, 28, 28], (Kind::Float, Device::Cpu)))
+                .map(|kind| {
+                    let (h, w) = match kind {
+                        ViewKind::Global => (28, 28),
+                        ViewKind::Local => (lh as i64, lw as i64),
+                    };
+                    Tensor::randn([6, 1, h, w], (Kind::Float, Device::Cpu))
+                })
                 .collect();
             let l = m.loss(&views).expect("loss");
             assert!(l.double_value(&[]).is_finite(), "{name}");
@@ -406,6 +432,11 @@ mod tests {
                 r#"{"method":"vicreg","sim_weight":25.0,"var_weight":25.0,"cov_weight":1.0}"#,
                 r#"{"method":"barlow","lambda":0.005}"#,
                 r#"{"method":"mae","mask_ratio":0.75,"decoder_width":64.0,"decoder_depth":2.0}"#,
+                concat!(
+                    r#"{"method":"dino","out_dim":1024.0,"student_temp":0.1,"teacher_temp":0.04,"#,
+                    r#""center_momentum":0.9,"ema_base":0.996,"local_crops":8.0,"#,
+                    r#""local_crop_scale_max":0.4}"#
+                ),
             ]
         );
         assert_eq!(default_config(), METHODS[0].default_config());
@@ -434,8 +465,9 @@ mod tests {
         assert!(
             err(MethodConfig::new("simclr").with("temperature", "warm")).contains("--temperature")
         );
-        assert!(err(MethodConfig::new("dino"))
-            .contains("unknown method 'dino'; known: simclr, simsiam, byol, vicreg, barlow"));
+        assert!(err(MethodConfig::new("swav")).contains(
+            "unknown method 'swav'; known: simclr, simsiam, byol, vicreg, barlow, mae, dino"
+        ));
         assert!(vicreg.complete(&MethodConfig::new("simclr")).is_err());
         assert!(spec("barlow")
             .and_then(|s| s.config(|_| Ok(f64::NAN)))

@@ -67,7 +67,9 @@ pub(crate) fn block(
 
 impl Encoder {
     /// The patch embedding, class token and positions of `x` `[n, c, h, w]`: `[n, tokens,
-    /// width]`.
+    /// width]`. An input of another size than the architecture's (a multi-crop method's local
+    /// views) gets the patch positions resized bicubically to its grid, as DINO's
+    /// `interpolate_pos_encoding` does; the class token's position is kept.
     pub(crate) fn vit_embed(&self, v: &VitSpec, x: &Tensor) -> Tensor {
         let p = v.patch as i64;
         let patches = x
@@ -83,7 +85,29 @@ impl Encoder {
             .transpose(1, 2);
         let n = patches.size()[0];
         let cls = self.p("cls_token").expand([n, 1, v.width as i64], false);
-        Tensor::cat(&[cls, patches], 1) + self.p("pos_embed")
+        let grid = [x.size()[2] / p, x.size()[3] / p];
+        Tensor::cat(&[cls, patches], 1) + self.positions(v, grid)
+    }
+
+    /// The position embeddings `[1, 1 + gh gw, width]` for a grid of `grid` = `[gh, gw]`
+    /// patches: the learned ones at the architecture's grid, resized (bicubic, corners not
+    /// aligned) at any other.
+    fn positions(&self, v: &VitSpec, grid: [i64; 2]) -> Tensor {
+        let pos = self.p("pos_embed");
+        let p = v.patch as i64;
+        let trained = [self.arch.height as i64 / p, self.arch.width as i64 / p];
+        if grid == trained {
+            return pos.shallow_clone();
+        }
+        let d = v.width as i64;
+        let patches = pos
+            .narrow(1, 1, trained[0] * trained[1])
+            .reshape([1, trained[0], trained[1], d])
+            .permute([0, 3, 1, 2])
+            .upsample_bicubic2d(grid, false, None, None)
+            .permute([0, 2, 3, 1])
+            .reshape([1, grid[0] * grid[1], d]);
+        Tensor::cat(&[pos.narrow(1, 0, 1), patches], 1)
     }
 
     /// Block `i` (from 0) on the residual stream `x` `[n, t, width]`: the stream after its
@@ -115,5 +139,43 @@ impl Encoder {
             y = mlp;
         }
         (layers, self.vit_norm(v, &y))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{nn, Device, Kind, Tensor};
+
+    use crate::train::model::Encoder;
+
+    #[test]
+    fn positions_are_resized_per_channel_for_another_grid() {
+        tch::manual_seed(3);
+        let arch = crate::arch::vit::vit_tiny_28();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let enc = Encoder::new(&(vs.root() / "encoder"), &arch).expect("encoder");
+        let v = arch.vit().expect("vit").clone();
+        let d = v.width as i64;
+        // Each channel constant over the positions, the class token's apart: resizing keeps
+        // every channel's value (bicubic weights sum to 1) unless channels get mixed.
+        let per_channel = Tensor::arange(d, (Kind::Float, Device::Cpu)) / 10.0;
+        tch::no_grad(|| {
+            let mut pos = enc.p("pos_embed").shallow_clone();
+            pos.copy_(&per_channel.view([1, 1, d]).expand([1, 17, d], false));
+            let _ = pos.narrow(1, 0, 1).fill_(-5.0);
+        });
+        let same = enc.positions(&v, [4, 4]);
+        assert!(same.equal(enc.p("pos_embed")));
+        let small = enc.positions(&v, [2, 2]);
+        assert_eq!(small.size(), [1, 5, d]);
+        assert_eq!(small.double_value(&[0, 0, 3]), -5.0);
+        let patches = small.narrow(1, 1, 4);
+        let want = per_channel.view([1, 1, d]).expand([1, 4, d], false);
+        assert!((patches - want).abs().max().double_value(&[]) < 1e-5);
+        // A 14x14 input (a local crop) embeds to 1 + 2x2 tokens and runs through the blocks.
+        let x = Tensor::randn([3, 1, 14, 14], (Kind::Float, Device::Cpu));
+        let out = enc.forward(&x, true);
+        assert_eq!(out.tokens.expect("tokens").size(), [3, 5, d]);
+        assert_eq!(out.projection.size()[0], 3);
     }
 }
