@@ -17,12 +17,14 @@
 #   barlow-bn   Barlow Twins, lambda 0.02, batch norm in the projector
 #   vit-mae     MAE on vit-tiny-28x28x1 (AdamW 1e-3, weight decay 0.05), 200 epochs, tokens scored
 #   vit-simclr  SimCLR on vit-tiny-28x28x1, the same optimiser, 200 epochs, temperature 0.2
+#   vit-dino    DINO on vit-tiny-28x28x1, the same optimiser at 5e-4, 8 local crops, BYOL's
+#               augmentations (blur, solarize), 200 epochs, class token scored
 # Build the binaries first (scripts/reproduce.sh does the same):
 #   cargo build --release --locked --features train --bin sslmem --bin sslmem-train
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-$HOME/.cache/sslmem/runs}
-STEPS=${STEPS:-mnist vicreg byol-bn barlow-bn vit-mae vit-simclr}
+STEPS=${STEPS:-mnist vicreg byol-bn barlow-bn vit-mae vit-simclr vit-dino}
 DEVICE=${DEVICE:-cpu}
 THREADS=${THREADS:-2}
 NICE=${NICE:-10}
@@ -34,7 +36,7 @@ common=(--subset 1000 --test-subset 1000 --candidate 0.25 --independent 0.25 --c
   --canary-repeats 4 --monitor-every 50 --models 1 --resume)
 vit=(--subset 1000 --test-subset 1000 --candidate 0.25 --independent 0.25 --crop-scale-min 0.3
   --batch-size 64 --canaries 50 --canary-kind patterns --canary-min-distance 0.2 --canary-repeats 4
-  --monitor-every 25 --models 1 --resume --arch vit-tiny-28x28x1 --optimizer adamw --lr 1e-3
+  --monitor-every 25 --models 1 --resume --arch vit-tiny-28x28x1 --optimizer adamw
   --weight-decay 0.05 --epochs 200)
 
 train() { # name args...
@@ -69,12 +71,18 @@ for step in $STEPS; do
     byol-bn) pair byol-bn --method byol --projector-bn ;;
     barlow-bn) pair barlow-bn --method barlow --barlow-lambda 0.02 --projector-bn ;;
     vit-mae)
-      train vit-mae pair --method mae --score-output tokens --out "$RUNS/vit-mae" "${vit[@]}"
+      train vit-mae pair --method mae --score-output tokens --lr 1e-3 --out "$RUNS/vit-mae" "${vit[@]}"
       audit vit-mae
       ;;
     vit-simclr)
-      train vit-simclr pair --temperature 0.2 --score-output projection --out "$RUNS/vit-simclr" "${vit[@]}"
+      train vit-simclr pair --temperature 0.2 --score-output projection --lr 1e-3 \
+        --out "$RUNS/vit-simclr" "${vit[@]}"
       audit vit-simclr
+      ;;
+    vit-dino)
+      train vit-dino pair --method dino --augment byol --score-output representation \
+        --lr 5e-4 --out "$RUNS/vit-dino" "${vit[@]}"
+      audit vit-dino
       ;;
     *) echo "findings-runs: unknown step '$step'" >&2; exit 2 ;;
   esac

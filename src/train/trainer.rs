@@ -206,11 +206,20 @@ impl Trainer<'_> {
 /// The augmenter of local views: the run's augmentations with every crop's scale set to
 /// `scale` (DINO's 0.05 to 0.4), at [`local_size`](super::methods::local_size).
 ///
-/// Errors: [`Error::Param`] when the scale is out of range.
+/// Errors: [`Error::Param`] when the pipeline has no crop or the scale is out of range.
 fn local_augmenter(c: &TrainConfig, scale: [f64; 2]) -> Result<Augmenter> {
     let mut spec = c.augment.clone();
+    let mut crops = 0;
     for crop in spec.crops_mut() {
         crop.scale = scale;
+        crops += 1;
+    }
+    if crops == 0 {
+        return Err(Error::Param(
+            "the method's local views need a random resized crop in --augment (e.g. byol or \
+             simclr)"
+                .into(),
+        ));
     }
     let (h, w) = super::methods::local_size(&c.arch);
     Augmenter::new(spec, h, w)
@@ -335,6 +344,7 @@ impl Loop<'_> {
                     Tensor::from_slice(v).reshape(shape).to_device(t.device)
                 })
                 .collect();
+            debug_assert!(rest.is_empty(), "the batch holds more than its views");
             let loss = model.loss(&x)?;
             opt.zero_grad();
             loss.backward();

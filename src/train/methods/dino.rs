@@ -119,7 +119,9 @@ struct Dino {
     teacher: Encoder,
     teacher_last: Tensor,
     center: Tensor,
-    /// The mean teacher output of the last loss, `[1, K]`, for the centre's update.
+    /// The mean teacher output of the last loss, `[1, K]`, for the centre's update (one loss
+    /// per optimiser step: with gradient accumulation the centre would see only the last
+    /// micro-batch).
     batch_center: RefCell<Option<Tensor>>,
 }
 
@@ -142,10 +144,21 @@ impl Dino {
     /// Errors: `local_crops` is not a whole number; the architecture has no projector; the
     /// copy fails.
     fn new(config: DinoConfig, online: &nn::VarStore, arch: &ArchSpec) -> Result<Self> {
-        if config.local_crops.fract() != 0.0 || config.out_dim.fract() != 0.0 {
+        for (flag, v) in [
+            ("local-crops", config.local_crops),
+            ("dino-out-dim", config.out_dim),
+        ] {
+            if v.fract() != 0.0 {
+                return Err(Error::Param(format!(
+                    "dino: --{flag} is {v}; it must be a whole number"
+                )));
+            }
+        }
+        if config.teacher_temp >= config.student_temp {
             return Err(Error::Param(format!(
-                "dino: --local-crops ({}) and --dino-out-dim ({}) must be whole numbers",
-                config.local_crops, config.out_dim
+                "dino: --dino-teacher-temp ({}) must be below --dino-student-temp ({}): the \
+                 teacher's outputs are sharpened",
+                config.teacher_temp, config.student_temp
             )));
         }
         let d = *arch
@@ -333,10 +346,13 @@ mod tests {
     }
 
     #[test]
-    fn fractional_counts_are_refused() {
+    fn fractional_counts_and_a_teacher_no_sharper_than_the_student_are_refused() {
         let config = MethodConfig::new("dino").with("local_crops", 2.5);
         let arch = super::super::tests::tiny();
         assert!(SslModel::new(&arch, &config, Device::Cpu)
-            .is_err_and(|e| e.to_string().contains("--local-crops")));
+            .is_err_and(|e| e.to_string().contains("--local-crops is 2.5")));
+        let config = MethodConfig::new("dino").with("teacher_temp", 0.2);
+        assert!(SslModel::new(&arch, &config, Device::Cpu)
+            .is_err_and(|e| e.to_string().contains("must be below --dino-student-temp")));
     }
 }
