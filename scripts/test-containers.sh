@@ -389,8 +389,11 @@ print(next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] =
 # --- The trainer image -------------------------------------------------------------------
 build_train() {
   # The torch stage copies this machine's torch==2.13.0 (scripts/setup.sh --train) instead of
-  # downloading it again; Docker users get it from PyPI (TORCH_FROM empty).
-  pm build --format docker --network host "${build_args[@]}" --build-arg "SSLMEM_GIT_REVISION=$rev" \
+  # downloading it again; Docker users get it from PyPI (TORCH_FROM empty). --layers=false:
+  # podman 4.3 cannot bind-mount a stage that came from its layer cache (`couldn't find
+  # .../merged/opt/torch`), so the stages are made anew each time (the cargo cache mount still
+  # keeps the build incremental).
+  pm build --layers=false --format docker --network host "${build_args[@]}" --build-arg "SSLMEM_GIT_REVISION=$rev" \
     -v "$torch_site:/run/torch-site:ro" --build-arg TORCH_FROM=/run/torch-site \
     -f docker/Dockerfile.train -t "$train_img" .
   echo "  $train_img: $(pm image inspect --format '{{.Size}}' "$train_img" | awk '{printf "%.1f GB", $1 / 1e9}'); $(df -h --output=avail "$graph_root" | tail -n 1 | tr -d ' ') left free"
