@@ -110,16 +110,21 @@ mod tests {
     use super::*;
     use crate::augment::AugmentSpec;
 
-    #[test]
-    fn the_run_long_producer_sends_each_epochs_batches_in_order() {
-        let data = ImageArray {
+    /// `n` deterministic 8x8 grey images (pixel `v` of the array is `v * mult % 251`).
+    fn images(n: usize, mult: usize) -> ImageArray {
+        ImageArray {
             name: "test".into(),
             channels: 1,
             height: 8,
             width: 8,
-            pixels: (0..10 * 64).map(|v| (v * 7 % 251) as u8).collect(),
+            pixels: (0..n * 64).map(|v| (v * mult % 251) as u8).collect(),
             labels: None,
-        };
+        }
+    }
+
+    #[test]
+    fn the_run_long_producer_sends_each_epochs_batches_in_order() {
+        let data = images(10, 7);
         let augmenter = Augmenter::new(AugmentSpec::simclr(), 8, 8).expect("augmenter");
         let norm = Normalize::new(vec![0.5], vec![0.25], 1).expect("norm");
         let batches = Batches {
@@ -159,14 +164,7 @@ mod tests {
 
     #[test]
     fn views_are_numbered_per_epoch_and_copy() {
-        let data = ImageArray {
-            name: "test".into(),
-            channels: 1,
-            height: 8,
-            width: 8,
-            pixels: (0..2 * 64).map(|v| (v * 13 % 251) as u8).collect(),
-            labels: None,
-        };
+        let data = images(2, 13);
         let augmenter = Augmenter::new(AugmentSpec::simclr(), 8, 8).expect("augmenter");
         let norm = Normalize::new(vec![0.5], vec![0.25], 1).expect("norm");
         let three = Batches {
@@ -196,14 +194,7 @@ mod tests {
 
     #[test]
     fn local_views_follow_the_global_ones_at_their_own_size() {
-        let data = ImageArray {
-            name: "test".into(),
-            channels: 1,
-            height: 8,
-            width: 8,
-            pixels: (0..2 * 64).map(|v| (v * 11 % 251) as u8).collect(),
-            labels: None,
-        };
+        let data = images(2, 11);
         let global = Augmenter::new(AugmentSpec::simclr(), 8, 8).expect("augmenter");
         let local = Augmenter::new(AugmentSpec::simclr(), 4, 4).expect("augmenter");
         let norm = Normalize::new(vec![0.5], vec![0.25], 1).expect("norm");

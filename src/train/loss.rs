@@ -3,7 +3,8 @@
 
 use tch::{Kind, Tensor};
 
-fn l2_normalize(z: &Tensor) -> Tensor {
+/// Each row of `z` `[n, d]` divided by its l2 norm (at least 1e-12).
+pub(crate) fn l2_normalize(z: &Tensor) -> Tensor {
     let norm = z
         .norm_scalaropt_dim(2, [1i64].as_slice(), true)
         .clamp_min(1e-12);

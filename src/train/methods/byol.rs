@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use tch::{nn, Tensor};
 
-use super::heads::Predictor;
+use super::heads::{cosine_momentum, ema_update, Predictor};
 use super::{project, two, MethodSpec, Param, Range, SslMethod};
 use crate::arch::ArchSpec;
 use crate::error::{Error, Result};
@@ -63,12 +63,6 @@ impl Byol {
         })
     }
 
-    /// The EMA momentum at `step` of `total`: `1 - (1 - ema_base) (cos(π step/total) + 1) / 2`,
-    /// rising from `ema_base` to 1 (Grill et al. 2020, section 3.2).
-    fn tau(&self, step: usize, total: usize) -> f64 {
-        let progress = step as f64 / total.max(1) as f64;
-        1.0 - (1.0 - self.config.ema_base) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
-    }
 }
 
 impl SslMethod for Byol {
@@ -85,17 +79,11 @@ impl SslMethod for Byol {
         Ok(loss::byol(&p1, &p2, &t1, &t2))
     }
 
-    /// target = tau * target + (1 - tau) * online, tau from [`Self::tau`].
+    /// target = tau · target + (1 - tau) · online, tau rising from `ema_base` to 1
+    /// ([`cosine_momentum`]).
     fn after_step(&mut self, online: &nn::VarStore, step: usize, total: usize) {
-        let tau = self.tau(step, total);
-        let online = online.variables();
-        tch::no_grad(|| {
-            for (name, mut t) in self.target_vs.variables() {
-                if let Some(o) = online.get(&name) {
-                    t.copy_(&(&t * tau + o * (1.0 - tau)));
-                }
-            }
-        });
+        let tau = cosine_momentum(self.config.ema_base, step, total);
+        ema_update(&self.target_vs, online, tau);
     }
 
     fn target(&self) -> Option<&nn::VarStore> {

@@ -17,10 +17,11 @@ use std::cell::RefCell;
 use serde::Deserialize;
 use tch::{nn, Kind, Tensor};
 
+use super::heads::{cosine_momentum, ema_update};
 use super::{MethodSpec, Param, Range, SslMethod, ViewKind};
 use crate::arch::ArchSpec;
 use crate::error::{Error, Result};
-use crate::train::loss;
+use crate::train::loss::{self, l2_normalize};
 use crate::train::model::{fan_in_uniform, Encoder};
 
 pub static METHOD: MethodSpec = MethodSpec {
@@ -128,13 +129,7 @@ struct Dino {
 /// The head's last layer on projections `z` `[n, d]`: `normalize(z) · normalize_rows(w)ᵀ`,
 /// `[n, K]`.
 fn last_layer(z: &Tensor, w: &Tensor) -> Tensor {
-    let unit = |x: &Tensor| {
-        let n = x
-            .norm_scalaropt_dim(2, [1i64].as_slice(), true)
-            .clamp_min(1e-12);
-        x / n
-    };
-    unit(z).matmul(&unit(w).transpose(0, 1))
+    l2_normalize(z).matmul(&l2_normalize(w).transpose(0, 1))
 }
 
 impl Dino {
@@ -196,12 +191,6 @@ impl Dino {
         })
     }
 
-    /// The teacher's EMA momentum at `step` of `total`: `1 - (1 - ema_base) (cos(π
-    /// step/total) + 1) / 2`, from `ema_base` to 1 (Caron et al. 2021, section 3.1).
-    fn momentum(&self, step: usize, total: usize) -> f64 {
-        let progress = step as f64 / total.max(1) as f64;
-        1.0 - (1.0 - self.config.ema_base) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
-    }
 }
 
 /// The outputs of `views` concatenated along the batch (one forward pass: same-size views
@@ -248,17 +237,12 @@ impl SslMethod for Dino {
         ))
     }
 
-    /// teacher = m · teacher + (1 - m) · student (m from [`Dino::momentum`]); then the centre
+    /// teacher = m · teacher + (1 - m) · student (m from [`cosine_momentum`]); then the centre
     /// moves toward the last batch's mean teacher output: `c = λ c + (1 - λ) mean`.
     fn after_step(&mut self, online: &nn::VarStore, step: usize, total: usize) {
-        let m = self.momentum(step, total);
-        let online = online.variables();
+        let m = cosine_momentum(self.config.ema_base, step, total);
+        ema_update(&self.teacher_vs, online, m);
         tch::no_grad(|| {
-            for (name, mut t) in self.teacher_vs.variables() {
-                if let Some(o) = online.get(&name) {
-                    t.copy_(&(&t * m + o * (1.0 - m)));
-                }
-            }
             if let Some(mean) = self.batch_center.borrow_mut().take() {
                 let l = self.config.center_momentum;
                 let moved = &self.center * l + mean * (1.0 - l);

@@ -1,4 +1,5 @@
-//! Heads the methods add on top of the encoder's projector.
+//! Heads the methods add on top of the encoder's projector, and the EMA target networks
+//! (BYOL's target, DINO's teacher) that follow the online one.
 
 use tch::{nn, Tensor};
 
@@ -68,4 +69,25 @@ impl Predictor {
         }
         h.relu().linear(&self.w2, Some(&self.b2))
     }
+}
+
+/// The EMA momentum at `step` of `total`: `1 - (1 - base) (cos(π step/total) + 1) / 2`,
+/// rising from `base` to 1 along a cosine (Grill et al. 2020, section 3.2; Caron et al. 2021,
+/// section 3.1).
+pub fn cosine_momentum(base: f64, step: usize, total: usize) -> f64 {
+    let progress = step as f64 / total.max(1) as f64;
+    1.0 - (1.0 - base) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
+}
+
+/// `target = m · target + (1 - m) · online` for every target variable that the online network
+/// has under the same name (others, such as DINO's centre, are left alone). No gradients.
+pub fn ema_update(target: &nn::VarStore, online: &nn::VarStore, m: f64) {
+    let online = online.variables();
+    tch::no_grad(|| {
+        for (name, mut t) in target.variables() {
+            if let Some(o) = online.get(&name) {
+                t.copy_(&(&t * m + o * (1.0 - m)));
+            }
+        }
+    });
 }
