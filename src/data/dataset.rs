@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use super::named::{self, NamedDataset};
-use super::split::{SplitRecord, SplitSpec};
+use super::split::shuffled_order;
 use super::{folder, idx, ImageArray};
 use crate::error::{Error, Result};
 
@@ -45,10 +45,44 @@ pub fn load(
         };
         let a: Vec<usize> = (0..a.min(tt.train.len())).collect();
         let b: Vec<usize> = (0..b.min(tt.test.len())).collect();
+        let full = (tt.train.labels.clone(), tt.test.labels.clone());
         tt.train = tt.train.subset(&tt.train.name.clone(), &a).map_err(bad)?;
         tt.test = tt.test.subset(&tt.test.name.clone(), &b).map_err(bad)?;
+        for (part, full, kept) in [
+            ("training", &full.0, &tt.train.labels),
+            ("test", &full.1, &tt.test.labels),
+        ] {
+            let missing = missing_classes(full.as_deref(), kept.as_deref());
+            if !missing.is_empty() {
+                tracing::warn!(
+                    dataset = spec,
+                    "the {part} subset (the first {} examples) holds none of classes {missing:?}: \
+                     the files are probably sorted by class, so every set drawn from it (and any \
+                     comparison with the test set) is skewed; shuffle the files or use a larger \
+                     subset",
+                    kept.as_ref().map_or(0, Vec::len)
+                );
+            }
+        }
     }
     Ok(tt)
+}
+
+/// The labels in `full` that `kept` lacks, sorted; empty when either is unlabelled.
+fn missing_classes(full: Option<&[u8]>, kept: Option<&[u8]>) -> Vec<u8> {
+    let (Some(full), Some(kept)) = (full, kept) else {
+        return Vec::new();
+    };
+    let mut seen = [false; 256];
+    kept.iter().for_each(|&l| seen[l as usize] = true);
+    let mut missing: Vec<u8> = full
+        .iter()
+        .copied()
+        .filter(|&l| !seen[l as usize])
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    missing
 }
 
 fn load_full(spec: &str, shape: Option<[usize; 3]>) -> Result<TrainTest> {
@@ -161,28 +195,21 @@ fn idx_labels_for(images: &Path) -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
-/// Holds out a seeded fifth of `all` as the test set (for datasets without one).
+/// Holds out a seeded fifth of `all` as the test set (for datasets without one): the split's
+/// seed-0 shuffle, its first fifth (rounded) the test set and the rest the training set. Both
+/// parts keep the **shuffled order**, not the files' order, so that `--subset N` (the first
+/// N) is a random sample even when the files are sorted by class, as npm's digits and folders
+/// of class subfolders are.
 fn hold_out(name: &str, all: ImageArray) -> Result<(ImageArray, ImageArray)> {
-    let s = SplitRecord::make(
-        name,
-        all.len(),
-        SplitSpec {
-            seed: 0,
-            candidate: 0.2,
-            independent: 0.0,
-        },
-        "",
-        0,
-    )?;
+    let order = shuffled_order(0, all.len());
+    let (test, train) = order.split_at((all.len() as f64 * 0.2).round() as usize);
     let bad = |e: crate::error::InputError| Error::Dataset {
         name: name.into(),
         reason: e.to_string(),
     };
-    let train: Vec<usize> = s.shared.iter().collect();
-    let test: Vec<usize> = s.candidate.iter().collect();
     Ok((
-        all.subset(&format!("{name}:train"), &train).map_err(bad)?,
-        all.subset(&format!("{name}:test"), &test).map_err(bad)?,
+        all.subset(&format!("{name}:train"), train).map_err(bad)?,
+        all.subset(&format!("{name}:test"), test).map_err(bad)?,
     ))
 }
 
@@ -273,6 +300,66 @@ mod tests {
         assert_eq!((a.train.len(), a.test.len()), (10, 2));
         assert_eq!(a.test.pixels, b.test.pixels);
         assert!(load("/no/such/dataset", None, None).is_err());
+    }
+
+    #[test]
+    fn missing_classes_lists_the_labels_a_subset_lost() {
+        let full = [3, 0, 1, 1, 2, 3];
+        assert_eq!(missing_classes(Some(&full), Some(&[1, 1, 0])), [2, 3]);
+        assert!(missing_classes(Some(&full), Some(&[3, 2, 1, 0])).is_empty());
+        assert!(missing_classes(None, Some(&[1])).is_empty());
+        assert!(missing_classes(Some(&full), None).is_empty());
+    }
+
+    /// A folder sorted by class (5 classes of 20 images, no test set): the held-out fifth
+    /// is the split's seed-0 candidate set, and both parts come shuffled, so a `--subset`
+    /// of their first examples holds every class (npm's digits are sorted the same way).
+    #[test]
+    fn held_out_parts_are_shuffled_so_a_subset_of_sorted_files_holds_every_class() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for cls in 0..5u8 {
+            for i in 0..20u8 {
+                let p = dir
+                    .path()
+                    .join(format!("c{cls}"))
+                    .join(format!("{i:02}.png"));
+                std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+                image::GrayImage::from_pixel(2, 2, image::Luma([cls * 20 + i]))
+                    .save(&p)
+                    .expect("save");
+            }
+        }
+        let spec = dir.path().display().to_string();
+        let tt = load(&spec, None, None).expect("load");
+        assert_eq!((tt.train.len(), tt.test.len()), (80, 20));
+        // Pixel value = file index: the test set is the split's seed-0 candidate set.
+        let ids = |a: &ImageArray| -> Vec<usize> {
+            a.pixels.chunks_exact(4).map(|p| p[0] as usize).collect()
+        };
+        let split = crate::data::split::SplitRecord::make(
+            &spec,
+            100,
+            crate::data::split::SplitSpec {
+                seed: 0,
+                candidate: 0.2,
+                independent: 0.0,
+            },
+            "",
+            0,
+        )
+        .expect("split");
+        let mut test_ids = ids(&tt.test);
+        assert!(
+            test_ids.windows(2).any(|w| w[0] > w[1]),
+            "shuffled, not sorted"
+        );
+        test_ids.sort_unstable();
+        assert_eq!(test_ids, split.candidate.iter().collect::<Vec<_>>());
+        let sub = load(&spec, None, Some((30, 15))).expect("subset");
+        for part in [&sub.train, &sub.test] {
+            let labels = part.labels.as_deref().expect("labelled");
+            assert!(missing_classes(Some(&[0, 1, 2, 3, 4]), Some(labels)).is_empty());
+        }
     }
 
     #[test]

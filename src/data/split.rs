@@ -268,12 +268,7 @@ impl SplitRecord {
                 spec.candidate, spec.independent
             )));
         }
-        let mut order: Vec<usize> = (0..size).collect();
-        let mut rng = Rng::from_seed(spec.seed ^ 0x0053_504C_4954);
-        for i in (1..size).rev() {
-            let j = rng.below(i as u64 + 1) as usize;
-            order.swap(i, j);
-        }
+        let order = shuffled_order(spec.seed, size);
         let n_c = (size as f64 * spec.candidate).round() as usize;
         let n_i = (size as f64 * spec.independent).round() as usize;
         let (cand, rest) = order.split_at(n_c);
@@ -340,6 +335,18 @@ impl SplitRecord {
         }
         Ok(())
     }
+}
+
+/// `0..size` in the seeded order a split cuts (a Fisher–Yates shuffle from
+/// `seed ^ "SPLIT"`): [`SplitRecord::make`]'s sets are its consecutive runs.
+pub fn shuffled_order(seed: u64, size: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..size).collect();
+    let mut rng = Rng::from_seed(seed ^ 0x0053_504C_4954);
+    for i in (1..size).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        order.swap(i, j);
+    }
+    order
 }
 
 fn merge(a: &IndexSet, b: &IndexSet) -> Vec<usize> {
