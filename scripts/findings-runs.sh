@@ -15,16 +15,19 @@
 #   vicreg      VICReg
 #   byol-bn     BYOL with batch norm in the projector
 #   barlow-bn   Barlow Twins, lambda 0.02, batch norm in the projector
+#   simsiam-bn  SimSiam with batch norm in the projector and predictor
 #   vit-mae     MAE on vit-tiny-28x28x1 (AdamW 1e-3, weight decay 0.05), 200 epochs, tokens scored
 #   vit-simclr  SimCLR on vit-tiny-28x28x1, the same optimiser, 200 epochs, temperature 0.2
 #   vit-dino    DINO on vit-tiny-28x28x1, the same optimiser at 5e-4, 8 local crops, BYOL's
 #               augmentations (blur, solarize), 200 epochs, class token scored
+# It runs for hours and bash reads a script while running it, so run it from a checkout you will
+# not edit meanwhile (for example `git worktree add --detach ../runs-tree`).
 # Build the binaries first (scripts/reproduce.sh does the same):
 #   cargo build --release --locked --features train --bin sslmem --bin sslmem-train
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-$HOME/.cache/sslmem/runs}
-STEPS=${STEPS:-mnist vicreg byol-bn barlow-bn vit-mae vit-simclr vit-dino}
+STEPS=${STEPS:-mnist vicreg byol-bn barlow-bn simsiam-bn vit-mae vit-simclr vit-dino}
 DEVICE=${DEVICE:-cpu}
 THREADS=${THREADS:-2}
 NICE=${NICE:-10}
@@ -70,6 +73,7 @@ for step in $STEPS; do
     vicreg) pair vicreg --method vicreg ;;
     byol-bn) pair byol-bn --method byol --projector-bn ;;
     barlow-bn) pair barlow-bn --method barlow --barlow-lambda 0.02 --projector-bn ;;
+    simsiam-bn) pair simsiam-bn --method simsiam --projector-bn ;;
     vit-mae)
       train vit-mae pair --method mae --score-output tokens --lr 1e-3 --out "$RUNS/vit-mae" "${vit[@]}"
       audit vit-mae
