@@ -9,7 +9,8 @@ normalised representations, the mean l2 distance of the pairs under g minus unde
 
 The encoders are the bundle's own ONNX files, run op by op with torch.nn.functional (the ops
 the trainer exports: Conv, Relu, Add, Gemm, GlobalAveragePool, Flatten, MaxPool,
-BatchNormalization), so both sides compute with the same weights.
+BatchNormalization, and the ViT's MatMul, LayerNormalization, Softmax, Erf, Mul, Div, Reshape,
+Transpose, Gather, Shape, Concat, Expand), so both sides compute with the same weights.
 
     python bench_score.py BUNDLE IMAGES_DIR K      prints images per second
 
@@ -79,6 +80,32 @@ class Eager:
                 y = F.max_pool2d(i[0], a["kernel_shape"], a.get("strides"), (pads[0], pads[1]))
             elif op == "BatchNormalization":
                 y = F.batch_norm(i[0], i[3], i[4], i[1], i[2], False, 0.0, a.get("epsilon", 1e-5))
+            # The ViT's ops (src/onnx/vit.rs).
+            elif op == "MatMul":
+                y = i[0] @ i[1]
+            elif op in ("Mul", "Div"):
+                y = i[0] * i[1] if op == "Mul" else i[0] / i[1]
+            elif op == "Erf":
+                y = torch.erf(i[0])
+            elif op == "Softmax":
+                y = torch.softmax(i[0], a.get("axis", -1))
+            elif op == "LayerNormalization":
+                y = F.layer_norm(i[0], i[1].shape, i[1], i[2], a.get("epsilon", 1e-5))
+            elif op == "Transpose":
+                y = i[0].permute(*a["perm"])
+            elif op == "Reshape":
+                # ONNX: a 0 copies the input's dimension, -1 is inferred.
+                shape = [i[0].shape[k] if d == 0 else d for k, d in enumerate(i[1].tolist())]
+                y = i[0].reshape(shape)
+            elif op == "Gather":
+                axis = a.get("axis", 0)
+                y = i[0].select(axis, int(i[1])) if i[1].dim() == 0 else torch.index_select(i[0], axis, i[1])
+            elif op == "Shape":
+                y = torch.tensor(i[0].shape[a.get("start", 0):a.get("end", i[0].dim())], device=i[0].device)
+            elif op == "Concat":
+                y = torch.cat(i, a["axis"])
+            elif op == "Expand":
+                y = i[0].expand(*i[1].tolist())
             else:
                 raise SystemExit(f"bench_score.py: op {op} is not supported")
             env[n.output[0]] = y
@@ -217,7 +244,7 @@ def main():
         """Mean distance of each image's K view pairs (consecutive views), per image."""
         d = []
         for e in encoders:
-            z = F.normalize(e(views), dim=1)
+            z = F.normalize(e(views).flatten(1), dim=1)  # tokens: all of them, one l2 norm
             d.append((z[0::2] - z[1::2]).norm(dim=1).view(n, k).mean(dim=1))
         return torch.stack(d).mean(dim=0)
 

@@ -6,6 +6,12 @@ temperature 0.5), SGD (lr 0.06, momentum 0.9, wd 5e-4), batch size and augmentat
 (torchvision v2: RandomResizedCrop(28, antialias), flip, ColorJitter (0.4, 0.4, 0.4, 0.1)
 p 0.8, RandomGrayscale 0.2, normalise), in eager mode with a DataLoader of WORKERS processes.
 
+--arch vit-tiny-28x28x1 trains the trainer's ViT instead (7x7 patches, class token, learned
+position embeddings, 6 pre-norm blocks of width 96 with 3 heads and MLP 384 with exact GELU,
+layer-norm eps 1e-6, final layer norm, class token as the representation, projector 128-64)
+with AdamW (lr 1e-3, weight decay 0.05), as `sslmem-train bench-epoch --arch` does; attention
+is PyTorch's fused F.scaled_dot_product_attention.
+
 --images N trains on the first N Fashion-MNIST training images. --subset N trains what
 `sslmem-train pair --subset N` trains as f: 90% of the first N images (the rest are the
 independent set), with pair's memorization monitor every --monitor-every epochs and after the
@@ -15,7 +21,7 @@ against unseen) and a checkpoint (model and optimiser state) after each measured
 every 120 s. Prints images per second of the epoch loop (monitor and checkpoints included).
 
     python bench_train.py (--images N | --subset N) [--epochs E] [--batch B] [--workers W]
-        [--stem-stride S] [--monitor-every M]
+        [--stem-stride S] [--monitor-every M] [--arch resnet-mini-28x28x1|vit-tiny-28x28x1]
 """
 import argparse
 import gzip
@@ -38,6 +44,7 @@ p.add_argument("--batch", type=int, default=256)
 p.add_argument("--workers", type=int, default=2)
 p.add_argument("--stem-stride", type=int, default=1)
 p.add_argument("--monitor-every", type=int, default=5)
+p.add_argument("--arch", choices=["resnet-mini-28x28x1", "vit-tiny-28x28x1"], default="resnet-mini-28x28x1")
 args = p.parse_args()
 
 with gzip.open("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") as f:
@@ -87,13 +94,53 @@ class Block(nn.Module):
         return F.relu(self.b(F.relu(self.a(x))) + self.short(x))
 
 
-backbone = nn.Sequential(
-    conv_bn(1, 32, args.stem_stride), nn.ReLU(), Block(32, 32, 1), Block(32, 64, 2),
-    Block(64, 128, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-)
-projector = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 64))
+class VitBlock(nn.Module):
+    def __init__(self, width=96, heads=3, mlp=384):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(width, eps=1e-6)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.norm2 = nn.LayerNorm(width, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(width, mlp), nn.GELU(), nn.Linear(mlp, width))
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, d)
+        x = x + self.proj(a)
+        return x + self.mlp(self.norm2(x))
+
+
+class Vit(nn.Module):
+    def __init__(self, patch=7, width=96, depth=6):
+        super().__init__()
+        self.embed = nn.Conv2d(1, width, patch, patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, width))
+        self.pos = nn.Parameter(torch.randn(1, (28 // patch) ** 2 + 1, width) * 0.02)
+        self.blocks = nn.Sequential(*[VitBlock(width) for _ in range(depth)])
+        self.norm = nn.LayerNorm(width, eps=1e-6)
+
+    def forward(self, x):
+        x = self.embed(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(len(x), -1, -1), x], 1) + self.pos
+        return self.norm(self.blocks(x))[:, 0]
+
+
+if args.arch == "vit-tiny-28x28x1":
+    backbone = Vit()
+    projector = nn.Sequential(nn.Linear(96, 128), nn.ReLU(), nn.Linear(128, 64))
+else:
+    backbone = nn.Sequential(
+        conv_bn(1, 32, args.stem_stride), nn.ReLU(), Block(32, 32, 1), Block(32, 64, 2),
+        Block(64, 128, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    )
+    projector = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 64))
 model = nn.Sequential(backbone, projector)
-opt = torch.optim.SGD(model.parameters(), lr=0.06, momentum=0.9, weight_decay=5e-4)
+if args.arch == "vit-tiny-28x28x1":
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+else:
+    opt = torch.optim.SGD(model.parameters(), lr=0.06, momentum=0.9, weight_decay=5e-4)
 
 
 def nt_xent(z1, z2, t=0.5):

@@ -134,7 +134,16 @@ pub struct BenchArgs {
         default_value_t = 256
     )]
     pub batch_size: usize,
-    /// Stride of the stem convolution (as `pair --stem-stride`).
+    /// The architecture, a 28x28x1 preset (as `pair --arch`). A ResNet trains with SGD (lr
+    /// 0.06, momentum 0.9, weight decay 5e-4), a ViT with AdamW (lr 1e-3, weight decay 0.05),
+    /// as scripts/findings-runs.sh trains them.
+    #[arg(
+        long,
+        env = "SSLMEM_TRAIN_BENCH_EPOCH_ARCH",
+        default_value = "resnet-mini-28x28x1"
+    )]
+    pub arch: String,
+    /// Stride of the stem convolution (as `pair --stem-stride`; ResNets only).
     #[arg(long, env = "SSLMEM_TRAIN_BENCH_EPOCH_STEM_STRIDE")]
     pub stem_stride: Option<usize>,
     /// As `pair --monitor-every` (with --subset only).
@@ -328,20 +337,35 @@ fn bench_epoch(a: &BenchArgs, dev: Device) -> Result<()> {
     let n = a.subset.unwrap_or(a.images);
     let train = dataset::load("fashion-mnist", None, Some((n, 1)))?.train;
     let (mean, std) = dataset::normalisation("fashion-mnist", &train);
-    let mut arch = ArchSpec::resnet_mini_28();
+    let mut arch = ArchSpec::preset(&a.arch)?;
+    if [arch.in_channels, arch.height, arch.width] != [1, 28, 28] {
+        return Err(Error::Param(format!(
+            "--arch {}: bench-epoch trains on Fashion-MNIST, so the architecture must take \
+             28x28x1 images",
+            a.arch
+        )));
+    }
     if let Some(s) = a.stem_stride {
-        if let Some(r) = arch.resnet_mut() {
-            r.stem.stride = s;
-        }
+        let Some(r) = arch.resnet_mut() else {
+            return Err(Error::Param(format!(
+                "--stem-stride: {} has no stem convolution (ResNets only)",
+                a.arch
+            )));
+        };
+        r.stem.stride = s;
         arch.validate()?;
     }
+    let (kind, lr, weight_decay) = match arch.resnet() {
+        Some(_) => (OptimKind::Sgd, 0.06, 5e-4),
+        None => (OptimKind::Adamw, 1e-3, 0.05),
+    };
     let config = TrainConfig {
         arch,
         method: methods::default_config(),
         optim: OptimConfig {
-            kind: OptimKind::Sgd,
-            lr: 0.06,
-            weight_decay: 5e-4,
+            kind,
+            lr,
+            weight_decay,
             momentum: 0.9,
             betas: (0.9, 0.999),
             eps: 1e-8,
