@@ -16,6 +16,11 @@
 #   byol-bn     BYOL with batch norm in the projector
 #   barlow-bn   Barlow Twins, lambda 0.02, batch norm in the projector
 #   simsiam-bn  SimSiam with batch norm in the projector and predictor
+#   removal     the removal experiment on the default bundle (models/fashion-mnist-canaries, the
+#               pair that memorizes): its audit ranks the 250 candidates; the top 50 and 100,
+#               and as many random ones with the same class histogram, are removed and f is
+#               retrained with the bundle's recipe (1,000 epochs), seeds 0-2, plus k = 0: 15
+#               encoders, into $RUNS/removal-default
 #   vit-mae     MAE on vit-tiny-28x28x1 (AdamW 1e-3, weight decay 0.05), 200 epochs, tokens scored
 #   vit-simclr  SimCLR on vit-tiny-28x28x1, the same optimiser, 200 epochs, temperature 0.2
 #   vit-dino    DINO on vit-tiny-28x28x1, the same optimiser at 5e-4, 8 local crops, BYOL's
@@ -27,7 +32,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-$HOME/.cache/sslmem/runs}
-STEPS=${STEPS:-mnist vicreg byol-bn barlow-bn simsiam-bn vit-mae vit-simclr vit-dino}
+STEPS=${STEPS:-mnist vicreg byol-bn barlow-bn simsiam-bn vit-mae vit-simclr vit-dino removal}
 DEVICE=${DEVICE:-cpu}
 THREADS=${THREADS:-2}
 NICE=${NICE:-10}
@@ -74,6 +79,15 @@ for step in $STEPS; do
     byol-bn) pair byol-bn --method byol --projector-bn ;;
     barlow-bn) pair barlow-bn --method barlow --barlow-lambda 0.02 --projector-bn ;;
     simsiam-bn) pair simsiam-bn --method simsiam --projector-bn ;;
+    removal)
+      if [[ ! -f $RUNS/audits/simclr-default/scores.csv ]]; then
+        nice -n "$NICE" "$bin/sslmem" audit --bundle models/fashion-mnist-canaries \
+          --out "$RUNS/audits/simclr-default" --pairs 10 >>"$RUNS/removal-default.log" 2>&1
+      fi
+      train removal-default removal --bundle models/fashion-mnist-canaries \
+        --scores "$RUNS/audits/simclr-default/scores.csv" --k 50,100 --seeds 0,1,2 \
+        --out "$RUNS/removal-default"
+      ;;
     vit-mae)
       train vit-mae pair --method mae --score-output tokens --lr 1e-3 --out "$RUNS/vit-mae" "${vit[@]}"
       audit vit-mae

@@ -318,7 +318,7 @@ def reproduce(out):
         if (out / sub / "summary.json").is_file():
             lines += audit_section(name, out / sub)
     if (out / "removal" / "removal.json").is_file():
-        lines += removal_section(out / "removal", "## Removal experiment (MNIST pair)")
+        lines += removal_section(out / "removal", "## Removal experiment (default pair)")
     return lines
 
 
