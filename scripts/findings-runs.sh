@@ -21,9 +21,11 @@
 #               and as many random ones with the same class histogram, are removed and f is
 #               retrained with the bundle's recipe (1,000 epochs), seeds 0-2, plus k = 0: 15
 #               encoders, into $RUNS/removal-default
-#   vit-mae     MAE on vit-tiny-28x28x1 (AdamW 1e-3, weight decay 0.05), 200 epochs, tokens scored
+#   vit-mae     MAE on vit-tiny-28x28x1 (AdamW 1e-3, weight decay 0.05, 10 warm-up epochs as
+#               the ViT papers' 5%), 200 epochs, tokens scored
 #   vit-simclr  SimCLR on vit-tiny-28x28x1, the same optimiser, 200 epochs, temperature 0.2
-#   vit-dino    DINO on vit-tiny-28x28x1, the same optimiser at 5e-4, 8 local crops, BYOL's
+#   vit-dino    DINO on vit-tiny-28x28x1, the same optimiser at 2.5e-4 (DINO's 5e-4 x batch/256
+#               is 1.25e-4; 1e-3 drifted toward the uniform output), 8 local crops, BYOL's
 #               augmentations (blur, solarize), 200 epochs, class token scored
 # It runs for hours and bash reads a script while running it, so run it from a checkout you will
 # not edit meanwhile (for example `git worktree add --detach ../runs-tree`).
@@ -44,7 +46,7 @@ common=(--subset 1000 --test-subset 1000 --candidate 0.25 --independent 0.25 --c
   --canary-repeats 4 --monitor-every 50 --models 1 --resume)
 vit=(--subset 1000 --test-subset 1000 --candidate 0.25 --independent 0.25 --crop-scale-min 0.3
   --batch-size 64 --canaries 50 --canary-kind patterns --canary-min-distance 0.2 --canary-repeats 4
-  --monitor-every 25 --models 1 --resume --arch vit-tiny-28x28x1 --optimizer adamw
+  --monitor-every 25 --models 1 --resume --arch vit-tiny-28x28x1 --optimizer adamw --warmup-epochs 10
   --weight-decay 0.05 --epochs 200)
 
 train() { # name args...
@@ -99,7 +101,7 @@ for step in $STEPS; do
       ;;
     vit-dino)
       train vit-dino pair --method dino --augment byol --score-output representation \
-        --lr 5e-4 --out "$RUNS/vit-dino" "${vit[@]}"
+        --lr 2.5e-4 --out "$RUNS/vit-dino" "${vit[@]}"
       audit vit-dino
       ;;
     *) echo "findings-runs: unknown step '$step'" >&2; exit 2 ;;
