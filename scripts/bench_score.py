@@ -90,6 +90,8 @@ class Eager:
             elif op == "Softmax":
                 y = torch.softmax(i[0], a.get("axis", -1))
             elif op == "LayerNormalization":
+                if a.get("axis", -1) != -1 or len(i) < 3:
+                    raise SystemExit("bench_score.py: LayerNormalization over the last axis with a bias only")
                 y = F.layer_norm(i[0], i[1].shape, i[1], i[2], a.get("epsilon", 1e-5))
             elif op == "Transpose":
                 y = i[0].permute(*a["perm"])

@@ -29,6 +29,9 @@
 #               augmentations (blur, solarize), 200 epochs, class token scored
 # It runs for hours and bash reads a script while running it, so run it from a checkout you will
 # not edit meanwhile (for example `git worktree add --detach ../runs-tree`).
+# A step resumes only under the recipe it started with: after changing a step's flags here,
+# delete its folder under $RUNS (the trainer refuses the old checkpoints, and `set -e` stops the
+# queue there).
 # Build the binaries first (scripts/reproduce.sh does the same):
 #   cargo build --release --locked --features train --bin sslmem --bin sslmem-train
 set -euo pipefail
@@ -82,7 +85,7 @@ for step in $STEPS; do
     barlow-bn) pair barlow-bn --method barlow --barlow-lambda 0.02 --projector-bn ;;
     simsiam-bn) pair simsiam-bn --method simsiam --projector-bn ;;
     removal)
-      if [[ ! -f $RUNS/audits/simclr-default/scores.csv ]]; then
+      if [[ ! -f $RUNS/audits/simclr-default/summary.json ]]; then
         nice -n "$NICE" "$bin/sslmem" audit --bundle models/fashion-mnist-canaries \
           --out "$RUNS/audits/simclr-default" --pairs 10 >>"$RUNS/removal-default.log" 2>&1
       fi

@@ -322,6 +322,51 @@ fn folders_of_images_train_and_score() {
         "a seeded fifth held out as the test set"
     );
 
+    // The split names its images by fingerprint: the folder audits as it is, and is refused
+    // once an image changes, or when the record predates fingerprints (held-out order).
+    let sha = m["split"]["data_sha256"].as_str().expect("data_sha256");
+    assert_eq!(sha.len(), 64, "{sha}");
+    let audit = |tag: &str| {
+        common::run(&[
+            "audit",
+            "--bundle",
+            out2.to_str().expect("utf8"),
+            "--out",
+            dir.path().join(tag).to_str().expect("utf8"),
+            "--limit",
+            "4",
+            "--pairs",
+            "2",
+        ])
+    };
+    let o = audit("audit-ok");
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let path = sslmem::data::inputs::image_files(&flat).expect("files")[7].clone();
+    image::GrayImage::from_pixel(28, 28, image::Luma([200]))
+        .save(&path)
+        .expect("png");
+    let o = audit("audit-changed");
+    assert!(!o.status.success());
+    assert!(
+        common::stderr(&o).contains("does not hold the images"),
+        "{}",
+        common::stderr(&o)
+    );
+    let mut old = manifest(&out2);
+    old["split"]
+        .as_object_mut()
+        .expect("split")
+        .remove("data_sha256");
+    let text = serde_json::to_string_pretty(&old).expect("json");
+    std::fs::write(out2.join("sslmem.json"), text).expect("write");
+    let o = audit("audit-old");
+    assert!(!o.status.success());
+    assert!(
+        common::stderr(&o).contains("predates"),
+        "{}",
+        common::stderr(&o)
+    );
+
     // A folder of the wrong image size fails before training, naming the file.
     let big = dir.path().join("big");
     std::fs::create_dir_all(&big).expect("mkdir");

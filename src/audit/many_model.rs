@@ -54,6 +54,7 @@ pub(super) fn work_list(
             rec.size
         )));
     }
+    dataset::check_recorded_data(&spec, rec.data_sha256.as_deref(), &tt)?;
     let train = Arc::new(tt.train);
     let items = (0..rec.size.min(limit))
         .map(|index| Item {

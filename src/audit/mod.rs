@@ -546,6 +546,7 @@ fn work_list(
             split.size
         )));
     }
+    dataset::check_recorded_data(&spec, split.data_sha256.as_deref(), &tt)?;
     let (train, test) = (Arc::new(tt.train), Arc::new(tt.test));
     let mut items = Vec::new();
     for &set in sets {

@@ -95,6 +95,7 @@ pub fn split_pair(
         extra_dataset: format!("{}:test", rec.dataset),
         extra: IndexSet::range(0, test_examples),
         canaries: None,
+        data_sha256: rec.data_sha256.clone(),
         other: Default::default(),
     };
     let pair = Manifest {

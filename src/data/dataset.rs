@@ -28,6 +28,58 @@ pub struct TrainTest {
     /// Class names where known (label `k` is `classes[k]`): a folder dataset's subfolders,
     /// Fashion-MNIST's ten; empty otherwise.
     pub classes: Vec<String>,
+    /// The test set is a seeded fifth held out of the files (whose order changed on
+    /// 2026-12-07, see [`check_split_data`]).
+    pub held_out: bool,
+}
+
+/// SHA-256 (hex) of the training images' and then the test images' pixel bytes, in index
+/// order, each part preceded by its example count (little-endian u64): what a split record's
+/// indices name. Labels are not part of it.
+pub fn data_sha256(train: &ImageArray, test: &ImageArray) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [train, test] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(&part.pixels);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks that `tt` (loaded as `spec`, with the bundle's subset) holds the images a record
+/// (a split record's or a many-model plan's `data_sha256`, `recorded`) was made on, so that
+/// its indices name the same examples.
+///
+/// # Errors
+/// [`Error::Param`] when `recorded` differs from `tt`'s [`data_sha256`] (other files, another
+/// subset or another order), and when there is none but the test set is held out: records
+/// made before 2026-12-07 on such datasets (`mnist`, an IDX file, a folder used whole)
+/// indexed the files' order, which the held-out parts no longer keep.
+pub fn check_recorded_data(spec: &str, recorded: Option<&str>, tt: &TrainTest) -> Result<()> {
+    match recorded {
+        Some(want) => {
+            let got = data_sha256(&tt.train, &tt.test);
+            if got != want {
+                return Err(Error::Param(format!(
+                    "{spec} does not hold the images the split was made on (their SHA-256 is \
+                     {got}, the split's {want}): other files, another --subset, or another \
+                     order, so its indices would name other images; use the dataset the \
+                     encoders were trained on, or train them again"
+                )));
+            }
+        }
+        None if tt.held_out => {
+            return Err(Error::Param(format!(
+                "{spec} holds out a fifth of its files as the test set, and this record \
+                 predates the fingerprint of its images (data_sha256): it was made when the \
+                 held-out parts kept the files' order, which they no longer do (since \
+                 2026-12-07 they are shuffled, docs/train.md), so its indices would name other \
+                 images; train the encoders again"
+            )));
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 /// Loads `spec` (see the module docs). `shape` (`[channels, height, width]`) converts folder
@@ -61,9 +113,10 @@ pub fn load(
                 tracing::warn!(
                     dataset = spec,
                     "the {part} subset (the first {} examples) holds none of classes {missing:?}: \
-                     the files are probably sorted by class, so every set drawn from it (and any \
-                     comparison with the test set) is skewed; shuffle the files or use a larger \
-                     subset",
+                     the part is probably sorted by class (a train/ or test/ folder of class \
+                     subfolders keeps its files' order), so every set drawn from it (and any \
+                     comparison with the test set) is skewed; use the whole part, or one folder \
+                     of class subfolders (whose held-out parts are shuffled)",
                     kept_len
                 );
             }
@@ -90,10 +143,11 @@ fn missing_classes(full: Option<&[u8]>, kept: Option<&[u8]>) -> Vec<u8> {
 }
 
 fn load_full(spec: &str, shape: Option<[usize; 3]>) -> Result<TrainTest> {
-    let plain = |train, test| TrainTest {
+    let plain = |train, test, held_out| TrainTest {
         train,
         test,
         classes: Vec::new(),
+        held_out,
     };
     if let Some(d) = named::by_name(spec) {
         return load_named(d);
@@ -103,7 +157,7 @@ fn load_full(spec: &str, shape: Option<[usize; 3]>) -> Result<TrainTest> {
         let labels = idx_labels_for(path);
         let all = idx::load(spec, path, labels.as_deref())?;
         let (train, test) = hold_out(spec, all)?;
-        return Ok(plain(train, test));
+        return Ok(plain(train, test, true));
     }
     if !path.is_dir() {
         return Err(Error::Param(format!(
@@ -126,10 +180,11 @@ fn load_full(spec: &str, shape: Option<[usize; 3]>) -> Result<TrainTest> {
                     &test_images,
                     find_gz(path, "t10k-labels-idx1-ubyte").as_deref(),
                 )?,
+                false,
             )),
             None => {
                 let (train, test) = hold_out(spec, train)?;
-                Ok(plain(train, test))
+                Ok(plain(train, test, true))
             }
         };
     }
@@ -155,6 +210,7 @@ fn load_full(spec: &str, shape: Option<[usize; 3]>) -> Result<TrainTest> {
             train: train.images,
             test: test.images,
             classes: train.classes,
+            held_out: false,
         });
     }
     let all = folder::load(spec, path, shape)?;
@@ -163,20 +219,22 @@ fn load_full(spec: &str, shape: Option<[usize; 3]>) -> Result<TrainTest> {
         train,
         test,
         classes: all.classes,
+        held_out: true,
     })
 }
 
 /// A named dataset's training and test arrays (a seeded fifth held out when it has no test
 /// set of its own) and class names.
 fn load_named(d: &dyn NamedDataset) -> Result<TrainTest> {
-    let (train, test) = match d.train_test() {
-        Some(tt) => tt?,
-        None => hold_out(d.name(), d.load_all()?)?,
+    let ((train, test), held_out) = match d.train_test() {
+        Some(tt) => (tt?, false),
+        None => (hold_out(d.name(), d.load_all()?)?, true),
     };
     Ok(TrainTest {
         train,
         test,
         classes: d.classes().iter().map(|c| c.to_string()).collect(),
+        held_out,
     })
 }
 
@@ -364,6 +422,41 @@ mod tests {
             let labels = part.labels.as_deref().expect("labelled");
             assert!(missing_classes(Some(&[0, 1, 2, 3, 4]), Some(labels)).is_empty());
         }
+    }
+
+    /// A split names the images it was made on: the same images pass, others (one pixel
+    /// changed, or the same images in another order) are refused, and so is a record without
+    /// a fingerprint when the test set is held out (its order changed).
+    #[test]
+    fn a_split_is_checked_against_the_images_it_was_made_on() {
+        let array = |pixels: Vec<u8>| ImageArray {
+            name: "t".into(),
+            channels: 1,
+            height: 1,
+            width: 2,
+            pixels,
+            labels: None,
+        };
+        let tt = |train: Vec<u8>, held_out| TrainTest {
+            train: array(train),
+            test: array(vec![9, 9]),
+            classes: Vec::new(),
+            held_out,
+        };
+        let made = tt(vec![1, 2, 3, 4], true);
+        let sha = data_sha256(&made.train, &made.test);
+        let recorded = Some(sha.as_str());
+        assert!(check_recorded_data("t", recorded, &made).is_ok());
+        for other in [tt(vec![1, 2, 3, 5], true), tt(vec![3, 4, 1, 2], false)] {
+            let e = check_recorded_data("t", recorded, &other).expect_err("other images");
+            assert!(e.to_string().contains("does not hold the images"), "{e}");
+        }
+        // Moving a byte between the parts changes the fingerprint too.
+        let (a, b) = (array(vec![1, 2, 3, 4]), array(vec![9, 9]));
+        assert_ne!(data_sha256(&a, &b), data_sha256(&b, &a));
+        let e = check_recorded_data("t", None, &made).expect_err("held out, no fingerprint");
+        assert!(e.to_string().contains("predates"), "{e}");
+        assert!(check_recorded_data("t", None, &tt(vec![1, 2, 3, 4], false)).is_ok());
     }
 
     #[test]

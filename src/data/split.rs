@@ -207,6 +207,11 @@ pub struct SplitRecord {
     /// Planted canaries (`--canaries`), absent in bundles without them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canaries: Option<CanaryRecord>,
+    /// SHA-256 of the images the indices name, as the trainer loaded them (see
+    /// `dataset::data_sha256`); absent in records made before 2026-12-07 and in records not
+    /// made by the trainer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_sha256: Option<String>,
     /// Fields this version does not know, written back as they were read (after the known
     /// ones).
     #[serde(flatten)]
@@ -283,6 +288,7 @@ impl SplitRecord {
             extra_dataset: extra_dataset.into(),
             extra: IndexSet::range(0, extra_size),
             canaries: None,
+            data_sha256: None,
             other: serde_json::Map::new(),
         })
     }

@@ -36,6 +36,10 @@ pub struct SubsampleRecord {
     pub seed: u64,
     /// One set per encoder, in the manifest's `f` order: the pool indices it trained on.
     pub members: Vec<IndexSet>,
+    /// SHA-256 of the images the pool indices name (`dataset::data_sha256`); absent in
+    /// records made before 2026-12-07.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_sha256: Option<String>,
 }
 
 /// Checks that `models` (`M`) is even and at least 2.
@@ -99,6 +103,7 @@ impl SubsampleRecord {
             size,
             seed,
             members: members(size, seed, models)?,
+            data_sha256: None,
         })
     }
 

@@ -108,7 +108,7 @@ impl Job<'_> {
 
 /// The dataset `spec` (cut to the first `subset` examples) at the recipe's input size, and the
 /// recipe with its normalisation taken from the training images when it has none: what
-/// `pair` and `subsample` start from. Returns `(recipe, train, test)`.
+/// `pair` and `subsample` start from. Returns `(recipe, the training and test arrays)`.
 ///
 /// # Errors
 /// When the dataset cannot be loaded or cut.
@@ -116,16 +116,16 @@ pub fn load_data(
     config: &TrainConfig,
     spec: &str,
     subset: Option<(usize, usize)>,
-) -> Result<(TrainConfig, ImageArray, ImageArray)> {
+) -> Result<(TrainConfig, dataset::TrainTest)> {
     let arch = &config.arch;
     let shape = [arch.in_channels, arch.height, arch.width];
-    let dataset::TrainTest { train, test, .. } = dataset::load(spec, Some(shape), subset)?;
+    let tt = dataset::load(spec, Some(shape), subset)?;
     let mut config = config.clone();
     if config.mean.is_empty() {
-        (config.mean, config.std) = dataset::normalisation(spec, &train);
+        (config.mean, config.std) = dataset::normalisation(spec, &tt.train);
         tracing::info!(mean = ?config.mean, std = ?config.std, "input normalisation");
     }
-    Ok((config, train, test))
+    Ok((config, tt))
 }
 
 /// Runs the tch encoder (eval mode) and ONNX Runtime on the same images; fails when they

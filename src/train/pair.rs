@@ -118,16 +118,31 @@ impl PairData {
     /// Loads the dataset, makes the split and the canaries, and writes `split.json` and the
     /// canary images into the bundle folder.
     fn prepare(config: &TrainConfig, o: &PairOptions, work: &Path) -> Result<Self> {
-        let (config, train, test) = super::job::load_data(config, &o.dataset, o.subset)?;
-        let labelled = train.labels.is_some() && test.labels.is_some();
+        let (config, tt) = super::job::load_data(config, &o.dataset, o.subset)?;
+        let labelled = tt.train.labels.is_some() && tt.test.labels.is_some();
         if !labelled {
             tracing::warn!(
                 "{} has no labels: the encoders will be trained and exported but not evaluated",
                 o.dataset
             );
         }
-        let mut split =
-            SplitRecord::make(&train.name, train.len(), o.split, &test.name, test.len())?;
+        let mut split = SplitRecord::make(
+            &tt.train.name,
+            tt.train.len(),
+            o.split,
+            &tt.test.name,
+            tt.test.len(),
+        )?;
+        // A resumed run must train on the images it started on.
+        let recorded = o.out.join("split.json");
+        if o.resume && work.exists() && recorded.is_file() {
+            let text = fs::read_to_string(&recorded).map_err(|e| Error::io(&recorded, e))?;
+            let old: SplitRecord = serde_json::from_str(&text)
+                .map_err(|e| Error::bundle(&recorded, format!("is not a split record: {e}")))?;
+            dataset::check_recorded_data(&o.dataset, old.data_sha256.as_deref(), &tt)?;
+        }
+        split.data_sha256 = Some(dataset::data_sha256(&tt.train, &tt.test));
+        let (train, test) = (tt.train, tt.test);
         fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
         let base = train.len();
         let train = match o.canaries {
@@ -362,7 +377,9 @@ pub fn reevaluate(
     let dataset = dataset.as_str();
     let i = &m.input;
     let shape = [i.channels, i.height, i.width];
-    let dataset::TrainTest { train, test, .. } = dataset::load(dataset, Some(shape), subset)?;
+    let tt = dataset::load(dataset, Some(shape), subset)?;
+    dataset::check_recorded_data(dataset, split.data_sha256.as_deref(), &tt)?;
+    let dataset::TrainTest { train, test, .. } = tt;
     if train.labels.is_none() || test.labels.is_none() {
         return Err(Error::Dataset {
             name: dataset.into(),

@@ -374,6 +374,7 @@ impl Setup {
                 split.size
             )));
         }
+        dataset::check_recorded_data(spec, split.data_sha256.as_deref(), &tt)?;
         let ranked = ranked_candidates(&o.scores)?;
         let labels = candidate_labels(&o.scores)?;
         let cand: std::collections::BTreeSet<usize> = split.candidate.iter().collect();

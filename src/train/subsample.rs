@@ -98,6 +98,10 @@ pub struct Plan {
     /// The recipe, normalisation filled in; its `seed` seeds the design and, plus `I`,
     /// encoder `I`'s training.
     pub config: TrainConfig,
+    /// SHA-256 of the pool's images as loaded (`dataset::data_sha256`): a later job must
+    /// load the same ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_sha256: Option<String>,
 }
 
 impl Plan {
@@ -105,7 +109,9 @@ impl Plan {
     ///
     /// Errors: as [`SubsampleRecord::make`].
     pub fn record(&self) -> Result<SubsampleRecord> {
-        SubsampleRecord::make(&self.dataset, self.size, self.config.seed, self.models)
+        let mut r = SubsampleRecord::make(&self.dataset, self.size, self.config.seed, self.models)?;
+        r.data_sha256 = self.data_sha256.clone();
+        Ok(r)
     }
 
     /// The fields in which `self` and `other` differ, as dotted paths (`config.epochs`).
@@ -341,7 +347,9 @@ struct Pool {
 impl Pool {
     /// Loads the dataset, fills in the recipe's normalisation and makes the plan of `o`.
     fn prepare(config: &TrainConfig, o: &SubsampleOptions) -> Result<Self> {
-        let (config, train, test) = super::job::load_data(config, &o.dataset, o.subset)?;
+        let (config, dataset::TrainTest { train, test, .. }) =
+            super::job::load_data(config, &o.dataset, o.subset)?;
+        let data_sha256 = Some(dataset::data_sha256(&train, &test));
         let plan = Plan {
             dataset: o.dataset.clone(),
             subset: o.subset,
@@ -350,6 +358,7 @@ impl Pool {
             score_output: o.score_output.clone(),
             monitor: o.monitor.clone(),
             config,
+            data_sha256,
         };
         Self::new(plan, train, test)
     }
@@ -360,8 +369,9 @@ impl Pool {
     fn from_plan(plan: Plan) -> Result<Self> {
         let arch = &plan.config.arch;
         let shape = [arch.in_channels, arch.height, arch.width];
-        let dataset::TrainTest { train, test, .. } =
-            dataset::load(&plan.dataset, Some(shape), plan.subset)?;
+        let tt = dataset::load(&plan.dataset, Some(shape), plan.subset)?;
+        dataset::check_recorded_data(&plan.dataset, plan.data_sha256.as_deref(), &tt)?;
+        let dataset::TrainTest { train, test, .. } = tt;
         if train.len() != plan.size {
             return Err(Error::Dataset {
                 name: plan.dataset.clone(),
