@@ -127,17 +127,17 @@ class Vit(nn.Module):
         return self.norm(self.blocks(x))[:, 0]
 
 
-if args.arch == "vit-tiny-28x28x1":
-    backbone = Vit()
-    projector = nn.Sequential(nn.Linear(96, 128), nn.ReLU(), nn.Linear(128, 64))
+vit = args.arch == "vit-tiny-28x28x1"
+if vit:
+    backbone, features = Vit(), 96
 else:
-    backbone = nn.Sequential(
+    backbone, features = nn.Sequential(
         conv_bn(1, 32, args.stem_stride), nn.ReLU(), Block(32, 32, 1), Block(32, 64, 2),
         Block(64, 128, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-    )
-    projector = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 64))
+    ), 128
+projector = nn.Sequential(nn.Linear(features, 128), nn.ReLU(), nn.Linear(128, 64))
 model = nn.Sequential(backbone, projector)
-if args.arch == "vit-tiny-28x28x1":
+if vit:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
 else:
     opt = torch.optim.SGD(model.parameters(), lr=0.06, momentum=0.9, weight_decay=5e-4)

@@ -345,13 +345,16 @@ fn folders_of_images_train_and_score() {
     image::GrayImage::from_pixel(28, 28, image::Luma([200]))
         .save(&path)
         .expect("png");
-    let o = audit("audit-changed");
-    assert!(!o.status.success());
-    assert!(
-        common::stderr(&o).contains("does not hold the images"),
-        "{}",
-        common::stderr(&o)
-    );
+    let refused = |tag: &str, reason: &str| {
+        let o = audit(tag);
+        assert!(!o.status.success());
+        assert!(
+            common::stderr(&o).contains(reason),
+            "{}",
+            common::stderr(&o)
+        );
+    };
+    refused("audit-changed", "does not hold the images");
     let mut old = manifest(&out2);
     old["split"]
         .as_object_mut()
@@ -359,13 +362,7 @@ fn folders_of_images_train_and_score() {
         .remove("data_sha256");
     let text = serde_json::to_string_pretty(&old).expect("json");
     std::fs::write(out2.join("sslmem.json"), text).expect("write");
-    let o = audit("audit-old");
-    assert!(!o.status.success());
-    assert!(
-        common::stderr(&o).contains("predates"),
-        "{}",
-        common::stderr(&o)
-    );
+    refused("audit-old", "predates");
 
     // A folder of the wrong image size fails before training, naming the file.
     let big = dir.path().join("big");

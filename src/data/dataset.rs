@@ -43,7 +43,7 @@ pub fn data_sha256(train: &ImageArray, test: &ImageArray) -> String {
         h.update((part.len() as u64).to_le_bytes());
         h.update(&part.pixels);
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::fsutil::lower_hex(&h.finalize())
 }
 
 /// Checks that `tt` (loaded as `spec`, with the bundle's subset) holds the images a record
@@ -97,32 +97,33 @@ pub fn load(
         };
         let a: Vec<usize> = (0..a.min(tt.train.len())).collect();
         let b: Vec<usize> = (0..b.min(tt.test.len())).collect();
-        let full = (tt.train.labels.clone(), tt.test.labels.clone());
+        warn_on_missing_classes(spec, "training", tt.train.labels.as_deref(), a.len());
+        warn_on_missing_classes(spec, "test", tt.test.labels.as_deref(), b.len());
         tt.train = tt.train.subset(&tt.train.name.clone(), &a).map_err(bad)?;
         tt.test = tt.test.subset(&tt.test.name.clone(), &b).map_err(bad)?;
-        for (part, full, kept) in [
-            ("training", &full.0, &tt.train.labels),
-            ("test", &full.1, &tt.test.labels),
-        ] {
-            let missing = missing_classes(full.as_deref(), kept.as_deref());
-            // Only where a random sample would hold every class (at least 10 examples a
-            // class: all but about e^-10 of such samples do).
-            let classes = missing_classes(full.as_deref(), Some(&[])).len();
-            let kept_len = kept.as_ref().map_or(0, Vec::len);
-            if !missing.is_empty() && kept_len >= 10 * classes {
-                tracing::warn!(
-                    dataset = spec,
-                    "the {part} subset (the first {} examples) holds none of classes {missing:?}: \
-                     the part is probably sorted by class (a train/ or test/ folder of class \
-                     subfolders keeps its files' order), so every set drawn from it (and any \
-                     comparison with the test set) is skewed; use the whole part, or one folder \
-                     of class subfolders (whose held-out parts are shuffled)",
-                    kept_len
-                );
-            }
-        }
     }
     Ok(tt)
+}
+
+/// Warns when the first `kept` of a part's `labels` leave out whole classes, where a random
+/// sample would hold every class (at least 10 examples a class: all but about e^-10 of such
+/// samples do).
+fn warn_on_missing_classes(spec: &str, part: &str, labels: Option<&[u8]>, kept: usize) {
+    let Some(labels) = labels else {
+        return;
+    };
+    let missing = missing_classes(Some(labels), Some(&labels[..kept.min(labels.len())]));
+    let classes = missing_classes(Some(labels), Some(&[])).len();
+    if !missing.is_empty() && kept >= 10 * classes {
+        tracing::warn!(
+            dataset = spec,
+            "the {part} subset (the first {kept} examples) holds none of classes {missing:?}: \
+             the part is probably sorted by class (a train/ or test/ folder of class \
+             subfolders keeps its files' order), so every set drawn from it (and any \
+             comparison with the test set) is skewed; use the whole part, or one folder of \
+             class subfolders (whose held-out parts are shuffled)"
+        );
+    }
 }
 
 /// The labels in `full` that `kept` lacks, sorted; empty when either is unlabelled.
