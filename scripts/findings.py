@@ -92,6 +92,57 @@ def layer_mem_table(lm):
     return rows
 
 
+def layer_mem_runs(specs, figure):
+    """The LayerMem tables of `[NAME=]AUDIT` specs (a heading per audit when there are several)
+    and, with `figure`, a PNG with one panel per audit: LayerMem by layer with its 95% interval."""
+    runs = []
+    for spec in specs:
+        name, sep, audit = spec.partition("=")
+        if not sep:
+            name, audit = Path(spec).name, spec
+        path = Path(audit) / "summary.json"
+        if not path.is_file():
+            sys.exit(f"findings.py: {path} does not exist (run `sslmem audit --out {audit}` first)")
+        s = json.loads(path.read_text())
+        if not s.get("layer_mem"):
+            sys.exit(f"findings.py: {path} has no layer_mem (a bundle without layers?)")
+        runs.append((name, s))
+    lines = header()
+    for name, s in runs:
+        lm = s["layer_mem"]
+        if len(runs) > 1:
+            lines += [f"**{name}**", ""]
+        lines += [f"{lm['images']} {lm['set']} images, {s['params']['pairs']} view pairs each; "
+                  "95% intervals over the images.", ""] + layer_mem_table(lm) + [""]
+    if figure:
+        layer_mem_figure(runs, figure)
+        lines.append(f"Figure: `{figure}`.")
+    return lines
+
+
+def layer_mem_figure(runs, figure):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(runs), 1, figsize=(8, 2.6 * len(runs)), squeeze=False)
+    for ax, (name, s) in zip(axes[:, 0], runs):
+        layers = [x for x in s["layer_mem"]["layers"] if x.get("layer_mem")]
+        mean = [x["layer_mem"]["mean"] for x in layers]
+        lo = [m - x["layer_mem"]["ci95"][0] for m, x in zip(mean, layers)]
+        hi = [x["layer_mem"]["ci95"][1] - m for m, x in zip(mean, layers)]
+        ax.errorbar(range(len(layers)), mean, yerr=[lo, hi], marker="o", capsize=3)
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_xticks(range(len(layers)), [x["layer"] for x in layers], rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("LayerMem")
+        ax.set_title(f"{name}: mean ratio score of {s['layer_mem']['images']} {s['layer_mem']['set']} images, 95% CI",
+                     fontsize=9)
+    fig.tight_layout()
+    fig.savefig(figure, dpi=120)
+    plt.close(fig)
+
+
 # --- the method matrix --------------------------------------------------------------------
 
 
@@ -334,8 +385,9 @@ def main(argv):
     a.add_argument("--figure", help="PNG of the most memorized candidates of each method, side by side")
     a.add_argument("--top", type=float, default=0.1, help="the top fraction compared (default 0.1)")
     a.add_argument("--shown", type=int, default=10, help="images per method in the figure (default 10)")
-    lm = sub.add_parser("layermem", help="LayerMem and ΔLayerMem of an audit, layer by layer")
-    lm.add_argument("audit")
+    lm = sub.add_parser("layermem", help="LayerMem and ΔLayerMem of audits, layer by layer")
+    lm.add_argument("runs", nargs="+", metavar="[NAME=]AUDIT")
+    lm.add_argument("--figure", help="PNG of LayerMem by layer with its intervals, one panel per audit")
     rm = sub.add_parser("removal", help="the removal experiment's tables")
     rm.add_argument("dir")
     args = ap.parse_args(argv)
@@ -350,12 +402,7 @@ def main(argv):
             ap.error("--top is a fraction in (0, 1]")
         lines = agreement(args.runs, args.figure, args.top, args.shown)
     elif args.what == "layermem":
-        s = json.loads((Path(args.audit) / "summary.json").read_text())
-        if not s.get("layer_mem"):
-            sys.exit(f"findings.py: {args.audit}/summary.json has no layer_mem (a bundle without layers?)")
-        lm = s["layer_mem"]
-        lines = header() + [f"{lm['images']} {lm['set']} images, {s['params']['pairs']} view pairs each; "
-                            "95% intervals over the images.", ""] + layer_mem_table(lm)
+        lines = layer_mem_runs(args.runs, args.figure)
     else:
         lines = header() + removal_section(Path(args.dir))
     print("\n".join(lines))

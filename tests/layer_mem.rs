@@ -141,6 +141,21 @@ fn check_layer_mem(bundle: &Path, out: &Path, names_wanted: &[&str]) {
     assert!(image::load_from_memory(&png).is_ok());
     let html = std::fs::read_to_string(out.join("report.html")).expect("report");
     assert!(html.contains("LayerMem by layer") && html.contains("fig-layer-mem"));
+
+    // The findings page's table of it (scripts/findings.py layermem): a row per layer, in order.
+    let o = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/findings.py"))
+        .args(["layermem", &format!("pair={}", out.display())])
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = stdout(&o);
+    let rows: Vec<&str> = md
+        .lines()
+        .filter_map(|l| l.strip_prefix("| ")?.split(" | ").next())
+        .filter(|c| *c != "layer" && !c.starts_with("---"))
+        .collect();
+    assert_eq!(rows, names_wanted, "{md}");
 }
 
 #[test]
