@@ -308,7 +308,7 @@ def draw_agreement(figure, runs, scores, shown):
 
     dataset = runs[0][3]["params"].get("dataset") or "fashion-mnist"
     images = training_images(dataset)
-    fig, axes = plt.subplots(len(runs), shown, figsize=(shown * 0.9, len(runs) * 1.05), squeeze=False)
+    fig, axes = plt.subplots(len(runs), shown, figsize=(shown * 0.9, len(runs) * 1.2), squeeze=False)
     for row, (name, _, _, _) in enumerate(runs):
         order = sorted(scores[name], key=lambda i: -scores[name][i])[:shown]
         for col in range(shown):
@@ -319,7 +319,7 @@ def draw_agreement(figure, runs, scores, shown):
                 i = order[col]
                 ax.imshow(images[i], cmap="gray_r")
                 ax.set_title(f"#{i}", fontsize=6)
-        axes[row][0].set_ylabel(name, fontsize=7)
+        axes[row][0].set_ylabel(name.replace(", ", ",\n"), fontsize=7)
     fig.suptitle("Most memorized candidates per method (rank 1 left; # = training index)", fontsize=8)
     fig.tight_layout()
     Path(figure).parent.mkdir(parents=True, exist_ok=True)
