@@ -95,18 +95,11 @@ def layer_mem_table(lm):
 def layer_mem_runs(specs, figure):
     """The LayerMem tables of `[NAME=]AUDIT` specs (a heading per audit when there are several)
     and, with `figure`, a PNG with one panel per audit: LayerMem by layer with its 95% interval."""
-    runs = []
-    for spec in specs:
-        name, sep, audit = spec.partition("=")
-        if not sep:
-            name, audit = Path(spec).name, spec
-        path = Path(audit) / "summary.json"
-        if not path.is_file():
-            sys.exit(f"findings.py: {path} does not exist (run `sslmem audit --out {audit}` first)")
-        s = json.loads(path.read_text())
+    named = [spec if "=" in spec else f"{Path(spec).name}={spec}" for spec in specs]
+    runs = [(name, s) for name, _, _, s in parse_runs(named)]
+    for name, s in runs:
         if not s.get("layer_mem"):
-            sys.exit(f"findings.py: {path} has no layer_mem (a bundle without layers?)")
-        runs.append((name, s))
+            sys.exit(f"findings.py: {name}'s summary.json has no layer_mem (a bundle without layers?)")
     lines = header()
     for name, s in runs:
         lm = s["layer_mem"]

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{random_bundle, run, stderr, stdout};
+use common::{findings, random_bundle, run, stderr, stdout};
 use serde_json::Value;
 
 const MEMBERS: &str = "fashion-mnist:train[0:12]";
@@ -143,13 +143,7 @@ fn check_layer_mem(bundle: &Path, out: &Path, names_wanted: &[&str]) {
     assert!(html.contains("LayerMem by layer") && html.contains("fig-layer-mem"));
 
     // The findings page's table of it (scripts/findings.py layermem): a row per layer, in order.
-    let o = std::process::Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/findings.py"))
-        .args(["layermem", &format!("pair={}", out.display())])
-        .output()
-        .expect("python3");
-    assert!(o.status.success(), "{}", stderr(&o));
-    let md = stdout(&o);
+    let md = findings(&["layermem", &format!("pair={}", out.display())]);
     let rows: Vec<&str> = md
         .lines()
         .filter_map(|l| l.strip_prefix("| ")?.split(" | ").next())

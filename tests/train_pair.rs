@@ -519,7 +519,7 @@ fn removal_experiment_retrains_f_without_top_or_random_candidates() {
     assert!(image::load_from_memory(&png).is_ok());
     // The findings page's tables of it: the per-seed differences as removal.json has them,
     // and a row per arm of the subpopulations.
-    let md = findings(&["removal", out.to_str().expect("utf8")]);
+    let md = common::findings(&["removal", out.to_str().expect("utf8")]);
     let per_seed: Vec<String> = tmr["top_minus_random"]
         .as_array()
         .expect("d")
@@ -960,7 +960,7 @@ fn every_method_trains_a_pair_with_canaries_that_audits_completely() {
         .iter()
         .map(|m| format!("{m}={}", dir.path().join(format!("{m}-audit")).display()))
         .collect();
-    let table = findings(
+    let table = common::findings(
         &[
             &["methods"][..],
             &specs.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -988,21 +988,6 @@ fn every_method_trains_a_pair_with_canaries_that_audits_completely() {
         let bundle = format!("- {method}: `{}`", dir.path().join(method).display());
         assert!(table.contains(&bundle), "{table}");
     }
-}
-
-/// What `python3 scripts/findings.py ARGS` prints (it must succeed).
-fn findings(args: &[&str]) -> String {
-    let o = std::process::Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/findings.py"))
-        .args(args)
-        .output()
-        .expect("python3");
-    assert!(
-        o.status.success(),
-        "findings.py {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("utf8")
 }
 
 #[test]

@@ -26,6 +26,21 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// Writes a random bundle with the CLI and returns its folder.
+/// What `python3 scripts/findings.py ARGS` prints (it must succeed).
+pub fn findings(args: &[&str]) -> String {
+    let o = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/findings.py"))
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        o.status.success(),
+        "findings.py {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).expect("utf8")
+}
+
 pub fn random_bundle(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let out = dir.join(name);
     let o = run(&[
