@@ -119,6 +119,41 @@ fn pair_trains_exports_and_scores() {
     let s: Value = serde_json::from_str(common::stdout(&o).trim()).expect("json");
     assert!(s["score"].as_f64().expect("score").is_finite());
     assert_eq!(s["input"], format!("fashion-mnist:train#{cand}"));
+
+    // `eval` re-measures what training recorded (a bundle made before a field existed gets
+    // it): with every run's evaluation and spread removed, it writes them back, the kNN
+    // accuracy and the spread equal to training's (the same exported backbone over the same
+    // test subset).
+    let mut bare = m.clone();
+    for r in bare["training"]["runs"].as_array_mut().expect("runs") {
+        let r = r.as_object_mut().expect("run");
+        r.remove("eval");
+        r.remove("spread");
+    }
+    std::fs::write(out.join("sslmem.json"), bare.to_string()).expect("write");
+    let o = train_bin()
+        .args(["--device", "cpu", "--threads", "2", "eval", "--bundle"])
+        .arg(&out)
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = manifest(&out);
+    for (was, now) in runs
+        .iter()
+        .zip(again["training"]["runs"].as_array().expect("runs"))
+    {
+        assert!(now["eval"]["linear_probe_accuracy"].is_f64(), "{now}");
+        assert_eq!(
+            now["eval"]["knn_accuracy"], was["eval"]["knn_accuracy"],
+            "{now}"
+        );
+        assert_eq!(now["eval"]["test_examples"], 200, "{now}");
+        for output in ["representation", "projection"] {
+            let rank = |r: &Value| r["spread"][output]["effective_rank"].as_f64();
+            let (a, b) = (rank(was).expect("trained"), rank(now).expect("re-measured"));
+            assert!((a - b).abs() < 1e-3 * a, "{output}: {a} vs {b}");
+        }
+    }
 }
 
 /// Trains with `with_out(out)` straight through, and again killed as soon as f0 has its

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use tch::Device;
 
-use super::eval::{evaluate, exported_engine, raw_pixel_probe};
+use super::eval::{evaluate, exported_engine, output_spreads, raw_pixel_probe};
 use super::job::Job;
-use super::manifest::{run_record, Provenance};
+use super::manifest::{collapse_report, run_record, Provenance};
 use super::monitor::{sample, Monitor, MonitorSets, MonitorSpec};
 use super::trainer::{TrainConfig, Trainer};
 use crate::augment::Normalize;
@@ -355,13 +355,9 @@ pub fn read_canaries(dir: &Path, rec: &CanaryRecord, shape: [usize; 3]) -> Resul
 pub const CANARY_DIR: &str = "canaries";
 
 /// Re-evaluates every encoder of a bundle written by [`run_pair`] (kNN and linear probe of
-/// the exported models, and the raw-pixel baseline) and updates its `training` record.
-pub fn reevaluate(
-    dir: &Path,
-    dataset: Option<&str>,
-    subset: Option<(usize, usize)>,
-    command: &str,
-) -> Result<Manifest> {
+/// the exported models, the spread of their outputs over the test images with the collapse
+/// check's verdict, and the raw-pixel baseline) and updates its `training` record.
+pub fn reevaluate(dir: &Path, dataset: Option<&str>, command: &str) -> Result<Manifest> {
     let mut m = bundle::read_manifest(dir)?;
     let split = m.split.clone().ok_or_else(|| {
         Error::bundle(
@@ -377,7 +373,8 @@ pub fn reevaluate(
     let dataset = dataset.as_str();
     let i = &m.input;
     let shape = [i.channels, i.height, i.width];
-    let tt = dataset::load(dataset, Some(shape), subset)?;
+    // The subset the bundle was trained on (`pair --subset/--test-subset`), as it recorded.
+    let tt = dataset::load(dataset, Some(shape), m.training_subset())?;
     dataset::check_recorded_data(dataset, split.data_sha256.as_deref(), &tt)?;
     let dataset::TrainTest { train, test, .. } = tt;
     if train.labels.is_none() || test.labels.is_none() {
@@ -396,6 +393,12 @@ pub fn reevaluate(
     let i = &m.input;
     let norm = crate::augment::Normalize::new(i.mean.clone(), i.std.clone(), i.channels)?;
     let mut training = m.training.clone().unwrap_or_default();
+    // The recipe's epochs, for the collapse check (0, no verdict, when it is not recorded).
+    let epochs = training
+        .config
+        .as_ref()
+        .and_then(|c| c.typed().ok())
+        .map_or(0, |c| c.epochs);
     // A runs record this version cannot read is refused, not replaced: the manifest is
     // written back.
     let mut runs: Vec<RunRecord> = match training.runs.as_ref().map(|r| r.typed()) {
@@ -411,11 +414,17 @@ pub fn reevaluate(
     for (side, files, idx) in [("f", &m.f, split.f_train()), ("g", &m.g, split.g_train())] {
         for (k, mf) in files.iter().enumerate() {
             let path = bundle::verify_file(dir, mf)?;
-            let enc = exported_engine(&path, &test, &norm, &m.representation.output)?;
+            // The backbone's representation, as training evaluated it (not the scored output,
+            // which may be the projection).
+            let enc = exported_engine(&path, &test, &norm, crate::onnx::REPRESENTATION)?;
             let eval = evaluate(&enc, &train, &idx, &test, &norm)?;
-            tracing::info!(run = %format!("{side}{k}"), knn = eval.knn_accuracy, linear_probe = eval.linear_probe_accuracy, "evaluated");
+            let label = format!("{side}{k}");
+            tracing::info!(run = %label, knn = eval.knn_accuracy, linear_probe = eval.linear_probe_accuracy, "evaluated");
+            let spread = output_spreads(&path, &test, &norm)?;
             if let Some(r) = runs.iter_mut().find(|r| r.side == side && r.index == k) {
                 r.eval = Some(eval);
+                r.collapsed = collapse_report(&label, &spread, epochs);
+                r.spread = Some(spread);
             }
         }
     }

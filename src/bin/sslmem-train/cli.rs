@@ -65,8 +65,8 @@ pub enum TrainCommand {
         #[arg(long, env = "SSLMEM_TRAIN_OUT")]
         out: PathBuf,
     },
-    /// Re-evaluate a bundle's encoders (kNN, linear probe, raw-pixel baseline) and update
-    /// its `training` record.
+    /// Re-evaluate a bundle's encoders (kNN, linear probe, effective rank of their outputs
+    /// with the collapse check, raw-pixel baseline) and update its `training` record.
     Eval {
         #[arg(long, env = "SSLMEM_TRAIN_BUNDLE")]
         bundle: PathBuf,
@@ -454,7 +454,7 @@ pub fn main(cli: TrainCli) -> ExitCode {
             TrainCommand::Subsample(a) => subsample(a, dev),
             TrainCommand::SubsampleBundle { out } => write_bundle(out, dev).map(|_| ()),
             TrainCommand::Eval { bundle, dataset } => {
-                sslmem::train::pair::reevaluate(bundle, dataset.as_deref(), None, &command_line())
+                sslmem::train::pair::reevaluate(bundle, dataset.as_deref(), &command_line())
                     .map(|_| ())
             }
             TrainCommand::Removal {
