@@ -1023,6 +1023,28 @@ fn every_method_trains_a_pair_with_canaries_that_audits_completely() {
         let bundle = format!("- {method}: `{}`", dir.path().join(method).display());
         assert!(table.contains(&bundle), "{table}");
     }
+
+    // A bundle folder that kept only its training logs (its manifest lost) still gives f0's
+    // probe, from the evaluation line training appends to f0's log.
+    let logs_only = dir.path().join("vicreg-logs");
+    std::fs::create_dir(&logs_only).expect("mkdir");
+    for log in ["train-f0.jsonl", "train-g0.jsonl"] {
+        std::fs::copy(dir.path().join("vicreg").join(log), logs_only.join(log)).expect("copy");
+    }
+    let f0 = &manifest(&dir.path().join("vicreg"))["training"]["runs"][0];
+    assert!(f0["side"] == "f" && f0["index"] == 0, "{f0}");
+    let probe = f0["eval"]["linear_probe_accuracy"].as_f64().expect("probe");
+    let spec = format!(
+        "logs={}@{}",
+        dir.path().join("vicreg-audit").display(),
+        logs_only.display()
+    );
+    let table = common::findings(&["methods", &spec]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("| logs |"))
+        .unwrap_or_else(|| panic!("no row in\n{table}"));
+    assert!(row.contains(&format!("| {probe:.3} (–) |")), "{row}");
 }
 
 #[test]
