@@ -20,7 +20,8 @@
 #               pair that memorizes): its audit ranks the 250 candidates; the top 50 and 100,
 #               and as many random ones with the same class histogram, are removed and f is
 #               retrained with the bundle's recipe (1,000 epochs), seeds 0-2, plus k = 0: 15
-#               encoders, into $RUNS/removal-default
+#               encoders, into $RUNS/removal-default; SSLMEM_TRAIN_REMOVAL_EPOCHS=200 retrains
+#               each for 200 epochs instead (docs/reproduction.md's run: 3.5 min each, idle)
 #   vit-mae     MAE on vit-tiny-28x28x1 (AdamW 1e-3, weight decay 0.05, 10 warm-up epochs as
 #               the ViT papers' 5%), 200 epochs, tokens scored
 #   vit-simclr  SimCLR on vit-tiny-28x28x1, the same optimiser, 200 epochs, temperature 0.2

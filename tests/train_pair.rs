@@ -578,6 +578,24 @@ fn removal_experiment_retrains_f_without_top_or_random_candidates() {
         before,
         std::fs::read(out.join("removal.json")).expect("json")
     );
+    // Asked for other epochs, the finished runs are not passed off as them.
+    let mut other = args;
+    other[other
+        .iter()
+        .position(|a| *a == "--epochs")
+        .expect("--epochs")
+        + 1] = "2";
+    let o = train_bin().args(other).output().expect("other epochs");
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("retrained for 1 epochs, this command asks for 2"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert_eq!(
+        before,
+        std::fs::read(out.join("removal.json")).expect("json")
+    );
 }
 
 #[test]

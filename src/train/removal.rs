@@ -57,6 +57,9 @@ pub struct RemovalRun {
     pub train_examples: usize,
     pub linear_probe_accuracy: f64,
     pub knn_accuracy: f64,
+    /// The epochs f was retrained for (absent from runs made before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
     /// The removed examples (indices into the training set).
     pub removed: Vec<usize>,
     /// Per test image, in the test set's order (absent from runs made before it was
@@ -244,6 +247,7 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
                 train_examples: indices.len(),
                 linear_probe_accuracy: eval.linear_probe_accuracy,
                 knn_accuracy: eval.knn_accuracy,
+                epochs: Some(setup.config.epochs),
                 removed,
                 test: Some(setup.test_outcomes(e.path, &indices)?),
             })
@@ -254,6 +258,14 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
                  made before the random control was drawn with the top's class histogram?); \
                  choose another --out",
                 o.out.display()
+            )));
+        }
+        if let Some(e) = r.epochs.filter(|&e| e != setup.config.epochs) {
+            return Err(Error::Param(format!(
+                "{}: run {name} was retrained for {e} epochs, this command asks for {}; pass \
+                 --epochs {e} to finish that experiment, or choose another --out",
+                o.out.display(),
+                setup.config.epochs
             )));
         }
         let _ = fs::remove_dir_all(&work);
@@ -717,6 +729,7 @@ mod tests {
             train_examples: 8,
             linear_probe_accuracy: acc,
             knn_accuracy: 0.5,
+            epochs: Some(1),
             removed: if strategy == "top" {
                 vec![10, 11]
             } else {
