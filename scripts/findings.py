@@ -183,12 +183,14 @@ def training(bundle):
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut short by a killed run
+            if not isinstance(rec, dict):
+                continue
             seconds += rec.get("seconds", 0.0)
             if log.name == "train-f0.jsonl" and rec.get("memorization"):
                 monitor_rank = rec["memorization"].get("projection_spread", {}).get("effective_rank")
             if log.name == "train-f0.jsonl" and rec.get("eval"):
                 logged_eval = rec["eval"]
-    if not m and not seconds:
+    if not (m or seconds or logged_eval or monitor_rank):
         return {}
     method = (t.get("config") or {}).get("method") or {}
     return {
@@ -198,7 +200,8 @@ def training(bundle):
         "rank_source": "test images" if rank is not None else "monitor sample",
         "minutes": seconds / 60 if seconds else None,
         "method": method.get("method"),
-        "command": t.get("command"),
+        "command": t.get("command") or ("no training command in the manifest" if m else
+                                        "no manifest kept: the command is beside its row in docs/reproduction.md"),
     }
 
 
@@ -233,7 +236,7 @@ def methods(specs):
     for name, audit, bundle, s in runs:
         tr = training(bundle)
         out.append(f"- {name}: `{bundle}` (audit `{audit}`, {s['params']['pairs']} view pairs): "
-                   f"`{tr.get('command') or 'no manifest kept: the command is beside its row in docs/reproduction.md'}`")
+                   f"`{tr.get('command') or 'no bundle there: no manifest, no training logs'}`")
     return out
 
 

@@ -123,8 +123,9 @@ fn pair_trains_exports_and_scores() {
     // `eval` re-measures what training recorded (a bundle made before a field existed gets
     // it): with every run's evaluation and spread removed, it writes them back, the kNN
     // accuracy and the spread equal to training's (the same exported backbone over the same
-    // test subset).
+    // test subset), also when the bundle scores the projection (the probe is the backbone's).
     let mut bare = m.clone();
+    bare["representation"]["output"] = "projection".into();
     for r in bare["training"]["runs"].as_array_mut().expect("runs") {
         let r = r.as_object_mut().expect("run");
         r.remove("eval");
@@ -588,7 +589,7 @@ fn removal_experiment_retrains_f_without_top_or_random_candidates() {
     let o = train_bin().args(other).output().expect("other epochs");
     assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
     assert!(
-        common::stderr(&o).contains("retrained for 1 epochs, this command asks for 2"),
+        common::stderr(&o).contains("retrained with --epochs 1, this command asks for 2"),
         "{}",
         common::stderr(&o)
     );
@@ -889,6 +890,27 @@ fn a_collapsing_run_says_so_in_its_log_warning_and_manifest() {
         .iter()
         .any(|l| l["collapsed"] == serde_json::json!(["representation", "projection"])));
     assert!(measured[0]["memorization"]["projection_spread"]["effective_rank"].is_f64());
+    // `eval` on the bundle with its verdicts and spreads removed judges it the same again.
+    let mut bare = m.clone();
+    for r in bare["training"]["runs"].as_array_mut().expect("runs") {
+        let r = r.as_object_mut().expect("run");
+        r.remove("collapsed");
+        r.remove("spread");
+    }
+    std::fs::write(out.join("sslmem.json"), bare.to_string()).expect("write");
+    let o = train_bin()
+        .args(["--device", "cpu", "--threads", "2", "eval", "--bundle"])
+        .arg(&out)
+        .output()
+        .expect("eval");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("COLLAPSED"), "{err}");
+    assert_eq!(
+        manifest(&out)["training"]["runs"],
+        m["training"]["runs"],
+        "the same verdicts and spreads as training recorded"
+    );
 
     // SimCLR for as long: its outputs spread out, nothing is flagged.
     let healthy = dir.path().join("healthy");
@@ -1063,6 +1085,15 @@ fn every_method_trains_a_pair_with_canaries_that_audits_completely() {
         .find(|l| l.starts_with("| logs |"))
         .unwrap_or_else(|| panic!("no row in\n{table}"));
     assert!(row.contains(&format!("| {probe:.3} (–) |")), "{row}");
+    // The rank column: f0's last monitor line's, marked as the monitor's.
+    let rank = std::fs::read_to_string(logs_only.join("train-f0.jsonl"))
+        .expect("log")
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|l| l["memorization"]["projection_spread"]["effective_rank"].as_f64())
+        .expect("a monitor line with the projection's spread");
+    assert!(row.contains(&format!("| {rank:.1} (monitor) |")), "{row}");
 }
 
 #[test]

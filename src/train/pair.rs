@@ -385,7 +385,8 @@ pub fn reevaluate(dir: &Path, dataset: Option<&str>, command: &str) -> Result<Ma
     }
     if train.len() != split.size {
         return Err(Error::Param(format!(
-            "{dataset} has {} training examples, the split {}",
+            "{dataset} has {} training examples, the split {} (trained on a subset the \
+             manifest does not record as training.subset?)",
             train.len(),
             split.size
         )));
@@ -393,12 +394,22 @@ pub fn reevaluate(dir: &Path, dataset: Option<&str>, command: &str) -> Result<Ma
     let i = &m.input;
     let norm = crate::augment::Normalize::new(i.mean.clone(), i.std.clone(), i.channels)?;
     let mut training = m.training.clone().unwrap_or_default();
-    // The recipe's epochs, for the collapse check (0, no verdict, when it is not recorded).
-    let epochs = training
-        .config
-        .as_ref()
-        .and_then(|c| c.typed().ok())
-        .map_or(0, |c| c.epochs);
+    // The recipe's epochs, for the collapse check: from the recorded config, read as JSON so
+    // that a recipe of another version still gives them. Unknown, the verdicts training
+    // recorded are kept.
+    let epochs = training.config.as_ref().and_then(|c| match c {
+        crate::recipe::Recorded::Typed(t) => Some(t.epochs),
+        crate::recipe::Recorded::Read { json, .. } => json
+            .get("epochs")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|e| usize::try_from(e).ok()),
+    });
+    if epochs.is_none() {
+        tracing::warn!(
+            bundle = %dir.display(),
+            "the manifest records no epochs: the collapse verdicts it has are kept, not re-judged"
+        );
+    }
     // A runs record this version cannot read is refused, not replaced: the manifest is
     // written back.
     let mut runs: Vec<RunRecord> = match training.runs.as_ref().map(|r| r.typed()) {
@@ -421,11 +432,15 @@ pub fn reevaluate(dir: &Path, dataset: Option<&str>, command: &str) -> Result<Ma
             let label = format!("{side}{k}");
             tracing::info!(run = %label, knn = eval.knn_accuracy, linear_probe = eval.linear_probe_accuracy, "evaluated");
             let spread = output_spreads(&path, &test, &norm)?;
-            if let Some(r) = runs.iter_mut().find(|r| r.side == side && r.index == k) {
-                r.eval = Some(eval);
+            let Some(r) = runs.iter_mut().find(|r| r.side == side && r.index == k) else {
+                tracing::warn!(run = %label, "not in the manifest's training.runs (made by another tool?): its evaluation is not recorded");
+                continue;
+            };
+            r.eval = Some(eval);
+            if let Some(epochs) = epochs {
                 r.collapsed = collapse_report(&label, &spread, epochs);
-                r.spread = Some(spread);
             }
+            r.spread = Some(spread);
         }
     }
     training.runs = Some(runs.into());

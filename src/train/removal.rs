@@ -198,6 +198,7 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
     let setup = Setup::load(o)?;
     let runs_dir = o.out.join("runs");
     fs::create_dir_all(&runs_dir).map_err(|e| Error::io(&runs_dir, e))?;
+    check_finished_epochs(&o.out, setup.config.epochs)?;
     let plan = plan(&setup.ranked, &setup.labels, &o.ks, &o.seeds);
     let mut results = Vec::new();
     for (n, (strategy, k, seed, removed)) in plan.iter().cloned().enumerate() {
@@ -260,14 +261,6 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
                 o.out.display()
             )));
         }
-        if let Some(e) = r.epochs.filter(|&e| e != setup.config.epochs) {
-            return Err(Error::Param(format!(
-                "{}: run {name} was retrained for {e} epochs, this command asks for {}; pass \
-                 --epochs {e} to finish that experiment, or choose another --out",
-                o.out.display(),
-                setup.config.epochs
-            )));
-        }
         let _ = fs::remove_dir_all(&work);
         tracing::info!(run = %name, linear_probe = r.linear_probe_accuracy, "done");
         results.push(r);
@@ -281,6 +274,58 @@ pub fn run(o: &RemovalOptions) -> Result<Value> {
     let png = crate::audit::figures::removal_png(&series(&results))?;
     write_atomic(&o.out.join("removal.png"), &png)?;
     Ok(summary)
+}
+
+/// Refuses an `out` whose finished runs were retrained for other epochs than `epochs`
+/// (before anything trains): each run's record says them, or, for records made before they
+/// were recorded, the experiment's `removal.json`; a run that says neither is refused too.
+///
+/// Errors: [`Error::Param`] naming the run, its epochs and the fix.
+fn check_finished_epochs(out: &Path, epochs: usize) -> Result<()> {
+    let runs = out.join("runs");
+    let Ok(entries) = fs::read_dir(&runs) else {
+        return Ok(()); // nothing finished yet
+    };
+    let summary: Option<usize> = fs::read(out.join("removal.json"))
+        .ok()
+        .and_then(|t| serde_json::from_slice::<Value>(&t).ok())
+        .and_then(|v| v["epochs"].as_u64())
+        .and_then(|e| usize::try_from(e).ok());
+    let mut records: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    records.sort();
+    for path in records {
+        // A record that does not read is retrained over, as the run itself treats it.
+        let Some(run) = fs::read(&path)
+            .ok()
+            .and_then(|t| serde_json::from_slice::<RemovalRun>(&t).ok())
+        else {
+            continue;
+        };
+        match run.epochs.or(summary) {
+            Some(e) if e == epochs => {}
+            Some(e) => {
+                return Err(Error::Param(format!(
+                    "{}: a finished run ({}) was retrained with --epochs {e}, this command asks \
+                     for {epochs}; pass --epochs {e} to finish that experiment, or choose another \
+                     --out",
+                    out.display(),
+                    path.display()
+                )))
+            }
+            None => {
+                return Err(Error::Param(format!(
+                    "{}: a finished run ({}) does not record its epochs (made by an older \
+                     sslmem-train) and there is no removal.json to say them; choose another --out",
+                    out.display(),
+                    path.display()
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What every retraining shares: the bundle's recipe, its data (canaries appended to the
