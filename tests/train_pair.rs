@@ -44,6 +44,23 @@ fn pair_args(out: &Path, epochs: &str) -> Vec<String> {
     .collect()
 }
 
+/// Writes `m` as the manifest of the bundle at `out` with `fields` removed from every run
+/// of `training.runs`, and runs `sslmem-train eval` on it.
+fn eval_without(out: &Path, mut m: Value, fields: &[&str]) -> std::process::Output {
+    for r in m["training"]["runs"].as_array_mut().expect("runs") {
+        let r = r.as_object_mut().expect("run");
+        for f in fields {
+            r.remove(*f);
+        }
+    }
+    std::fs::write(out.join("sslmem.json"), m.to_string()).expect("write");
+    train_bin()
+        .args(["--device", "cpu", "--threads", "2", "eval", "--bundle"])
+        .arg(out)
+        .output()
+        .expect("eval")
+}
+
 fn manifest(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("sslmem.json")).expect("manifest"))
         .expect("json")
@@ -126,17 +143,7 @@ fn pair_trains_exports_and_scores() {
     // test subset), also when the bundle scores the projection (the probe is the backbone's).
     let mut bare = m.clone();
     bare["representation"]["output"] = "projection".into();
-    for r in bare["training"]["runs"].as_array_mut().expect("runs") {
-        let r = r.as_object_mut().expect("run");
-        r.remove("eval");
-        r.remove("spread");
-    }
-    std::fs::write(out.join("sslmem.json"), bare.to_string()).expect("write");
-    let o = train_bin()
-        .args(["--device", "cpu", "--threads", "2", "eval", "--bundle"])
-        .arg(&out)
-        .output()
-        .expect("run");
+    let o = eval_without(&out, bare, &["eval", "spread"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let again = manifest(&out);
     for (was, now) in runs
@@ -891,18 +898,7 @@ fn a_collapsing_run_says_so_in_its_log_warning_and_manifest() {
         .any(|l| l["collapsed"] == serde_json::json!(["representation", "projection"])));
     assert!(measured[0]["memorization"]["projection_spread"]["effective_rank"].is_f64());
     // `eval` on the bundle with its verdicts and spreads removed judges it the same again.
-    let mut bare = m.clone();
-    for r in bare["training"]["runs"].as_array_mut().expect("runs") {
-        let r = r.as_object_mut().expect("run");
-        r.remove("collapsed");
-        r.remove("spread");
-    }
-    std::fs::write(out.join("sslmem.json"), bare.to_string()).expect("write");
-    let o = train_bin()
-        .args(["--device", "cpu", "--threads", "2", "eval", "--bundle"])
-        .arg(&out)
-        .output()
-        .expect("eval");
+    let o = eval_without(&out, m.clone(), &["collapsed", "spread"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("COLLAPSED"), "{err}");
